@@ -1,0 +1,639 @@
+//! The records that flow through the graphs: one [`MetricSet`] per entity per window.
+//!
+//! A metric set is a dense value array plus shared label strings, so moving one between workers
+//! is a memcpy and a few reference-count bumps, never a re-allocation of names.
+
+use std::fmt;
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+
+use rustc_hash::FxHashSet;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::catalog::{Kind, LabeledMetricId, MetricId, ValueType};
+
+/// Timely time: the end of a window in milliseconds since the Unix epoch, aligned to the
+/// resolution (Heapster's batch timestamp).
+pub type Time = u64;
+
+/// A shared, immutable string. Names repeat every window, so they are interned once and shared.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Name(Arc<str>);
+
+impl Name {
+    pub fn new(s: &str) -> Self {
+        Name(Arc::from(s))
+    }
+
+    #[inline]
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl std::ops::Deref for Name {
+    type Target = str;
+    #[inline]
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::borrow::Borrow<str> for Name {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Name {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&*self.0, f)
+    }
+}
+
+impl fmt::Display for Name {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl From<&str> for Name {
+    fn from(s: &str) -> Self {
+        Name::new(s)
+    }
+}
+
+impl From<String> for Name {
+    fn from(s: String) -> Self {
+        Name(Arc::from(s))
+    }
+}
+
+impl Serialize for Name {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Name {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        Ok(Name::new(&s))
+    }
+}
+
+/// Hands out one shared [`Name`] per distinct string.
+///
+/// `sweep` drops names nobody else holds any more, so pods that come and go do not grow it.
+#[derive(Default)]
+pub struct Interner {
+    names: FxHashSet<Name>,
+}
+
+impl Interner {
+    pub fn intern(&mut self, s: &str) -> Name {
+        if let Some(name) = self.names.get(s) {
+            return name.clone();
+        }
+        let name = Name::new(s);
+        self.names.insert(name.clone());
+        name
+    }
+
+    /// Forgets names that only the interner still holds.
+    pub fn sweep(&mut self) {
+        self.names.retain(|n| Arc::strong_count(&n.0) > 1);
+    }
+
+    pub fn len(&self) -> usize {
+        self.names.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.names.is_empty()
+    }
+}
+
+/// A stable 64-bit hash (FNV-1a with a final mix): the same on every run, worker and process,
+/// which is what routing a node to its worker needs.
+pub fn stable_hash(parts: &[&str]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for part in parts {
+        for b in part.as_bytes() {
+            h ^= u64::from(*b);
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        // Separate parts so ("ab", "c") and ("a", "bc") differ.
+        h ^= 0xff;
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    // splitmix64 finalizer: spreads the low bits used by `% workers`.
+    h ^= h >> 30;
+    h = h.wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    h ^= h >> 27;
+    h = h.wrapping_mul(0x94d0_49bb_1331_11eb);
+    h ^ (h >> 31)
+}
+
+/// The worker (or process) that owns a node: it scrapes it and keeps its rate state.
+pub fn node_owner(node: &str, peers: usize) -> usize {
+    (stable_hash(&[node]) % peers.max(1) as u64) as usize
+}
+
+/// What a metric set describes. The text form is Heapster's metric-set key.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum EntityKey {
+    Cluster,
+    Namespace { ns: Name },
+    Node { node: Name },
+    SysContainer { node: Name, name: Name },
+    Pod { ns: Name, pod: Name },
+    PodContainer { ns: Name, pod: Name, container: Name },
+}
+
+impl EntityKey {
+    /// Heapster's `type` label.
+    pub fn type_label(&self) -> &'static str {
+        match self {
+            EntityKey::Cluster => "cluster",
+            EntityKey::Namespace { .. } => "ns",
+            EntityKey::Node { .. } => "node",
+            EntityKey::SysContainer { .. } => "sys_container",
+            EntityKey::Pod { .. } => "pod",
+            EntityKey::PodContainer { .. } => "pod_container",
+        }
+    }
+
+    /// The pod this entity belongs to, if any.
+    pub fn pod(&self) -> Option<(&Name, &Name)> {
+        match self {
+            EntityKey::Pod { ns, pod } | EntityKey::PodContainer { ns, pod, .. } => Some((ns, pod)),
+            _ => None,
+        }
+    }
+
+    /// A stable hash that sends a pod and its containers to the same worker, and a node and
+    /// its system containers to the same worker.
+    pub fn route(&self) -> u64 {
+        match self {
+            EntityKey::Cluster => 0,
+            EntityKey::Namespace { ns } => stable_hash(&["ns", ns]),
+            EntityKey::Node { node } | EntityKey::SysContainer { node, .. } => {
+                stable_hash(&["node", node])
+            }
+            EntityKey::Pod { ns, pod } | EntityKey::PodContainer { ns, pod, .. } => {
+                stable_hash(&["pod", ns, pod])
+            }
+        }
+    }
+}
+
+impl fmt::Display for EntityKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            EntityKey::Cluster => f.write_str("cluster"),
+            EntityKey::Namespace { ns } => write!(f, "namespace:{ns}"),
+            EntityKey::Node { node } => write!(f, "node:{node}"),
+            EntityKey::SysContainer { node, name } => write!(f, "node:{node}/container:{name}"),
+            EntityKey::Pod { ns, pod } => write!(f, "namespace:{ns}/pod:{pod}"),
+            EntityKey::PodContainer { ns, pod, container } => {
+                write!(f, "namespace:{ns}/pod:{pod}/container:{container}")
+            }
+        }
+    }
+}
+
+/// One metric value.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Value {
+    Int(i64),
+    Float(f64),
+}
+
+impl Value {
+    pub fn as_f64(self) -> f64 {
+        match self {
+            Value::Int(i) => i as f64,
+            Value::Float(f) => f,
+        }
+    }
+
+    pub fn as_i64(self) -> i64 {
+        match self {
+            Value::Int(i) => i,
+            Value::Float(f) => f as i64,
+        }
+    }
+
+    /// Converts to the catalog's representation.
+    fn coerce(self, ty: ValueType) -> Value {
+        match (self, ty) {
+            (Value::Float(f), ValueType::Int) => Value::Int(f as i64),
+            (Value::Int(i), ValueType::Float) => Value::Float(i as f64),
+            (v, _) => v,
+        }
+    }
+
+    /// Sum of two values of the same representation (integers saturate rather than wrap).
+    pub fn add(self, other: Value) -> Value {
+        match (self, other) {
+            (Value::Int(a), Value::Int(b)) => Value::Int(a.saturating_add(b)),
+            (a, b) => Value::Float(a.as_f64() + b.as_f64()),
+        }
+    }
+}
+
+/// The dense value array of a metric set, indexed by [`MetricId`].
+///
+/// Absent is not zero: a presence bit per metric keeps "the kubelet did not say" apart from 0.
+#[derive(Clone, PartialEq)]
+pub struct Values {
+    present: u64,
+    raw: [u64; MetricId::COUNT],
+}
+
+impl Default for Values {
+    fn default() -> Self {
+        Values { present: 0, raw: [0; MetricId::COUNT] }
+    }
+}
+
+impl Values {
+    #[inline]
+    pub fn get(&self, id: MetricId) -> Option<Value> {
+        if self.present & (1 << id as u64) == 0 {
+            return None;
+        }
+        let raw = self.raw[id as usize];
+        Some(match id.desc().ty {
+            ValueType::Int => Value::Int(raw as i64),
+            ValueType::Float => Value::Float(f64::from_bits(raw)),
+        })
+    }
+
+    #[inline]
+    pub fn get_i64(&self, id: MetricId) -> Option<i64> {
+        self.get(id).map(Value::as_i64)
+    }
+
+    /// Stores `v` in the catalog's representation for `id`.
+    #[inline]
+    pub fn set(&mut self, id: MetricId, v: Value) {
+        self.raw[id as usize] = match v.coerce(id.desc().ty) {
+            Value::Int(i) => i as u64,
+            Value::Float(f) => f.to_bits(),
+        };
+        self.present |= 1 << id as u64;
+    }
+
+    pub fn remove(&mut self, id: MetricId) {
+        self.present &= !(1 << id as u64);
+    }
+
+    /// Adds `v` to the current value, or sets it when absent.
+    pub fn add(&mut self, id: MetricId, v: Value) {
+        let sum = match self.get(id) {
+            Some(old) => old.add(v.coerce(id.desc().ty)),
+            None => v,
+        };
+        self.set(id, sum);
+    }
+
+    pub fn contains(&self, id: MetricId) -> bool {
+        self.present & (1 << id as u64) != 0
+    }
+
+    pub fn len(&self) -> usize {
+        self.present.count_ones() as usize
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.present == 0
+    }
+
+    /// Present values in catalog order.
+    pub fn iter(&self) -> impl Iterator<Item = (MetricId, Value)> + '_ {
+        MetricId::ALL.iter().filter_map(move |&id| self.get(id).map(|v| (id, v)))
+    }
+}
+
+impl fmt::Debug for Values {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map().entries(self.iter().map(|(id, v)| (id.name(), v))).finish()
+    }
+}
+
+impl Serialize for Values {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let present: Vec<u64> = MetricId::ALL
+            .iter()
+            .filter(|id| self.contains(**id))
+            .map(|id| self.raw[*id as usize])
+            .collect();
+        (self.present, present).serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Values {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let (present, raws): (u64, Vec<u64>) = Deserialize::deserialize(d)?;
+        let mut values = Values::default();
+        let mut raws = raws.into_iter();
+        for id in MetricId::ALL {
+            if present & (1 << *id as u64) != 0 {
+                let raw = raws
+                    .next()
+                    .ok_or_else(|| serde::de::Error::custom("fewer values than presence bits"))?;
+                values.raw[*id as usize] = raw;
+            }
+        }
+        values.present = present & ((1u128 << MetricId::COUNT) - 1) as u64;
+        Ok(values)
+    }
+}
+
+/// Heapster's label keys, in the sorted order InfluxDB prefers for tags.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[repr(u8)]
+pub enum LabelId {
+    ContainerBaseImage,
+    ContainerName,
+    HostId,
+    Hostname,
+    Labels,
+    NamespaceId,
+    NamespaceName,
+    Nodename,
+    PodId,
+    PodName,
+    Schedulable,
+}
+
+impl LabelId {
+    pub const ALL: [LabelId; 11] = [
+        LabelId::ContainerBaseImage,
+        LabelId::ContainerName,
+        LabelId::HostId,
+        LabelId::Hostname,
+        LabelId::Labels,
+        LabelId::NamespaceId,
+        LabelId::NamespaceName,
+        LabelId::Nodename,
+        LabelId::PodId,
+        LabelId::PodName,
+        LabelId::Schedulable,
+    ];
+
+    pub fn key(self) -> &'static str {
+        match self {
+            LabelId::ContainerBaseImage => "container_base_image",
+            LabelId::ContainerName => "container_name",
+            LabelId::HostId => "host_id",
+            LabelId::Hostname => "hostname",
+            LabelId::Labels => "labels",
+            LabelId::NamespaceId => "namespace_id",
+            LabelId::NamespaceName => "namespace_name",
+            LabelId::Nodename => "nodename",
+            LabelId::PodId => "pod_id",
+            LabelId::PodName => "pod_name",
+            LabelId::Schedulable => "schedulable",
+        }
+    }
+}
+
+/// The labels of a metric set: Heapster's known keys in fixed slots, plus labels copied from
+/// pod labels by `--store_label`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Labels {
+    slots: [Option<Name>; 11],
+    /// Extra labels, sorted by key.
+    pub extra: Vec<(Name, Name)>,
+}
+
+impl Labels {
+    #[inline]
+    pub fn get(&self, id: LabelId) -> Option<&Name> {
+        self.slots[id as usize].as_ref()
+    }
+
+    #[inline]
+    pub fn set(&mut self, id: LabelId, value: Name) {
+        self.slots[id as usize] = Some(value);
+    }
+
+    /// Sets a label only if it has no value yet.
+    pub fn set_default(&mut self, id: LabelId, value: &Name) {
+        if self.slots[id as usize].is_none() {
+            self.slots[id as usize] = Some(value.clone());
+        }
+    }
+
+    /// Present labels in key order.
+    pub fn iter(&self) -> impl Iterator<Item = (LabelId, &Name)> {
+        LabelId::ALL.iter().filter_map(move |id| self.get(*id).map(|v| (*id, v)))
+    }
+
+    pub fn set_extra(&mut self, extra: Vec<(Name, Name)>) {
+        let mut extra = extra;
+        extra.sort();
+        self.extra = extra;
+    }
+}
+
+/// The labels a labeled value adds to its metric set's.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Resource {
+    /// No extra labels (custom metrics).
+    None,
+    /// `resource_id`: `/`, `logs`, `Volume:<name>`, a device name.
+    Id(Name),
+    /// `make`, `model`, `accelerator_id`.
+    Accelerator { make: Name, model: Name, id: Name },
+}
+
+/// Which labeled metric a value is.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum LabeledMetric {
+    Catalog(LabeledMetricId),
+    /// A user-defined metric; `name` is already `custom/<name>`.
+    Custom { name: Name, kind: Kind },
+}
+
+impl LabeledMetric {
+    pub fn name(&self) -> &str {
+        match self {
+            LabeledMetric::Catalog(id) => id.name(),
+            LabeledMetric::Custom { name, .. } => name,
+        }
+    }
+
+    pub fn kind(&self) -> Kind {
+        match self {
+            LabeledMetric::Catalog(id) => id.desc().kind,
+            LabeledMetric::Custom { kind, .. } => *kind,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LabeledValue {
+    pub metric: LabeledMetric,
+    pub resource: Resource,
+    pub value: Value,
+}
+
+/// Everything known about one entity in one window.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MetricSet {
+    pub key: EntityKey,
+    pub labels: Labels,
+    /// When the entity (container, pod, node) started, in ns since the epoch; a change means a
+    /// restart, and no rate is computed across it.
+    pub create_time: i64,
+    /// When the values were read, in ns since the epoch.
+    pub scrape_time: i64,
+    pub values: Values,
+    pub labeled: Vec<LabeledValue>,
+}
+
+impl MetricSet {
+    pub fn new(key: EntityKey) -> Self {
+        MetricSet {
+            key,
+            labels: Labels::default(),
+            create_time: 0,
+            scrape_time: 0,
+            values: Values::default(),
+            labeled: Vec::new(),
+        }
+    }
+
+    /// The number of points this set writes to a sink.
+    pub fn point_count(&self) -> usize {
+        self.values.len() + self.labeled.len()
+    }
+
+    pub fn labeled_value(&self, metric: LabeledMetricId, resource: &Resource) -> Option<Value> {
+        self.labeled
+            .iter()
+            .find(|l| l.metric == LabeledMetric::Catalog(metric) && &l.resource == resource)
+            .map(|l| l.value)
+    }
+}
+
+/// Hashes only the key: two sets for one entity in one window are the same record.
+impl Hash for MetricSet {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.key.hash(state)
+    }
+}
+
+/// The object an event is about.
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct ObjectRef {
+    pub kind: Name,
+    pub namespace: Name,
+    pub name: Name,
+    pub uid: Name,
+}
+
+/// One state of a Kubernetes event (core `v1` or `events.k8s.io/v1`).
+///
+/// An event's state changes when it repeats (`count` grows, `last_timestamp` moves); each
+/// distinct state is exported once.
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Event {
+    pub uid: Name,
+    pub namespace: Name,
+    pub name: Name,
+    pub involved: ObjectRef,
+    pub reason: Name,
+    pub message: String,
+    /// `Normal` or `Warning` (other values are kept as given).
+    pub kind: Name,
+    pub source_component: Name,
+    pub source_host: Name,
+    /// ms since the epoch; 0 when the event did not say.
+    pub first_timestamp: i64,
+    pub last_timestamp: i64,
+    pub count: i64,
+    pub resource_version: Name,
+    /// The event as the API server sent it, for sinks that store it whole.
+    pub raw: String,
+}
+
+impl Event {
+    /// What makes one state of an event distinct from another.
+    pub fn state(&self) -> (Name, i64, i64) {
+        (self.uid.clone(), self.count, self.last_timestamp)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_text_is_heapsters() {
+        let ns = Name::new("kube-system");
+        let pod = Name::new("dns-1");
+        let key = EntityKey::PodContainer { ns: ns.clone(), pod: pod.clone(), container: "dnsmasq".into() };
+        assert_eq!(key.to_string(), "namespace:kube-system/pod:dns-1/container:dnsmasq");
+        assert_eq!(EntityKey::SysContainer { node: "n1".into(), name: "kubelet".into() }.to_string(), "node:n1/container:kubelet");
+        assert_eq!(EntityKey::Cluster.to_string(), "cluster");
+        assert_eq!(EntityKey::Namespace { ns }.type_label(), "ns");
+        assert_eq!(key.route(), EntityKey::Pod { ns: "kube-system".into(), pod }.route());
+    }
+
+    #[test]
+    fn values_keep_absent_apart_from_zero() {
+        let mut v = Values::default();
+        assert_eq!(v.get(MetricId::MemoryRss), None);
+        v.set(MetricId::MemoryRss, Value::Int(0));
+        assert_eq!(v.get(MetricId::MemoryRss), Some(Value::Int(0)));
+        v.set(MetricId::CpuNodeUtilization, Value::Int(1));
+        assert_eq!(v.get(MetricId::CpuNodeUtilization), Some(Value::Float(1.0)));
+        v.add(MetricId::MemoryRss, Value::Int(5));
+        assert_eq!(v.get_i64(MetricId::MemoryRss), Some(5));
+        assert_eq!(v.len(), 2);
+        v.remove(MetricId::MemoryRss);
+        assert_eq!(v.len(), 1);
+    }
+
+    #[test]
+    fn values_round_trip_through_serde() {
+        let mut v = Values::default();
+        v.set(MetricId::Uptime, Value::Int(-3));
+        v.set(MetricId::NetworkRxRate, Value::Float(2.5));
+        let json = serde_json::to_string(&v).unwrap();
+        let back: Values = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, v);
+        assert!(serde_json::from_str::<Values>("[3,[1]]").is_err());
+    }
+
+    #[test]
+    fn interner_shares_and_sweeps() {
+        let mut i = Interner::default();
+        let a = i.intern("node-1");
+        let b = i.intern("node-1");
+        assert!(Arc::ptr_eq(&a.0, &b.0));
+        i.intern("gone");
+        i.sweep();
+        assert_eq!(i.len(), 1);
+    }
+
+    #[test]
+    fn stable_hash_is_stable_and_spreads() {
+        assert_eq!(stable_hash(&["a", "bc"]), stable_hash(&["a", "bc"]));
+        assert_ne!(stable_hash(&["ab", "c"]), stable_hash(&["a", "bc"]));
+        let mut counts = [0usize; 4];
+        for i in 0..4000 {
+            counts[node_owner(&format!("node-{i}"), 4)] += 1;
+        }
+        assert!(counts.iter().all(|c| *c > 800), "{counts:?}");
+    }
+}

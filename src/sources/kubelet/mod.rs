@@ -1,0 +1,2 @@
+//! The kubelet Summary API.
+pub mod summary;

@@ -1,0 +1,1 @@
+//! Kubelet `/stats/summary` parsing.

@@ -1,0 +1,41 @@
+//! Sources: what feeds the graphs.
+//!
+//! - [`kubelet`]: the kubelet Summary API (`/stats/summary`) and its parser.
+//! - [`kubernetes`]: API-server objects (nodes, pods, namespaces) turned into scrape targets and
+//!   enrichment metadata.
+//! - [`replay`]: a recorded scenario, window by window.
+
+pub mod kubelet;
+pub mod kubernetes;
+
+use heapster_dataflows::Name;
+
+/// A node to scrape, and the identity labels its metric sets carry.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct NodeTarget {
+    pub name: Name,
+    /// The node's `Hostname` address (Heapster's `hostname` label).
+    pub hostname: Name,
+    /// The node's provider or external id (Heapster's `host_id` label).
+    pub host_id: Name,
+    /// Not cordoned (`spec.unschedulable` unset).
+    pub schedulable: bool,
+    /// Ready condition is `True`: only ready nodes are scraped.
+    pub ready: bool,
+    /// The node's `InternalIP`, where its kubelet listens.
+    pub address: Option<String>,
+}
+
+impl NodeTarget {
+    /// A target known only by name (replayed summaries without a node list entry, tests).
+    pub fn named(name: &str) -> NodeTarget {
+        NodeTarget {
+            name: Name::new(name),
+            hostname: Name::new(name),
+            host_id: Name::default(),
+            schedulable: true,
+            ready: true,
+            address: None,
+        }
+    }
+}
