@@ -3,7 +3,13 @@
 //! - [`scenario`]: the recorded-cluster format that replay, the fixture server and `synth` share.
 //! - [`sources`]: kubelet summaries, Kubernetes objects, replay.
 //! - [`sinks`]: log, file, InfluxDB.
+//! - [`config`]: `--source`/`--sink` URIs into typed configs.
+//! - [`testkit`]: real servers (influxd) on loopback for tests and benchmarks.
 
+pub mod config;
 pub mod scenario;
 pub mod sinks;
 pub mod sources;
+#[doc(hidden)]
+pub mod testkit;
+pub mod tls;

@@ -80,8 +80,8 @@ impl Scenario {
     pub fn open(dir: &Path) -> Result<Scenario, ScenarioError> {
         let file = dir.join("scenario.json");
         let bytes = fs::read(&file).map_err(|source| ScenarioError::Io { dir: dir.to_path_buf(), source })?;
-        let manifest: Manifest =
-            serde_json::from_slice(&bytes).map_err(|source| ScenarioError::Json { file: file.clone(), source })?;
+        let manifest: Manifest = serde_json::from_slice(&bytes)
+            .map_err(|source| ScenarioError::Json { file: file.clone(), source })?;
         let invalid = |what: String| ScenarioError::Invalid { dir: dir.to_path_buf(), what };
         if manifest.resolution_seconds == 0 {
             return Err(invalid("resolution_seconds must be positive".into()));
@@ -97,7 +97,9 @@ impl Scenario {
             }
             let time = ms as Time;
             if last.is_some_and(|l| time <= l) {
-                return Err(invalid(format!("window {index} time {text:?} does not follow the previous window")));
+                return Err(invalid(format!(
+                    "window {index} time {text:?} does not follow the previous window"
+                )));
             }
             last = Some(time);
             windows.push(WindowSpec { index, time, dir: window_dir(dir, index) });
@@ -239,7 +241,8 @@ mod tests {
     fn rejects_bad_manifests() {
         let tmp = tempfile::tempdir().unwrap();
         assert!(matches!(Scenario::open(tmp.path()), Err(ScenarioError::Io { .. })));
-        fs::write(tmp.path().join("scenario.json"), b"{\"resolution_seconds\": 60, \"windows\": [\"x\"]}").unwrap();
+        fs::write(tmp.path().join("scenario.json"), b"{\"resolution_seconds\": 60, \"windows\": [\"x\"]}")
+            .unwrap();
         let err = Scenario::open(tmp.path()).unwrap_err().to_string();
         assert!(err.contains("window 0 time \"x\""), "{err}");
         fs::write(tmp.path().join("scenario.json"), b"{\"resolution_seconds\": 60, \"windows\": [").unwrap();

@@ -189,7 +189,11 @@ mod tests {
     #[test]
     fn stores_renamed_labels() {
         let policy = LabelPolicy {
-            store: vec![("application".into(), "app".into()), ("tier".into(), "tier".into()), ("x".into(), "missing".into())],
+            store: vec![
+                ("application".into(), "app".into()),
+                ("tier".into(), "tier".into()),
+                ("x".into(), "missing".into()),
+            ],
             ..LabelPolicy::default()
         };
         let stored = policy.stored(&labels(&[("tier", "web"), ("app", "nginx")]));

@@ -182,9 +182,7 @@ impl EntityKey {
         match self {
             EntityKey::Cluster => 0,
             EntityKey::Namespace { ns } => stable_hash(&["ns", ns]),
-            EntityKey::Node { node } | EntityKey::SysContainer { node, .. } => {
-                stable_hash(&["node", node])
-            }
+            EntityKey::Node { node } | EntityKey::SysContainer { node, .. } => stable_hash(&["node", node]),
             EntityKey::Pod { ns, pod } | EntityKey::PodContainer { ns, pod, .. } => {
                 stable_hash(&["pod", ns, pod])
             }
@@ -239,7 +237,7 @@ impl Value {
     }
 
     /// Sum of two values of the same representation (integers saturate rather than wrap).
-    pub fn add(self, other: Value) -> Value {
+    pub fn plus(self, other: Value) -> Value {
         match (self, other) {
             (Value::Int(a), Value::Int(b)) => Value::Int(a.saturating_add(b)),
             (a, b) => Value::Float(a.as_f64() + b.as_f64()),
@@ -297,7 +295,7 @@ impl Values {
     /// Adds `v` to the current value, or sets it when absent.
     pub fn add(&mut self, id: MetricId, v: Value) {
         let sum = match self.get(id) {
-            Some(old) => old.add(v.coerce(id.desc().ty)),
+            Some(old) => old.plus(v.coerce(id.desc().ty)),
             None => v,
         };
         self.set(id, sum);
@@ -329,11 +327,8 @@ impl fmt::Debug for Values {
 
 impl Serialize for Values {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let present: Vec<u64> = MetricId::ALL
-            .iter()
-            .filter(|id| self.contains(**id))
-            .map(|id| self.raw[*id as usize])
-            .collect();
+        let present: Vec<u64> =
+            MetricId::ALL.iter().filter(|id| self.contains(**id)).map(|id| self.raw[*id as usize]).collect();
         (self.present, present).serialize(s)
     }
 }
@@ -345,9 +340,8 @@ impl<'de> Deserialize<'de> for Values {
         let mut raws = raws.into_iter();
         for id in MetricId::ALL {
             if present & (1 << *id as u64) != 0 {
-                let raw = raws
-                    .next()
-                    .ok_or_else(|| serde::de::Error::custom("fewer values than presence bits"))?;
+                let raw =
+                    raws.next().ok_or_else(|| serde::de::Error::custom("fewer values than presence bits"))?;
                 values.raw[*id as usize] = raw;
             }
         }
@@ -460,7 +454,10 @@ pub enum Resource {
 pub enum LabeledMetric {
     Catalog(LabeledMetricId),
     /// A user-defined metric; `name` is already `custom/<name>`.
-    Custom { name: Name, kind: Kind },
+    Custom {
+        name: Name,
+        kind: Kind,
+    },
 }
 
 impl LabeledMetric {
@@ -583,7 +580,10 @@ mod tests {
         let pod = Name::new("dns-1");
         let key = EntityKey::PodContainer { ns: ns.clone(), pod: pod.clone(), container: "dnsmasq".into() };
         assert_eq!(key.to_string(), "namespace:kube-system/pod:dns-1/container:dnsmasq");
-        assert_eq!(EntityKey::SysContainer { node: "n1".into(), name: "kubelet".into() }.to_string(), "node:n1/container:kubelet");
+        assert_eq!(
+            EntityKey::SysContainer { node: "n1".into(), name: "kubelet".into() }.to_string(),
+            "node:n1/container:kubelet"
+        );
         assert_eq!(EntityKey::Cluster.to_string(), "cluster");
         assert_eq!(EntityKey::Namespace { ns }.type_label(), "ns");
         assert_eq!(key.route(), EntityKey::Pod { ns: "kube-system".into(), pod }.route());
