@@ -1,1 +1,124 @@
-fn main() {}
+//! Throughput harness: a synthetic 1,000-node x 30-pod cluster (5 windows), from summary JSON
+//! bytes through the dataflow to InfluxDB line-protocol bytes written to /dev/null, for `-w 1`
+//! and `-w 2`.
+//!
+//! Each configuration runs in a child process of this binary, so its CPU time and peak RSS are
+//! its own. Prints metric sets/s, metric values/s, summary MB/s, seconds and CPU seconds per
+//! window, and peak RSS. Sizes can be changed with `BENCH_NODES`, `BENCH_PODS`, `BENCH_WINDOWS`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::{Duration, Instant};
+
+use heapster::bridge::Stats;
+use heapster::run::{RunConfig, SourceConfig, run};
+use heapster::sinks::SinkConfig;
+use heapster::sinks::file::FileConfig;
+use heapster::sources::replay::{Pace, ReplayConfig};
+use heapster::synth::{SynthSpec, synth};
+use heapster_dataflows::meta::LabelPolicy;
+
+const CHILD_ENV: &str = "HEAPSTER_BENCH_CHILD";
+
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+fn main() {
+    if let Ok(spec) = std::env::var(CHILD_ENV) {
+        child(&spec);
+        return;
+    }
+    // `cargo bench` passes `--bench`; anything else (e.g. a filter) is ignored.
+    let nodes = env_usize("BENCH_NODES", 1000);
+    let pods = env_usize("BENCH_PODS", 30);
+    let windows = env_usize("BENCH_WINDOWS", 5);
+    let dir = std::env::temp_dir().join(format!("heapster-bench-{nodes}x{pods}x{windows}"));
+    let generated = Instant::now();
+    if !dir.join("scenario.json").is_file() {
+        let spec = SynthSpec { ..SynthSpec::new(nodes, pods, windows) };
+        if let Err(e) = synth(&spec, &dir) {
+            eprintln!("synth failed: {e}");
+            std::process::exit(1);
+        }
+        println!("synthesized {nodes} nodes x {pods} pods x {windows} windows in {:.1?}", generated.elapsed());
+    } else {
+        println!("reusing {}", dir.display());
+    }
+    println!("{:<5} {:>12} {:>14} {:>10} {:>10} {:>12} {:>10}", "-w", "sets/s", "values/s", "MB/s", "s/window", "cpu s/window", "peak RSS");
+    for workers in [1, 2] {
+        let exe = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("throughput"));
+        let output = Command::new(exe)
+            .env(CHILD_ENV, format!("{}|{workers}", dir.display()))
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run the child: {e}"));
+        if !output.status.success() {
+            eprintln!("-w {workers} failed: {}", String::from_utf8_lossy(&output.stderr));
+            std::process::exit(1);
+        }
+        print!("{}", String::from_utf8_lossy(&output.stdout));
+    }
+}
+
+fn child(spec: &str) {
+    let Some((dir, workers)) = spec.split_once('|') else { return };
+    let workers: usize = workers.parse().unwrap_or(1);
+    let config = RunConfig {
+        source: SourceConfig::Replay(ReplayConfig { path: PathBuf::from(dir), pace: Pace::Fast }),
+        sinks: vec![SinkConfig::File(FileConfig {
+            path: PathBuf::from("/dev/null"),
+            with_fields: false,
+            cluster_name: "default".into(),
+        })],
+        workers,
+        labels: LabelPolicy::default(),
+        resolution: Duration::from_secs(60),
+    };
+    let cpu_before = cpu_seconds();
+    let started = Instant::now();
+    let report = match run(config, Arc::new(AtomicBool::new(false))) {
+        Ok(report) => report,
+        Err(e) => {
+            eprintln!("run failed: {e}");
+            std::process::exit(1);
+        }
+    };
+    let wall = started.elapsed().as_secs_f64();
+    let cpu = cpu_seconds() - cpu_before;
+    let windows = Stats::get(&report.stats.windows).max(1) as f64;
+    let sets = Stats::get(&report.stats.metric_sets) as f64;
+    let values = Stats::get(&report.stats.metric_values) as f64;
+    let mb = Stats::get(&report.stats.summary_bytes) as f64 / 1e6;
+    println!(
+        "{:<5} {:>12.0} {:>14.0} {:>10.1} {:>10.3} {:>12.3} {:>7} MiB",
+        workers,
+        sets / wall,
+        values / wall,
+        mb / wall,
+        wall / windows,
+        cpu / windows,
+        peak_rss_kib(Path::new("/proc/self/status")) / 1024
+    );
+}
+
+/// User + system CPU seconds of this process, from /proc.
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which may hold spaces) start after the last ')'.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
+    // utime and stime are fields 14 and 15 of stat, 11 and 12 after the state field.
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+fn peak_rss_kib(status: &Path) -> u64 {
+    std::fs::read_to_string(status)
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}

@@ -6,10 +6,14 @@
 //! - [`config`]: `--source`/`--sink` URIs into typed configs.
 //! - [`testkit`]: real servers (influxd) on loopback for tests and benchmarks.
 
+pub mod bridge;
+pub mod cli;
 pub mod config;
+pub mod run;
 pub mod scenario;
 pub mod sinks;
 pub mod sources;
+pub mod synth;
 #[doc(hidden)]
 pub mod testkit;
 pub mod tls;

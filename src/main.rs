@@ -1,1 +1,65 @@
-fn main() {}
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use clap::Parser;
+use heapster::cli::{Cli, Command};
+use heapster::{run, synth};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+
+    match cli.command {
+        Some(Command::Synth(args)) => {
+            let spec = match (args.small, args.nodes, args.pods_per_node) {
+                (false, Some(nodes), Some(pods)) => {
+                    synth::SynthSpec { seed: args.seed, ..synth::SynthSpec::new(nodes, pods, args.windows) }
+                }
+                _ => synth::SynthSpec::small(),
+            };
+            match synth::synth(&spec, &args.out) {
+                Ok(report) => {
+                    eprintln!("heapster: wrote {}: {report:?}", args.out.display());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("heapster: synth: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        None => {
+            let config = match cli.collect.to_config() {
+                Ok(config) => config,
+                Err(e) => {
+                    eprintln!("heapster: error: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let stop = Arc::new(AtomicBool::new(false));
+            match run::run(config, stop.clone()) {
+                Ok(report) => {
+                    let failed = report.sinks.iter().any(|(_, s)| s.errors.load(Ordering::Relaxed) > 0);
+                    tracing::info!(
+                        windows = report.stats.windows.load(Ordering::Relaxed),
+                        metric_sets = report.stats.metric_sets.load(Ordering::Relaxed),
+                        elapsed = ?report.elapsed,
+                        "done"
+                    );
+                    if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS }
+                }
+                Err(e) => {
+                    eprintln!("heapster: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}

@@ -194,11 +194,6 @@ mod tests {
     }
 
     #[test]
-    fn dense_array_fits_the_presence_mask() {
-        assert!(MetricId::COUNT <= 64, "Values uses a u64 presence mask");
-    }
-
-    #[test]
     fn rates_map_cumulative_to_gauge() {
         for (from, to) in RATES {
             assert_eq!(from.desc().kind, Kind::Cumulative);

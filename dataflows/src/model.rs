@@ -245,6 +245,9 @@ impl Value {
     }
 }
 
+// `Values` keeps one presence bit per metric in a u64.
+const _: () = assert!(MetricId::COUNT <= 64);
+
 /// The dense value array of a metric set, indexed by [`MetricId`].
 ///
 /// Absent is not zero: a presence bit per metric keeps "the kubelet did not say" apart from 0.

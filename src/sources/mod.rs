@@ -7,6 +7,7 @@
 
 pub mod kubelet;
 pub mod kubernetes;
+pub mod replay;
 
 use heapster_dataflows::Name;
 

@@ -1,0 +1,46 @@
+# heapster: `make run` and `make test` are all a new machine needs (see README.md).
+
+CARGO ?= cargo
+SCENARIO ?= fixtures/small
+WORKERS ?= 1
+
+.PHONY: run test deps lint bench replay fixtures golden clean
+
+## Replay the bundled scenario into the log sink: a per-window table of nodes and busiest pods.
+run:
+	$(CARGO) run --quiet -- --source=replay:$(SCENARIO) -w $(WORKERS)
+
+## Install what the tests need (influxd), then run every test, formatting and lints.
+test: deps
+	$(CARGO) fmt --all --check
+	$(CARGO) test --workspace --all-targets
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+## Test dependencies: InfluxDB from Debian's packages, when influxd is absent.
+deps:
+	scripts/test-deps.sh
+
+lint:
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+## Throughput harness (1,000 nodes x 30 pods, -w 1 and -w 2) and criterion micro-benchmarks.
+bench:
+	$(CARGO) bench --bench throughput
+	$(CARGO) bench --bench micro
+
+## Replay any scenario: make replay SCENARIO=dir WORKERS=2
+replay:
+	$(CARGO) run --release --quiet -- --source=replay:$(SCENARIO) -w $(WORKERS)
+
+## Regenerate fixtures/small from its generator and its golden output.
+fixtures:
+	rm -rf fixtures/small/windows fixtures/small/scenario.json
+	$(CARGO) run --quiet -- synth --small --out fixtures/small
+	$(MAKE) golden
+
+golden:
+	$(CARGO) run --quiet -- --source=replay:fixtures/small --sink=file:fixtures/small/expected/metrics.lp
+
+clean:
+	$(CARGO) clean

@@ -1,0 +1,424 @@
+//! `aggregate`: containers into pods, pods into namespaces and nodes, namespaces into the cluster
+//! (Heapster's pod, namespace, node and cluster aggregators, then node utilization and
+//! reservation).
+//!
+//! Pods are summed where their containers already are (enrich exchanged both by pod). Upward
+//! sums travel as small [`Part`]s exchanged to the worker of their target; they only carry
+//! integer metrics, so the totals do not depend on how many workers summed them.
+
+use rustc_hash::FxHashMap;
+use serde::{Deserialize, Serialize};
+use timely::dataflow::StreamVec;
+use timely::dataflow::channels::pact::{Exchange, Pipeline};
+use timely::dataflow::operators::Concat;
+use timely::dataflow::operators::generic::Operator;
+use timely::dataflow::operators::vec::{Map, Partition};
+
+use super::window::Windows;
+use crate::catalog::{Kind, MetricId, NAMESPACE_AGGREGATED, NODE_AGGREGATED};
+use crate::model::{
+    EntityKey, LabelId, LabeledMetric, LabeledValue, MetricSet, Name, Resource, Time, Value, Values,
+};
+
+/// A contribution to a parent entity's sums.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Part {
+    pub target: EntityKey,
+    pub values: Values,
+    pub namespace_id: Option<Name>,
+}
+
+/// What moves between the aggregation steps.
+// Sets dominate the stream; boxing them would cost an allocation per set per window.
+#[allow(clippy::large_enum_variant)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Flow {
+    Set(MetricSet),
+    Part(Part),
+}
+
+impl Flow {
+    fn route(&self) -> u64 {
+        match self {
+            Flow::Set(set) => set.key.route(),
+            Flow::Part(part) => part.target.route(),
+        }
+    }
+}
+
+/// Sums each pod's containers into the pod, in container-name order so float sums are the same
+/// on every run. Creates the pod set if only containers were reported.
+pub fn aggregate_pods(sets: &mut Vec<MetricSet>, time: Time) {
+    let mut pods: FxHashMap<(Name, Name), usize> = FxHashMap::default();
+    let mut containers: FxHashMap<(Name, Name), Vec<usize>> = FxHashMap::default();
+    for (i, set) in sets.iter().enumerate() {
+        match &set.key {
+            EntityKey::Pod { ns, pod } => {
+                pods.insert((ns.clone(), pod.clone()), i);
+            }
+            EntityKey::PodContainer { ns, pod, .. } => {
+                containers.entry((ns.clone(), pod.clone())).or_default().push(i);
+            }
+            _ => {}
+        }
+    }
+    let mut groups: Vec<_> = containers.into_iter().collect();
+    groups.sort_by(|a, b| a.0.cmp(&b.0));
+    for ((ns, pod), mut members) in groups {
+        members.sort_by(|a, b| sets[*a].key.cmp(&sets[*b].key));
+        let pod_index = match pods.get(&(ns.clone(), pod.clone())) {
+            Some(i) => *i,
+            None => {
+                sets.push(pod_from_container(&sets[members[0]], ns, pod, time));
+                sets.len() - 1
+            }
+        };
+        for member in members {
+            let values = gauges(&sets[member].values);
+            let custom = custom_gauges(&sets[member]);
+            let pod_set = &mut sets[pod_index];
+            for (id, value) in values.iter() {
+                pod_set.values.add(id, value);
+            }
+            for (name, value) in custom {
+                add_custom(pod_set, name, value);
+            }
+        }
+    }
+}
+
+/// The gauges of a container that a pod sums (Heapster skips cumulative metrics).
+fn gauges(values: &Values) -> Values {
+    let mut out = Values::default();
+    for (id, value) in values.iter().filter(|(id, _)| id.desc().kind == Kind::Gauge) {
+        out.set(id, value);
+    }
+    out
+}
+
+/// User-defined gauges, which Heapster summed like any other gauge.
+fn custom_gauges(set: &MetricSet) -> Vec<(Name, Value)> {
+    set.labeled
+        .iter()
+        .filter_map(|l| match (&l.metric, &l.resource) {
+            (LabeledMetric::Custom { name, kind: Kind::Gauge }, Resource::None) => {
+                Some((name.clone(), l.value))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+fn add_custom(pod: &mut MetricSet, name: Name, value: Value) {
+    let existing = pod.labeled.iter_mut().find(|l| match &l.metric {
+        LabeledMetric::Custom { name: n, .. } => *n == name && l.resource == Resource::None,
+        _ => false,
+    });
+    match existing {
+        Some(l) => l.value = l.value.plus(value),
+        None => pod.labeled.push(LabeledValue {
+            metric: LabeledMetric::Custom { name, kind: Kind::Gauge },
+            resource: Resource::None,
+            value,
+        }),
+    }
+}
+
+fn pod_from_container(container: &MetricSet, ns: Name, pod: Name, time: Time) -> MetricSet {
+    let mut set = MetricSet::new(EntityKey::Pod { ns, pod });
+    for id in [
+        LabelId::NamespaceName,
+        LabelId::PodName,
+        LabelId::PodId,
+        LabelId::Labels,
+        LabelId::NamespaceId,
+        LabelId::Nodename,
+        LabelId::Hostname,
+        LabelId::HostId,
+    ] {
+        if let Some(v) = container.labels.get(id) {
+            set.labels.set(id, v.clone());
+        }
+    }
+    set.create_time = container.create_time;
+    set.scrape_time = window_ns(time);
+    set
+}
+
+fn window_ns(time: Time) -> i64 {
+    (time as i64).saturating_mul(1_000_000)
+}
+
+fn restricted(values: &Values, ids: &[MetricId]) -> Values {
+    let mut out = Values::default();
+    for id in ids {
+        if let Some(v) = values.get(*id) {
+            out.set(*id, v);
+        }
+    }
+    out
+}
+
+/// The namespace and node contributions of one pod set.
+fn pod_parts(pod: &MetricSet) -> impl Iterator<Item = Part> {
+    let EntityKey::Pod { ns, .. } = &pod.key else { unreachable_parts() };
+    let to_namespace = Part {
+        target: EntityKey::Namespace { ns: ns.clone() },
+        values: restricted(&pod.values, NAMESPACE_AGGREGATED),
+        namespace_id: pod.labels.get(LabelId::NamespaceId).cloned(),
+    };
+    let to_node = pod.labels.get(LabelId::Nodename).map(|node| Part {
+        target: EntityKey::Node { node: node.clone() },
+        values: restricted(&pod.values, NODE_AGGREGATED),
+        namespace_id: None,
+    });
+    std::iter::once(to_namespace).chain(to_node)
+}
+
+fn unreachable_parts() -> ! {
+    // pod_parts is only called on pod keys; a panic here is a bug in this module, not bad input.
+    panic!("pod_parts called on a non-pod set")
+}
+
+/// Node utilization and reservation from the node's own usage, its pods' requests and its
+/// allocatable (Heapster's node-autoscaling enricher). Nothing is written when allocatable is
+/// unknown or zero.
+pub fn node_ratios(set: &mut MetricSet) {
+    let v = &set.values;
+    let ratio = |num: Option<Value>, den: Option<Value>| match (num, den.map(Value::as_f64)) {
+        (Some(n), Some(d)) if d != 0.0 => Some(Value::Float(n.as_f64() / d)),
+        _ => None,
+    };
+    let zero = Some(Value::Int(0));
+    let cpu_alloc = v.get(MetricId::CpuNodeAllocatable);
+    let mem_alloc = v.get(MetricId::MemoryNodeAllocatable);
+    let eph_alloc = v.get(MetricId::EphemeralStorageNodeAllocatable);
+    let out = [
+        (MetricId::CpuNodeUtilization, ratio(v.get(MetricId::CpuUsageRate), cpu_alloc)),
+        (MetricId::CpuNodeReservation, ratio(v.get(MetricId::CpuRequest).or(zero), cpu_alloc)),
+        (MetricId::MemoryNodeUtilization, ratio(v.get(MetricId::MemoryWorkingSet), mem_alloc)),
+        (MetricId::MemoryNodeReservation, ratio(v.get(MetricId::MemoryRequest).or(zero), mem_alloc)),
+        (MetricId::EphemeralStorageNodeUtilization, ratio(v.get(MetricId::EphemeralStorageUsage), eph_alloc)),
+        (
+            MetricId::EphemeralStorageNodeReservation,
+            ratio(v.get(MetricId::EphemeralStorageRequest).or(zero), eph_alloc),
+        ),
+    ];
+    for (id, value) in out {
+        if let Some(value) = value {
+            set.values.set(id, value);
+        }
+    }
+}
+
+/// Sums the parts of one window into their targets. Namespaces pass their sums on to the
+/// cluster as new parts.
+pub fn roll_up(flows: Vec<Flow>, time: Time) -> Vec<Flow> {
+    let mut targets: FxHashMap<EntityKey, (Option<MetricSet>, Vec<Part>)> = FxHashMap::default();
+    for flow in flows {
+        match flow {
+            Flow::Set(set) => {
+                let key = set.key.clone();
+                targets.entry(key).or_default().0 = Some(set);
+            }
+            Flow::Part(part) => targets.entry(part.target.clone()).or_default().1.push(part),
+        }
+    }
+    let mut out = Vec::with_capacity(targets.len());
+    for (key, (set, parts)) in targets {
+        let is_node = matches!(key, EntityKey::Node { .. });
+        let mut set = match (set, &key) {
+            (Some(set), _) => set,
+            // Heapster only sums pods into a node that was scraped this window.
+            (None, EntityKey::Node { .. }) => continue,
+            (None, _) => aggregate_set(key.clone(), time),
+        };
+        for part in parts {
+            for (id, value) in part.values.iter() {
+                set.values.add(id, value);
+            }
+            if let Some(id) = part.namespace_id {
+                set.labels.set(LabelId::NamespaceId, id);
+            }
+        }
+        if is_node {
+            node_ratios(&mut set);
+        }
+        if let EntityKey::Namespace { .. } = key {
+            out.push(Flow::Part(Part {
+                target: EntityKey::Cluster,
+                values: restricted(&set.values, NAMESPACE_AGGREGATED),
+                namespace_id: None,
+            }));
+        }
+        out.push(Flow::Set(set));
+    }
+    out
+}
+
+fn aggregate_set(key: EntityKey, time: Time) -> MetricSet {
+    let mut set = MetricSet::new(key);
+    if let EntityKey::Namespace { ns } = &set.key {
+        set.labels.set(LabelId::NamespaceName, ns.clone());
+    }
+    set.scrape_time = window_ns(time);
+    set
+}
+
+/// The `aggregate` operators.
+pub fn aggregate(sets: StreamVec<'_, Time, MetricSet>) -> StreamVec<'_, Time, MetricSet> {
+    let flows = sets.unary_frontier(Pipeline, "aggregate_pods", |_cap, _info| {
+        let mut windows = Windows::default();
+        move |(input, frontier), output| {
+            input.for_each(|cap, data| {
+                if let Some(cap) = cap.retain_least(output.output_index()) {
+                    windows.stash(cap, data);
+                }
+            });
+            while let Some((cap, mut sets)) = windows.next_complete(&[frontier]) {
+                aggregate_pods(&mut sets, *cap.time());
+                let mut session = output.session(&cap);
+                for set in sets {
+                    if let EntityKey::Pod { .. } = set.key {
+                        session.give_iterator(pod_parts(&set).map(Flow::Part));
+                    }
+                    session.give(Flow::Set(set));
+                }
+            }
+        }
+    });
+
+    // Node sets and parts go up; everything else is final.
+    let mut split = flows.partition(2, |flow| {
+        let up = matches!(&flow, Flow::Part(_) | Flow::Set(MetricSet { key: EntityKey::Node { .. }, .. }));
+        (u64::from(up), flow)
+    });
+    let (up, done) = (split.pop(), split.pop());
+    let (Some(up), Some(done)) = (up, done) else { unreachable_parts() };
+
+    let mut split = roll_up_operator(up, "roll_up_namespaces_and_nodes")
+        .partition(2, |flow| (u64::from(matches!(flow, Flow::Part(_))), flow));
+    let (to_cluster, rolled) = (split.pop(), split.pop());
+    let (Some(to_cluster), Some(rolled)) = (to_cluster, rolled) else { unreachable_parts() };
+    let cluster = roll_up_operator(to_cluster, "roll_up_cluster");
+
+    done.concat(rolled).concat(cluster).flat_map(|flow| match flow {
+        Flow::Set(set) => Some(set),
+        Flow::Part(_) => None,
+    })
+}
+
+fn roll_up_operator<'s>(flows: StreamVec<'s, Time, Flow>, name: &str) -> StreamVec<'s, Time, Flow> {
+    flows.unary_frontier(Exchange::new(|flow: &Flow| flow.route()), name, |_cap, _info| {
+        let mut windows = Windows::default();
+        move |(input, frontier), output| {
+            input.for_each(|cap, data| {
+                if let Some(cap) = cap.retain_least(output.output_index()) {
+                    windows.stash(cap, data);
+                }
+            });
+            while let Some((cap, flows)) = windows.next_complete(&[frontier]) {
+                let mut rolled = roll_up(flows, *cap.time());
+                output.session(&cap).give_container(&mut rolled);
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn container(pod: &str, name: &str, cpu_rate: i64, request: i64) -> MetricSet {
+        let mut s = MetricSet::new(EntityKey::PodContainer {
+            ns: "web".into(),
+            pod: pod.into(),
+            container: name.into(),
+        });
+        s.values.set(MetricId::CpuUsageRate, Value::Int(cpu_rate));
+        s.values.set(MetricId::CpuRequest, Value::Int(request));
+        s.values.set(MetricId::CpuUsage, Value::Int(1_000_000));
+        s.values.set(MetricId::MemoryPageFaultsRate, Value::Float(0.5));
+        s.labels.set(LabelId::Nodename, "node-1".into());
+        s.labels.set(LabelId::NamespaceName, "web".into());
+        s.labels.set(LabelId::PodName, pod.into());
+        s
+    }
+
+    fn pod(name: &str) -> MetricSet {
+        let mut s = MetricSet::new(EntityKey::Pod { ns: "web".into(), pod: name.into() });
+        s.labels.set(LabelId::Nodename, "node-1".into());
+        s.labels.set(LabelId::NamespaceId, "ns-uid".into());
+        s.values.set(MetricId::NetworkRx, Value::Int(42));
+        s
+    }
+
+    #[test]
+    fn pods_sum_container_gauges_not_counters() {
+        let mut sets = vec![pod("a"), container("a", "x", 100, 50), container("a", "y", 30, 0)];
+        aggregate_pods(&mut sets, 60_000);
+        let a = &sets[0].values;
+        assert_eq!(a.get(MetricId::CpuUsageRate), Some(Value::Int(130)));
+        assert_eq!(a.get(MetricId::CpuRequest), Some(Value::Int(50)));
+        assert_eq!(a.get(MetricId::MemoryPageFaultsRate), Some(Value::Float(1.0)));
+        assert_eq!(a.get(MetricId::CpuUsage), None, "cumulative metrics are not summed");
+        assert_eq!(a.get(MetricId::NetworkRx), Some(Value::Int(42)), "pod's own values stay");
+    }
+
+    #[test]
+    fn a_pod_is_created_from_its_containers_when_missing() {
+        let mut sets = vec![container("b", "x", 10, 1)];
+        aggregate_pods(&mut sets, 60_000);
+        assert_eq!(sets.len(), 2);
+        assert_eq!(sets[1].key, EntityKey::Pod { ns: "web".into(), pod: "b".into() });
+        assert_eq!(sets[1].labels.get(LabelId::Nodename).map(Name::as_str), Some("node-1"));
+        assert_eq!(sets[1].values.get(MetricId::CpuUsageRate), Some(Value::Int(10)));
+    }
+
+    #[test]
+    fn namespaces_nodes_and_cluster_roll_up() {
+        let mut sets = vec![pod("a"), pod("b"), container("a", "x", 100, 50), container("b", "x", 20, 200)];
+        aggregate_pods(&mut sets, 60_000);
+        let mut node = MetricSet::new(EntityKey::Node { node: "node-1".into() });
+        node.values.set(MetricId::CpuUsageRate, Value::Int(500));
+        node.values.set(MetricId::CpuNodeAllocatable, Value::Float(1000.0));
+        let mut flows: Vec<Flow> = sets
+            .iter()
+            .filter(|s| matches!(s.key, EntityKey::Pod { .. }))
+            .flat_map(|p| pod_parts(p).map(Flow::Part))
+            .collect();
+        flows.push(Flow::Set(node));
+        // A part for a node that was not scraped is dropped.
+        flows.push(Flow::Part(Part {
+            target: EntityKey::Node { node: "gone".into() },
+            values: Values::default(),
+            namespace_id: None,
+        }));
+
+        let out = roll_up(flows, 60_000);
+        let find = |k: &EntityKey| {
+            out.iter().find_map(|f| match f {
+                Flow::Set(s) if &s.key == k => Some(s.clone()),
+                _ => None,
+            })
+        };
+        let ns = find(&EntityKey::Namespace { ns: "web".into() }).unwrap();
+        assert_eq!(ns.values.get(MetricId::CpuUsageRate), Some(Value::Int(120)));
+        assert_eq!(ns.values.get(MetricId::CpuRequest), Some(Value::Int(250)));
+        assert_eq!(ns.labels.get(LabelId::NamespaceId).map(Name::as_str), Some("ns-uid"));
+        assert_eq!(ns.labels.get(LabelId::NamespaceName).map(Name::as_str), Some("web"));
+        let node = find(&EntityKey::Node { node: "node-1".into() }).unwrap();
+        assert_eq!(node.values.get(MetricId::CpuRequest), Some(Value::Int(250)));
+        assert_eq!(node.values.get(MetricId::CpuNodeUtilization), Some(Value::Float(0.5)));
+        assert_eq!(node.values.get(MetricId::CpuNodeReservation), Some(Value::Float(0.25)));
+        assert_eq!(node.values.get(MetricId::MemoryNodeUtilization), None, "allocatable unknown");
+        assert!(find(&EntityKey::Node { node: "gone".into() }).is_none());
+
+        let to_cluster: Vec<Flow> = out.into_iter().filter(|f| matches!(f, Flow::Part(_))).collect();
+        assert_eq!(to_cluster.len(), 1);
+        let cluster = roll_up(to_cluster, 60_000);
+        let Flow::Set(c) = &cluster[0] else { panic!("cluster set expected") };
+        assert_eq!(c.key, EntityKey::Cluster);
+        assert_eq!(c.values.get(MetricId::CpuUsageRate), Some(Value::Int(120)));
+    }
+}

@@ -1,0 +1,302 @@
+//! `enrich`: metric sets meet their node's and pod's metadata (Heapster's pod-based,
+//! namespace-based and node-autoscaling enrichers).
+//!
+//! Sets and index changes are exchanged by the same route, so each worker holds the index entries
+//! of exactly the pods and nodes whose sets it receives. A window is enriched against the index
+//! as of that window's time.
+
+use rustc_hash::{FxHashMap, FxHashSet};
+use timely::dataflow::StreamVec;
+use timely::dataflow::channels::pact::Exchange;
+use timely::dataflow::operators::generic::Operator;
+
+use super::window::{Updates, Windows};
+use crate::catalog::{LabeledMetricId, MetricId};
+use crate::meta::{ContainerMeta, Meta, MetaKey, NodeInfo, PodInfo};
+use crate::model::{EntityKey, LabelId, LabeledMetric, LabeledValue, MetricSet, Name, Resource, Time, Value};
+
+/// A change to the index, as differential emits it.
+pub type IndexChange = ((MetaKey, Meta), Time, isize);
+
+/// The index as of the current window: each key's values with their multiplicities.
+#[derive(Default)]
+pub struct MetaIndex {
+    entries: FxHashMap<MetaKey, Vec<(Meta, isize)>>,
+}
+
+impl MetaIndex {
+    pub fn apply(&mut self, changes: impl IntoIterator<Item = (MetaKey, Meta, isize)>) {
+        for (key, meta, diff) in changes {
+            let values = self.entries.entry(key.clone()).or_default();
+            match values.iter_mut().find(|(m, _)| *m == meta) {
+                Some((_, count)) => *count += diff,
+                None => values.push((meta, diff)),
+            }
+            values.retain(|(_, count)| *count != 0);
+            if values.is_empty() {
+                self.entries.remove(&key);
+            }
+        }
+    }
+
+    /// The key's metadata; if the API ever listed two objects under one key, the least, so
+    /// every run picks the same one.
+    pub fn get(&self, key: &MetaKey) -> Option<&Meta> {
+        self.entries.get(key)?.iter().filter(|(_, count)| *count > 0).map(|(m, _)| m).min()
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
+
+/// Enriches one window's sets in place and appends stubs for spec containers the kubelet did not
+/// report (Heapster did the same, so requests of not-yet-started containers still count).
+pub fn enrich_window(index: &MetaIndex, sets: &mut Vec<MetricSet>) {
+    let mut reported: FxHashSet<(Name, Name, Name)> = FxHashSet::default();
+    for set in sets.iter_mut() {
+        let Some(meta_key) = MetaKey::for_entity(&set.key) else { continue };
+        match (index.get(&meta_key), &set.key) {
+            (Some(Meta::Node(info)), EntityKey::Node { .. }) => enrich_node(set, info),
+            (Some(Meta::Pod(info)), EntityKey::Pod { .. }) => enrich_pod(set, info),
+            (Some(Meta::Pod(info)), EntityKey::PodContainer { ns, pod, container }) => {
+                let container = container.clone();
+                reported.insert((ns.clone(), pod.clone(), container.clone()));
+                enrich_pod(set, info);
+                if let Some(spec) = info.containers.iter().find(|c| c.name == container) {
+                    enrich_container(set, spec);
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut stubs = Vec::new();
+    for set in sets.iter() {
+        let EntityKey::Pod { ns, pod } = &set.key else { continue };
+        let Some(Meta::Pod(info)) = index.get(&MetaKey::Pod(ns.clone(), pod.clone())) else { continue };
+        for spec in &info.containers {
+            if reported.contains(&(ns.clone(), pod.clone(), spec.name.clone())) {
+                continue;
+            }
+            let mut stub = MetricSet::new(EntityKey::PodContainer {
+                ns: ns.clone(),
+                pod: pod.clone(),
+                container: spec.name.clone(),
+            });
+            stub.labels = set.labels.clone();
+            stub.labels.set(LabelId::ContainerName, spec.name.clone());
+            stub.create_time = set.create_time;
+            stub.scrape_time = set.scrape_time;
+            enrich_container(&mut stub, spec);
+            stubs.push(stub);
+        }
+    }
+    sets.append(&mut stubs);
+}
+
+fn enrich_node(set: &mut MetricSet, info: &NodeInfo) {
+    set.labels.set(LabelId::Labels, info.labels.clone());
+    if !info.stored.is_empty() {
+        set.labels.set_extra(info.stored.clone());
+    }
+    let as_float = |v: Option<i64>| v.map(|v| Value::Float(v as f64));
+    let values = [
+        (MetricId::CpuNodeCapacity, as_float(info.capacity.cpu_millis)),
+        (MetricId::MemoryNodeCapacity, as_float(info.capacity.memory_bytes)),
+        (MetricId::CpuNodeAllocatable, as_float(info.allocatable.cpu_millis)),
+        (MetricId::MemoryNodeAllocatable, as_float(info.allocatable.memory_bytes)),
+    ];
+    for (id, value) in values {
+        if let Some(v) = value {
+            set.values.set(id, v);
+        }
+    }
+    // Heapster writes ephemeral storage only when both capacity and allocatable are known.
+    if let (Some(cap), Some(alloc)) = (info.capacity.ephemeral_bytes, info.allocatable.ephemeral_bytes) {
+        set.values.set(MetricId::EphemeralStorageNodeCapacity, Value::Float(cap as f64));
+        set.values.set(MetricId::EphemeralStorageNodeAllocatable, Value::Float(alloc as f64));
+    }
+}
+
+fn enrich_pod(set: &mut MetricSet, info: &PodInfo) {
+    set.labels.set(LabelId::PodId, info.uid.clone());
+    set.labels.set(LabelId::Labels, info.labels.clone());
+    if let Some(id) = &info.namespace_id {
+        set.labels.set(LabelId::NamespaceId, id.clone());
+    }
+    if !info.stored.is_empty() {
+        set.labels.set_extra(info.stored.clone());
+    }
+}
+
+fn enrich_container(set: &mut MetricSet, spec: &ContainerMeta) {
+    set.labels.set_default(LabelId::ContainerBaseImage, &spec.image);
+    // Heapster writes 0 for an unset cpu, memory or ephemeral-storage request or limit.
+    let resources = [
+        (MetricId::CpuRequest, spec.requests.cpu_millis),
+        (MetricId::MemoryRequest, spec.requests.memory_bytes),
+        (MetricId::EphemeralStorageRequest, spec.requests.ephemeral_bytes),
+        (MetricId::CpuLimit, spec.limits.cpu_millis),
+        (MetricId::MemoryLimit, spec.limits.memory_bytes),
+        (MetricId::EphemeralStorageLimit, spec.limits.ephemeral_bytes),
+    ];
+    for (id, value) in resources {
+        set.values.set(id, Value::Int(value.unwrap_or(0)));
+    }
+    if let Some(restarts) = spec.restart_count {
+        set.values.set(MetricId::RestartCount, Value::Int(restarts));
+    }
+    if let Some(accelerators) = spec.requests.accelerators {
+        set.labeled.push(LabeledValue {
+            metric: LabeledMetric::Catalog(LabeledMetricId::AcceleratorRequest),
+            resource: Resource::None,
+            value: Value::Int(accelerators),
+        });
+    }
+}
+
+/// The `enrich` operator.
+pub fn enrich<'s>(
+    sets: StreamVec<'s, Time, MetricSet>,
+    index: StreamVec<'s, Time, IndexChange>,
+) -> StreamVec<'s, Time, MetricSet> {
+    let by_set = Exchange::new(|set: &MetricSet| set.key.route());
+    let by_key = Exchange::new(|change: &IndexChange| (change.0).0.route());
+    sets.binary_frontier(index, by_set, by_key, "enrich", |_cap, _info| {
+        let mut windows = Windows::default();
+        let mut updates = Updates::default();
+        let mut index = MetaIndex::default();
+        move |(sets_in, sets_frontier), (index_in, index_frontier), output| {
+            sets_in.for_each(|cap, data| {
+                if let Some(cap) = cap.retain_least(output.output_index()) {
+                    windows.stash(cap, data);
+                }
+            });
+            index_in.for_each(|_cap, data| {
+                for ((key, meta), time, diff) in data.drain(..) {
+                    updates.stash(time, [(key, meta, diff)]);
+                }
+            });
+            while let Some((cap, mut sets)) = windows.next_complete(&[sets_frontier, index_frontier]) {
+                index.apply(updates.drain_through(*cap.time()));
+                enrich_window(&index, &mut sets);
+                output.session(&cap).give_container(&mut sets);
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::meta::{NodeResources, Resources};
+
+    fn pod_info(containers: Vec<ContainerMeta>) -> Meta {
+        Meta::Pod(PodInfo {
+            uid: Name::new("uid-1"),
+            namespace_id: Some(Name::new("ns-uid")),
+            labels: Name::new("app:web"),
+            stored: vec![],
+            containers,
+        })
+    }
+
+    fn spec(name: &str, cpu: Option<i64>) -> ContainerMeta {
+        ContainerMeta {
+            name: Name::new(name),
+            image: Name::new("nginx:1.25"),
+            requests: Resources { cpu_millis: cpu, ..Resources::default() },
+            limits: Resources::default(),
+            restart_count: Some(2),
+        }
+    }
+
+    fn key(container: Option<&str>) -> EntityKey {
+        match container {
+            Some(c) => EntityKey::PodContainer { ns: "web".into(), pod: "p".into(), container: c.into() },
+            None => EntityKey::Pod { ns: "web".into(), pod: "p".into() },
+        }
+    }
+
+    #[test]
+    fn index_keeps_multiplicities_and_picks_deterministically() {
+        let mut index = MetaIndex::default();
+        let k = MetaKey::Pod("web".into(), "p".into());
+        let a = pod_info(vec![]);
+        index.apply([(k.clone(), a.clone(), 1)]);
+        assert_eq!(index.get(&k), Some(&a));
+        index.apply([(k.clone(), a.clone(), -1)]);
+        assert_eq!(index.get(&k), None);
+        assert!(index.is_empty());
+    }
+
+    #[test]
+    fn containers_get_spec_values_and_missing_ones_get_stubs() {
+        let mut index = MetaIndex::default();
+        index.apply([(
+            MetaKey::Pod("web".into(), "p".into()),
+            pod_info(vec![spec("app", Some(250)), spec("sidecar", None)]),
+            1,
+        )]);
+        let mut pod = MetricSet::new(key(None));
+        pod.labels.set(LabelId::Nodename, Name::new("node-1"));
+        pod.create_time = 7;
+        let mut sets = vec![pod, MetricSet::new(key(Some("app")))];
+        enrich_window(&index, &mut sets);
+
+        assert_eq!(sets.len(), 3, "one stub for the unreported sidecar");
+        let app = &sets[1];
+        assert_eq!(app.values.get(MetricId::CpuRequest), Some(Value::Int(250)));
+        assert_eq!(app.values.get(MetricId::MemoryRequest), Some(Value::Int(0)));
+        assert_eq!(app.values.get(MetricId::RestartCount), Some(Value::Int(2)));
+        assert_eq!(app.labels.get(LabelId::ContainerBaseImage).map(Name::as_str), Some("nginx:1.25"));
+        assert_eq!(app.labels.get(LabelId::NamespaceId).map(Name::as_str), Some("ns-uid"));
+        let stub = &sets[2];
+        assert_eq!(stub.key, key(Some("sidecar")));
+        assert_eq!(stub.labels.get(LabelId::Nodename).map(Name::as_str), Some("node-1"));
+        assert_eq!(stub.labels.get(LabelId::ContainerName).map(Name::as_str), Some("sidecar"));
+        assert_eq!(stub.values.get(MetricId::CpuRequest), Some(Value::Int(0)));
+        assert_eq!(stub.create_time, 7);
+        assert_eq!(sets[0].labels.get(LabelId::PodId).map(Name::as_str), Some("uid-1"));
+    }
+
+    #[test]
+    fn nodes_get_labels_capacity_and_allocatable() {
+        let mut index = MetaIndex::default();
+        let info = NodeInfo {
+            labels: Name::new("zone:a"),
+            stored: vec![],
+            capacity: NodeResources {
+                cpu_millis: Some(4000),
+                memory_bytes: Some(8 << 30),
+                ephemeral_bytes: None,
+            },
+            allocatable: NodeResources {
+                cpu_millis: Some(3920),
+                memory_bytes: Some(7 << 30),
+                ephemeral_bytes: Some(100),
+            },
+        };
+        index.apply([(MetaKey::Node("n".into()), Meta::Node(info), 1)]);
+        let mut sets = vec![MetricSet::new(EntityKey::Node { node: "n".into() })];
+        enrich_window(&index, &mut sets);
+        let v = &sets[0].values;
+        assert_eq!(v.get(MetricId::CpuNodeAllocatable), Some(Value::Float(3920.0)));
+        assert_eq!(v.get(MetricId::MemoryNodeCapacity), Some(Value::Float((8u64 << 30) as f64)));
+        assert_eq!(v.get(MetricId::EphemeralStorageNodeAllocatable), None, "capacity unknown");
+        assert_eq!(sets[0].labels.get(LabelId::Labels).map(Name::as_str), Some("zone:a"));
+    }
+
+    #[test]
+    fn sets_without_metadata_pass_unchanged() {
+        let index = MetaIndex::default();
+        let mut sets = vec![MetricSet::new(key(Some("app")))];
+        let before = sets.clone();
+        enrich_window(&index, &mut sets);
+        assert_eq!(sets, before);
+    }
+}

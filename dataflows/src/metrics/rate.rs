@@ -1,0 +1,214 @@
+//! `rate`: per-second (and millicore) rates from cumulative counters, Heapster's rules.
+//!
+//! A rate needs the same entity in the previous window, a scrape time that moved forward and an
+//! unchanged `create_time`: a restarted container gets no rate in the window it restarted. A
+//! counter that went backwards without a restart gives no rate either (Heapster would have
+//! written a negative one).
+
+use rustc_hash::FxHashMap;
+use timely::dataflow::StreamVec;
+use timely::dataflow::channels::pact::Pipeline;
+use timely::dataflow::operators::generic::Operator;
+
+use super::window::Windows;
+use crate::catalog::{LABELED_RATES, LabeledMetricId, MetricId, RATES};
+use crate::model::{EntityKey, LabeledMetric, LabeledValue, MetricSet, Resource, Time, Value};
+
+/// Counters of one entity from the previous window.
+struct Prev {
+    scrape_time: i64,
+    create_time: i64,
+    counters: [Option<i64>; RATES.len()],
+    labeled: Vec<(LabeledMetricId, Resource, i64)>,
+}
+
+/// The previous window of every entity this worker scrapes.
+#[derive(Default)]
+pub struct RateState {
+    prev: FxHashMap<EntityKey, Prev>,
+}
+
+impl RateState {
+    /// Adds rates to this window's sets, then remembers this window in place of the previous one.
+    pub fn apply(&mut self, sets: &mut [MetricSet]) {
+        let mut next = FxHashMap::with_capacity_and_hasher(sets.len(), Default::default());
+        for set in sets.iter_mut() {
+            if let Some(prev) = self.prev.get(&set.key) {
+                add_rates(prev, set);
+            }
+            next.insert(set.key.clone(), remember(set));
+        }
+        self.prev = next;
+    }
+
+    pub fn len(&self) -> usize {
+        self.prev.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.prev.is_empty()
+    }
+}
+
+fn remember(set: &MetricSet) -> Prev {
+    let mut counters = [None; RATES.len()];
+    for (slot, (counter, _)) in counters.iter_mut().zip(RATES) {
+        *slot = set.values.get_i64(*counter);
+    }
+    let labeled = set
+        .labeled
+        .iter()
+        .filter_map(|l| match l.metric {
+            LabeledMetric::Catalog(id) if LABELED_RATES.iter().any(|(c, _)| *c == id) => {
+                Some((id, l.resource.clone(), l.value.as_i64()))
+            }
+            _ => None,
+        })
+        .collect();
+    Prev { scrape_time: set.scrape_time, create_time: set.create_time, counters, labeled }
+}
+
+fn add_rates(prev: &Prev, set: &mut MetricSet) {
+    let elapsed_ns = set.scrape_time - prev.scrape_time;
+    if elapsed_ns <= 0 || set.create_time != prev.create_time {
+        return;
+    }
+    for ((counter, rate), old) in RATES.iter().zip(prev.counters) {
+        let (Some(old), Some(new)) = (old, set.values.get_i64(*counter)) else { continue };
+        if new < old {
+            continue;
+        }
+        let delta = new - old;
+        let value = if *rate == MetricId::CpuUsageRate {
+            // ns of CPU per ns of wall time, in millicores; i128 keeps large deltas exact.
+            Value::Int((1000 * i128::from(delta) / i128::from(elapsed_ns)) as i64)
+        } else {
+            Value::Float(1e9 * delta as f64 / elapsed_ns as f64)
+        };
+        set.values.set(*rate, value);
+    }
+    for (counter, resource, old) in &prev.labeled {
+        let Some(new) = set.labeled_value(*counter, resource).map(Value::as_i64) else { continue };
+        let Some((_, rate)) = LABELED_RATES.iter().find(|(c, _)| c == counter) else { continue };
+        if new >= *old {
+            set.labeled.push(LabeledValue {
+                metric: LabeledMetric::Catalog(*rate),
+                resource: resource.clone(),
+                value: Value::Float(1e9 * (new - old) as f64 / elapsed_ns as f64),
+            });
+        }
+    }
+}
+
+/// The `rate` operator. Each worker keeps the state of the nodes it scrapes, and a node always
+/// goes to the same worker, so no exchange is needed.
+pub fn rate(sets: StreamVec<'_, Time, MetricSet>) -> StreamVec<'_, Time, MetricSet> {
+    sets.unary_frontier(Pipeline, "rate", |_cap, _info| {
+        let mut windows = Windows::default();
+        let mut state = RateState::default();
+        move |(input, frontier), output| {
+            input.for_each(|cap, data| {
+                if let Some(cap) = cap.retain_least(output.output_index()) {
+                    windows.stash(cap, data);
+                }
+            });
+            while let Some((cap, mut sets)) = windows.next_complete(&[frontier]) {
+                state.apply(&mut sets);
+                output.session(&cap).give_container(&mut sets);
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Name;
+
+    const S: i64 = 1_000_000_000;
+
+    fn container(cpu_ns: i64, scrape_s: i64, created_s: i64) -> MetricSet {
+        let mut set = MetricSet::new(EntityKey::PodContainer {
+            ns: Name::new("default"),
+            pod: Name::new("web-1"),
+            container: Name::new("nginx"),
+        });
+        set.values.set(MetricId::CpuUsage, Value::Int(cpu_ns));
+        set.values.set(MetricId::MemoryPageFaults, Value::Int(scrape_s * 10));
+        set.scrape_time = scrape_s * S;
+        set.create_time = created_s * S;
+        set
+    }
+
+    #[test]
+    fn cpu_rate_is_millicores_and_others_per_second() {
+        let mut state = RateState::default();
+        let mut w1 = vec![container(10 * S, 100, 1)];
+        state.apply(&mut w1);
+        assert_eq!(w1[0].values.get(MetricId::CpuUsageRate), None, "no rate without a previous window");
+
+        // 15 s of CPU over 60 s = 250 millicores; 600 page faults over 60 s = 10/s.
+        let mut w2 = vec![container(25 * S, 160, 1)];
+        state.apply(&mut w2);
+        assert_eq!(w2[0].values.get(MetricId::CpuUsageRate), Some(Value::Int(250)));
+        assert_eq!(w2[0].values.get(MetricId::MemoryPageFaultsRate), Some(Value::Float(10.0)));
+    }
+
+    #[test]
+    fn no_rate_across_a_restart_or_a_stale_scrape() {
+        let mut state = RateState::default();
+        state.apply(&mut [container(10 * S, 100, 1)]);
+        let mut restarted = vec![container(S, 160, 150)];
+        state.apply(&mut restarted);
+        assert_eq!(restarted[0].values.get(MetricId::CpuUsageRate), None);
+
+        let mut stale = vec![container(2 * S, 160, 150)];
+        state.apply(&mut stale);
+        assert_eq!(stale[0].values.get(MetricId::CpuUsageRate), None, "scrape time did not move");
+
+        let mut next = vec![container(3 * S, 220, 150)];
+        state.apply(&mut next);
+        assert_eq!(next[0].values.get(MetricId::CpuUsageRate), Some(Value::Int(16)));
+    }
+
+    #[test]
+    fn forgets_entities_missing_from_a_window() {
+        let mut state = RateState::default();
+        state.apply(&mut [container(10 * S, 100, 1)]);
+        state.apply(&mut []);
+        assert!(state.is_empty());
+        let mut back = vec![container(25 * S, 220, 1)];
+        state.apply(&mut back);
+        assert_eq!(back[0].values.get(MetricId::CpuUsageRate), None);
+    }
+
+    #[test]
+    fn counter_going_backwards_gives_no_rate() {
+        let mut state = RateState::default();
+        state.apply(&mut [container(10 * S, 100, 1)]);
+        let mut w = vec![container(5 * S, 160, 1)];
+        state.apply(&mut w);
+        assert_eq!(w[0].values.get(MetricId::CpuUsageRate), None);
+    }
+
+    #[test]
+    fn labeled_disk_rates() {
+        let mut state = RateState::default();
+        let disk = |bytes: i64, at: i64| {
+            let mut s = container(0, at, 1);
+            s.labeled.push(LabeledValue {
+                metric: LabeledMetric::Catalog(LabeledMetricId::DiskIoReadBytes),
+                resource: Resource::Id(Name::new("sda")),
+                value: Value::Int(bytes),
+            });
+            s
+        };
+        state.apply(&mut [disk(1000, 100)]);
+        let mut w = vec![disk(7000, 160)];
+        state.apply(&mut w);
+        assert_eq!(
+            w[0].labeled_value(LabeledMetricId::DiskIoReadBytesRate, &Resource::Id(Name::new("sda"))),
+            Some(Value::Float(100.0))
+        );
+    }
+}

@@ -1,0 +1,175 @@
+//! The command line: Heapster's flags, plus the project's own subcommands.
+//!
+//! `heapster --source=URI --sink=URI...` collects, as Heapster did. A bad flag or URI exits with
+//! status 2 and a message naming the flag and what was expected.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use heapster_dataflows::meta::LabelPolicy;
+
+use crate::config::ConfigError;
+use crate::run::{RunConfig, SourceConfig};
+use crate::sinks::SinkConfig;
+
+/// The shortest `--metric_resolution` Heapster accepted.
+pub const MIN_RESOLUTION: Duration = Duration::from_secs(5);
+
+#[derive(Debug, Parser)]
+#[command(name = "heapster", version, about = "Cluster-monitoring collector for Kubernetes", args_conflicts_with_subcommands = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub collect: CollectArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct CollectArgs {
+    /// Where metrics come from: replay:PATH (a recorded scenario).
+    #[arg(long = "source", value_name = "URI")]
+    pub sources: Vec<String>,
+    /// Where metrics go, repeatable: log (default), file:PATH, influxdb:http://HOST:8086?db=k8s...
+    #[arg(long = "sink", value_name = "URI")]
+    pub sinks: Vec<String>,
+    /// The window length: how often nodes are scraped (at least 5s).
+    #[arg(long = "metric_resolution", value_name = "DURATION", default_value = "60s", value_parser = parse_resolution)]
+    pub metric_resolution: Duration,
+    /// Separator between `key:value` pairs in the `labels` label.
+    #[arg(long = "label_separator", value_name = "SEP", default_value = ",")]
+    pub label_separator: String,
+    /// A pod or node label left out of the `labels` label, repeatable.
+    #[arg(long = "ignore_label", value_name = "NAME")]
+    pub ignore_labels: Vec<String>,
+    /// A pod or node label also stored as a label of its own: NAME or NEW_NAME=NAME, repeatable.
+    #[arg(long = "store_label", value_name = "[NEW=]NAME")]
+    pub store_labels: Vec<String>,
+    /// Timely worker threads; nodes are split across them by a stable hash.
+    #[arg(short = 'w', long = "workers", value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub workers: u16,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Write a synthetic scenario (for replay and benchmarks).
+    Synth(SynthArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SynthArgs {
+    /// Write the bundled `fixtures/small` scenario instead of a sized one.
+    #[arg(long, conflicts_with_all = ["nodes", "pods_per_node"])]
+    pub small: bool,
+    #[arg(long, value_name = "N", required_unless_present = "small")]
+    pub nodes: Option<usize>,
+    #[arg(long = "pods-per-node", value_name = "P", required_unless_present = "small")]
+    pub pods_per_node: Option<usize>,
+    #[arg(long, value_name = "W", default_value_t = 5)]
+    pub windows: usize,
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+}
+
+fn parse_resolution(text: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(text).map_err(|e| format!("expected a duration like 60s or 1m: {e}"))?;
+    if d < MIN_RESOLUTION {
+        return Err(format!("must be at least {}", humantime::format_duration(MIN_RESOLUTION)));
+    }
+    Ok(d)
+}
+
+impl CollectArgs {
+    /// Turns the flags into a run, validating every URI.
+    pub fn to_config(&self) -> Result<RunConfig, ConfigError> {
+        let source = match self.sources.as_slice() {
+            [] => return Err(ConfigError::new("--source", "", "required, e.g. --source=replay:fixtures/small")),
+            [one] => SourceConfig::from_uri(one)?,
+            [_, second, ..] => {
+                return Err(ConfigError::new("--source", second, "only one metrics source is supported"));
+            }
+        };
+        let sinks = if self.sinks.is_empty() {
+            vec![SinkConfig::Log]
+        } else {
+            self.sinks.iter().map(|s| SinkConfig::from_uri(s)).collect::<Result<_, _>>()?
+        };
+        let mut store = Vec::with_capacity(self.store_labels.len());
+        for spec in &self.store_labels {
+            let (to, from) = spec.split_once('=').unwrap_or((spec, spec));
+            if to.is_empty() || from.is_empty() {
+                return Err(ConfigError::new("--store_label", spec, "expected NAME or NEW_NAME=NAME"));
+            }
+            store.push((to.to_string(), from.to_string()));
+        }
+        let labels = LabelPolicy { separator: self.label_separator.clone(), ignore: self.ignore_labels.clone(), store };
+        Ok(RunConfig { source, sinks, workers: usize::from(self.workers), labels, resolution: self.metric_resolution })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("heapster").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn heapster_flags_parse() {
+        let cli = parse(&[
+            "--source=replay:fixtures/small",
+            "--sink=log",
+            "--sink=file:/tmp/out.lp",
+            "--metric_resolution=30s",
+            "--label_separator=;",
+            "--ignore_label=pod-template-hash",
+            "--store_label=app",
+            "--store_label=team=owner",
+            "-w",
+            "4",
+        ])
+        .unwrap();
+        let config = cli.collect.to_config().unwrap();
+        assert_eq!(config.workers, 4);
+        assert_eq!(config.sinks.len(), 2);
+        assert_eq!(config.resolution, Duration::from_secs(30));
+        assert_eq!(config.labels.separator, ";");
+        assert_eq!(config.labels.store, vec![("app".into(), "app".into()), ("team".into(), "owner".into())]);
+    }
+
+    #[test]
+    fn defaults_to_the_log_sink() {
+        let config = parse(&["--source=replay:x"]).unwrap().collect.to_config().unwrap();
+        assert!(matches!(config.sinks.as_slice(), [SinkConfig::Log]));
+        assert_eq!(config.resolution, Duration::from_secs(60));
+        assert_eq!(config.workers, 1);
+    }
+
+    #[test]
+    fn bad_flags_are_usage_errors() {
+        for args in [
+            &["--metric_resolution=1s"][..],
+            &["--metric_resolution=soon"],
+            &["-w", "0"],
+            &["--frobnicate"],
+        ] {
+            let err = parse(args).unwrap_err();
+            assert_eq!(err.exit_code(), 2, "{args:?}");
+        }
+        let err = parse(&["--metric_resolution=2s"]).unwrap_err().to_string();
+        assert!(err.contains("metric_resolution") && err.contains("at least 5s"), "{err}");
+    }
+
+    #[test]
+    fn bad_uris_name_the_flag() {
+        let err = parse(&["--source=replay:x", "--sink=kafka:x"]).unwrap().collect.to_config().unwrap_err();
+        assert_eq!(err.flag, "--sink");
+        let err = parse(&["--source=nope:x"]).unwrap().collect.to_config().unwrap_err();
+        assert!(err.to_string().starts_with("--source=nope:x: unknown source"), "{err}");
+        let err = parse(&[]).unwrap().collect.to_config().unwrap_err();
+        assert!(err.to_string().contains("required"), "{err}");
+    }
+}

@@ -1,0 +1,136 @@
+//! The collector's main job: a source, the workers, the collector and the sinks, wired together.
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::{Duration, Instant};
+
+use heapster_dataflows::meta::LabelPolicy;
+
+use crate::bridge::{self, Collector, Stats, WorkerConfig};
+use crate::config::ConfigError;
+use crate::sinks::{Overflow, SinkConfig, SinkHandle, SinkStats};
+use crate::sources::replay::{Replay, ReplayConfig, ReplayError};
+
+/// A parsed `--source` value.
+#[derive(Clone, Debug)]
+pub enum SourceConfig {
+    Replay(ReplayConfig),
+}
+
+const SOURCES: &[&str] = &["replay"];
+
+impl SourceConfig {
+    pub fn from_uri(uri: &str) -> Result<SourceConfig, ConfigError> {
+        let scheme = uri.split_once(':').map_or(uri, |(scheme, _)| scheme);
+        match scheme {
+            "replay" => ReplayConfig::from_uri(uri).map(SourceConfig::Replay),
+            other => Err(ConfigError::new(
+                "--source",
+                uri,
+                format!("unknown source {other:?}; expected one of: {}", SOURCES.join(", ")),
+            )),
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct RunConfig {
+    pub source: SourceConfig,
+    pub sinks: Vec<SinkConfig>,
+    pub workers: usize,
+    pub labels: LabelPolicy,
+    pub resolution: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Replay(#[from] ReplayError),
+    #[error("sink {name}: {source}")]
+    Sink { name: String, source: std::io::Error },
+    #[error("workers: {0}")]
+    Workers(String),
+    #[error("{0}")]
+    Thread(String),
+}
+
+/// What a run did, for the caller's summary line and for benchmarks.
+#[derive(Debug)]
+pub struct RunReport {
+    pub stats: Arc<Stats>,
+    pub sinks: Vec<(String, Arc<SinkStats>)>,
+    pub elapsed: Duration,
+}
+
+/// Runs until the source ends (replay) or `stop` is set.
+pub fn run(config: RunConfig, stop: Arc<AtomicBool>) -> Result<RunReport, RunError> {
+    crate::tls::install_crypto_provider();
+    let started = Instant::now();
+    let workers = config.workers.max(1);
+    let stats = Arc::new(Stats::default());
+
+    let overflow = match config.source {
+        SourceConfig::Replay(_) => Overflow::Wait,
+    };
+    let mut sinks = Vec::with_capacity(config.sinks.len());
+    for sink in config.sinks {
+        let name = format!("{sink:?}");
+        let handle = SinkHandle::spawn(sink, 2, overflow).map_err(|source| RunError::Sink {
+            name: crate::config::redact(&name),
+            source,
+        })?;
+        sinks.push(handle);
+    }
+
+    let (collected_tx, collected_rx) = crossbeam_channel::unbounded();
+    let collector_stats = Arc::clone(&stats);
+    let collector = std::thread::Builder::new()
+        .name("collector".into())
+        .spawn(move || {
+            let mut collector = Collector::new(workers);
+            for message in collected_rx {
+                for batch in collector.absorb(message) {
+                    collector_stats.add_window(&batch);
+                    let batch = Arc::new(batch);
+                    for sink in &sinks {
+                        sink.send(&batch);
+                    }
+                }
+            }
+            sinks.into_iter().map(|s| (s.name.clone(), s.finish())).collect::<Vec<_>>()
+        })
+        .map_err(|e| RunError::Thread(e.to_string()))?;
+
+    let mut feeds = Vec::with_capacity(workers);
+    let mut receivers = Vec::with_capacity(workers);
+    for _ in 0..workers {
+        let (tx, rx) = crossbeam_channel::bounded(2);
+        feeds.push(tx);
+        receivers.push(rx);
+    }
+    let source = match config.source {
+        SourceConfig::Replay(replay) => {
+            let replay = Replay::open(&replay)?;
+            tracing::info!(
+                scenario = %replay.scenario().dir.display(),
+                windows = replay.scenario().windows.len(),
+                workers,
+                "replaying"
+            );
+            let stop = Arc::clone(&stop);
+            std::thread::Builder::new()
+                .name("replay".into())
+                .spawn(move || replay.run(&feeds, &stop))
+                .map_err(|e| RunError::Thread(e.to_string()))?
+        }
+    };
+
+    let worker_config = WorkerConfig { workers, labels: config.labels };
+    let workers_result = bridge::run_workers(worker_config, receivers, collected_tx, Arc::clone(&stats));
+    let source_result = source.join().map_err(|_| RunError::Thread("replay thread panicked".into()))?;
+    let sinks = collector.join().map_err(|_| RunError::Thread("collector thread panicked".into()))?;
+    workers_result.map_err(RunError::Workers)?;
+    let replayed = source_result?;
+    tracing::info!(windows = replayed.windows, scrapes = replayed.scrapes, missing = replayed.missing, "replay done");
+    Ok(RunReport { stats, sinks, elapsed: started.elapsed() })
+}

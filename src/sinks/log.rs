@@ -1,0 +1,185 @@
+//! `log`: a readable summary of each window on stdout, like `kubectl top`.
+//!
+//! Nodes first (usage and share of allocatable), then the busiest pods by CPU, then counts. The
+//! first window of a run has no CPU rates yet (a rate needs two samples) and shows `-`.
+
+use std::io::{self, Write};
+
+use heapster_dataflows::{EntityKey, MetricId, MetricSet};
+
+use super::MetricBatch;
+
+/// How many pods the table lists.
+const TOP_PODS: usize = 10;
+
+pub struct LogSink<W: Write> {
+    out: W,
+}
+
+impl LogSink<io::Stdout> {
+    pub fn stdout() -> Self {
+        LogSink { out: io::stdout() }
+    }
+}
+
+impl<W: Write> LogSink<W> {
+    pub fn new(out: W) -> Self {
+        LogSink { out }
+    }
+
+    pub fn into_inner(self) -> W {
+        self.out
+    }
+
+    pub fn write(&mut self, batch: &MetricBatch) -> io::Result<()> {
+        let text = render(batch);
+        self.out.write_all(text.as_bytes())?;
+        self.out.flush()
+    }
+}
+
+/// The text for one window.
+pub fn render(batch: &MetricBatch) -> String {
+    let mut counts = [0usize; 6];
+    for set in &batch.sets {
+        let slot = match set.key {
+            EntityKey::Node { .. } => 0,
+            EntityKey::Pod { .. } => 1,
+            EntityKey::PodContainer { .. } => 2,
+            EntityKey::SysContainer { .. } => 3,
+            EntityKey::Namespace { .. } => 4,
+            EntityKey::Cluster => 5,
+        };
+        counts[slot] += 1;
+    }
+    let time = jiff::Timestamp::from_millisecond(batch.time as i64).map(|t| t.to_string()).unwrap_or_default();
+    let mut out = format!(
+        "window {time}: {} nodes, {} pods, {} containers, {} system containers, {} namespaces, {} points\n",
+        counts[0],
+        counts[1],
+        counts[2],
+        counts[3],
+        counts[4],
+        batch.point_count()
+    );
+
+    let mut nodes = Table::new(["NODE", "CPU(cores)", "CPU%", "MEMORY(bytes)", "MEMORY%"]);
+    for set in batch.sets.iter().filter(|s| matches!(s.key, EntityKey::Node { .. })) {
+        let EntityKey::Node { node } = &set.key else { continue };
+        nodes.row([
+            node.to_string(),
+            cpu(set),
+            percent(set, MetricId::CpuNodeUtilization),
+            memory(set),
+            percent(set, MetricId::MemoryNodeUtilization),
+        ]);
+    }
+    out.push_str(&nodes.render());
+
+    let mut pods: Vec<&MetricSet> = batch.sets.iter().filter(|s| matches!(s.key, EntityKey::Pod { .. })).collect();
+    pods.sort_by_key(|p| {
+        (
+            std::cmp::Reverse(p.values.get_i64(MetricId::CpuUsageRate).unwrap_or(-1)),
+            std::cmp::Reverse(p.values.get_i64(MetricId::MemoryWorkingSet).unwrap_or(-1)),
+        )
+    });
+    let mut table = Table::new(["NAMESPACE", "POD", "CPU(cores)", "MEMORY(bytes)"]);
+    for pod in pods.iter().take(TOP_PODS) {
+        let EntityKey::Pod { ns, pod: name } = &pod.key else { continue };
+        table.row([ns.to_string(), name.to_string(), cpu(pod), memory(pod)]);
+    }
+    if !pods.is_empty() {
+        out.push_str(&format!("busiest pods ({} of {}):\n", pods.len().min(TOP_PODS), pods.len()));
+        out.push_str(&table.render());
+    }
+    out.push('\n');
+    out
+}
+
+fn cpu(set: &MetricSet) -> String {
+    set.values.get_i64(MetricId::CpuUsageRate).map_or_else(|| "-".to_string(), |m| format!("{m}m"))
+}
+
+fn memory(set: &MetricSet) -> String {
+    set.values.get_i64(MetricId::MemoryWorkingSet).map_or_else(|| "-".to_string(), |b| format!("{}Mi", b >> 20))
+}
+
+fn percent(set: &MetricSet, id: MetricId) -> String {
+    set.values.get(id).map_or_else(|| "-".to_string(), |r| format!("{:.0}%", r.as_f64() * 100.0))
+}
+
+/// Left-aligned columns, two spaces apart.
+struct Table<const N: usize> {
+    rows: Vec<[String; N]>,
+}
+
+impl<const N: usize> Table<N> {
+    fn new(header: [&str; N]) -> Self {
+        Table { rows: vec![header.map(str::to_string)] }
+    }
+
+    fn row(&mut self, row: [String; N]) {
+        self.rows.push(row);
+    }
+
+    fn render(&self) -> String {
+        let mut widths = [0usize; N];
+        for row in &self.rows {
+            for (w, cell) in widths.iter_mut().zip(row) {
+                *w = (*w).max(cell.chars().count());
+            }
+        }
+        let mut out = String::new();
+        for row in &self.rows {
+            let mut line = String::new();
+            for (i, (cell, width)) in row.iter().zip(widths).enumerate() {
+                if i + 1 == N {
+                    line.push_str(cell);
+                } else {
+                    line.push_str(&format!("{cell:<width$}  "));
+                }
+            }
+            out.push_str(line.trim_end());
+            out.push('\n');
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use heapster_dataflows::Value;
+
+    fn node(name: &str, rate: Option<i64>, util: f64) -> MetricSet {
+        let mut s = MetricSet::new(EntityKey::Node { node: name.into() });
+        if let Some(r) = rate {
+            s.values.set(MetricId::CpuUsageRate, Value::Int(r));
+        }
+        s.values.set(MetricId::CpuNodeUtilization, Value::Float(util));
+        s.values.set(MetricId::MemoryWorkingSet, Value::Int(3 << 30));
+        s
+    }
+
+    fn pod(name: &str, rate: i64) -> MetricSet {
+        let mut s = MetricSet::new(EntityKey::Pod { ns: "web".into(), pod: name.into() });
+        s.values.set(MetricId::CpuUsageRate, Value::Int(rate));
+        s
+    }
+
+    #[test]
+    fn renders_nodes_busiest_pods_and_counts() {
+        let mut sets = vec![node("node-a", Some(850), 0.2125), node("node-b", None, 0.0)];
+        sets.extend((0..12).map(|i| pod(&format!("p{i:02}"), i * 10)));
+        let text = render(&MetricBatch { time: 1_793_527_260_000, sets });
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines[0].starts_with("window 2026-11-01T10:01:00Z: 2 nodes, 12 pods"), "{text}");
+        assert_eq!(lines[1].split_whitespace().collect::<Vec<_>>(), ["NODE", "CPU(cores)", "CPU%", "MEMORY(bytes)", "MEMORY%"]);
+        assert_eq!(lines[2].split_whitespace().collect::<Vec<_>>(), ["node-a", "850m", "21%", "3072Mi", "-"]);
+        assert_eq!(lines[3].split_whitespace().collect::<Vec<_>>(), ["node-b", "-", "0%", "3072Mi", "-"]);
+        assert_eq!(lines[4], "busiest pods (10 of 12):");
+        assert_eq!(lines[6].split_whitespace().next_back(), Some("-"));
+        assert!(lines[6].contains("p11") && lines[6].contains("110m"), "{text}");
+        assert_eq!(text.lines().filter(|l| l.starts_with("web")).count(), 10);
+    }
+}

@@ -1,0 +1,266 @@
+//! `replay:PATH`: a recorded scenario fed window by window, as the live source would.
+//!
+//! The same rules as a live cluster apply: each window's node list decides which nodes are
+//! scraped (Ready ones only), and metadata changes take effect in the window that recorded them.
+//! Deterministic: the same scenario gives the same windows, whatever the number of workers.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::Sender;
+use heapster_dataflows::meta::MetaRecord;
+use heapster_dataflows::model::{Interner, node_owner};
+use heapster_dataflows::Time;
+
+use crate::bridge::{Feed, Scrape, ScrapeError};
+use crate::config::{ConfigError, UriOptions};
+use crate::scenario::{ApiList, Scenario, ScenarioError};
+use crate::sources::NodeTarget;
+use crate::sources::kubernetes::objects::{parse_namespace_list, parse_node_list, parse_pod_list};
+
+/// How fast windows follow each other.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pace {
+    /// As fast as the graph takes them.
+    Fast,
+    /// At the recorded resolution.
+    Real,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReplayConfig {
+    pub path: PathBuf,
+    pub pace: Pace,
+}
+
+impl ReplayConfig {
+    /// `replay:PATH[?pace=fast|real]`.
+    pub fn from_uri(uri: &str) -> Result<ReplayConfig, ConfigError> {
+        let rest = uri.strip_prefix("replay:").unwrap_or(uri);
+        let (path, query) = match rest.split_once('?') {
+            Some((p, q)) => (p, Some(q)),
+            None => (rest, None),
+        };
+        if path.is_empty() {
+            return Err(ConfigError::new("--source", uri, "expected replay:PATH, a scenario directory"));
+        }
+        let mut opts = UriOptions::parse("--source", uri, query);
+        let pace = match opts.string_or("pace", "fast").as_str() {
+            "fast" => Pace::Fast,
+            "real" => Pace::Real,
+            other => {
+                return Err(ConfigError::new("--source", uri, format!("option pace={other:?}: expected fast or real")));
+            }
+        };
+        opts.finish("replay source", &["pace"])?;
+        Ok(ReplayConfig { path: PathBuf::from(path), pace })
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReplayError {
+    #[error(transparent)]
+    Scenario(#[from] ScenarioError),
+    #[error("scenario {file}: {message}")]
+    List { file: PathBuf, message: String },
+}
+
+/// What a replay did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ReplayReport {
+    pub windows: usize,
+    pub scrapes: usize,
+    pub missing: usize,
+}
+
+/// Identity of a metadata object across windows.
+type ObjectId = (u8, String, String);
+
+fn object_id(record: &MetaRecord) -> ObjectId {
+    match record {
+        MetaRecord::Node { name, .. } => (0, String::new(), name.to_string()),
+        MetaRecord::Pod { ns, name, .. } => (1, ns.to_string(), name.to_string()),
+        MetaRecord::Namespace { name, .. } => (2, String::new(), name.to_string()),
+    }
+}
+
+/// The metadata currently in force, to turn each window's lists into changes.
+#[derive(Default)]
+struct MetaState {
+    objects: BTreeMap<ObjectId, MetaRecord>,
+}
+
+impl MetaState {
+    /// Replaces every object of `kind` with `records`; returns the differential changes.
+    fn replace(&mut self, kind: u8, records: Vec<MetaRecord>) -> Vec<(MetaRecord, isize)> {
+        let mut next: BTreeMap<ObjectId, MetaRecord> = records.into_iter().map(|r| (object_id(&r), r)).collect();
+        let mut changes = Vec::new();
+        let old: Vec<ObjectId> = self.objects.keys().filter(|id| id.0 == kind).cloned().collect();
+        for id in old {
+            let Some(before) = self.objects.remove(&id) else { continue };
+            match next.remove(&id) {
+                Some(after) if after == before => {
+                    self.objects.insert(id, after);
+                }
+                Some(after) => {
+                    changes.push((before, -1));
+                    changes.push((after.clone(), 1));
+                    self.objects.insert(id, after);
+                }
+                None => changes.push((before, -1)),
+            }
+        }
+        for (id, record) in next {
+            changes.push((record.clone(), 1));
+            self.objects.insert(id, record);
+        }
+        changes
+    }
+}
+
+pub struct Replay {
+    scenario: Scenario,
+    pace: Pace,
+}
+
+impl Replay {
+    pub fn open(config: &ReplayConfig) -> Result<Replay, ReplayError> {
+        Ok(Replay { scenario: Scenario::open(&config.path)?, pace: config.pace })
+    }
+
+    pub fn scenario(&self) -> &Scenario {
+        &self.scenario
+    }
+
+    /// Feeds every window to the workers; stops early when `stop` is set.
+    pub fn run(&self, feeds: &[Sender<Feed>], stop: &AtomicBool) -> Result<ReplayReport, ReplayError> {
+        let mut interner = Interner::default();
+        let mut meta = MetaState::default();
+        let mut targets: Vec<NodeTarget> = Vec::new();
+        let mut report = ReplayReport::default();
+        let started = Instant::now();
+        let first = self.scenario.windows.first().map_or(0, |w| w.time);
+
+        for window in &self.scenario.windows {
+            if stop.load(Ordering::Relaxed) {
+                tracing::info!(window = window.index, "replay stopped");
+                break;
+            }
+            if self.pace == Pace::Real {
+                let due = Duration::from_millis(window.time - first);
+                if let Some(wait) = due.checked_sub(started.elapsed()) {
+                    std::thread::sleep(wait);
+                }
+            }
+            let mut changes = Vec::new();
+            for list in ApiList::ALL {
+                if window.index > 0 && !self.scenario.api_changed(window.index, list) {
+                    continue;
+                }
+                let Some(file) = self.scenario.api_file(window.index, list) else { continue };
+                let (records, new_targets) = read_list(&file, list, &mut interner)?;
+                if let Some(t) = new_targets {
+                    targets = t;
+                }
+                let kind = match list {
+                    ApiList::Nodes => 0,
+                    ApiList::Pods => 1,
+                    ApiList::Namespaces => 2,
+                };
+                changes.extend(meta.replace(kind, records));
+            }
+            if !changes.is_empty() && send(&feeds[0], Feed::Meta { time: window.time, changes }).is_err() {
+                break;
+            }
+            let mut per_worker: Vec<Vec<Scrape>> = feeds.iter().map(|_| Vec::new()).collect();
+            for target in targets.iter().filter(|t| t.ready) {
+                let path = self.scenario.summary_path(window.index, &target.name);
+                let body = std::fs::read(&path).map_err(|e| ScrapeError::Missing(format!("{}: {e}", path.display())));
+                report.missing += usize::from(body.is_err());
+                report.scrapes += 1;
+                per_worker[node_owner(&target.name, feeds.len())].push(Scrape { target: target.clone(), body });
+            }
+            for (feed, scrapes) in feeds.iter().zip(per_worker) {
+                if send(feed, Feed::Window { time: window.time, scrapes }).is_err() {
+                    return Ok(report);
+                }
+            }
+            report.windows += 1;
+            interner.sweep();
+        }
+        Ok(report)
+    }
+}
+
+fn send(feed: &Sender<Feed>, message: Feed) -> Result<(), ()> {
+    feed.send(message).map_err(|_| tracing::warn!("workers stopped before the replay ended"))
+}
+
+type ListRead = (Vec<MetaRecord>, Option<Vec<NodeTarget>>);
+
+fn read_list(file: &Path, list: ApiList, interner: &mut Interner) -> Result<ListRead, ReplayError> {
+    let body =
+        std::fs::read(file).map_err(|e| ReplayError::List { file: file.to_path_buf(), message: e.to_string() })?;
+    let fail = |e: &dyn std::fmt::Display| ReplayError::List { file: file.to_path_buf(), message: e.to_string() };
+    let (records, targets, warnings) = match list {
+        ApiList::Nodes => {
+            let parsed = parse_node_list(&body, interner).map_err(|e| fail(&e))?;
+            (parsed.records, Some(parsed.targets), parsed.warnings)
+        }
+        ApiList::Pods => {
+            let parsed = parse_pod_list(&body, interner).map_err(|e| fail(&e))?;
+            (parsed.records, None, parsed.warnings)
+        }
+        ApiList::Namespaces => {
+            let parsed = parse_namespace_list(&body, interner).map_err(|e| fail(&e))?;
+            (parsed.records, None, parsed.warnings)
+        }
+    };
+    for warning in warnings {
+        tracing::warn!(file = %file.display(), "{warning}");
+    }
+    Ok((records, targets))
+}
+
+/// The window end the replay's first window stands for, for logs and tests.
+pub fn first_window(scenario: &Scenario) -> Option<Time> {
+    scenario.windows.first().map(|w| w.time)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use heapster_dataflows::meta::NamespaceMeta;
+    use heapster_dataflows::Name;
+
+    #[test]
+    fn parses_uris() {
+        assert_eq!(
+            ReplayConfig::from_uri("replay:fixtures/small").unwrap(),
+            ReplayConfig { path: PathBuf::from("fixtures/small"), pace: Pace::Fast }
+        );
+        assert_eq!(ReplayConfig::from_uri("replay:/x?pace=real").unwrap().pace, Pace::Real);
+        let err = ReplayConfig::from_uri("replay:/x?pace=slow").unwrap_err();
+        assert!(err.to_string().contains("pace=\"slow\": expected fast or real"), "{err}");
+        assert!(ReplayConfig::from_uri("replay:").is_err());
+        assert!(ReplayConfig::from_uri("replay:/x?speed=2").unwrap_err().reason.contains("\"speed\""));
+    }
+
+    fn ns(name: &str, uid: &str) -> MetaRecord {
+        MetaRecord::Namespace { name: Name::new(name), meta: NamespaceMeta { uid: Name::new(uid) } }
+    }
+
+    #[test]
+    fn meta_state_emits_only_changes() {
+        let mut state = MetaState::default();
+        let first = state.replace(2, vec![ns("a", "1"), ns("b", "2")]);
+        assert_eq!(first.len(), 2);
+        assert!(state.replace(2, vec![ns("a", "1"), ns("b", "2")]).is_empty());
+        let changed = state.replace(2, vec![ns("a", "9")]);
+        assert_eq!(changed, vec![(ns("a", "1"), -1), (ns("a", "9"), 1), (ns("b", "2"), -1)]);
+        // Other kinds are untouched.
+        assert!(state.replace(1, vec![]).is_empty());
+    }
+}
