@@ -401,7 +401,7 @@ mod tests {
     use super::*;
 
     fn capture(name: &str) -> Vec<u8> {
-        let path = format!("{}/fixtures/captures/{name}", env!("CARGO_MANIFEST_DIR"));
+        let path = format!("{}/../shared/captures/{name}", env!("CARGO_MANIFEST_DIR"));
         std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
     }
 
