@@ -1,5 +1,8 @@
 //! Sinks: where complete windows go.
 
+pub mod influxdb;
+pub mod line_protocol;
+
 use heapster_dataflows::{MetricSet, Time};
 
 /// One complete window: every metric set of every worker, sorted by key.
