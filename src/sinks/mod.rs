@@ -111,7 +111,10 @@ impl SinkHandle {
                 let mut sink = file::FileSink::create(&c)?;
                 Box::new(move || drain(rx, &thread_stats, |b| sink.write(b).map(|()| 0).map_err(|e| e.to_string())))
             }
-            SinkConfig::Influx(c) => Box::new(move || influxdb::run(c, rx, &thread_stats)),
+            SinkConfig::Influx(c) => {
+                let sink = influxdb::InfluxSink::new(c).map_err(std::io::Error::other)?;
+                Box::new(move || run_influx(sink, rx, &thread_stats))
+            }
         };
         let thread = std::thread::Builder::new().name(format!("sink {name}")).spawn(runner)?;
         Ok(SinkHandle { name, stats, queue: tx, overflow, thread })
@@ -169,6 +172,24 @@ fn drain(
             }
         }
     }
+}
+
+/// The InfluxDB sink's thread: its own small runtime for the async client.
+fn run_influx(mut sink: influxdb::InfluxSink, rx: Receiver<Arc<MetricBatch>>, stats: &SinkStats) {
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            tracing::error!("InfluxDB sink cannot start its runtime: {e}");
+            return drain(rx, stats, |_| Err("sink not running".to_string()));
+        }
+    };
+    if let Err(e) = runtime.block_on(sink.start()) {
+        tracing::warn!("InfluxDB not ready yet, will retry on the first window: {e}");
+    }
+    drain(rx, stats, |batch| match runtime.block_on(sink.write(batch)) {
+        Ok(report) => Ok(report.points_dropped as u64),
+        Err(e) => Err(e.to_string()),
+    });
 }
 
 #[cfg(test)]

@@ -1,1 +1,3 @@
 //! Real servers on loopback for tests and benchmarks: an `influxd` started on a free port.
+
+pub mod influxd;
