@@ -1,2 +1,3 @@
 //! The kubelet Summary API.
+mod lenient;
 pub mod summary;

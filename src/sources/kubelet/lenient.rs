@@ -1,0 +1,426 @@
+//! JSON values that tolerate the wrong type.
+//!
+//! A kubelet that sends `"usageBytes": "12"` or `-5` should cost the collector that one value,
+//! not the whole node. Each type here accepts any JSON value: the expected kind is kept, `null`
+//! and a missing field are [`Absent`](Lenient::Absent), and anything else is consumed and kept
+//! as a [`Found`] so the caller, which knows the field's path, can report it.
+//!
+//! Strings borrow from the body unless they contain escapes.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::marker::PhantomData;
+
+use serde::de::value::MapAccessDeserializer;
+use serde::de::{Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+
+/// The longest excerpt of a body's string kept for a warning.
+const EXCERPT_CHARS: usize = 40;
+
+/// A value of the wrong type (or out of range), described for a warning.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Found {
+    Str(String),
+    Bool(bool),
+    Object,
+    Array,
+    /// A number where a string belongs.
+    Number(String),
+    /// A negative number where an unsigned one belongs.
+    Negative(String),
+    /// A number too large for a signed 64-bit integer.
+    TooLarge(String),
+}
+
+impl Found {
+    fn string(s: &str) -> Found {
+        Found::Str(excerpt(s))
+    }
+}
+
+/// The start of a string from the body, short enough for a warning.
+pub fn excerpt(s: &str) -> String {
+    s.chars().take(EXCERPT_CHARS).collect()
+}
+
+impl fmt::Display for Found {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Found::Str(s) => write!(f, "string {s:?}"),
+            Found::Bool(b) => write!(f, "boolean {b}"),
+            Found::Object => f.write_str("an object"),
+            Found::Array => f.write_str("an array"),
+            Found::Number(n) => write!(f, "number {n}"),
+            Found::Negative(n) => write!(f, "negative number {n}"),
+            Found::TooLarge(n) => write!(f, "number {n}, which is out of range"),
+        }
+    }
+}
+
+/// A field that was absent, held a value of the expected kind, or held something else.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub enum Lenient<T> {
+    #[default]
+    Absent,
+    Value(T),
+    Wrong(Box<Found>),
+}
+
+impl<T> Lenient<T> {
+    fn wrong(found: Found) -> Self {
+        Lenient::Wrong(Box::new(found))
+    }
+
+    /// The value, `None` when absent, or what was found instead.
+    pub fn get(&self) -> Result<Option<&T>, &Found> {
+        match self {
+            Lenient::Absent => Ok(None),
+            Lenient::Value(v) => Ok(Some(v)),
+            Lenient::Wrong(found) => Err(found),
+        }
+    }
+
+    pub fn is_absent(&self) -> bool {
+        matches!(self, Lenient::Absent)
+    }
+}
+
+/// A kubelet `uint64`, kept as the `i64` the metric model stores.
+pub type Num = Lenient<i64>;
+/// A JSON number of any kind, as `f64`.
+pub type Float = Lenient<f64>;
+/// A string.
+pub type Text<'a> = Lenient<Cow<'a, str>>;
+/// A JSON object decoded as `T`.
+pub type Obj<T> = Lenient<Object<T>>;
+/// A JSON array.
+pub type List<T> = Lenient<Vec<T>>;
+
+/// Wraps a struct so it is only ever decoded from a JSON object.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Object<T>(pub T);
+
+/// What each lenient kind expects, for warnings.
+pub trait Expected {
+    const EXPECTED: &'static str;
+}
+
+impl Expected for i64 {
+    const EXPECTED: &'static str = "an unsigned integer";
+}
+impl Expected for f64 {
+    const EXPECTED: &'static str = "a number";
+}
+impl Expected for Cow<'_, str> {
+    const EXPECTED: &'static str = "a string";
+}
+impl<T> Expected for Object<T> {
+    const EXPECTED: &'static str = "an object";
+}
+impl<T> Expected for Vec<T> {
+    const EXPECTED: &'static str = "an array";
+}
+
+/// Consumes a wrong-typed object so parsing can go on after it.
+fn skip_map<'de, A: MapAccess<'de>>(mut map: A) -> Result<(), A::Error> {
+    while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+    Ok(())
+}
+
+fn skip_seq<'de, A: SeqAccess<'de>>(mut seq: A) -> Result<(), A::Error> {
+    while seq.next_element::<IgnoredAny>()?.is_some() {}
+    Ok(())
+}
+
+/// The visitor methods of the JSON kinds a lenient type does not expect: each consumes the value
+/// and keeps what it was; `null` is absent.
+macro_rules! reject {
+    ($out:ty; $($kind:ident),*) => { $( reject!(@one $out; $kind); )* };
+    (@one $out:ty; bool) => {
+        fn visit_bool<E>(self, v: bool) -> Result<$out, E> {
+            Ok(Lenient::wrong(Found::Bool(v)))
+        }
+    };
+    (@one $out:ty; i64) => {
+        fn visit_i64<E>(self, v: i64) -> Result<$out, E> {
+            Ok(Lenient::wrong(Found::Number(v.to_string())))
+        }
+    };
+    (@one $out:ty; u64) => {
+        fn visit_u64<E>(self, v: u64) -> Result<$out, E> {
+            Ok(Lenient::wrong(Found::Number(v.to_string())))
+        }
+    };
+    (@one $out:ty; f64) => {
+        fn visit_f64<E>(self, v: f64) -> Result<$out, E> {
+            Ok(Lenient::wrong(Found::Number(v.to_string())))
+        }
+    };
+    (@one $out:ty; str) => {
+        fn visit_str<E>(self, v: &str) -> Result<$out, E> {
+            Ok(Lenient::wrong(Found::string(v)))
+        }
+    };
+    (@one $out:ty; map) => {
+        fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<$out, A::Error> {
+            skip_map(map)?;
+            Ok(Lenient::wrong(Found::Object))
+        }
+    };
+    (@one $out:ty; seq) => {
+        fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<$out, A::Error> {
+            skip_seq(seq)?;
+            Ok(Lenient::wrong(Found::Array))
+        }
+    };
+    (@one $out:ty; null) => {
+        fn visit_unit<E>(self) -> Result<$out, E> {
+            Ok(Lenient::Absent)
+        }
+
+        fn visit_none<E>(self) -> Result<$out, E> {
+            Ok(Lenient::Absent)
+        }
+    };
+}
+
+struct NumVisitor;
+
+impl<'de> Visitor<'de> for NumVisitor {
+    type Value = Num;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_u64<E>(self, v: u64) -> Result<Num, E> {
+        Ok(match i64::try_from(v) {
+            Ok(v) => Lenient::Value(v),
+            Err(_) => Lenient::wrong(Found::TooLarge(v.to_string())),
+        })
+    }
+
+    fn visit_i64<E>(self, v: i64) -> Result<Num, E> {
+        Ok(if v < 0 { Lenient::wrong(Found::Negative(v.to_string())) } else { Lenient::Value(v) })
+    }
+
+    /// Integral floats (`12.0`, `1e3`) are taken as they are; fractions are truncated.
+    fn visit_f64<E>(self, v: f64) -> Result<Num, E> {
+        // 2^63: the first float past i64::MAX.
+        const LIMIT: f64 = 9_223_372_036_854_775_808.0;
+        Ok(if v <= -1.0 {
+            Lenient::wrong(Found::Negative(v.to_string()))
+        } else if v >= LIMIT || v.is_nan() {
+            Lenient::wrong(Found::TooLarge(v.to_string()))
+        } else {
+            // In range, so the cast only drops the fraction.
+            Lenient::Value(v as i64)
+        })
+    }
+
+    reject!(Num; bool, str, map, seq, null);
+}
+
+impl<'de> Deserialize<'de> for Lenient<i64> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(NumVisitor)
+    }
+}
+
+struct FloatVisitor;
+
+impl<'de> Visitor<'de> for FloatVisitor {
+    type Value = Float;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_u64<E>(self, v: u64) -> Result<Float, E> {
+        Ok(Lenient::Value(v as f64))
+    }
+
+    fn visit_i64<E>(self, v: i64) -> Result<Float, E> {
+        Ok(Lenient::Value(v as f64))
+    }
+
+    fn visit_f64<E>(self, v: f64) -> Result<Float, E> {
+        Ok(Lenient::Value(v))
+    }
+
+    reject!(Float; bool, str, map, seq, null);
+}
+
+impl<'de> Deserialize<'de> for Lenient<f64> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(FloatVisitor)
+    }
+}
+
+struct TextVisitor;
+
+impl<'de> Visitor<'de> for TextVisitor {
+    type Value = Text<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Text<'de>, E> {
+        Ok(Lenient::Value(Cow::Borrowed(v)))
+    }
+
+    /// Escaped strings cannot borrow from the body.
+    fn visit_str<E>(self, v: &str) -> Result<Text<'de>, E> {
+        Ok(Lenient::Value(Cow::Owned(v.to_owned())))
+    }
+
+    fn visit_string<E>(self, v: String) -> Result<Text<'de>, E> {
+        Ok(Lenient::Value(Cow::Owned(v)))
+    }
+
+    reject!(Text<'de>; bool, i64, u64, f64, map, seq, null);
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Lenient<Cow<'a, str>> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(TextVisitor)
+    }
+}
+
+struct ObjVisitor<T>(PhantomData<T>);
+
+impl<'de, T: Deserialize<'de>> Visitor<'de> for ObjVisitor<T> {
+    type Value = Obj<T>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Obj<T>, A::Error> {
+        T::deserialize(MapAccessDeserializer::new(map)).map(|v| Lenient::Value(Object(v)))
+    }
+
+    reject!(Obj<T>; bool, i64, u64, f64, str, seq, null);
+}
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Lenient<Object<T>> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(ObjVisitor(PhantomData))
+    }
+}
+
+struct ListVisitor<T>(PhantomData<T>);
+
+impl<'de, T: Deserialize<'de>> Visitor<'de> for ListVisitor<T> {
+    type Value = List<T>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<List<T>, A::Error> {
+        let mut items = Vec::new();
+        while let Some(item) = seq.next_element()? {
+            items.push(item);
+        }
+        Ok(Lenient::Value(items))
+    }
+
+    reject!(List<T>; bool, i64, u64, f64, str, map, null);
+}
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Lenient<Vec<T>> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(ListVisitor(PhantomData))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde::Deserialize;
+
+    use super::*;
+
+    #[derive(Debug, Default, Deserialize)]
+    #[serde(default)]
+    struct Probe<'a> {
+        num: Num,
+        float: Float,
+        #[serde(borrow)]
+        text: Text<'a>,
+        obj: Obj<Inner>,
+        list: List<Num>,
+    }
+
+    #[derive(Debug, Default, Deserialize, PartialEq)]
+    #[serde(default)]
+    struct Inner {
+        a: Num,
+    }
+
+    fn probe(json: &str) -> Probe<'_> {
+        serde_json::from_str(json).unwrap()
+    }
+
+    fn found<T>(v: &Lenient<T>) -> String {
+        match v.get() {
+            Err(found) => found.to_string(),
+            Ok(_) => "ok".to_owned(),
+        }
+    }
+
+    #[test]
+    fn expected_kinds_are_values() {
+        let p = probe(
+            r#"{"num": 7, "float": -1.5, "text": "abc", "obj": {"a": 1, "b": [2]}, "list": [1, null, "x"]}"#,
+        );
+        assert_eq!(p.num, Lenient::Value(7));
+        assert_eq!(p.float, Lenient::Value(-1.5));
+        assert!(matches!(p.text, Lenient::Value(Cow::Borrowed("abc"))));
+        assert_eq!(p.obj, Lenient::Value(Object(Inner { a: Lenient::Value(1) })));
+        let Lenient::Value(list) = &p.list else { panic!("{:?}", p.list) };
+        assert_eq!(list[..2], [Lenient::Value(1), Lenient::Absent]);
+        assert_eq!(found(&list[2]), "string \"x\"");
+    }
+
+    #[test]
+    fn null_and_missing_are_absent() {
+        let p = probe(r#"{"num": null, "text": null, "obj": null, "list": null}"#);
+        assert!(p.num.is_absent() && p.float.is_absent() && p.text.is_absent());
+        assert!(p.obj.is_absent() && p.list.is_absent());
+    }
+
+    #[test]
+    fn other_kinds_are_kept_for_the_warning() {
+        let p = probe(
+            r#"{"num": {"deep": [[1], {"x": null}]}, "float": "1.5", "text": 12, "obj": [1], "list": {"a": 1}}"#,
+        );
+        assert_eq!(found(&p.num), "an object");
+        assert_eq!(found(&p.float), "string \"1.5\"");
+        assert_eq!(found(&p.text), "number 12");
+        assert_eq!(found(&p.obj), "an array");
+        assert_eq!(found(&p.list), "an object");
+        let p = probe(r#"{"num": true, "text": false}"#);
+        assert_eq!((found(&p.num), found(&p.text)), ("boolean true".to_owned(), "boolean false".to_owned()));
+    }
+
+    #[test]
+    fn unsigned_range() {
+        let num = |json: &str| probe(&format!(r#"{{"num": {json}}}"#)).num;
+        assert_eq!(found(&num("-1")), "negative number -1");
+        assert_eq!(found(&num("-2.5")), "negative number -2.5");
+        assert_eq!(num("-0.5"), Lenient::Value(0));
+        assert_eq!(num("9223372036854775807"), Lenient::Value(i64::MAX));
+        assert_eq!(found(&num("9223372036854775808")), "number 9223372036854775808, which is out of range");
+        assert_eq!(found(&num("1e19")), "number 10000000000000000000, which is out of range");
+        assert_eq!(num("2.0e3"), Lenient::Value(2000));
+    }
+
+    #[test]
+    fn escaped_strings_are_owned_and_long_ones_cut() {
+        let p = probe(r#"{"text": "a\u002db", "num": "0123456789012345678901234567890123456789xyz"}"#);
+        assert!(matches!(&p.text, Lenient::Value(Cow::Owned(s)) if s == "a-b"));
+        assert_eq!(found(&p.num), format!("string {:?}", &"0123456789".repeat(4)));
+    }
+}
