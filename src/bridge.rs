@@ -206,7 +206,11 @@ fn to_collector(sets: StreamVec<'_, Time, MetricSet>, worker: usize, collected: 
     let mut pending: BTreeMap<Time, Vec<MetricSet>> = BTreeMap::new();
     let mut reported = Some(Some(0));
     sets.sink(Pipeline, "to_sinks", move |(input, frontier)| {
-        input.for_each(|cap, data| pending.entry(*cap.time()).or_default().append(data));
+        input.for_each(|cap, data| {
+            if let Some(&time) = cap.least() {
+                pending.entry(time).or_default().append(data);
+            }
+        });
         while let Some((&time, _)) = pending.first_key_value() {
             if frontier.less_equal(&time) {
                 break;
