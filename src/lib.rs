@@ -3,6 +3,7 @@
 //! - [`scenario`]: the recorded-cluster format that replay, the fixture server and `synth` share.
 //! - [`sources`]: kubelet summaries, Kubernetes objects, replay.
 //! - [`sinks`]: log, file, InfluxDB.
+//! - [`synth`]: deterministic synthetic clusters in the scenario format.
 //! - [`config`]: `--source`/`--sink` URIs into typed configs.
 //! - [`testkit`]: real servers (influxd) on loopback for tests and benchmarks.
 

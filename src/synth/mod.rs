@@ -1,0 +1,298 @@
+//! Synthetic recorded clusters: a deterministic generator of scenario directories
+//! ([`crate::scenario`]) whose bodies look like what real API servers and kubelets send.
+//!
+//! Everything follows from a [`SynthSpec`]: its sizes and seed lay out the cluster, its
+//! timeline changes it window by window (restarts, deletions, nodes going NotReady, relabels,
+//! new nodes). The same spec always gives byte-identical files, so a generated scenario can be
+//! committed and checked against its generator. Bodies are written node by node: at most one
+//! window's bodies are ever in memory, whatever the cluster size.
+
+mod catalog;
+mod cluster;
+mod objects;
+mod pods;
+mod rng;
+mod sample;
+mod summary;
+#[cfg(test)]
+mod tests;
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::scenario::{ApiList, ScenarioWriter};
+use cluster::{Cluster, PodKind, rfc3339};
+
+/// 2026-11-01T10:00:00Z.
+pub const DEFAULT_START_MS: u64 = 1_793_527_200_000;
+
+/// What to generate.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SynthSpec {
+    pub nodes: usize,
+    pub pods_per_node: usize,
+    pub windows: usize,
+    pub resolution_seconds: u64,
+    /// End of the first window, ms since the epoch, aligned to the resolution.
+    pub start_ms: u64,
+    pub seed: u64,
+    pub namespaces: usize,
+    pub timeline: Vec<TimelineEvent>,
+    /// Indented JSON, for scenarios people read and commit; compact otherwise.
+    pub pretty: bool,
+}
+
+/// Something that happens to the cluster just before a window's scrapes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TimelineEvent {
+    /// The container's process dies and the kubelet starts it again: new start time, counters
+    /// from zero, `restartCount` + 1.
+    RestartContainer { window: usize, ns: String, pod: String, container: String },
+    /// The pod is gone from the API and from its kubelet's summaries from this window on.
+    DeletePod { window: usize, ns: String, pod: String },
+    /// The node's Ready condition turns False; its kubelet still answers scrapes.
+    NodeNotReady { window: usize, node: String },
+    /// `labels` are set on the pod (existing keys overwritten, others kept).
+    PodRelabel { window: usize, ns: String, pod: String, labels: BTreeMap<String, String> },
+    /// A new node joins, with the per-node daemon pods scheduled onto it.
+    NodeAdded { window: usize, node: String },
+}
+
+impl TimelineEvent {
+    pub fn window(&self) -> usize {
+        match self {
+            TimelineEvent::RestartContainer { window, .. }
+            | TimelineEvent::DeletePod { window, .. }
+            | TimelineEvent::NodeNotReady { window, .. }
+            | TimelineEvent::PodRelabel { window, .. }
+            | TimelineEvent::NodeAdded { window, .. } => *window,
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            TimelineEvent::RestartContainer { window, ns, pod, container } => {
+                format!("window {window}: container {ns}/{pod}/{container} restarts")
+            }
+            TimelineEvent::DeletePod { window, ns, pod } => {
+                format!("window {window}: pod {ns}/{pod} is deleted")
+            }
+            TimelineEvent::NodeNotReady { window, node } => {
+                format!("window {window}: node {node} becomes NotReady")
+            }
+            TimelineEvent::PodRelabel { window, ns, pod, .. } => {
+                format!("window {window}: pod {ns}/{pod} is relabeled")
+            }
+            TimelineEvent::NodeAdded { window, node } => format!("window {window}: node {node} joins"),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SynthReport {
+    pub windows: usize,
+    /// Nodes at the end, including added ones.
+    pub nodes: usize,
+    /// Pods that ever existed, including deleted ones.
+    pub pods: usize,
+    pub bytes: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SynthError {
+    #[error("synth spec: {0}")]
+    Spec(String),
+    #[error("synth timeline, window {window}: {what}")]
+    Timeline { window: usize, what: String },
+    #[error("synth output {path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+    #[error("synth output {path}: has windows/ but no scenario.json; refusing to overwrite it")]
+    NotAScenario { path: PathBuf },
+    #[error("synth: encoding {what}: {source}")]
+    Json { what: String, source: serde_json::Error },
+}
+
+impl SynthSpec {
+    pub fn new(nodes: usize, pods_per_node: usize, windows: usize) -> Self {
+        SynthSpec {
+            nodes,
+            pods_per_node,
+            windows,
+            resolution_seconds: 60,
+            start_ms: DEFAULT_START_MS,
+            seed: 1,
+            namespaces: (nodes * pods_per_node / 10).clamp(3, 8),
+            timeline: Vec::new(),
+            pretty: false,
+        }
+    }
+
+    /// The `fixtures/small` scenario: 3 nodes, 24 pods in 4 namespaces, 5 windows; in window 2
+    /// a sidecar restarts and a pod is deleted, in window 3 the third node turns NotReady.
+    pub fn small() -> Self {
+        let mut spec = SynthSpec { namespaces: 4, pretty: true, ..SynthSpec::new(3, 8, 5) };
+        // The plan does not depend on the timeline, so it can pick the timeline's targets.
+        let cluster = Cluster::plan(&spec);
+        let ns_of = |p: &cluster::Pod| cluster.namespaces[p.ns].name.clone();
+        // Application pods on the nodes that stay Ready, so collectors still see the aftermath.
+        let app_pods =
+            || cluster.pods.iter().filter(|p| p.node != 2 && p.ns != 0 && p.kind == PodKind::Deployment);
+        let restarted = app_pods().find(|p| p.containers.len() > 1);
+        if let Some((p, c)) = restarted.and_then(|p| Some((p, p.containers.last()?))) {
+            spec.timeline.push(TimelineEvent::RestartContainer {
+                window: 2,
+                ns: ns_of(p),
+                pod: p.name.clone(),
+                container: c.name.to_string(),
+            });
+        }
+        let restarted_node = restarted.map(|p| p.node);
+        let deleted = app_pods()
+            .find(|p| Some(p.node) != restarted_node && p.containers.len() == 1)
+            .or_else(|| app_pods().find(|p| restarted.is_none_or(|r| r.uid != p.uid)));
+        if let Some(p) = deleted {
+            spec.timeline.push(TimelineEvent::DeletePod { window: 2, ns: ns_of(p), pod: p.name.clone() });
+        }
+        if let Some(n) = cluster.nodes.get(2) {
+            spec.timeline.push(TimelineEvent::NodeNotReady { window: 3, node: n.name.clone() });
+        }
+        spec
+    }
+
+    pub fn description(&self) -> String {
+        let mut text = format!(
+            "synthetic cluster: {} nodes x {} pods in {} namespaces, {} windows of {} s, seed {}",
+            self.nodes, self.pods_per_node, self.namespaces, self.windows, self.resolution_seconds, self.seed
+        );
+        for event in &self.timeline {
+            text.push_str("; ");
+            text.push_str(&event.describe());
+        }
+        text
+    }
+
+    fn validate(&self) -> Result<(), SynthError> {
+        let bad = |what: String| Err(SynthError::Spec(what));
+        if self.nodes == 0 || self.windows == 0 || self.namespaces == 0 {
+            return bad(format!(
+                "nodes ({}), windows ({}) and namespaces ({}) must all be at least 1",
+                self.nodes, self.windows, self.namespaces
+            ));
+        }
+        if self.resolution_seconds < 5 {
+            return bad(format!("resolution_seconds {} is below the 5 s minimum", self.resolution_seconds));
+        }
+        let res_ms = self.resolution_seconds * 1000;
+        if !self.start_ms.is_multiple_of(res_ms) {
+            return bad(format!(
+                "start_ms {} is not aligned to the {} s resolution",
+                self.start_ms, self.resolution_seconds
+            ));
+        }
+        let last = (self.windows as u64 - 1).checked_mul(res_ms).and_then(|d| d.checked_add(self.start_ms));
+        if last.is_none_or(|ms| ms > jiff::Timestamp::MAX.as_millisecond() as u64) {
+            return bad(format!(
+                "{} windows from start_ms {} run past year 9999",
+                self.windows, self.start_ms
+            ));
+        }
+        if let Some(e) = self.timeline.iter().find(|e| e.window() >= self.windows) {
+            return bad(format!("event past the last window {}: {}", self.windows - 1, e.describe()));
+        }
+        Ok(())
+    }
+}
+
+/// Writes the scenario `spec` describes into `out`. An existing scenario there is replaced
+/// (its `expected/` kept); any other directory holding `windows/` is refused.
+pub fn synth(spec: &SynthSpec, out: &Path) -> Result<SynthReport, SynthError> {
+    spec.validate()?;
+    rehearse(spec)?;
+    let io_err = |source: io::Error| SynthError::Io { path: out.to_path_buf(), source };
+    clear_previous(out).map_err(|e| match e {
+        Clear::Io(source) => io_err(source),
+        Clear::NotAScenario => SynthError::NotAScenario { path: out.to_path_buf() },
+    })?;
+    let mut cluster = Cluster::plan(spec);
+    let res_ms = spec.resolution_seconds * 1000;
+    cluster.settle((spec.start_ms / 1000) as i64);
+    let mut writer =
+        ScenarioWriter::create(out, &spec.description(), spec.resolution_seconds).map_err(io_err)?;
+    let mut bytes = 0u64;
+    for window in 0..spec.windows {
+        let end_ms = spec.start_ms + window as u64 * res_ms;
+        let now = (end_ms / 1000) as i64;
+        let changes = cluster.apply(window, now, &spec.timeline)?;
+        let w = writer.window(end_ms).map_err(io_err)?;
+        let mut api = |list: ApiList, body: Vec<u8>| {
+            bytes += body.len() as u64;
+            w.api(list, &body).map_err(io_err)
+        };
+        if window == 0 {
+            api(ApiList::Namespaces, encode(&objects::namespaces(&cluster), spec.pretty, "namespaces")?)?;
+        }
+        if window == 0 || changes.nodes {
+            api(ApiList::Nodes, encode(&objects::nodes(&cluster), spec.pretty, "nodes")?)?;
+        }
+        if window == 0 || changes.pods {
+            api(ApiList::Pods, encode(&objects::pods(&cluster), spec.pretty, "pods")?)?;
+        }
+        let times: Vec<String> = (0..=cluster.max_off as i64).map(|k| rfc3339(now - k)).collect();
+        for node in 0..cluster.nodes.len() {
+            cluster.sample_node(node, window, now);
+            let body =
+                encode(&summary::build(&cluster, node, &times), spec.pretty, &cluster.nodes[node].name)?;
+            bytes += body.len() as u64;
+            w.summary(&cluster.nodes[node].name, &body).map_err(io_err)?;
+        }
+    }
+    let dir = writer.finish().map_err(io_err)?;
+    bytes += fs::metadata(dir.join("scenario.json")).map_err(io_err)?.len();
+    Ok(SynthReport { windows: spec.windows, nodes: cluster.nodes.len(), pods: cluster.pods.len(), bytes })
+}
+
+/// Plays the timeline on a plan without writing anything, so a bad event fails before a
+/// previous scenario in `out` is touched.
+fn rehearse(spec: &SynthSpec) -> Result<(), SynthError> {
+    if spec.timeline.is_empty() {
+        return Ok(());
+    }
+    let mut cluster = Cluster::plan(spec);
+    let last = spec.timeline.iter().map(TimelineEvent::window).max().unwrap_or(0);
+    for window in 0..=last {
+        let now = ((spec.start_ms + window as u64 * spec.resolution_seconds * 1000) / 1000) as i64;
+        cluster.apply(window, now, &spec.timeline)?;
+    }
+    Ok(())
+}
+
+fn encode(value: &impl Serialize, pretty: bool, what: &str) -> Result<Vec<u8>, SynthError> {
+    let encoded = if pretty { serde_json::to_vec_pretty(value) } else { serde_json::to_vec(value) };
+    let mut body = encoded.map_err(|source| SynthError::Json { what: what.to_string(), source })?;
+    body.push(b'\n');
+    Ok(body)
+}
+
+enum Clear {
+    Io(io::Error),
+    NotAScenario,
+}
+
+/// Removes a previous scenario's windows and manifest, so no stale node or window survives.
+fn clear_previous(out: &Path) -> Result<(), Clear> {
+    let windows = out.join("windows");
+    let manifest = out.join("scenario.json");
+    if !windows.exists() {
+        return Ok(());
+    }
+    if !manifest.is_file() {
+        return Err(Clear::NotAScenario);
+    }
+    // Windows first: an interrupted clear leaves a manifest, so the next run still clears.
+    fs::remove_dir_all(&windows).map_err(Clear::Io)?;
+    fs::remove_file(&manifest).map_err(Clear::Io)
+}
