@@ -43,11 +43,17 @@ fn main() {
             eprintln!("synth failed: {e}");
             std::process::exit(1);
         }
-        println!("synthesized {nodes} nodes x {pods} pods x {windows} windows in {:.1?}", generated.elapsed());
+        println!(
+            "synthesized {nodes} nodes x {pods} pods x {windows} windows in {:.1?}",
+            generated.elapsed()
+        );
     } else {
         println!("reusing {}", dir.display());
     }
-    println!("{:<5} {:>12} {:>14} {:>10} {:>10} {:>12} {:>10}", "-w", "sets/s", "values/s", "MB/s", "s/window", "cpu s/window", "peak RSS");
+    println!(
+        "{:<5} {:>12} {:>14} {:>10} {:>10} {:>12} {:>10}",
+        "-w", "sets/s", "values/s", "MB/s", "s/window", "cpu s/window", "peak RSS"
+    );
     for workers in [1, 2] {
         let exe = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("throughput"));
         let output = Command::new(exe)

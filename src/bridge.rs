@@ -15,10 +15,10 @@ use differential_dataflow::input::Input as _;
 use heapster_dataflows::meta::{LabelPolicy, MetaRecord};
 use heapster_dataflows::model::Interner;
 use heapster_dataflows::{MetricSet, Time};
-use timely::dataflow::{ProbeHandle, StreamVec};
 use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::operators::{Input as _, Probe as _};
+use timely::dataflow::{ProbeHandle, StreamVec};
 
 use crate::sinks::MetricBatch;
 use crate::sources::NodeTarget;
@@ -174,7 +174,13 @@ pub fn run_workers(
     Ok(())
 }
 
-fn parse_scrape(scrape: Scrape, time: Time, interner: &mut Interner, out: &mut Vec<MetricSet>, stats: &Stats) {
+fn parse_scrape(
+    scrape: Scrape,
+    time: Time,
+    interner: &mut Interner,
+    out: &mut Vec<MetricSet>,
+    stats: &Stats,
+) {
     Stats::add(&stats.scrapes, 1);
     let node = scrape.target.name.clone();
     let body = match scrape.body {

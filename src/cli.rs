@@ -17,7 +17,12 @@ use crate::sinks::SinkConfig;
 pub const MIN_RESOLUTION: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Parser)]
-#[command(name = "heapster", version, about = "Cluster-monitoring collector for Kubernetes", args_conflicts_with_subcommands = true)]
+#[command(
+    name = "heapster",
+    version,
+    about = "Cluster-monitoring collector for Kubernetes",
+    args_conflicts_with_subcommands = true
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -74,7 +79,8 @@ pub struct SynthArgs {
 }
 
 fn parse_resolution(text: &str) -> Result<Duration, String> {
-    let d = humantime::parse_duration(text).map_err(|e| format!("expected a duration like 60s or 1m: {e}"))?;
+    let d =
+        humantime::parse_duration(text).map_err(|e| format!("expected a duration like 60s or 1m: {e}"))?;
     if d < MIN_RESOLUTION {
         return Err(format!("must be at least {}", humantime::format_duration(MIN_RESOLUTION)));
     }
@@ -85,7 +91,13 @@ impl CollectArgs {
     /// Turns the flags into a run, validating every URI.
     pub fn to_config(&self) -> Result<RunConfig, ConfigError> {
         let source = match self.sources.as_slice() {
-            [] => return Err(ConfigError::new("--source", "", "required, e.g. --source=replay:fixtures/small")),
+            [] => {
+                return Err(ConfigError::new(
+                    "--source",
+                    "",
+                    "required, e.g. --source=replay:fixtures/small",
+                ));
+            }
             [one] => SourceConfig::from_uri(one)?,
             [_, second, ..] => {
                 return Err(ConfigError::new("--source", second, "only one metrics source is supported"));
@@ -104,8 +116,18 @@ impl CollectArgs {
             }
             store.push((to.to_string(), from.to_string()));
         }
-        let labels = LabelPolicy { separator: self.label_separator.clone(), ignore: self.ignore_labels.clone(), store };
-        Ok(RunConfig { source, sinks, workers: usize::from(self.workers), labels, resolution: self.metric_resolution })
+        let labels = LabelPolicy {
+            separator: self.label_separator.clone(),
+            ignore: self.ignore_labels.clone(),
+            store,
+        };
+        Ok(RunConfig {
+            source,
+            sinks,
+            workers: usize::from(self.workers),
+            labels,
+            resolution: self.metric_resolution,
+        })
     }
 }
 
@@ -150,12 +172,9 @@ mod tests {
 
     #[test]
     fn bad_flags_are_usage_errors() {
-        for args in [
-            &["--metric_resolution=1s"][..],
-            &["--metric_resolution=soon"],
-            &["-w", "0"],
-            &["--frobnicate"],
-        ] {
+        for args in
+            [&["--metric_resolution=1s"][..], &["--metric_resolution=soon"], &["-w", "0"], &["--frobnicate"]]
+        {
             let err = parse(args).unwrap_err();
             assert_eq!(err.exit_code(), 2, "{args:?}");
         }

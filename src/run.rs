@@ -75,10 +75,8 @@ pub fn run(config: RunConfig, stop: Arc<AtomicBool>) -> Result<RunReport, RunErr
     let mut sinks = Vec::with_capacity(config.sinks.len());
     for sink in config.sinks {
         let name = format!("{sink:?}");
-        let handle = SinkHandle::spawn(sink, 2, overflow).map_err(|source| RunError::Sink {
-            name: crate::config::redact(&name),
-            source,
-        })?;
+        let handle = SinkHandle::spawn(sink, 2, overflow)
+            .map_err(|source| RunError::Sink { name: crate::config::redact(&name), source })?;
         sinks.push(handle);
     }
 
@@ -131,6 +129,11 @@ pub fn run(config: RunConfig, stop: Arc<AtomicBool>) -> Result<RunReport, RunErr
     let sinks = collector.join().map_err(|_| RunError::Thread("collector thread panicked".into()))?;
     workers_result.map_err(RunError::Workers)?;
     let replayed = source_result?;
-    tracing::info!(windows = replayed.windows, scrapes = replayed.scrapes, missing = replayed.missing, "replay done");
+    tracing::info!(
+        windows = replayed.windows,
+        scrapes = replayed.scrapes,
+        missing = replayed.missing,
+        "replay done"
+    );
     Ok(RunReport { stats, sinks, elapsed: started.elapsed() })
 }

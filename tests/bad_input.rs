@@ -26,7 +26,10 @@ fn points(path: &Path) -> Vec<Point> {
             let (series, _field) = rest.rsplit_once(' ').expect("field");
             let mut parts = split_unescaped(series);
             let measurement = parts.remove(0);
-            let tags = parts.into_iter().filter_map(|kv| kv.split_once('=').map(|(k, v)| (k.to_string(), v.to_string()))).collect();
+            let tags = parts
+                .into_iter()
+                .filter_map(|kv| kv.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())))
+                .collect();
             Point { measurement, tags, time: time.parse().expect("time") }
         })
         .collect()
@@ -51,11 +54,18 @@ fn split_unescaped(s: &str) -> Vec<String> {
 
 fn has(points: &[Point], measurement: &str, time: i64, tags: &[(&str, &str)]) -> bool {
     points.iter().any(|p| {
-        p.measurement == measurement && p.time == time && tags.iter().all(|(k, v)| p.tags.get(*k).map(String::as_str) == Some(*v))
+        p.measurement == measurement
+            && p.time == time
+            && tags.iter().all(|(k, v)| p.tags.get(*k).map(String::as_str) == Some(*v))
     })
 }
 
-fn edit_summary(scenario: &Path, window: usize, node: &str, edit: impl FnOnce(&mut Value)) -> (String, String) {
+fn edit_summary(
+    scenario: &Path,
+    window: usize,
+    node: &str,
+    edit: impl FnOnce(&mut Value),
+) -> (String, String) {
     let path = window_dir(scenario, window).join("kubelet").join(format!("{node}.json"));
     let mut body = read_json(&path);
     let pod = &mut body["pods"][0];
@@ -83,12 +93,18 @@ fn bad_summaries_are_reported_and_the_rest_of_the_window_is_written() {
     let (wrong_ns, wrong_pod) = edit_summary(&scenario, 1, wrong, |b| {
         b["pods"][0]["containers"][0]["memory"]["usageBytes"] = Value::from("12");
     });
-    let wrong_container = read_json(&window_dir(&scenario, 1).join("kubelet").join(format!("{wrong}.json")))["pods"][0]
-        ["containers"][0]["name"]
+    let wrong_container = read_json(&window_dir(&scenario, 1).join("kubelet").join(format!("{wrong}.json")))
+        ["pods"][0]["containers"][0]["name"]
         .as_str()
         .expect("name")
         .to_string();
     // Window 1 also: a negative counter and an absent value on the third node.
+    let odd_container =
+        read_json(&window_dir(&scenario, 1).join("kubelet").join(format!("{odd}.json")))["pods"][0]["containers"][0]
+            ["name"]
+            .as_str()
+            .expect("name")
+            .to_string();
     let (odd_ns, odd_pod) = edit_summary(&scenario, 1, odd, |b| {
         let c = &mut b["pods"][0]["containers"][0];
         c["cpu"]["usageCoreNanoSeconds"] = Value::from(-5);
@@ -96,7 +112,10 @@ fn bad_summaries_are_reported_and_the_rest_of_the_window_is_written() {
     });
 
     let out = tmp.path().join("out.lp");
-    let run = heapster(&[&format!("--source=replay:{}", scenario.display()), &format!("--sink=file:{}", out.display())]);
+    let run = heapster(&[
+        &format!("--source=replay:{}", scenario.display()),
+        &format!("--sink=file:{}", out.display()),
+    ]);
     let log = stderr(&run);
     assert!(run.status.success(), "{log}");
 
@@ -116,12 +135,20 @@ fn bad_summaries_are_reported_and_the_rest_of_the_window_is_written() {
         assert!(has(&written, "cpu/usage", t1, &[("type", "node"), ("nodename", node)]), "{node} window 1");
     }
     // Only the bad value is dropped: the same container's other values are there.
-    let wrong_tags = [("pod_name", wrong_pod.as_str()), ("namespace_name", wrong_ns.as_str()), ("container_name", wrong_container.as_str())];
+    let wrong_tags = [
+        ("pod_name", wrong_pod.as_str()),
+        ("namespace_name", wrong_ns.as_str()),
+        ("container_name", wrong_container.as_str()),
+    ];
     assert!(!has(&written, "memory/usage", t1, &wrong_tags));
     assert!(has(&written, "memory/working_set", t1, &wrong_tags));
     assert!(has(&written, "cpu/usage", t1, &wrong_tags));
     // Negative and absent values stay absent; nothing becomes zero.
-    let odd_tags = [("pod_name", odd_pod.as_str()), ("namespace_name", odd_ns.as_str()), ("type", "pod_container")];
+    let odd_tags = [
+        ("pod_name", odd_pod.as_str()),
+        ("namespace_name", odd_ns.as_str()),
+        ("container_name", odd_container.as_str()),
+    ];
     assert!(!has(&written, "cpu/usage", t1, &odd_tags));
     assert!(!has(&written, "memory/rss", t1, &odd_tags));
     assert!(has(&written, "memory/working_set", t1, &odd_tags));
@@ -131,9 +158,15 @@ fn bad_summaries_are_reported_and_the_rest_of_the_window_is_written() {
 fn bad_uris_exit_2_naming_the_flag() {
     let source = format!("--source=replay:{}", small().display());
     let cases: &[(&[&str], &[&str])] = &[
-        (&[&source, "--sink=kafka:localhost:9092"], &["--sink=kafka:localhost:9092", "unknown sink \"kafka\"", "influxdb"]),
+        (
+            &[&source, "--sink=kafka:localhost:9092"],
+            &["--sink=kafka:localhost:9092", "unknown sink \"kafka\"", "influxdb"],
+        ),
         (&[&source, "--sink=influxdb:http://[::1?db=k8s&pw=hunter2"], &["--sink=influxdb:", "pw=***"]),
-        (&[&source, "--sink=influxdb:http://127.0.0.1:8086?withfields=maybe"], &["withfields", "true or false"]),
+        (
+            &[&source, "--sink=influxdb:http://127.0.0.1:8086?withfields=maybe"],
+            &["withfields", "true or false"],
+        ),
         (&["--source=replay:/nonexistent?pace=slow"], &["--source", "pace"]),
         (&["--source=kafka:x"], &["--source=kafka:x", "unknown source"]),
         (&[&source, "--metric_resolution=1s"], &["metric_resolution", "5s"]),

@@ -7,7 +7,8 @@ use support::{heapster, small, stderr};
 
 #[test]
 fn replay_matches_golden_output_for_1_2_and_4_workers() {
-    let golden = std::fs::read(small().join("expected/metrics.lp")).expect("fixtures/small/expected/metrics.lp");
+    let golden =
+        std::fs::read(small().join("expected/metrics.lp")).expect("fixtures/small/expected/metrics.lp");
     assert!(!golden.is_empty());
     let tmp = tempfile::tempdir().expect("tempdir");
     for workers in ["1", "2", "4"] {
@@ -18,7 +19,11 @@ fn replay_matches_golden_output_for_1_2_and_4_workers() {
         assert!(run.status.success(), "-w {workers}: {}", stderr(&run));
         let written = std::fs::read(&out).expect("output");
         if written != golden {
-            let first_diff = written.iter().zip(&golden).position(|(a, b)| a != b).unwrap_or(written.len().min(golden.len()));
+            let first_diff = written
+                .iter()
+                .zip(&golden)
+                .position(|(a, b)| a != b)
+                .unwrap_or(written.len().min(golden.len()));
             let line = golden[..first_diff].iter().filter(|b| **b == b'\n').count() + 1;
             panic!(
                 "-w {workers}: output differs from the golden file at line {line} ({} bytes written, {} expected); \

@@ -16,8 +16,12 @@ fn rows(influxd: &Influxd, q: &str) -> Vec<Row> {
     let answer = influxd.query("k8s", q).unwrap_or_else(|e| panic!("{q}: {e}"));
     let mut out = Vec::new();
     for series in answer["results"][0]["series"].as_array().into_iter().flatten() {
-        let columns: Vec<String> =
-            series["columns"].as_array().expect("columns").iter().map(|c| c.as_str().unwrap_or("").to_string()).collect();
+        let columns: Vec<String> = series["columns"]
+            .as_array()
+            .expect("columns")
+            .iter()
+            .map(|c| c.as_str().unwrap_or("").to_string())
+            .collect();
         let tags = series["tags"].as_object().cloned().unwrap_or_default();
         for values in series["values"].as_array().expect("values") {
             let mut row: Row = tags.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
@@ -59,9 +63,14 @@ fn steady_container(node: &str, windows: [usize; 2]) -> Sample {
     for pod in first["pods"].as_array().expect("pods") {
         for c in pod["containers"].as_array().expect("containers") {
             let name = c["name"].as_str().expect("name");
-            let later = second["pods"].as_array().expect("pods").iter().find(|p| p["podRef"] == pod["podRef"]).and_then(|p| {
-                p["containers"].as_array().and_then(|cs| cs.iter().find(|x| x["name"] == name)).cloned()
-            });
+            let later = second["pods"]
+                .as_array()
+                .expect("pods")
+                .iter()
+                .find(|p| p["podRef"] == pod["podRef"])
+                .and_then(|p| {
+                    p["containers"].as_array().and_then(|cs| cs.iter().find(|x| x["name"] == name)).cloned()
+                });
             let Some(later) = later else { continue };
             if later["startTime"] != c["startTime"] || c["cpu"]["usageCoreNanoSeconds"].is_null() {
                 continue;
@@ -115,7 +124,10 @@ fn replay_into_influxdb_has_heapsters_schema_and_values() {
         ("node", &["nodename", "labels", "schedulable", "cluster_name"]),
         ("sys_container", &["nodename", "container_name"]),
         ("pod", &["namespace_name", "pod_name", "nodename", "labels"]),
-        ("pod_container", &["namespace_name", "pod_name", "container_name", "container_base_image", "nodename"]),
+        (
+            "pod_container",
+            &["namespace_name", "pod_name", "container_name", "container_base_image", "nodename"],
+        ),
         ("ns", &["namespace_name"]),
         ("cluster", &["cluster_name"]),
     ];
@@ -125,7 +137,10 @@ fn replay_into_influxdb_has_heapsters_schema_and_values() {
         let found = rows(&influxd, &q);
         let row = found.first().unwrap_or_else(|| panic!("no {ty} point in {measurement}"));
         for tag in *tags {
-            assert!(row.get(*tag).is_some_and(|v| v.as_str().is_some_and(|s| !s.is_empty())), "{ty} lacks {tag}: {row:?}");
+            assert!(
+                row.get(*tag).is_some_and(|v| v.as_str().is_some_and(|s| !s.is_empty())),
+                "{ty} lacks {tag}: {row:?}"
+            );
         }
         assert_eq!(row["cluster_name"], "default");
     }
@@ -134,20 +149,39 @@ fn replay_into_influxdb_has_heapsters_schema_and_values() {
     let node = &ready_nodes(&small(), 1)[0];
     let s = steady_container(node, [0, 1]);
     let expected = 1000 * (s.usage[1] - s.usage[0]) / (s.time[1] - s.time[0]);
-    let filter = format!("type = 'pod_container' AND pod_name = '{}' AND container_name = '{}'", s.pod, s.container);
-    assert_eq!(value_at(&influxd, "cpu/usage_rate", &filter, times[1]), Some(expected as f64), "{}/{}", s.ns, s.pod);
+    let filter =
+        format!("type = 'pod_container' AND pod_name = '{}' AND container_name = '{}'", s.pod, s.container);
+    assert_eq!(
+        value_at(&influxd, "cpu/usage_rate", &filter, times[1]),
+        Some(expected as f64),
+        "{}/{}",
+        s.ns,
+        s.pod
+    );
     assert_eq!(value_at(&influxd, "cpu/usage_rate", &filter, times[0]), None, "no rate in the first window");
 
     // Namespace sums of pods, and the cluster sum of namespaces.
     let w = 2;
     let mut per_ns: BTreeMap<String, f64> = BTreeMap::new();
-    for r in rows(&influxd, &format!(r#"SELECT value, namespace_name FROM "cpu/usage_rate" WHERE type = 'pod' AND time = {}"#, times[w])) {
-        *per_ns.entry(r["namespace_name"].as_str().expect("ns").to_string()).or_default() += r["value"].as_f64().expect("v");
+    for r in rows(
+        &influxd,
+        &format!(
+            r#"SELECT value, namespace_name FROM "cpu/usage_rate" WHERE type = 'pod' AND time = {}"#,
+            times[w]
+        ),
+    ) {
+        *per_ns.entry(r["namespace_name"].as_str().expect("ns").to_string()).or_default() +=
+            r["value"].as_f64().expect("v");
     }
     assert!(per_ns.len() >= 3, "{per_ns:?}");
     let mut cluster = 0.0;
     for (ns, sum) in &per_ns {
-        let got = value_at(&influxd, "cpu/usage_rate", &format!("type = 'ns' AND namespace_name = '{ns}'"), times[w]);
+        let got = value_at(
+            &influxd,
+            "cpu/usage_rate",
+            &format!("type = 'ns' AND namespace_name = '{ns}'"),
+            times[w],
+        );
         assert_eq!(got, Some(*sum), "namespace {ns}");
         cluster += sum;
     }
@@ -155,20 +189,36 @@ fn replay_into_influxdb_has_heapsters_schema_and_values() {
 
     // The restarted container: a new start time, and no rate in the window it restarted.
     let (restart_window, ns, pod, container) = find_restart();
-    let filter = format!("type = 'pod_container' AND namespace_name = '{ns}' AND pod_name = '{pod}' AND container_name = '{container}'");
-    assert_eq!(value_at(&influxd, "cpu/usage_rate", &filter, times[restart_window]), None, "rate across a restart");
-    assert!(value_at(&influxd, "cpu/usage", &filter, times[restart_window]).is_some(), "the container itself is written");
+    let filter = format!(
+        "type = 'pod_container' AND namespace_name = '{ns}' AND pod_name = '{pod}' AND container_name = '{container}'"
+    );
+    assert_eq!(
+        value_at(&influxd, "cpu/usage_rate", &filter, times[restart_window]),
+        None,
+        "rate across a restart"
+    );
+    assert!(
+        value_at(&influxd, "cpu/usage", &filter, times[restart_window]).is_some(),
+        "the container itself is written"
+    );
     if restart_window + 1 < times.len() {
-        assert!(value_at(&influxd, "cpu/usage_rate", &filter, times[restart_window + 1]).is_some(), "rate resumes");
+        assert!(
+            value_at(&influxd, "cpu/usage_rate", &filter, times[restart_window + 1]).is_some(),
+            "rate resumes"
+        );
     }
-    let restarts = value_at(&influxd, "restart_count", &filter, times[restart_window]).expect("restart_count");
-    let before = value_at(&influxd, "restart_count", &filter, times[restart_window - 1]).expect("restart_count");
+    let restarts =
+        value_at(&influxd, "restart_count", &filter, times[restart_window]).expect("restart_count");
+    let before =
+        value_at(&influxd, "restart_count", &filter, times[restart_window - 1]).expect("restart_count");
     assert_eq!(restarts, before + 1.0);
 
     // The deleted pod: written before its deletion, absent from then on.
     let (deleted_window, ns, pod) = find_deletion();
     let q = |cmp: &str, t: i64| {
-        format!(r#"SELECT count(value) FROM "memory/usage" WHERE namespace_name = '{ns}' AND pod_name = '{pod}' AND time {cmp} {t}"#)
+        format!(
+            r#"SELECT count(value) FROM "memory/usage" WHERE namespace_name = '{ns}' AND pod_name = '{pod}' AND time {cmp} {t}"#
+        )
     };
     assert!(!rows(&influxd, &q("<", times[deleted_window])).is_empty(), "written before deletion");
     assert!(rows(&influxd, &q(">=", times[deleted_window])).is_empty(), "{ns}/{pod} written after deletion");
@@ -181,11 +231,15 @@ fn find_restart() -> (usize, String, String, String) {
         for node in ready_nodes(&small(), w) {
             let (before, now) = (summary(&small(), w - 1, &node), summary(&small(), w, &node));
             for pod in now["pods"].as_array().expect("pods") {
-                let Some(old) = before["pods"].as_array().expect("pods").iter().find(|p| p["podRef"] == pod["podRef"]) else {
+                let Some(old) =
+                    before["pods"].as_array().expect("pods").iter().find(|p| p["podRef"] == pod["podRef"])
+                else {
                     continue;
                 };
                 for c in pod["containers"].as_array().expect("containers") {
-                    let prev = old["containers"].as_array().and_then(|cs| cs.iter().find(|x| x["name"] == c["name"]));
+                    let prev = old["containers"]
+                        .as_array()
+                        .and_then(|cs| cs.iter().find(|x| x["name"] == c["name"]));
                     if prev.is_some_and(|p| p["startTime"] != c["startTime"]) {
                         let s = |v: &Value| v.as_str().expect("string").to_string();
                         return (w, s(&pod["podRef"]["namespace"]), s(&pod["podRef"]["name"]), s(&c["name"]));

@@ -52,7 +52,8 @@ pub fn render(batch: &MetricBatch) -> String {
         };
         counts[slot] += 1;
     }
-    let time = jiff::Timestamp::from_millisecond(batch.time as i64).map(|t| t.to_string()).unwrap_or_default();
+    let time =
+        jiff::Timestamp::from_millisecond(batch.time as i64).map(|t| t.to_string()).unwrap_or_default();
     let mut out = format!(
         "window {time}: {} nodes, {} pods, {} containers, {} system containers, {} namespaces, {} points\n",
         counts[0],
@@ -76,7 +77,8 @@ pub fn render(batch: &MetricBatch) -> String {
     }
     out.push_str(&nodes.render());
 
-    let mut pods: Vec<&MetricSet> = batch.sets.iter().filter(|s| matches!(s.key, EntityKey::Pod { .. })).collect();
+    let mut pods: Vec<&MetricSet> =
+        batch.sets.iter().filter(|s| matches!(s.key, EntityKey::Pod { .. })).collect();
     pods.sort_by_key(|p| {
         (
             std::cmp::Reverse(p.values.get_i64(MetricId::CpuUsageRate).unwrap_or(-1)),
@@ -101,7 +103,9 @@ fn cpu(set: &MetricSet) -> String {
 }
 
 fn memory(set: &MetricSet) -> String {
-    set.values.get_i64(MetricId::MemoryWorkingSet).map_or_else(|| "-".to_string(), |b| format!("{}Mi", b >> 20))
+    set.values
+        .get_i64(MetricId::MemoryWorkingSet)
+        .map_or_else(|| "-".to_string(), |b| format!("{}Mi", b >> 20))
 }
 
 fn percent(set: &MetricSet, id: MetricId) -> String {
@@ -174,7 +178,10 @@ mod tests {
         let text = render(&MetricBatch { time: 1_793_527_260_000, sets });
         let lines: Vec<&str> = text.lines().collect();
         assert!(lines[0].starts_with("window 2026-11-01T10:01:00Z: 2 nodes, 12 pods"), "{text}");
-        assert_eq!(lines[1].split_whitespace().collect::<Vec<_>>(), ["NODE", "CPU(cores)", "CPU%", "MEMORY(bytes)", "MEMORY%"]);
+        assert_eq!(
+            lines[1].split_whitespace().collect::<Vec<_>>(),
+            ["NODE", "CPU(cores)", "CPU%", "MEMORY(bytes)", "MEMORY%"]
+        );
         assert_eq!(lines[2].split_whitespace().collect::<Vec<_>>(), ["node-a", "850m", "21%", "3072Mi", "-"]);
         assert_eq!(lines[3].split_whitespace().collect::<Vec<_>>(), ["node-b", "-", "0%", "3072Mi", "-"]);
         assert_eq!(lines[4], "busiest pods (10 of 12):");

@@ -41,7 +41,7 @@ impl MetricBatch {
 pub enum SinkConfig {
     Log,
     File(file::FileConfig),
-    Influx(influxdb::InfluxConfig),
+    Influx(Box<influxdb::InfluxConfig>),
 }
 
 const SCHEMES: &[&str] = &["log", "file", "influxdb"];
@@ -52,7 +52,7 @@ impl SinkConfig {
         match scheme {
             "log" => Ok(SinkConfig::Log),
             "file" => file::FileConfig::from_uri(uri).map(SinkConfig::File),
-            "influxdb" => influxdb::InfluxConfig::from_uri(uri).map(SinkConfig::Influx),
+            "influxdb" => influxdb::InfluxConfig::from_uri(uri).map(|c| SinkConfig::Influx(Box::new(c))),
             other => Err(ConfigError::new(
                 "--sink",
                 uri,
@@ -105,14 +105,18 @@ impl SinkHandle {
         let runner: Box<dyn FnOnce() + Send> = match config {
             SinkConfig::Log => {
                 let mut sink = log::LogSink::stdout();
-                Box::new(move || drain(rx, &thread_stats, |b| sink.write(b).map(|()| 0).map_err(|e| e.to_string())))
+                Box::new(move || {
+                    drain(rx, &thread_stats, |b| sink.write(b).map(|()| 0).map_err(|e| e.to_string()))
+                })
             }
             SinkConfig::File(c) => {
                 let mut sink = file::FileSink::create(&c)?;
-                Box::new(move || drain(rx, &thread_stats, |b| sink.write(b).map(|()| 0).map_err(|e| e.to_string())))
+                Box::new(move || {
+                    drain(rx, &thread_stats, |b| sink.write(b).map(|()| 0).map_err(|e| e.to_string()))
+                })
             }
             SinkConfig::Influx(c) => {
-                let sink = influxdb::InfluxSink::new(c).map_err(std::io::Error::other)?;
+                let sink = influxdb::InfluxSink::new(*c).map_err(std::io::Error::other)?;
                 Box::new(move || run_influx(sink, rx, &thread_stats))
             }
         };

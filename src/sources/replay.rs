@@ -10,9 +10,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::Sender;
+use heapster_dataflows::Time;
 use heapster_dataflows::meta::MetaRecord;
 use heapster_dataflows::model::{Interner, node_owner};
-use heapster_dataflows::Time;
 
 use crate::bridge::{Feed, Scrape, ScrapeError};
 use crate::config::{ConfigError, UriOptions};
@@ -51,7 +51,11 @@ impl ReplayConfig {
             "fast" => Pace::Fast,
             "real" => Pace::Real,
             other => {
-                return Err(ConfigError::new("--source", uri, format!("option pace={other:?}: expected fast or real")));
+                return Err(ConfigError::new(
+                    "--source",
+                    uri,
+                    format!("option pace={other:?}: expected fast or real"),
+                ));
             }
         };
         opts.finish("replay source", &["pace"])?;
@@ -95,7 +99,8 @@ struct MetaState {
 impl MetaState {
     /// Replaces every object of `kind` with `records`; returns the differential changes.
     fn replace(&mut self, kind: u8, records: Vec<MetaRecord>) -> Vec<(MetaRecord, isize)> {
-        let mut next: BTreeMap<ObjectId, MetaRecord> = records.into_iter().map(|r| (object_id(&r), r)).collect();
+        let mut next: BTreeMap<ObjectId, MetaRecord> =
+            records.into_iter().map(|r| (object_id(&r), r)).collect();
         let mut changes = Vec::new();
         let old: Vec<ObjectId> = self.objects.keys().filter(|id| id.0 == kind).cloned().collect();
         for id in old {
@@ -177,10 +182,12 @@ impl Replay {
             let mut per_worker: Vec<Vec<Scrape>> = feeds.iter().map(|_| Vec::new()).collect();
             for target in targets.iter().filter(|t| t.ready) {
                 let path = self.scenario.summary_path(window.index, &target.name);
-                let body = std::fs::read(&path).map_err(|e| ScrapeError::Missing(format!("{}: {e}", path.display())));
+                let body = std::fs::read(&path)
+                    .map_err(|e| ScrapeError::Missing(format!("{}: {e}", path.display())));
                 report.missing += usize::from(body.is_err());
                 report.scrapes += 1;
-                per_worker[node_owner(&target.name, feeds.len())].push(Scrape { target: target.clone(), body });
+                per_worker[node_owner(&target.name, feeds.len())]
+                    .push(Scrape { target: target.clone(), body });
             }
             for (feed, scrapes) in feeds.iter().zip(per_worker) {
                 if send(feed, Feed::Window { time: window.time, scrapes }).is_err() {
@@ -201,9 +208,10 @@ fn send(feed: &Sender<Feed>, message: Feed) -> Result<(), ()> {
 type ListRead = (Vec<MetaRecord>, Option<Vec<NodeTarget>>);
 
 fn read_list(file: &Path, list: ApiList, interner: &mut Interner) -> Result<ListRead, ReplayError> {
-    let body =
-        std::fs::read(file).map_err(|e| ReplayError::List { file: file.to_path_buf(), message: e.to_string() })?;
-    let fail = |e: &dyn std::fmt::Display| ReplayError::List { file: file.to_path_buf(), message: e.to_string() };
+    let body = std::fs::read(file)
+        .map_err(|e| ReplayError::List { file: file.to_path_buf(), message: e.to_string() })?;
+    let fail =
+        |e: &dyn std::fmt::Display| ReplayError::List { file: file.to_path_buf(), message: e.to_string() };
     let (records, targets, warnings) = match list {
         ApiList::Nodes => {
             let parsed = parse_node_list(&body, interner).map_err(|e| fail(&e))?;
@@ -232,8 +240,8 @@ pub fn first_window(scenario: &Scenario) -> Option<Time> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use heapster_dataflows::meta::NamespaceMeta;
     use heapster_dataflows::Name;
+    use heapster_dataflows::meta::NamespaceMeta;
 
     #[test]
     fn parses_uris() {
