@@ -40,14 +40,18 @@ pub struct Scrape {
     pub body: Result<Vec<u8>, ScrapeError>,
 }
 
-/// What a source sends a worker.
+/// What a source sends a worker. A window's scrapes arrive one by one, so a worker parses
+/// while the source is still fetching, and memory holds a few bodies, not a window of them.
 #[derive(Debug)]
 pub enum Feed {
-    /// Metadata changes that take effect at `time` (sent to worker 0 only).
+    /// Metadata changes that take effect at `time` (sent to worker 0 only, before the window's
+    /// scrapes).
     Meta { time: Time, changes: Vec<(MetaRecord, isize)> },
-    /// The scrapes of this worker's nodes for the window ending at `time` (possibly none). Every
-    /// worker gets one per window: it is what closes the window.
-    Window { time: Time, scrapes: Vec<Scrape> },
+    /// One of this worker's nodes for the window ending at `time`.
+    Scrape { time: Time, scrape: Scrape },
+    /// The window ending at `time` is complete at the source. Every worker gets one per window,
+    /// with or without scrapes: it is what closes the window.
+    Close { time: Time },
 }
 
 /// Counters shared by workers and sinks, read by the log sink and benchmarks.
@@ -124,9 +128,10 @@ pub fn run_workers(
 
         let mut interner = Interner::default();
         let mut parsed = Vec::new();
+        let mut open: Option<Time> = None;
         let mut last_window: Option<Time> = None;
         loop {
-            match feed.try_recv() {
+            let (time, scrape) = match feed.try_recv() {
                 Ok(Feed::Meta { time, changes }) => {
                     if time < *meta_in.time() {
                         tracing::error!(time, "metadata for a window already closed; dropped");
@@ -136,32 +141,43 @@ pub fn run_workers(
                     for (record, diff) in changes {
                         meta_in.update(record, diff);
                     }
+                    continue;
                 }
-                Ok(Feed::Window { time, scrapes }) => {
-                    if time < *sets_in.time() {
-                        tracing::error!(time, "window out of order; dropped");
-                        continue;
-                    }
-                    // At most one window in the graph while the next is parsed: bounds memory.
-                    if let Some(prev) = last_window {
-                        worker.step_while(|| probe.less_equal(&prev));
-                    }
-                    sets_in.advance_to(time);
-                    for scrape in scrapes {
-                        parse_scrape(scrape, time, &mut interner, &mut parsed, &stats);
-                        sets_in.send_batch(&mut parsed);
-                        parsed.clear();
-                    }
+                Ok(Feed::Scrape { time, scrape }) => (time, Some(scrape)),
+                Ok(Feed::Close { time }) => (time, None),
+                Err(TryRecvError::Empty) => {
+                    worker.step_or_park(Some(Duration::from_millis(2)));
+                    continue;
+                }
+                Err(TryRecvError::Disconnected) => break,
+            };
+            if open != Some(time) {
+                if time < *sets_in.time() {
+                    tracing::error!(time, "scrape for a window already closed; dropped");
+                    continue;
+                }
+                // At most one window in the graph while the next is parsed: bounds memory.
+                if let Some(prev) = last_window {
+                    worker.step_while(|| probe.less_equal(&prev));
+                }
+                sets_in.advance_to(time);
+                // The window's metadata is all in: let the index settle while scrapes are parsed.
+                meta_in.advance_to(time + 1);
+                meta_in.flush();
+                open = Some(time);
+            }
+            match scrape {
+                Some(scrape) => {
+                    parse_scrape(scrape, time, &mut interner, &mut parsed, &stats);
+                    sets_in.send_batch(&mut parsed);
+                    parsed.clear();
+                }
+                None => {
                     sets_in.advance_to(time + 1);
-                    meta_in.advance_to(time + 1);
-                    meta_in.flush();
+                    open = None;
                     last_window = Some(time);
                     interner.sweep();
                 }
-                Err(TryRecvError::Empty) => {
-                    worker.step_or_park(Some(Duration::from_millis(2)));
-                }
-                Err(TryRecvError::Disconnected) => break,
             }
         }
         drop(sets_in);
@@ -221,8 +237,8 @@ fn to_collector(sets: StreamVec<'_, Time, MetricSet>, worker: usize, collected: 
             if frontier.less_equal(&time) {
                 break;
             }
-            let Some((_, mut sets)) = pending.pop_first() else { break };
-            sets.sort_by(|a, b| a.key.cmp(&b.key));
+            let Some((_, sets)) = pending.pop_first() else { break };
+            let sets = sorted_by_key(sets);
             // A closed collector means the process is shutting down; nothing left to tell.
             let _ = collected.send(Collected::Window { time, sets });
         }
@@ -280,13 +296,32 @@ impl Collector {
     }
 }
 
-/// Concatenates sorted shares and sorts once more; the stable sort merges the runs cheaply.
+/// Sorts sets by key, moving each set only twice: sets are large and keys compare cheaply, so
+/// an index is sorted instead of the sets.
+pub fn sorted_by_key(sets: Vec<MetricSet>) -> Vec<MetricSet> {
+    let mut order: Vec<usize> = (0..sets.len()).collect();
+    order.sort_unstable_by(|a, b| sets[*a].key.cmp(&sets[*b].key));
+    let mut slots: Vec<Option<MetricSet>> = sets.into_iter().map(Some).collect();
+    order.into_iter().filter_map(|i| slots[i].take()).collect()
+}
+
+/// Merges the workers' sorted shares into one sorted window.
 fn merge(time: Time, shares: Vec<Vec<MetricSet>>) -> MetricBatch {
     let mut sets = Vec::with_capacity(shares.iter().map(Vec::len).sum());
-    for mut share in shares {
-        sets.append(&mut share);
+    let mut rests: Vec<std::vec::IntoIter<MetricSet>> = shares.into_iter().map(Vec::into_iter).collect();
+    let mut heads: Vec<Option<MetricSet>> = rests.iter_mut().map(Iterator::next).collect();
+    loop {
+        let least = heads
+            .iter()
+            .enumerate()
+            .filter_map(|(i, head)| head.as_ref().map(|set| (i, set)))
+            .min_by(|a, b| a.1.key.cmp(&b.1.key))
+            .map(|(i, _)| i);
+        let Some(i) = least else { break };
+        if let Some(set) = std::mem::replace(&mut heads[i], rests[i].next()) {
+            sets.push(set);
+        }
     }
-    sets.sort_by(|a, b| a.key.cmp(&b.key));
     MetricBatch { time, sets }
 }
 
@@ -297,6 +332,16 @@ mod tests {
 
     fn set(node: &str) -> MetricSet {
         MetricSet::new(EntityKey::Node { node: node.into() })
+    }
+
+    #[test]
+    fn sorts_by_key_without_losing_sets() {
+        let sorted = sorted_by_key(vec![set("c"), set("a"), set("b")]);
+        let names: Vec<String> = sorted.iter().map(|s| s.key.to_string()).collect();
+        assert_eq!(names, ["node:a", "node:b", "node:c"]);
+        let merged = merge(1, vec![vec![set("a"), set("d")], vec![], vec![set("b"), set("c"), set("e")]]);
+        let names: Vec<String> = merged.sets.iter().map(|s| s.key.to_string()).collect();
+        assert_eq!(names, ["node:a", "node:b", "node:c", "node:d", "node:e"]);
     }
 
     #[test]

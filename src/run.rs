@@ -102,7 +102,8 @@ pub fn run(config: RunConfig, stop: Arc<AtomicBool>) -> Result<RunReport, RunErr
     let mut feeds = Vec::with_capacity(workers);
     let mut receivers = Vec::with_capacity(workers);
     for _ in 0..workers {
-        let (tx, rx) = crossbeam_channel::bounded(2);
+        // A few bodies in flight per worker: enough to keep it busy, little memory.
+        let (tx, rx) = crossbeam_channel::bounded(8);
         feeds.push(tx);
         receivers.push(rx);
     }

@@ -448,33 +448,55 @@ pub enum Resource {
     None,
     /// `resource_id`: `/`, `logs`, `Volume:<name>`, a device name.
     Id(Name),
-    /// `make`, `model`, `accelerator_id`.
-    Accelerator { make: Name, model: Name, id: Name },
+    /// `make`, `model`, `accelerator_id` (boxed: rare, and it would triple every value's size).
+    Accelerator(Box<Accelerator>),
+}
+
+/// The labels of one accelerator.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Accelerator {
+    pub make: Name,
+    pub model: Name,
+    pub id: Name,
+}
+
+impl Resource {
+    pub fn accelerator(make: Name, model: Name, id: Name) -> Resource {
+        Resource::Accelerator(Box::new(Accelerator { make, model, id }))
+    }
 }
 
 /// Which labeled metric a value is.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum LabeledMetric {
     Catalog(LabeledMetricId),
-    /// A user-defined metric; `name` is already `custom/<name>`.
-    Custom {
-        name: Name,
-        kind: Kind,
-    },
+    /// A user-defined metric (boxed: rare).
+    Custom(Box<CustomMetric>),
+}
+
+/// A user-defined metric; `name` is already `custom/<name>`.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct CustomMetric {
+    pub name: Name,
+    pub kind: Kind,
 }
 
 impl LabeledMetric {
+    pub fn custom(name: Name, kind: Kind) -> LabeledMetric {
+        LabeledMetric::Custom(Box::new(CustomMetric { name, kind }))
+    }
+
     pub fn name(&self) -> &str {
         match self {
             LabeledMetric::Catalog(id) => id.name(),
-            LabeledMetric::Custom { name, .. } => name,
+            LabeledMetric::Custom(custom) => &custom.name,
         }
     }
 
     pub fn kind(&self) -> Kind {
         match self {
             LabeledMetric::Catalog(id) => id.desc().kind,
-            LabeledMetric::Custom { kind, .. } => *kind,
+            LabeledMetric::Custom(custom) => custom.kind,
         }
     }
 }
@@ -638,5 +660,12 @@ mod tests {
             counts[node_owner(&format!("node-{i}"), 4)] += 1;
         }
         assert!(counts.iter().all(|c| *c > 800), "{counts:?}");
+    }
+
+    #[test]
+    fn records_stay_small() {
+        // Every window moves tens of thousands of these between operators.
+        assert!(std::mem::size_of::<LabeledValue>() <= 56, "{}", std::mem::size_of::<LabeledValue>());
+        assert!(std::mem::size_of::<MetricSet>() <= 640, "{}", std::mem::size_of::<MetricSet>());
     }
 }

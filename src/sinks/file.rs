@@ -11,6 +11,9 @@ use super::MetricBatch;
 use super::line_protocol::{LineEncoder, LineOptions};
 use crate::config::{ConfigError, UriOptions};
 
+/// Points encoded at a time: bounds the encoder's buffer, whatever the window's size.
+const CHUNK_POINTS: usize = 10_000;
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FileConfig {
     pub path: PathBuf,
@@ -58,7 +61,7 @@ impl FileSink {
     /// Appends the window and flushes, so a reader never sees half a window.
     pub fn write(&mut self, batch: &MetricBatch) -> io::Result<()> {
         let out = &mut self.out;
-        self.encoder.encode(batch, usize::MAX, |bytes, _points| out.write_all(bytes))?;
+        self.encoder.encode(batch, CHUNK_POINTS, |bytes, _points| out.write_all(bytes))?;
         self.out.flush()
     }
 }

@@ -776,7 +776,7 @@ mod tests {
 
     fn custom(name: &str, value: Value) -> LabeledValue {
         LabeledValue {
-            metric: LabeledMetric::Custom { name: name.into(), kind: Kind::Gauge },
+            metric: LabeledMetric::custom(name.into(), Kind::Gauge),
             resource: Resource::None,
             value,
         }

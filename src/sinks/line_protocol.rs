@@ -10,7 +10,7 @@
 
 use heapster_dataflows::catalog::{LABELED_RATES, RATES};
 use heapster_dataflows::model::{LabeledMetric, Resource};
-use heapster_dataflows::{MetricId, MetricSet, Value};
+use heapster_dataflows::{LabeledMetricId, MetricId, MetricSet, Value};
 
 use super::MetricBatch;
 
@@ -83,6 +83,33 @@ pub struct LineEncoder {
     point_tags: Vec<u8>,
     /// Output buffer of [`LineEncoder::encode`].
     out: Vec<u8>,
+    /// Escaped measurement and ` field=` of every catalog metric, computed once.
+    heads: Vec<Head>,
+    labeled_heads: Vec<Head>,
+}
+
+/// What a point of one metric starts with and what precedes its value.
+#[derive(Clone, Debug, Default)]
+struct Head {
+    measurement: Vec<u8>,
+    /// ` field=`.
+    field: Vec<u8>,
+}
+
+impl Head {
+    fn new(name: &str, with_fields: bool) -> Head {
+        let (measurement, field) = match name.split_once('/') {
+            Some((m, f)) if with_fields && !f.is_empty() => (m, f),
+            Some((m, _)) if with_fields => (m, "value"),
+            _ => (name, "value"),
+        };
+        let mut head = Head::default();
+        push_escaped(&mut head.measurement, measurement, &MEASUREMENT_TABLE);
+        head.field.push(b' ');
+        push_escaped(&mut head.field, field, &TAG_TABLE);
+        head.field.push(b'=');
+        head
+    }
 }
 
 /// One tag before escaping; higher `rank` wins when two share a key.
@@ -104,7 +131,12 @@ impl LineEncoder {
                 skip_labeled |= 1 << *counter as u64;
             }
         }
+        let heads = MetricId::ALL.iter().map(|id| Head::new(id.name(), opts.with_fields)).collect();
+        let labeled_heads =
+            LabeledMetricId::ALL.iter().map(|id| Head::new(id.name(), opts.with_fields)).collect();
         LineEncoder {
+            heads,
+            labeled_heads,
             opts,
             skip_metrics,
             skip_labeled,
@@ -158,7 +190,17 @@ impl LineEncoder {
         let mut stats = EncodeStats::default();
         let mut ts_buf = itoa::Buffer::new();
         let timestamp = ts_buf.format(batch.time.saturating_mul(1_000_000)).as_bytes();
-        let LineEncoder { opts, skip_metrics, skip_labeled, set_tags, point_tags, out: _ } = self;
+        let LineEncoder {
+            opts,
+            skip_metrics,
+            skip_labeled,
+            set_tags,
+            point_tags,
+            out: _,
+            heads,
+            labeled_heads,
+        } = self;
+        let mut custom_head;
         let mut tags: Vec<Tag<'_>> = Vec::with_capacity(24);
 
         while let Some(set) = batch.sets.get(cursor.set) {
@@ -181,7 +223,7 @@ impl LineEncoder {
                 if stats.written == max_points {
                     return stats;
                 }
-                write_point(out, opts.with_fields, id.name(), &set_tags.bytes, value, timestamp);
+                write_point(out, &heads[id as usize], &set_tags.bytes, value, timestamp);
                 stats.written += 1;
                 cursor.value += 1;
             }
@@ -207,20 +249,21 @@ impl LineEncoder {
                         merge_resource_tags(&tags, set_tags, &[("resource_id", id)], point_tags);
                         point_tags
                     }
-                    Resource::Accelerator { make, model, id } => {
-                        let resource = [("accelerator_id", id.as_str()), ("make", make), ("model", model)];
+                    Resource::Accelerator(a) => {
+                        let resource =
+                            [("accelerator_id", a.id.as_str()), ("make", &a.make), ("model", &a.model)];
                         merge_resource_tags(&tags, set_tags, &resource, point_tags);
                         point_tags
                     }
                 };
-                write_point(
-                    out,
-                    opts.with_fields,
-                    labeled.metric.name(),
-                    tag_block,
-                    labeled.value,
-                    timestamp,
-                );
+                let head = match &labeled.metric {
+                    LabeledMetric::Catalog(id) => &labeled_heads[*id as usize],
+                    LabeledMetric::Custom(custom) => {
+                        custom_head = Head::new(&custom.name, opts.with_fields);
+                        &custom_head
+                    }
+                };
+                write_point(out, head, tag_block, labeled.value, timestamp);
                 stats.written += 1;
                 cursor.labeled += 1;
             }
@@ -320,24 +363,10 @@ fn merge_resource_tags(tags: &[Tag<'_>], block: &TagBlock, resource: &[(&str, &s
     }
 }
 
-fn write_point(
-    out: &mut Vec<u8>,
-    with_fields: bool,
-    name: &str,
-    tags: &[u8],
-    value: Value,
-    timestamp: &[u8],
-) {
-    let (measurement, field) = match name.split_once('/') {
-        Some((m, f)) if with_fields && !f.is_empty() => (m, f),
-        Some((m, _)) if with_fields => (m, "value"),
-        _ => (name, "value"),
-    };
-    push_escaped(out, measurement, MEASUREMENT_SPECIAL);
+fn write_point(out: &mut Vec<u8>, head: &Head, tags: &[u8], value: Value, timestamp: &[u8]) {
+    out.extend_from_slice(&head.measurement);
     out.extend_from_slice(tags);
-    out.push(b' ');
-    push_escaped(out, field, TAG_SPECIAL);
-    out.push(b'=');
+    out.extend_from_slice(&head.field);
     match value {
         Value::Int(i) => {
             out.extend_from_slice(itoa::Buffer::new().format(i).as_bytes());
@@ -372,24 +401,24 @@ const TAG_SPECIAL: &[u8] = b",= ";
 
 fn push_tag(out: &mut Vec<u8>, key: &str, value: &str) {
     out.push(b',');
-    push_escaped(out, key, TAG_SPECIAL);
+    push_escaped(out, key, &TAG_TABLE);
     out.push(b'=');
-    push_escaped(out, value, TAG_SPECIAL);
+    push_escaped(out, value, &TAG_TABLE);
 }
 
 /// Escapes per the line-protocol spec. Two things it cannot express are made safe instead: a line
 /// break (which would end the line) becomes an escaped space, and trailing backslashes (which
 /// would escape the separator that follows) are dropped.
-fn push_escaped(out: &mut Vec<u8>, s: &str, special: &[u8]) {
+fn push_escaped(out: &mut Vec<u8>, s: &str, table: &[bool; 256]) {
     let s = s.trim_end_matches('\\').as_bytes();
-    if !s.iter().any(|b| special.contains(b) || *b == b'\n' || *b == b'\r') {
+    if !s.iter().any(|b| table[usize::from(*b)]) {
         out.extend_from_slice(s);
         return;
     }
     for &b in s {
         match b {
             b'\n' | b'\r' => out.extend_from_slice(b"\\ "),
-            b if special.contains(&b) => {
+            b if table[usize::from(b)] => {
                 out.push(b'\\');
                 out.push(b);
             }
@@ -397,6 +426,22 @@ fn push_escaped(out: &mut Vec<u8>, s: &str, special: &[u8]) {
         }
     }
 }
+
+/// Which bytes need attention, one lookup per byte on the hot path.
+const fn escape_table(special: &[u8]) -> [bool; 256] {
+    let mut table = [false; 256];
+    table[b'\n' as usize] = true;
+    table[b'\r' as usize] = true;
+    let mut i = 0;
+    while i < special.len() {
+        table[special[i] as usize] = true;
+        i += 1;
+    }
+    table
+}
+
+static MEASUREMENT_TABLE: [bool; 256] = escape_table(MEASUREMENT_SPECIAL);
+static TAG_TABLE: [bool; 256] = escape_table(TAG_SPECIAL);
 
 #[cfg(test)]
 mod tests {
@@ -440,11 +485,11 @@ mod tests {
         pod.labeled.push(labeled(LabeledMetricId::FsUsage, Resource::Id("/".into()), Value::Int(5)));
         pod.labeled.push(labeled(
             LabeledMetricId::AcceleratorMemoryUsed,
-            Resource::Accelerator { make: "nvidia".into(), model: "tesla k80".into(), id: "gpu0".into() },
+            Resource::accelerator("nvidia".into(), "tesla k80".into(), "gpu0".into()),
             Value::Int(7),
         ));
         pod.labeled.push(LabeledValue {
-            metric: LabeledMetric::Custom { name: "custom/requests".into(), kind: Kind::Gauge },
+            metric: LabeledMetric::custom("custom/requests".into(), Kind::Gauge),
             resource: Resource::None,
             value: Value::Float(1.5),
         });
@@ -500,7 +545,7 @@ mod tests {
         batch.sets[0].values.set(MetricId::Uptime, Value::Int(9));
         batch.sets.truncate(1);
         batch.sets[0].labeled.push(LabeledValue {
-            metric: LabeledMetric::Custom { name: "custom/a/b".into(), kind: Kind::Gauge },
+            metric: LabeledMetric::custom("custom/a/b".into(), Kind::Gauge),
             resource: Resource::None,
             value: Value::Int(1),
         });
@@ -528,7 +573,7 @@ mod tests {
             (Name::new("trail"), Name::new("back\\")),
         ]);
         set.labeled.push(LabeledValue {
-            metric: LabeledMetric::Custom { name: "custom/a b,c=d".into(), kind: Kind::Gauge },
+            metric: LabeledMetric::custom("custom/a b,c=d".into(), Kind::Gauge),
             resource: Resource::None,
             value: Value::Int(1),
         });
@@ -631,7 +676,7 @@ mod tests {
     fn floats_use_forms_influxdb_parses() {
         let mut out = Vec::new();
         for f in [1e20, 1.5e-7, 123.0, -0.0, f64::MAX, 5e-324] {
-            write_point(&mut out, false, "m", b"", Value::Float(f), b"0");
+            write_point(&mut out, &Head::new("m", false), b"", Value::Float(f), b"0");
         }
         assert_eq!(
             String::from_utf8(out).unwrap(),

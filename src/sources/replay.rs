@@ -179,18 +179,20 @@ impl Replay {
             if !changes.is_empty() && send(&feeds[0], Feed::Meta { time: window.time, changes }).is_err() {
                 break;
             }
-            let mut per_worker: Vec<Vec<Scrape>> = feeds.iter().map(|_| Vec::new()).collect();
             for target in targets.iter().filter(|t| t.ready) {
                 let path = self.scenario.summary_path(window.index, &target.name);
                 let body = std::fs::read(&path)
                     .map_err(|e| ScrapeError::Missing(format!("{}: {e}", path.display())));
                 report.missing += usize::from(body.is_err());
                 report.scrapes += 1;
-                per_worker[node_owner(&target.name, feeds.len())]
-                    .push(Scrape { target: target.clone(), body });
+                let scrape = Scrape { target: target.clone(), body };
+                let owner = node_owner(&target.name, feeds.len());
+                if send(&feeds[owner], Feed::Scrape { time: window.time, scrape }).is_err() {
+                    return Ok(report);
+                }
             }
-            for (feed, scrapes) in feeds.iter().zip(per_worker) {
-                if send(feed, Feed::Window { time: window.time, scrapes }).is_err() {
+            for feed in feeds {
+                if send(feed, Feed::Close { time: window.time }).is_err() {
                     return Ok(report);
                 }
             }

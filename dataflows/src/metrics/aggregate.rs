@@ -17,7 +17,8 @@ use timely::dataflow::operators::vec::{Map, Partition};
 use super::window::Windows;
 use crate::catalog::{Kind, MetricId, NAMESPACE_AGGREGATED, NODE_AGGREGATED};
 use crate::model::{
-    EntityKey, LabelId, LabeledMetric, LabeledValue, MetricSet, Name, Resource, Time, Value, Values,
+    CustomMetric, EntityKey, LabelId, LabeledMetric, LabeledValue, MetricSet, Name, Resource, Time, Value,
+    Values,
 };
 
 /// A contribution to a parent entity's sums.
@@ -101,8 +102,8 @@ fn custom_gauges(set: &MetricSet) -> Vec<(Name, Value)> {
     set.labeled
         .iter()
         .filter_map(|l| match (&l.metric, &l.resource) {
-            (LabeledMetric::Custom { name, kind: Kind::Gauge }, Resource::None) => {
-                Some((name.clone(), l.value))
+            (LabeledMetric::Custom(custom), Resource::None) if custom.kind == Kind::Gauge => {
+                Some((custom.name.clone(), l.value))
             }
             _ => None,
         })
@@ -111,13 +112,13 @@ fn custom_gauges(set: &MetricSet) -> Vec<(Name, Value)> {
 
 fn add_custom(pod: &mut MetricSet, name: Name, value: Value) {
     let existing = pod.labeled.iter_mut().find(|l| match &l.metric {
-        LabeledMetric::Custom { name: n, .. } => *n == name && l.resource == Resource::None,
+        LabeledMetric::Custom(custom) => custom.name == name && l.resource == Resource::None,
         _ => false,
     });
     match existing {
         Some(l) => l.value = l.value.plus(value),
         None => pod.labeled.push(LabeledValue {
-            metric: LabeledMetric::Custom { name, kind: Kind::Gauge },
+            metric: LabeledMetric::Custom(Box::new(CustomMetric { name, kind: Kind::Gauge })),
             resource: Resource::None,
             value,
         }),

@@ -5,9 +5,12 @@
 //! of exactly the pods and nodes whose sets it receives. A window is enriched against the index
 //! as of that window's time.
 
+use std::collections::BTreeMap;
+
 use rustc_hash::{FxHashMap, FxHashSet};
 use timely::dataflow::StreamVec;
 use timely::dataflow::channels::pact::Exchange;
+use timely::dataflow::operators::Capability;
 use timely::dataflow::operators::generic::Operator;
 
 use super::window::{Updates, Windows};
@@ -54,18 +57,34 @@ impl MetaIndex {
     }
 }
 
-/// Enriches one window's sets in place and appends stubs for spec containers the kubelet did not
-/// report (Heapster did the same, so requests of not-yet-started containers still count).
-pub fn enrich_window(index: &MetaIndex, sets: &mut Vec<MetricSet>) {
-    let mut reported: FxHashSet<(Name, Name, Name)> = FxHashSet::default();
-    for set in sets.iter_mut() {
-        let Some(meta_key) = MetaKey::for_entity(&set.key) else { continue };
+/// Enriches the sets of one window as they come, and remembers what it needs to add stubs for
+/// spec containers the kubelet did not report (Heapster did the same, so requests of
+/// not-yet-started containers still count) once the window is complete.
+#[derive(Default)]
+pub struct WindowEnricher {
+    reported: FxHashSet<(Name, Name, Name)>,
+    /// Enriched pods: a stub copies the pod's labels and times.
+    pods: Vec<MetricSet>,
+}
+
+impl WindowEnricher {
+    pub fn enrich(&mut self, index: &MetaIndex, set: &mut MetricSet) {
+        let Some(meta_key) = MetaKey::for_entity(&set.key) else { return };
         match (index.get(&meta_key), &set.key) {
             (Some(Meta::Node(info)), EntityKey::Node { .. }) => enrich_node(set, info),
-            (Some(Meta::Pod(info)), EntityKey::Pod { .. }) => enrich_pod(set, info),
+            (Some(Meta::Pod(info)), EntityKey::Pod { .. }) => {
+                enrich_pod(set, info);
+                if !info.containers.is_empty() {
+                    let mut pod = MetricSet::new(set.key.clone());
+                    pod.labels = set.labels.clone();
+                    pod.create_time = set.create_time;
+                    pod.scrape_time = set.scrape_time;
+                    self.pods.push(pod);
+                }
+            }
             (Some(Meta::Pod(info)), EntityKey::PodContainer { ns, pod, container }) => {
                 let container = container.clone();
-                reported.insert((ns.clone(), pod.clone(), container.clone()));
+                self.reported.insert((ns.clone(), pod.clone(), container.clone()));
                 enrich_pod(set, info);
                 if let Some(spec) = info.containers.iter().find(|c| c.name == container) {
                     enrich_container(set, spec);
@@ -74,28 +93,41 @@ pub fn enrich_window(index: &MetaIndex, sets: &mut Vec<MetricSet>) {
             _ => {}
         }
     }
-    let mut stubs = Vec::new();
-    for set in sets.iter() {
-        let EntityKey::Pod { ns, pod } = &set.key else { continue };
-        let Some(Meta::Pod(info)) = index.get(&MetaKey::Pod(ns.clone(), pod.clone())) else { continue };
-        for spec in &info.containers {
-            if reported.contains(&(ns.clone(), pod.clone(), spec.name.clone())) {
-                continue;
+
+    /// The stubs of the window, once every set of it was enriched.
+    pub fn stubs(self, index: &MetaIndex) -> Vec<MetricSet> {
+        let mut stubs = Vec::new();
+        for pod_set in self.pods {
+            let EntityKey::Pod { ns, pod } = &pod_set.key else { continue };
+            let Some(Meta::Pod(info)) = index.get(&MetaKey::Pod(ns.clone(), pod.clone())) else { continue };
+            for spec in &info.containers {
+                if self.reported.contains(&(ns.clone(), pod.clone(), spec.name.clone())) {
+                    continue;
+                }
+                let mut stub = MetricSet::new(EntityKey::PodContainer {
+                    ns: ns.clone(),
+                    pod: pod.clone(),
+                    container: spec.name.clone(),
+                });
+                stub.labels = pod_set.labels.clone();
+                stub.labels.set(LabelId::ContainerName, spec.name.clone());
+                stub.create_time = pod_set.create_time;
+                stub.scrape_time = pod_set.scrape_time;
+                enrich_container(&mut stub, spec);
+                stubs.push(stub);
             }
-            let mut stub = MetricSet::new(EntityKey::PodContainer {
-                ns: ns.clone(),
-                pod: pod.clone(),
-                container: spec.name.clone(),
-            });
-            stub.labels = set.labels.clone();
-            stub.labels.set(LabelId::ContainerName, spec.name.clone());
-            stub.create_time = set.create_time;
-            stub.scrape_time = set.scrape_time;
-            enrich_container(&mut stub, spec);
-            stubs.push(stub);
         }
+        stubs
     }
-    sets.append(&mut stubs);
+}
+
+/// Enriches one complete window in place and appends its stubs.
+pub fn enrich_window(index: &MetaIndex, sets: &mut Vec<MetricSet>) {
+    let mut enricher = WindowEnricher::default();
+    for set in sets.iter_mut() {
+        enricher.enrich(index, set);
+    }
+    sets.append(&mut enricher.stubs(index));
 }
 
 fn enrich_node(set: &mut MetricSet, info: &NodeInfo) {
@@ -159,7 +191,8 @@ fn enrich_container(set: &mut MetricSet, spec: &ContainerMeta) {
     }
 }
 
-/// The `enrich` operator.
+/// The `enrich` operator. Sets stream through as soon as the index is known for their window;
+/// stubs follow when the window is complete.
 pub fn enrich<'s>(
     sets: StreamVec<'s, Time, MetricSet>,
     index: StreamVec<'s, Time, IndexChange>,
@@ -167,24 +200,48 @@ pub fn enrich<'s>(
     let by_set = Exchange::new(|set: &MetricSet| set.key.route());
     let by_key = Exchange::new(|change: &IndexChange| (change.0).0.route());
     sets.binary_frontier(index, by_set, by_key, "enrich", |_cap, _info| {
-        let mut windows = Windows::default();
+        let mut waiting = Windows::default();
         let mut updates = Updates::default();
         let mut index = MetaIndex::default();
+        let mut open: BTreeMap<Time, (Capability<Time>, WindowEnricher)> = BTreeMap::new();
         move |(sets_in, sets_frontier), (index_in, index_frontier), output| {
-            sets_in.for_each(|cap, data| {
-                if let Some(cap) = cap.retain_least(output.output_index()) {
-                    windows.stash(cap, data);
-                }
-            });
             index_in.for_each(|_cap, data| {
                 for ((key, meta), time, diff) in data.drain(..) {
                     updates.stash(time, [(key, meta, diff)]);
                 }
             });
-            while let Some((cap, mut sets)) = windows.next_complete(&[sets_frontier, index_frontier]) {
-                index.apply(updates.drain_through(*cap.time()));
-                enrich_window(&index, &mut sets);
+            sets_in.for_each(|cap, data| {
+                let Some(cap) = cap.retain_least(output.output_index()) else { return };
+                let time = *cap.time();
+                if index_frontier.less_equal(&time) || waiting.has_before(time + 1) {
+                    waiting.stash(cap, data);
+                    return;
+                }
+                index.apply(updates.drain_through(time));
+                let (_, enricher) =
+                    open.entry(time).or_insert_with(|| (cap.clone(), WindowEnricher::default()));
+                for set in data.iter_mut() {
+                    enricher.enrich(&index, set);
+                }
+                output.session(&cap).give_container(data);
+            });
+            while let Some((cap, mut sets)) = waiting.next_complete(&[index_frontier]) {
+                let time = *cap.time();
+                index.apply(updates.drain_through(time));
+                let (_, enricher) =
+                    open.entry(time).or_insert_with(|| (cap.clone(), WindowEnricher::default()));
+                for set in sets.iter_mut() {
+                    enricher.enrich(&index, set);
+                }
                 output.session(&cap).give_container(&mut sets);
+            }
+            while let Some((&time, _)) = open.first_key_value() {
+                if sets_frontier.less_equal(&time) || waiting.has_before(time + 1) {
+                    break;
+                }
+                let Some((_, (cap, enricher))) = open.pop_first() else { break };
+                let mut stubs = enricher.stubs(&index);
+                output.session(&cap).give_container(&mut stubs);
             }
         }
     })

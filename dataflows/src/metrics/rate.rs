@@ -5,40 +5,59 @@
 //! counter that went backwards without a restart gives no rate either (Heapster would have
 //! written a negative one).
 
+use std::collections::BTreeSet;
+
 use rustc_hash::FxHashMap;
 use timely::dataflow::StreamVec;
 use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::generic::Operator;
 
-use super::window::Windows;
 use crate::catalog::{LABELED_RATES, LabeledMetricId, MetricId, RATES};
 use crate::model::{EntityKey, LabeledMetric, LabeledValue, MetricSet, Resource, Time, Value};
 
-/// Counters of one entity from the previous window.
+/// Counters of one entity from its latest window.
 struct Prev {
+    window: Time,
     scrape_time: i64,
     create_time: i64,
     counters: [Option<i64>; RATES.len()],
     labeled: Vec<(LabeledMetricId, Resource, i64)>,
 }
 
-/// The previous window of every entity this worker scrapes.
+/// The latest window of every entity this worker scrapes.
 #[derive(Default)]
 pub struct RateState {
     prev: FxHashMap<EntityKey, Prev>,
 }
 
 impl RateState {
-    /// Adds rates to this window's sets, then remembers this window in place of the previous one.
-    pub fn apply(&mut self, sets: &mut [MetricSet]) {
-        let mut next = FxHashMap::with_capacity_and_hasher(sets.len(), Default::default());
+    /// Adds rates to sets of window `time` from the entity's previous window, and remembers them.
+    pub fn apply_at(&mut self, time: Time, sets: &mut [MetricSet]) {
         for set in sets.iter_mut() {
-            if let Some(prev) = self.prev.get(&set.key) {
-                add_rates(prev, set);
+            match self.prev.get_mut(&set.key) {
+                Some(prev) if prev.window < time => {
+                    add_rates(prev, set);
+                    *prev = remember(time, set);
+                }
+                // A second set for one entity in one window: keep the first as the base.
+                Some(_) => {}
+                None => {
+                    self.prev.insert(set.key.clone(), remember(time, set));
+                }
             }
-            next.insert(set.key.clone(), remember(set));
         }
-        self.prev = next;
+    }
+
+    /// Forgets entities missing from the complete window `time`: Heapster only computes a rate
+    /// against the window just before.
+    pub fn complete(&mut self, time: Time) {
+        self.prev.retain(|_, prev| prev.window >= time);
+    }
+
+    /// One whole window: rates, then forget what it did not have.
+    pub fn apply(&mut self, time: Time, sets: &mut [MetricSet]) {
+        self.apply_at(time, sets);
+        self.complete(time);
     }
 
     pub fn len(&self) -> usize {
@@ -50,7 +69,7 @@ impl RateState {
     }
 }
 
-fn remember(set: &MetricSet) -> Prev {
+fn remember(window: Time, set: &MetricSet) -> Prev {
     let mut counters = [None; RATES.len()];
     for (slot, (counter, _)) in counters.iter_mut().zip(RATES) {
         *slot = set.values.get_i64(*counter);
@@ -65,7 +84,7 @@ fn remember(set: &MetricSet) -> Prev {
             _ => None,
         })
         .collect();
-    Prev { scrape_time: set.scrape_time, create_time: set.create_time, counters, labeled }
+    Prev { window, scrape_time: set.scrape_time, create_time: set.create_time, counters, labeled }
 }
 
 fn add_rates(prev: &Prev, set: &mut MetricSet) {
@@ -101,20 +120,25 @@ fn add_rates(prev: &Prev, set: &mut MetricSet) {
 }
 
 /// The `rate` operator. Each worker keeps the state of the nodes it scrapes, and a node always
-/// goes to the same worker, so no exchange is needed.
+/// goes to the same worker, so no exchange is needed; sets stream through as they come.
 pub fn rate(sets: StreamVec<'_, Time, MetricSet>) -> StreamVec<'_, Time, MetricSet> {
     sets.unary_frontier(Pipeline, "rate", |_cap, _info| {
-        let mut windows = Windows::default();
         let mut state = RateState::default();
+        let mut seen = BTreeSet::new();
         move |(input, frontier), output| {
             input.for_each(|cap, data| {
-                if let Some(cap) = cap.retain_least(output.output_index()) {
-                    windows.stash(cap, data);
-                }
+                let Some(cap) = cap.retain_least(output.output_index()) else { return };
+                let time = *cap.time();
+                seen.insert(time);
+                state.apply_at(time, data);
+                output.session(&cap).give_container(data);
             });
-            while let Some((cap, mut sets)) = windows.next_complete(&[frontier]) {
-                state.apply(&mut sets);
-                output.session(&cap).give_container(&mut sets);
+            while let Some(&time) = seen.first() {
+                if frontier.less_equal(&time) {
+                    break;
+                }
+                seen.pop_first();
+                state.complete(time);
             }
         }
     })
@@ -144,12 +168,12 @@ mod tests {
     fn cpu_rate_is_millicores_and_others_per_second() {
         let mut state = RateState::default();
         let mut w1 = vec![container(10 * S, 100, 1)];
-        state.apply(&mut w1);
+        state.apply(60000, &mut w1);
         assert_eq!(w1[0].values.get(MetricId::CpuUsageRate), None, "no rate without a previous window");
 
         // 15 s of CPU over 60 s = 250 millicores; 600 page faults over 60 s = 10/s.
         let mut w2 = vec![container(25 * S, 160, 1)];
-        state.apply(&mut w2);
+        state.apply(120000, &mut w2);
         assert_eq!(w2[0].values.get(MetricId::CpuUsageRate), Some(Value::Int(250)));
         assert_eq!(w2[0].values.get(MetricId::MemoryPageFaultsRate), Some(Value::Float(10.0)));
     }
@@ -157,37 +181,37 @@ mod tests {
     #[test]
     fn no_rate_across_a_restart_or_a_stale_scrape() {
         let mut state = RateState::default();
-        state.apply(&mut [container(10 * S, 100, 1)]);
+        state.apply(180000, &mut [container(10 * S, 100, 1)]);
         let mut restarted = vec![container(S, 160, 150)];
-        state.apply(&mut restarted);
+        state.apply(240000, &mut restarted);
         assert_eq!(restarted[0].values.get(MetricId::CpuUsageRate), None);
 
         let mut stale = vec![container(2 * S, 160, 150)];
-        state.apply(&mut stale);
+        state.apply(300000, &mut stale);
         assert_eq!(stale[0].values.get(MetricId::CpuUsageRate), None, "scrape time did not move");
 
         let mut next = vec![container(3 * S, 220, 150)];
-        state.apply(&mut next);
+        state.apply(360000, &mut next);
         assert_eq!(next[0].values.get(MetricId::CpuUsageRate), Some(Value::Int(16)));
     }
 
     #[test]
     fn forgets_entities_missing_from_a_window() {
         let mut state = RateState::default();
-        state.apply(&mut [container(10 * S, 100, 1)]);
-        state.apply(&mut []);
+        state.apply(420000, &mut [container(10 * S, 100, 1)]);
+        state.apply(480000, &mut []);
         assert!(state.is_empty());
         let mut back = vec![container(25 * S, 220, 1)];
-        state.apply(&mut back);
+        state.apply(540000, &mut back);
         assert_eq!(back[0].values.get(MetricId::CpuUsageRate), None);
     }
 
     #[test]
     fn counter_going_backwards_gives_no_rate() {
         let mut state = RateState::default();
-        state.apply(&mut [container(10 * S, 100, 1)]);
+        state.apply(600000, &mut [container(10 * S, 100, 1)]);
         let mut w = vec![container(5 * S, 160, 1)];
-        state.apply(&mut w);
+        state.apply(660000, &mut w);
         assert_eq!(w[0].values.get(MetricId::CpuUsageRate), None);
     }
 
@@ -203,9 +227,9 @@ mod tests {
             });
             s
         };
-        state.apply(&mut [disk(1000, 100)]);
+        state.apply(720000, &mut [disk(1000, 100)]);
         let mut w = vec![disk(7000, 160)];
-        state.apply(&mut w);
+        state.apply(780000, &mut w);
         assert_eq!(
             w[0].labeled_value(LabeledMetricId::DiskIoReadBytesRate, &Resource::Id(Name::new("sda"))),
             Some(Value::Float(100.0))

@@ -26,6 +26,11 @@ impl<D> Windows<D> {
         self.pending.entry(time).or_insert_with(|| (cap, Vec::new())).1.append(data);
     }
 
+    /// Whether a window before `time` is pending.
+    pub fn has_before(&self, time: Time) -> bool {
+        self.pending.first_key_value().is_some_and(|(t, _)| *t < time)
+    }
+
     /// Takes the oldest window that no frontier can still add to.
     pub fn next_complete(
         &mut self,

@@ -19,7 +19,8 @@ use std::fmt;
 
 use heapster_dataflows::catalog::{Kind, LabeledMetricId, MetricId};
 use heapster_dataflows::model::{
-    EntityKey, Interner, LabelId, LabeledMetric, LabeledValue, Labels, MetricSet, Name, Resource, Value,
+    Accelerator, CustomMetric, EntityKey, Interner, LabelId, LabeledMetric, LabeledValue, Labels, MetricSet,
+    Name, Resource, Value,
 };
 use rustc_hash::FxHashMap;
 
@@ -870,11 +871,11 @@ impl<'t> Decoder<'t> {
             let make = self.text(&a.make, at.field("make")).unwrap_or("");
             let model = self.text(&a.model, at.field("model")).unwrap_or("");
             let id = self.text(&a.id, at.field("id")).unwrap_or("");
-            let resource = Resource::Accelerator {
+            let resource = Resource::Accelerator(Box::new(Accelerator {
                 make: self.interner.intern(make),
                 model: self.interner.intern(model),
                 id: self.interner.intern(id),
-            };
+            }));
             for (metric, field, name) in [
                 (LabeledMetricId::AcceleratorMemoryTotal, &a.memory_total, "memoryTotal"),
                 (LabeledMetricId::AcceleratorMemoryUsed, &a.memory_used, "memoryUsed"),
@@ -921,7 +922,7 @@ impl<'t> Decoder<'t> {
             };
             let name = self.intern_prefixed("custom/", name);
             let value = LabeledValue {
-                metric: LabeledMetric::Custom { name, kind },
+                metric: LabeledMetric::Custom(Box::new(CustomMetric { name, kind })),
                 resource: Resource::None,
                 value: Value::Float(value),
             };
@@ -1506,11 +1507,7 @@ mod tests {
             ]
         );
         let set = find(&out, "namespace:n/pod:p/container:gpu");
-        let gpu = |id: &str| Resource::Accelerator {
-            make: "nvidia".into(),
-            model: "tesla-p100".into(),
-            id: id.into(),
-        };
+        let gpu = |id: &str| Resource::accelerator("nvidia".into(), "tesla-p100".into(), id.into());
         assert_eq!(
             set.labeled_value(LabeledMetricId::AcceleratorMemoryUsed, &gpu("GPU-1")),
             Some(Value::Int(40))
@@ -1528,7 +1525,7 @@ mod tests {
             .labeled
             .iter()
             .filter_map(|l| match &l.metric {
-                LabeledMetric::Custom { name, kind } => Some((name.as_str(), *kind, l.value, &l.resource)),
+                LabeledMetric::Custom(c) => Some((c.name.as_str(), c.kind, l.value, &l.resource)),
                 _ => None,
             })
             .collect();
