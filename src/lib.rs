@@ -10,6 +10,7 @@
 pub mod bridge;
 pub mod cli;
 pub mod config;
+pub mod fixture_server;
 pub mod run;
 pub mod scenario;
 pub mod sinks;

@@ -1,0 +1,209 @@
+//! The kube-apiserver side: discovery, lists, gets and watches of nodes, pods and namespaces.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use hyper::body::Incoming;
+use hyper::{Method, Request, Response, StatusCode};
+use serde_json::json;
+
+use super::http::{self, Body};
+use super::store::{self, Key, status_value};
+use super::{Shared, watch};
+use crate::scenario::ApiList;
+
+#[derive(Debug, PartialEq, Eq)]
+enum Route {
+    Version,
+    Api,
+    Apis,
+    ApiV1,
+    Health,
+    List(ApiList, Option<String>),
+    Get(ApiList, Key),
+    FixtureState,
+    FixtureAdvance,
+}
+
+fn route(path: &str) -> Option<Route> {
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let key = |ns: &str, name: &str| (ns.to_string(), name.to_string());
+    Some(match segments.as_slice() {
+        ["version"] => Route::Version,
+        ["api"] => Route::Api,
+        ["apis"] => Route::Apis,
+        ["api", "v1"] => Route::ApiV1,
+        ["healthz" | "livez" | "readyz"] => Route::Health,
+        ["api", "v1", "nodes"] => Route::List(ApiList::Nodes, None),
+        ["api", "v1", "nodes", name] => Route::Get(ApiList::Nodes, key("", name)),
+        ["api", "v1", "pods"] => Route::List(ApiList::Pods, None),
+        ["api", "v1", "namespaces"] => Route::List(ApiList::Namespaces, None),
+        ["api", "v1", "namespaces", name] => Route::Get(ApiList::Namespaces, key("", name)),
+        ["api", "v1", "namespaces", ns, "pods"] => Route::List(ApiList::Pods, Some(ns.to_string())),
+        ["api", "v1", "namespaces", ns, "pods", name] => Route::Get(ApiList::Pods, key(ns, name)),
+        ["fixture", "state"] => Route::FixtureState,
+        ["fixture", "advance"] => Route::FixtureAdvance,
+        _ => return None,
+    })
+}
+
+pub(super) fn status(code: StatusCode, reason: &str, message: &str) -> Response<Body> {
+    http::json(code, status_value(code.as_u16(), reason, message).to_string())
+}
+
+fn reason_of(code: u16) -> &'static str {
+    match code {
+        400 => "BadRequest",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "NotFound",
+        405 => "MethodNotAllowed",
+        409 => "Conflict",
+        410 => "Expired",
+        429 => "TooManyRequests",
+        500 => "InternalError",
+        503 => "ServiceUnavailable",
+        504 => "Timeout",
+        _ => "Unknown",
+    }
+}
+
+pub async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Response<Body> {
+    if !http::authorized(&request, shared.token.as_deref()) {
+        shared.count(|s| s.api_unauthorized += 1);
+        return status(StatusCode::UNAUTHORIZED, "Unauthorized", "Unauthorized");
+    }
+    let query: HashMap<String, String> = request
+        .uri()
+        .query()
+        .map(|q| url::form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+        .unwrap_or_default();
+    let Some(route) = route(request.uri().path()) else {
+        return status(StatusCode::NOT_FOUND, "NotFound", "the server could not find the requested resource");
+    };
+    let method = request.method();
+    let allowed = match route {
+        Route::FixtureAdvance => method == Method::POST,
+        _ => method == Method::GET,
+    };
+    if !allowed {
+        return status(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "MethodNotAllowed",
+            &format!("{method} is not supported here"),
+        );
+    }
+    match route {
+        Route::Version | Route::Api | Route::Apis | Route::ApiV1 => {
+            shared.count(|s| s.discovery += 1);
+            http::json(StatusCode::OK, discovery(&route, request.uri().authority().map(|a| a.as_str())))
+        }
+        Route::Health => http::text(StatusCode::OK, "ok"),
+        Route::FixtureState => {
+            let state = shared.state();
+            let body = json!({"window": state.clock.window(), "windows": state.clock.windows()});
+            http::json(StatusCode::OK, body.to_string())
+        }
+        Route::FixtureAdvance => {
+            let advanced = shared.advance();
+            let state = shared.state();
+            let body = json!({"window": state.clock.window(), "windows": state.clock.windows(), "advanced": advanced});
+            http::json(StatusCode::OK, body.to_string())
+        }
+        Route::List(list, ns) if is_true(query.get("watch")) => watch::watch(shared, list, ns, &query),
+        Route::List(list, ns) => {
+            shared.count(|s| s.lists += 1);
+            if query.get("continue").is_some_and(|c| !c.is_empty()) {
+                return status(
+                    StatusCode::BAD_REQUEST,
+                    "BadRequest",
+                    "continue tokens are never issued here",
+                );
+            }
+            if let Some(response) = list_fault(&shared) {
+                return response;
+            }
+            let body = shared.state().store.list_body(list, ns.as_deref());
+            http::json(StatusCode::OK, body)
+        }
+        Route::Get(list, key) => {
+            shared.count(|s| s.gets += 1);
+            if let Some(response) = list_fault(&shared) {
+                return response;
+            }
+            match shared.state().store.get(list, &key) {
+                Some(object) => http::json(StatusCode::OK, object.to_string()),
+                None => {
+                    let resource = format!("{}s", store::item_kind(list).to_ascii_lowercase());
+                    status(StatusCode::NOT_FOUND, "NotFound", &format!("{resource} \"{}\" not found", key.1))
+                }
+            }
+        }
+    }
+}
+
+/// The `Status` a `list_error` fault of the current window forces, if any.
+fn list_fault(shared: &Shared) -> Option<Response<Body>> {
+    let window = shared.state().clock.window();
+    let code = shared.faults.api(window).list_error?;
+    shared.count(|s| s.api_faults += 1);
+    let status_code = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    Some(status(status_code, reason_of(code), &format!("fault injected by the scenario in window {window}")))
+}
+
+pub(super) fn is_true(value: Option<&String>) -> bool {
+    value.is_some_and(|v| v == "1" || v.eq_ignore_ascii_case("true"))
+}
+
+fn discovery(route: &Route, authority: Option<&str>) -> String {
+    let body = match route {
+        Route::Version => json!({
+            "major": "1", "minor": "33", "gitVersion": "v1.33.0", "gitCommit": "fixture",
+            "gitTreeState": "clean", "buildDate": "2025-04-23T00:00:00Z", "goVersion": "go1.24.2",
+            "compiler": "gc", "platform": "linux/amd64",
+        }),
+        Route::Api => json!({
+            "kind": "APIVersions", "versions": ["v1"],
+            "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": authority.unwrap_or("")}],
+        }),
+        Route::Apis => json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": []}),
+        _ => {
+            let resource = |name: &str, kind: &str, namespaced: bool| {
+                json!({"name": name, "singularName": kind.to_ascii_lowercase(), "namespaced": namespaced,
+                       "kind": kind, "verbs": ["get", "list", "watch"]})
+            };
+            json!({"kind": "APIResourceList", "groupVersion": "v1", "resources": [
+                resource("namespaces", "Namespace", false),
+                resource("nodes", "Node", false),
+                resource("pods", "Pod", true),
+            ]})
+        }
+    };
+    body.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_the_served_paths() {
+        assert_eq!(route("/api/v1/nodes"), Some(Route::List(ApiList::Nodes, None)));
+        assert_eq!(route("/api/v1/nodes/"), Some(Route::List(ApiList::Nodes, None)));
+        assert_eq!(
+            route("/api/v1/namespaces/kube-system/pods"),
+            Some(Route::List(ApiList::Pods, Some("kube-system".into())))
+        );
+        assert_eq!(
+            route("/api/v1/namespaces/a/pods/p"),
+            Some(Route::Get(ApiList::Pods, ("a".into(), "p".into())))
+        );
+        assert_eq!(
+            route("/api/v1/namespaces/a"),
+            Some(Route::Get(ApiList::Namespaces, (String::new(), "a".into())))
+        );
+        assert_eq!(route("/version"), Some(Route::Version));
+        assert_eq!(route("/api/v1/services"), None);
+        assert_eq!(route("/apis/apps/v1/deployments"), None);
+    }
+}
