@@ -201,9 +201,9 @@ fn parse_scrape(
     let node = scrape.target.name.clone();
     let body = match scrape.body {
         Ok(body) => body,
-        Err(err) => {
+        // The source logged it when the node's state changed.
+        Err(_) => {
             Stats::add(&stats.scrape_errors, 1);
-            tracing::warn!(node = %node, "no summary this window: {err}");
             return;
         }
     };

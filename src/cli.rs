@@ -59,6 +59,41 @@ pub struct CollectArgs {
 pub enum Command {
     /// Write a synthetic scenario (for replay and benchmarks).
     Synth(SynthArgs),
+    /// Serve a scenario as a kube-apiserver and kubelets on loopback.
+    FixtureServer(FixtureServerArgs),
+    /// Record what a live cluster says into a scenario directory.
+    Record(RecordArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct FixtureServerArgs {
+    /// The scenario directory to serve.
+    #[arg(long, value_name = "DIR")]
+    pub scenario: PathBuf,
+    /// The API server's HTTPS address.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:6443")]
+    pub listen: std::net::SocketAddr,
+    /// The bearer token clients must present (none: no authentication).
+    #[arg(long, value_name = "TOKEN")]
+    pub token: Option<String>,
+    /// Where the CA certificate and a kubeconfig for clients are written.
+    #[arg(long = "tls-dir", value_name = "DIR", default_value = ".tmp/fixture-tls")]
+    pub tls_dir: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct RecordArgs {
+    /// The live source: kubernetes:https://...?inClusterConfig=false&auth=KUBECONFIG...
+    #[arg(long = "source", value_name = "URI")]
+    pub source: String,
+    /// How many windows to record.
+    #[arg(long, value_name = "N")]
+    pub windows: usize,
+    /// The scenario directory to write.
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    #[arg(long = "metric_resolution", value_name = "DURATION", default_value = "60s", value_parser = parse_resolution)]
+    pub metric_resolution: Duration,
 }
 
 #[derive(Debug, Args)]

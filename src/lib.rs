@@ -11,6 +11,7 @@ pub mod bridge;
 pub mod cli;
 pub mod config;
 pub mod fixture_server;
+pub mod record;
 pub mod run;
 pub mod scenario;
 pub mod sinks;

@@ -35,6 +35,32 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Some(Command::FixtureServer(args)) => {
+            let mut config = heapster::fixture_server::FixtureConfig::new(&args.scenario, &args.tls_dir);
+            config.listen = args.listen;
+            config.token = args.token;
+            match heapster::fixture_server::serve_forever(config) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("heapster: fixture-server: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Some(Command::Record(args)) => match heapster::record::record(&args) {
+            Ok(report) => {
+                eprintln!("heapster: recorded {} windows into {}", report.windows, args.out.display());
+                ExitCode::SUCCESS
+            }
+            Err(heapster::record::RecordError::Config(e)) => {
+                eprintln!("heapster: error: {e}");
+                ExitCode::from(2)
+            }
+            Err(e) => {
+                eprintln!("heapster: record: {e}");
+                ExitCode::FAILURE
+            }
+        },
         None => {
             let config = match cli.collect.to_config() {
                 Ok(config) => config,

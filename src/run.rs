@@ -9,21 +9,27 @@ use heapster_dataflows::meta::LabelPolicy;
 use crate::bridge::{self, Collector, Stats, WorkerConfig};
 use crate::config::ConfigError;
 use crate::sinks::{Overflow, SinkConfig, SinkHandle, SinkStats};
+use crate::sources::kubernetes::config::{ClientError, KubernetesConfig};
+use crate::sources::kubernetes::source;
 use crate::sources::replay::{Replay, ReplayConfig, ReplayError};
 
 /// A parsed `--source` value.
 #[derive(Clone, Debug)]
 pub enum SourceConfig {
     Replay(ReplayConfig),
+    Kubernetes(KubernetesConfig),
 }
 
-const SOURCES: &[&str] = &["replay"];
+const SOURCES: &[&str] = &["kubernetes", "kubernetes.summary_api", "kubernetes.events", "replay"];
 
 impl SourceConfig {
     pub fn from_uri(uri: &str) -> Result<SourceConfig, ConfigError> {
         let scheme = uri.split_once(':').map_or(uri, |(scheme, _)| scheme);
         match scheme {
             "replay" => ReplayConfig::from_uri(uri).map(SourceConfig::Replay),
+            "kubernetes" | "kubernetes.summary_api" | "kubernetes.events" => {
+                KubernetesConfig::from_uri(uri).map(SourceConfig::Kubernetes)
+            }
             other => Err(ConfigError::new(
                 "--source",
                 uri,
@@ -48,6 +54,10 @@ pub enum RunError {
     Replay(#[from] ReplayError),
     #[error("sink {name}: {source}")]
     Sink { name: String, source: std::io::Error },
+    #[error(transparent)]
+    Kubernetes(#[from] ClientError),
+    #[error("the I/O runtime: {0}")]
+    Runtime(std::io::Error),
     #[error("workers: {0}")]
     Workers(String),
     #[error("{0}")]
@@ -62,6 +72,31 @@ pub struct RunReport {
     pub elapsed: Duration,
 }
 
+/// Sets `stop` on SIGINT or SIGTERM: the source ends its window, the sinks flush.
+async fn stop_on_signal(stop: Arc<AtomicBool>) {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(e) => {
+                tracing::warn!("cannot listen for SIGTERM: {e}");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = interrupt => {}
+        _ = terminate => {}
+    }
+    tracing::info!("stopping: finishing the current window");
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
 /// Runs until the source ends (replay) or `stop` is set.
 pub fn run(config: RunConfig, stop: Arc<AtomicBool>) -> Result<RunReport, RunError> {
     crate::tls::install_crypto_provider();
@@ -71,7 +106,15 @@ pub fn run(config: RunConfig, stop: Arc<AtomicBool>) -> Result<RunReport, RunErr
 
     let overflow = match config.source {
         SourceConfig::Replay(_) => Overflow::Wait,
+        SourceConfig::Kubernetes(_) => Overflow::Drop,
     };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("io")
+        .enable_all()
+        .build()
+        .map_err(RunError::Runtime)?;
+    runtime.spawn(stop_on_signal(Arc::clone(&stop)));
     let mut sinks = Vec::with_capacity(config.sinks.len());
     for sink in config.sinks {
         let name = format!("{sink:?}");
@@ -107,7 +150,7 @@ pub fn run(config: RunConfig, stop: Arc<AtomicBool>) -> Result<RunReport, RunErr
         feeds.push(tx);
         receivers.push(rx);
     }
-    let source = match config.source {
+    let source: Box<dyn FnOnce() -> Result<(), RunError>> = match config.source {
         SourceConfig::Replay(replay) => {
             let replay = Replay::open(&replay)?;
             tracing::info!(
@@ -117,24 +160,41 @@ pub fn run(config: RunConfig, stop: Arc<AtomicBool>) -> Result<RunReport, RunErr
                 "replaying"
             );
             let stop = Arc::clone(&stop);
-            std::thread::Builder::new()
+            let thread = std::thread::Builder::new()
                 .name("replay".into())
                 .spawn(move || replay.run(&feeds, &stop))
-                .map_err(|e| RunError::Thread(e.to_string()))?
+                .map_err(|e| RunError::Thread(e.to_string()))?;
+            Box::new(move || {
+                let report =
+                    thread.join().map_err(|_| RunError::Thread("replay thread panicked".into()))??;
+                tracing::info!(
+                    windows = report.windows,
+                    scrapes = report.scrapes,
+                    missing = report.missing,
+                    "replay done"
+                );
+                Ok(())
+            })
+        }
+        SourceConfig::Kubernetes(kubernetes) => {
+            let clients = runtime.block_on(source::clients(&kubernetes))?;
+            let task =
+                runtime.spawn(source::run(kubernetes, clients, feeds, config.resolution, Arc::clone(&stop)));
+            let handle = runtime.handle().clone();
+            Box::new(move || match handle.block_on(task) {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(e)) => Err(RunError::Thread(e.to_string())),
+                Err(e) => Err(RunError::Thread(format!("Kubernetes source: {e}"))),
+            })
         }
     };
 
     let worker_config = WorkerConfig { workers, labels: config.labels };
     let workers_result = bridge::run_workers(worker_config, receivers, collected_tx, Arc::clone(&stats));
-    let source_result = source.join().map_err(|_| RunError::Thread("replay thread panicked".into()))?;
+    let source_result = source();
     let sinks = collector.join().map_err(|_| RunError::Thread("collector thread panicked".into()))?;
     workers_result.map_err(RunError::Workers)?;
-    let replayed = source_result?;
-    tracing::info!(
-        windows = replayed.windows,
-        scrapes = replayed.scrapes,
-        missing = replayed.missing,
-        "replay done"
-    );
+    source_result?;
+    runtime.shutdown_timeout(Duration::from_secs(1));
     Ok(RunReport { stats, sinks, elapsed: started.elapsed() })
 }

@@ -4,9 +4,13 @@
 //! - [`kubernetes`]: API-server objects (nodes, pods, namespaces) turned into scrape targets and
 //!   enrichment metadata.
 //! - [`replay`]: a recorded scenario, window by window.
+//! - [`health`]: per-node scrape outcomes, logged on change.
+//! - [`meta_state`]: the metadata in force, as differential changes.
 
+pub mod health;
 pub mod kubelet;
 pub mod kubernetes;
+pub mod meta_state;
 pub mod replay;
 
 use heapster_dataflows::Name;

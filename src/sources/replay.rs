@@ -4,7 +4,6 @@
 //! scraped (Ready ones only), and metadata changes take effect in the window that recorded them.
 //! Deterministic: the same scenario gives the same windows, whatever the number of workers.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -18,7 +17,9 @@ use crate::bridge::{Feed, Scrape, ScrapeError};
 use crate::config::{ConfigError, UriOptions};
 use crate::scenario::{ApiList, Scenario, ScenarioError};
 use crate::sources::NodeTarget;
+use crate::sources::health::Health;
 use crate::sources::kubernetes::objects::{parse_namespace_list, parse_node_list, parse_pod_list};
+use crate::sources::meta_state::{Kind, MetaState};
 
 /// How fast windows follow each other.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -79,52 +80,6 @@ pub struct ReplayReport {
     pub missing: usize,
 }
 
-/// Identity of a metadata object across windows.
-type ObjectId = (u8, String, String);
-
-fn object_id(record: &MetaRecord) -> ObjectId {
-    match record {
-        MetaRecord::Node { name, .. } => (0, String::new(), name.to_string()),
-        MetaRecord::Pod { ns, name, .. } => (1, ns.to_string(), name.to_string()),
-        MetaRecord::Namespace { name, .. } => (2, String::new(), name.to_string()),
-    }
-}
-
-/// The metadata currently in force, to turn each window's lists into changes.
-#[derive(Default)]
-struct MetaState {
-    objects: BTreeMap<ObjectId, MetaRecord>,
-}
-
-impl MetaState {
-    /// Replaces every object of `kind` with `records`; returns the differential changes.
-    fn replace(&mut self, kind: u8, records: Vec<MetaRecord>) -> Vec<(MetaRecord, isize)> {
-        let mut next: BTreeMap<ObjectId, MetaRecord> =
-            records.into_iter().map(|r| (object_id(&r), r)).collect();
-        let mut changes = Vec::new();
-        let old: Vec<ObjectId> = self.objects.keys().filter(|id| id.0 == kind).cloned().collect();
-        for id in old {
-            let Some(before) = self.objects.remove(&id) else { continue };
-            match next.remove(&id) {
-                Some(after) if after == before => {
-                    self.objects.insert(id, after);
-                }
-                Some(after) => {
-                    changes.push((before, -1));
-                    changes.push((after.clone(), 1));
-                    self.objects.insert(id, after);
-                }
-                None => changes.push((before, -1)),
-            }
-        }
-        for (id, record) in next {
-            changes.push((record.clone(), 1));
-            self.objects.insert(id, record);
-        }
-        changes
-    }
-}
-
 pub struct Replay {
     scenario: Scenario,
     pace: Pace,
@@ -145,6 +100,7 @@ impl Replay {
         let mut meta = MetaState::default();
         let mut targets: Vec<NodeTarget> = Vec::new();
         let mut report = ReplayReport::default();
+        let health = Health::default();
         let started = Instant::now();
         let first = self.scenario.windows.first().map_or(0, |w| w.time);
 
@@ -170,9 +126,9 @@ impl Replay {
                     targets = t;
                 }
                 let kind = match list {
-                    ApiList::Nodes => 0,
-                    ApiList::Pods => 1,
-                    ApiList::Namespaces => 2,
+                    ApiList::Nodes => Kind::Node,
+                    ApiList::Pods => Kind::Pod,
+                    ApiList::Namespaces => Kind::Namespace,
                 };
                 changes.extend(meta.replace(kind, records));
             }
@@ -184,6 +140,10 @@ impl Replay {
                 let body = std::fs::read(&path)
                     .map_err(|e| ScrapeError::Missing(format!("{}: {e}", path.display())));
                 report.missing += usize::from(body.is_err());
+                match &body {
+                    Ok(_) => health.record(&target.name, Ok(())),
+                    Err(e) => health.record(&target.name, Err(&e.to_string())),
+                }
                 report.scrapes += 1;
                 let scrape = Scrape { target: target.clone(), body };
                 let owner = node_owner(&target.name, feeds.len());
@@ -242,8 +202,6 @@ pub fn first_window(scenario: &Scenario) -> Option<Time> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use heapster_dataflows::Name;
-    use heapster_dataflows::meta::NamespaceMeta;
 
     #[test]
     fn parses_uris() {
@@ -256,21 +214,5 @@ mod tests {
         assert!(err.to_string().contains("pace=\"slow\": expected fast or real"), "{err}");
         assert!(ReplayConfig::from_uri("replay:").is_err());
         assert!(ReplayConfig::from_uri("replay:/x?speed=2").unwrap_err().reason.contains("\"speed\""));
-    }
-
-    fn ns(name: &str, uid: &str) -> MetaRecord {
-        MetaRecord::Namespace { name: Name::new(name), meta: NamespaceMeta { uid: Name::new(uid) } }
-    }
-
-    #[test]
-    fn meta_state_emits_only_changes() {
-        let mut state = MetaState::default();
-        let first = state.replace(2, vec![ns("a", "1"), ns("b", "2")]);
-        assert_eq!(first.len(), 2);
-        assert!(state.replace(2, vec![ns("a", "1"), ns("b", "2")]).is_empty());
-        let changed = state.replace(2, vec![ns("a", "9")]);
-        assert_eq!(changed, vec![(ns("a", "1"), -1), (ns("a", "9"), 1), (ns("b", "2"), -1)]);
-        // Other kinds are untouched.
-        assert!(state.replace(1, vec![]).is_empty());
     }
 }

@@ -1,7 +1,15 @@
-//! Kubernetes API objects.
+//! The Kubernetes source: the API server and the kubelets of a live cluster.
 //!
+//! - [`config`]: the `kubernetes:` URI and the API and kubelet clients it describes.
 //! - [`objects`]: nodes, pods and namespaces into scrape targets and enrichment metadata.
 //! - [`quantity`]: resource quantities (`100m`, `1.5Gi`) as exact integers.
+//! - [`watch`]: reflectors keeping the objects current.
+//! - [`scrape`]: kubelet `/stats/summary` requests.
+//! - [`source`]: the window loop feeding the workers.
 
+pub mod config;
 pub mod objects;
 pub mod quantity;
+pub mod scrape;
+pub mod source;
+pub mod watch;

@@ -1,0 +1,146 @@
+//! `heapster record`: what a live cluster says, window by window, written as a scenario that
+//! `replay:` and the fixture server both read.
+//!
+//! Each window, on the same clock as the live source: the node, pod and namespace lists as the
+//! API server answers them, then the summary of every Ready node in that node list. A node
+//! whose scrape fails has no summary that window, as the live source would have had none.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+use futures::StreamExt;
+use heapster_dataflows::model::Interner;
+
+use crate::cli::RecordArgs;
+use crate::config::ConfigError;
+use crate::scenario::{ApiList, ScenarioWriter};
+use crate::sources::health::Health;
+use crate::sources::kubernetes::config::{ClientError, KubernetesConfig, clients};
+use crate::sources::kubernetes::objects::parse_node_list;
+use crate::sources::kubernetes::scrape::Scraper;
+use crate::sources::kubernetes::source::{now_ms, sleep_until};
+
+#[derive(Debug, thiserror::Error)]
+pub enum RecordError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    #[error("{path}: {source}")]
+    Write { path: PathBuf, source: std::io::Error },
+    #[error("GET {path}: {message}")]
+    List { path: &'static str, message: String },
+    #[error("the I/O runtime: {0}")]
+    Runtime(std::io::Error),
+    #[error("stopped after {0} windows")]
+    Stopped(usize),
+}
+
+#[derive(Debug, Default)]
+pub struct RecordReport {
+    pub windows: usize,
+    pub summaries: usize,
+    pub failed: usize,
+}
+
+const LISTS: [(ApiList, &str); 3] = [
+    (ApiList::Nodes, "/api/v1/nodes"),
+    (ApiList::Pods, "/api/v1/pods"),
+    (ApiList::Namespaces, "/api/v1/namespaces"),
+];
+
+pub fn record(args: &RecordArgs) -> Result<RecordReport, RecordError> {
+    let config = KubernetesConfig::from_uri(&args.source)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(RecordError::Runtime)?;
+    runtime.block_on(record_windows(config, args.windows, args.out.clone(), args.metric_resolution))
+}
+
+async fn record_windows(
+    config: KubernetesConfig,
+    windows: usize,
+    out: PathBuf,
+    resolution: Duration,
+) -> Result<RecordReport, RecordError> {
+    let clients = clients(&config).await?;
+    let timeout = config.kubelet_timeout.min(resolution / 2);
+    let scraper = Scraper::new(
+        clients.kubelet,
+        config.kubelet_https,
+        config.kubelet_port,
+        clients.kubelet_token,
+        timeout,
+    );
+    let write_error = |source| RecordError::Write { path: out.clone(), source };
+    let mut writer =
+        ScenarioWriter::create(&out, "recorded with heapster record", resolution.as_secs().max(1))
+            .map_err(write_error)?;
+    let health = Health::default();
+    let stop = Arc::new(AtomicBool::new(false));
+    let step = resolution.as_millis().max(1) as u64;
+    let mut next = (now_ms() / step + 1) * step;
+    let mut report = RecordReport::default();
+    let mut interner = Interner::default();
+    while report.windows < windows {
+        if !sleep_until(next, &stop).await {
+            return Err(RecordError::Stopped(report.windows));
+        }
+        let mut lists = Vec::with_capacity(LISTS.len());
+        for (list, path) in LISTS {
+            let request = http::Request::get(path)
+                .body(Vec::new())
+                .map_err(|e| RecordError::List { path, message: e.to_string() })?;
+            let body = clients
+                .api
+                .request_text(request)
+                .await
+                .map_err(|e| RecordError::List { path, message: e.to_string() })?;
+            lists.push((list, body));
+        }
+        let targets: Vec<crate::sources::NodeTarget> =
+            match parse_node_list(lists[0].1.as_bytes(), &mut interner) {
+                Ok(parsed) => parsed.targets.into_iter().filter(|t| t.ready).collect(),
+                Err(e) => return Err(RecordError::List { path: "/api/v1/nodes", message: e.to_string() }),
+            };
+        let bodies: Vec<_> = futures::stream::iter(targets)
+            .map(|target| {
+                let scraper = &scraper;
+                async move {
+                    let body = scraper.scrape(&target).await;
+                    (target, body)
+                }
+            })
+            .buffer_unordered(64)
+            .collect()
+            .await;
+
+        let window = writer.window(next).map_err(write_error)?;
+        for (list, body) in &lists {
+            window.api(*list, body.as_bytes()).map_err(write_error)?;
+        }
+        for (target, body) in bodies {
+            match body {
+                Ok(body) => {
+                    health.record(&target.name, Ok(()));
+                    window.summary(&target.name, &body).map_err(write_error)?;
+                    report.summaries += 1;
+                }
+                Err(e) => {
+                    health.record(&target.name, Err(&e.to_string()));
+                    report.failed += 1;
+                }
+            }
+        }
+        report.windows += 1;
+        tracing::info!(window = report.windows, of = windows, "recorded");
+        next += step;
+        interner.sweep();
+    }
+    writer.finish().map_err(write_error)?;
+    Ok(report)
+}

@@ -1,0 +1,241 @@
+//! The live Kubernetes source: every window, the metadata as watched, then every Ready node's
+//! summary, each worker's nodes scraped by that worker's own task.
+//!
+//! Windows end on multiples of the resolution (Heapster's batch timestamps); a window's scrapes
+//! start at its beginning, spread over its first tenth so a thousand kubelets are not hit at
+//! once. The metadata a window is enriched with is the state when its scrapes began; changes
+//! after that belong to the next window.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crossbeam_channel::Sender;
+use futures::StreamExt;
+use heapster_dataflows::Time;
+use heapster_dataflows::model::{node_owner, stable_hash};
+
+pub use super::config::clients;
+use super::config::{Clients, KubernetesConfig};
+use super::scrape::Scraper;
+use super::watch::{SharedState, spawn};
+use crate::bridge::{Feed, Scrape};
+use crate::sources::NodeTarget;
+use crate::sources::health::Health;
+use crate::sources::meta_state::{Kind, MetaState};
+
+/// Scrapes in flight per worker.
+const CONCURRENCY: usize = 64;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error("the workers stopped")]
+    WorkersGone,
+}
+
+/// One window's plan: its end time and the targets, per worker.
+pub struct WindowPlan {
+    pub time: Time,
+    pub targets: Vec<NodeTarget>,
+    pub changes: Vec<(heapster_dataflows::meta::MetaRecord, isize)>,
+}
+
+/// Watches the cluster and hands out windows.
+pub struct Cluster {
+    state: SharedState,
+    meta: MetaState,
+}
+
+impl Cluster {
+    /// Starts the watchers and waits (up to `patience`) for their first lists.
+    pub async fn watch(client: &kube::Client, patience: Duration) -> Cluster {
+        let state = SharedState::default();
+        spawn(client, &state);
+        let started = tokio::time::Instant::now();
+        while !state.lock().synced() {
+            if started.elapsed() > patience {
+                tracing::warn!("the API server has not listed nodes, pods and namespaces yet; going on");
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Cluster { state, meta: MetaState::default() }
+    }
+
+    /// The metadata changes since the last window, and the Ready nodes, as of now.
+    pub fn plan(&mut self, time: Time) -> WindowPlan {
+        let (nodes, pods, namespaces, targets) = {
+            let state = self.state.lock();
+            (
+                state.records(Kind::Node),
+                state.records(Kind::Pod),
+                state.records(Kind::Namespace),
+                state.targets(),
+            )
+        };
+        let mut changes = self.meta.replace(Kind::Node, nodes);
+        changes.extend(self.meta.replace(Kind::Pod, pods));
+        changes.extend(self.meta.replace(Kind::Namespace, namespaces));
+        let targets = targets.into_iter().filter(|t| t.ready).collect();
+        WindowPlan { time, targets, changes }
+    }
+
+    pub fn relists(&self) -> u64 {
+        self.state.lock().relists()
+    }
+}
+
+/// Now, in ms since the epoch.
+pub fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Sleeps until `deadline_ms`, waking early when `stop` is set. Returns false if stopped.
+pub async fn sleep_until(deadline_ms: u64, stop: &AtomicBool) -> bool {
+    loop {
+        if stop.load(Ordering::Relaxed) {
+            return false;
+        }
+        let now = now_ms();
+        if now >= deadline_ms {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis((deadline_ms - now).min(200))).await;
+    }
+}
+
+/// Where in the window a node's scrape starts: a stable spread over the first tenth of the
+/// window, at most 5 s.
+fn jitter(node: &str, resolution: Duration) -> Duration {
+    let spread = (resolution / 10).min(Duration::from_secs(5)).as_millis() as u64;
+    Duration::from_millis(stable_hash(&["jitter", node]) % spread.max(1))
+}
+
+/// Runs windows until `stop` is set, feeding the workers.
+pub async fn run(
+    config: KubernetesConfig,
+    clients: Clients,
+    feeds: Vec<Sender<Feed>>,
+    resolution: Duration,
+    stop: Arc<AtomicBool>,
+) -> Result<(), SourceError> {
+    let timeout =
+        config.kubelet_timeout.min(resolution.saturating_sub(resolution / 5 + jitter_max(resolution)));
+    let scraper = Scraper::new(
+        clients.kubelet,
+        config.kubelet_https,
+        config.kubelet_port,
+        clients.kubelet_token,
+        timeout,
+    );
+    let mut cluster = Cluster::watch(&clients.api, resolution).await;
+    let health = Arc::new(Health::default());
+    let step = resolution.as_millis().max(1) as u64;
+    let mut next = (now_ms() / step + 1) * step;
+    tracing::info!(resolution = %humantime::format_duration(resolution), timeout = %humantime::format_duration(timeout), "collecting from the Kubernetes API");
+    while sleep_until(next, &stop).await {
+        let plan = cluster.plan(next);
+        tracing::debug!(window = next, nodes = plan.targets.len(), changes = plan.changes.len(), "window");
+        feed_window(&feeds, plan, &scraper, &health, resolution).await?;
+        let now = now_ms();
+        next += step;
+        if now >= next {
+            let skipped = (now - next) / step + 1;
+            tracing::warn!(skipped, "scrapes took longer than the resolution; windows skipped");
+            next += skipped * step;
+        }
+    }
+    tracing::info!("Kubernetes source stopped");
+    Ok(())
+}
+
+fn jitter_max(resolution: Duration) -> Duration {
+    (resolution / 10).min(Duration::from_secs(5))
+}
+
+/// Sends the window's metadata to worker 0, then each worker's scrapes as they complete, then
+/// closes the window at every worker.
+async fn feed_window(
+    feeds: &[Sender<Feed>],
+    plan: WindowPlan,
+    scraper: &Scraper,
+    health: &Arc<Health>,
+    resolution: Duration,
+) -> Result<(), SourceError> {
+    let time = plan.time;
+    if !plan.changes.is_empty() {
+        send(&feeds[0], Feed::Meta { time, changes: plan.changes })?;
+    }
+    let mut per_worker: Vec<Vec<NodeTarget>> = vec![Vec::new(); feeds.len()];
+    for target in plan.targets {
+        per_worker[node_owner(&target.name, feeds.len())].push(target);
+    }
+    let tasks: Vec<_> = per_worker
+        .into_iter()
+        .zip(feeds.iter().cloned())
+        .map(|(targets, feed)| {
+            let scraper = scraper.clone();
+            let health = Arc::clone(health);
+            tokio::spawn(async move { scrape_worker(time, targets, feed, scraper, health, resolution).await })
+        })
+        .collect();
+    let mut result = Ok(());
+    for task in tasks {
+        match task.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => result = Err(e),
+            Err(e) => tracing::error!("a scrape task failed: {e}"),
+        }
+    }
+    result
+}
+
+/// One worker's scrapes for one window.
+async fn scrape_worker(
+    time: Time,
+    targets: Vec<NodeTarget>,
+    feed: Sender<Feed>,
+    scraper: Scraper,
+    health: Arc<Health>,
+    resolution: Duration,
+) -> Result<(), SourceError> {
+    let mut scrapes = futures::stream::iter(targets)
+        .map(|target| {
+            let scraper = &scraper;
+            async move {
+                tokio::time::sleep(jitter(&target.name, resolution)).await;
+                let body = scraper.scrape(&target).await;
+                (target, body)
+            }
+        })
+        .buffer_unordered(CONCURRENCY);
+    while let Some((target, body)) = scrapes.next().await {
+        match &body {
+            Ok(_) => health.record(&target.name, Ok(())),
+            Err(e) => health.record(&target.name, Err(&e.to_string())),
+        }
+        send(&feed, Feed::Scrape { time, scrape: Scrape { target, body } })?;
+    }
+    send(&feed, Feed::Close { time })
+}
+
+/// A blocking send from async code: the channel is bounded so that a slow worker slows the
+/// source, not memory.
+fn send(feed: &Sender<Feed>, message: Feed) -> Result<(), SourceError> {
+    tokio::task::block_in_place(|| feed.send(message)).map_err(|_| SourceError::WorkersGone)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jitter_stays_in_the_first_tenth() {
+        let resolution = Duration::from_secs(60);
+        for i in 0..100 {
+            assert!(jitter(&format!("node-{i}"), resolution) < Duration::from_secs(5));
+        }
+        assert!(jitter("a", Duration::from_secs(5)) < Duration::from_millis(500));
+        assert_eq!(jitter("a", resolution), jitter("a", resolution));
+    }
+}

@@ -1,0 +1,210 @@
+//! Nodes, pods and namespaces kept current by watches (kube-runtime reflectors).
+//!
+//! Each kind has its own watcher task. A re-list (at start, after a 410 or a broken stream) is
+//! buffered from `Init` to `InitDone` and then swapped in whole, so a window never sees half a
+//! list, and nothing is lost or counted twice across the re-list.
+
+use std::collections::BTreeMap;
+use std::fmt::Debug;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use futures::StreamExt;
+use heapster_dataflows::meta::MetaRecord;
+use heapster_dataflows::model::Interner;
+use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
+use kube::Api;
+use kube::runtime::WatchStreamExt;
+use kube::runtime::watcher::{self, Event};
+use serde::de::DeserializeOwned;
+
+use super::objects::{namespace_meta, node_meta, node_target_interned, pod_meta};
+use crate::sources::NodeTarget;
+use crate::sources::meta_state::Kind;
+
+/// What one object contributes: its metadata, and for nodes the scrape target.
+#[derive(Clone, Debug)]
+struct Object {
+    record: MetaRecord,
+    target: Option<NodeTarget>,
+}
+
+/// The current objects of every kind.
+#[derive(Default)]
+pub struct ClusterState {
+    objects: BTreeMap<Kind, BTreeMap<(String, String), Object>>,
+    synced: BTreeMap<Kind, bool>,
+    relists: u64,
+}
+
+impl ClusterState {
+    /// Whether every kind has completed its first list.
+    pub fn synced(&self) -> bool {
+        [Kind::Node, Kind::Pod, Kind::Namespace].iter().all(|k| self.synced.get(k).copied().unwrap_or(false))
+    }
+
+    pub fn records(&self, kind: Kind) -> Vec<MetaRecord> {
+        self.objects.get(&kind).map(|o| o.values().map(|o| o.record.clone()).collect()).unwrap_or_default()
+    }
+
+    /// Nodes in name order, ready or not.
+    pub fn targets(&self) -> Vec<NodeTarget> {
+        self.objects
+            .get(&Kind::Node)
+            .map(|o| o.values().filter_map(|o| o.target.clone()).collect())
+            .unwrap_or_default()
+    }
+
+    /// Lists taken since start (the first ones included).
+    pub fn relists(&self) -> u64 {
+        self.relists
+    }
+}
+
+/// The shared state, written by the watchers and read at each window.
+#[derive(Clone, Default)]
+pub struct SharedState(Arc<Mutex<ClusterState>>);
+
+impl SharedState {
+    pub fn lock(&self) -> MutexGuard<'_, ClusterState> {
+        // A watcher that panicked mid-update leaves the previous objects, still usable.
+        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// Converts one object; `None` (with a warning) when it cannot be used.
+trait Convert: Sized {
+    const KIND: Kind;
+    fn convert(&self, interner: &mut Interner) -> Option<((String, String), Object)>;
+}
+
+impl Convert for Node {
+    const KIND: Kind = Kind::Node;
+    fn convert(&self, interner: &mut Interner) -> Option<((String, String), Object)> {
+        let mut warnings = Vec::new();
+        let converted = node_target_interned(self, interner).and_then(|target| {
+            node_meta(self, interner, &mut warnings).map(|(name, meta)| (target, name, meta))
+        });
+        warn_all(&warnings);
+        match converted {
+            Ok((target, name, meta)) => Some((
+                (String::new(), name.to_string()),
+                Object { record: MetaRecord::Node { name, meta }, target: Some(target) },
+            )),
+            Err(e) => {
+                tracing::warn!("node skipped: {e}");
+                None
+            }
+        }
+    }
+}
+
+impl Convert for Pod {
+    const KIND: Kind = Kind::Pod;
+    fn convert(&self, interner: &mut Interner) -> Option<((String, String), Object)> {
+        let mut warnings = Vec::new();
+        let converted = pod_meta(self, interner, &mut warnings);
+        warn_all(&warnings);
+        match converted {
+            Ok(((ns, name), meta)) => Some((
+                (ns.to_string(), name.to_string()),
+                Object { record: MetaRecord::Pod { ns, name, meta }, target: None },
+            )),
+            Err(e) => {
+                tracing::warn!("pod skipped: {e}");
+                None
+            }
+        }
+    }
+}
+
+impl Convert for Namespace {
+    const KIND: Kind = Kind::Namespace;
+    fn convert(&self, interner: &mut Interner) -> Option<((String, String), Object)> {
+        match namespace_meta(self, interner) {
+            Ok((name, meta)) => Some((
+                (String::new(), name.to_string()),
+                Object { record: MetaRecord::Namespace { name, meta }, target: None },
+            )),
+            Err(e) => {
+                tracing::warn!("namespace skipped: {e}");
+                None
+            }
+        }
+    }
+}
+
+fn warn_all(warnings: &[String]) {
+    for w in warnings {
+        tracing::warn!("{w}");
+    }
+}
+
+/// Starts the three watchers on the current runtime. They run until the runtime stops.
+pub fn spawn(client: &kube::Client, state: &SharedState) {
+    tokio::spawn(watch::<Node>(Api::all(client.clone()), state.clone()));
+    tokio::spawn(watch::<Pod>(Api::all(client.clone()), state.clone()));
+    tokio::spawn(watch::<Namespace>(Api::all(client.clone()), state.clone()));
+}
+
+async fn watch<K>(api: Api<K>, state: SharedState)
+where
+    K: kube::Resource + Clone + DeserializeOwned + Debug + Send + 'static + Convert,
+{
+    let mut interner = Interner::default();
+    let mut relist: Option<BTreeMap<(String, String), Object>> = None;
+    let mut failing: Option<String> = None;
+    let mut since_sweep = 0usize;
+    let config = watcher::Config::default().any_semantic();
+    let mut events = watcher::watcher(api, config).default_backoff().boxed();
+    while let Some(event) = events.next().await {
+        let event = match event {
+            Ok(event) => event,
+            Err(e) => {
+                let message = e.to_string();
+                if failing.as_deref() != Some(message.as_str()) {
+                    tracing::warn!(kind = ?K::KIND, "watch failed, retrying with backoff: {message}");
+                    failing = Some(message);
+                }
+                continue;
+            }
+        };
+        if failing.take().is_some() {
+            tracing::info!(kind = ?K::KIND, "watch recovered");
+        }
+        match event {
+            Event::Init => relist = Some(BTreeMap::new()),
+            Event::InitApply(object) => {
+                if let (Some(buffer), Some((key, object))) = (relist.as_mut(), object.convert(&mut interner))
+                {
+                    buffer.insert(key, object);
+                }
+            }
+            Event::InitDone => {
+                let listed = relist.take().unwrap_or_default();
+                tracing::debug!(kind = ?K::KIND, objects = listed.len(), "listed");
+                let mut state = state.lock();
+                state.objects.insert(K::KIND, listed);
+                state.synced.insert(K::KIND, true);
+                state.relists += 1;
+            }
+            Event::Apply(object) => {
+                if let Some((key, object)) = object.convert(&mut interner) {
+                    state.lock().objects.entry(K::KIND).or_default().insert(key, object);
+                }
+            }
+            Event::Delete(object) => {
+                if let Some((key, _)) = object.convert(&mut interner)
+                    && let Some(objects) = state.lock().objects.get_mut(&K::KIND)
+                {
+                    objects.remove(&key);
+                }
+            }
+        }
+        // Deleted objects' names are released from time to time, not on every event.
+        since_sweep += 1;
+        if since_sweep >= 10_000 && relist.is_none() {
+            interner.sweep();
+            since_sweep = 0;
+        }
+    }
+}
