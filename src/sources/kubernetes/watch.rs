@@ -160,7 +160,7 @@ where
         let event = match event {
             Ok(event) => event,
             Err(e) => {
-                let message = e.to_string();
+                let message = crate::sources::error_chain(&e);
                 if failing.as_deref() != Some(message.as_str()) {
                     tracing::warn!(kind = ?K::KIND, "watch failed, retrying with backoff: {message}");
                     failing = Some(message);
@@ -168,7 +168,7 @@ where
                 continue;
             }
         };
-        if failing.take().is_some() {
+        if matches!(event, Event::InitDone | Event::Apply(_) | Event::Delete(_)) && failing.take().is_some() {
             tracing::info!(kind = ?K::KIND, "watch recovered");
         }
         match event {
