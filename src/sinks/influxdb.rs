@@ -6,8 +6,32 @@
 //! anything else is logged with InfluxDB's own message and the chunk's points are counted as
 //! dropped, never lost silently.
 //!
-//! Events (measurement `log/events`) will reuse `Endpoint` and `write_chunk`; they need only
-//! their own encoder.
+//! # Events
+//!
+//! [`InfluxSink::write_events`] writes Heapster's eventer schema ([`EventEncoder`]), one point
+//! per distinct state of an event:
+//!
+//! | | `withfields=false` (default) | `withfields=true` |
+//! |---|---|---|
+//! | measurement | `log/events` | `events` |
+//! | field | `value`: the event as a core `v1` Event in indented JSON | `message`: the event's message |
+//! | tags | `cluster_name`, `hostname`, `pod_id`, `pod_name`, `uid` | `cluster_name`, `component`, `hostname`, `kind`, `namespace_name`, `object_name`, `pod_id`, `reason`, `type`, `uid` |
+//! | time | `lastTimestamp` (else `firstTimestamp`) | the same |
+//!
+//! Tag values: `uid` the event's uid; `hostname` and `component` its source's host and
+//! component; `pod_id` and `pod_name` the involved object's uid and name, only when it is a
+//! `Pod`; `object_name` and `kind` the involved object's name and kind; `namespace_name` the
+//! event's namespace; `type` `Normal` or `Warning`; `cluster_name` the option's value. Tags with
+//! empty values are left out. The field is a string: `value` is the API server's JSON for a core
+//! `v1` Event, re-indented as Heapster's `json.MarshalIndent(event, "", " ")` was (other bodies
+//! are rebuilt as core `v1` from the event's fields).
+//!
+//! A point's identity is (measurement, tags, time), and all of them come from the event's own
+//! state, so a state sent again (after a restart) overwrites its point instead of adding one, and
+//! a repeat with a new `lastTimestamp` adds a point. `lastTimestamp` has one-second precision:
+//! repeats within one second share a point, and the one with the highest count is kept.
+//! `withfields=true` stores no count: such repeats, like the states of any event that share a
+//! message, differ only in time.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -20,12 +44,18 @@ use tokio::task::JoinSet;
 use tracing::{debug, error, info, warn};
 use url::Url;
 
+use heapster_dataflows::Event;
+
 use super::MetricBatch;
-use super::line_protocol::{Cursor, LineEncoder, LineOptions};
+pub use super::events::EventEncoder;
+use super::line_protocol::{Cursor, EncodeStats, LineEncoder, LineOptions};
 use crate::config::{ConfigError, UriOptions, redact};
 
 /// At most this many points per `/write` request, as Heapster sent.
 pub const MAX_POINTS_PER_WRITE: usize = 10_000;
+/// An event chunk is closed once it holds this many bytes: events carry their JSON and may be
+/// large, and InfluxDB refuses bodies over its `max-body-size` (25 MB by default).
+pub const MAX_EVENT_BYTES_PER_WRITE: usize = 4 << 20;
 
 const FLAG: &str = "--sink";
 const KIND: &str = "the influxdb sink";
@@ -311,8 +341,12 @@ pub struct WriteReport {
     pub points_written: usize,
     /// Refused by InfluxDB (partial writes) or given up on (errors, retries exhausted).
     pub points_dropped: usize,
-    /// NaN or infinite values, never sent: InfluxDB cannot store them.
+    /// Never sent because InfluxDB cannot store them: NaN or infinite values, events without a
+    /// time in InfluxDB's range.
     pub points_skipped: usize,
+    /// Event states not sent because a newer state of the same event in the same batch has the
+    /// same point (measurement, tags and time): InfluxDB would have kept only one of them.
+    pub points_superseded: usize,
     /// HTTP requests made, retries and database set-up included.
     pub requests: usize,
 }
@@ -530,57 +564,158 @@ async fn write_chunk(endpoint: Arc<Endpoint>, body: Bytes, points: usize, resent
     outcome
 }
 
-/// The InfluxDB sink for metric windows.
-pub struct InfluxSink {
+/// Lines to write, produced one chunk at a time so that memory stays bounded.
+trait ChunkSource {
+    /// Appends the next chunk to `out` and says what it holds; `None` when nothing is left.
+    fn next_chunk(&mut self, out: &mut Vec<u8>) -> Option<EncodeStats>;
+    /// What all the chunks hold, for a batch given up before any was made.
+    fn total(&self) -> EncodeStats;
+}
+
+/// A metric window's points.
+struct MetricChunks<'a> {
+    encoder: &'a mut LineEncoder,
+    batch: &'a MetricBatch,
+    cursor: Cursor,
+}
+
+impl ChunkSource for MetricChunks<'_> {
+    fn next_chunk(&mut self, out: &mut Vec<u8>) -> Option<EncodeStats> {
+        if self.cursor.is_done(self.batch) {
+            return None;
+        }
+        Some(self.encoder.encode_chunk(self.batch, &mut self.cursor, MAX_POINTS_PER_WRITE, out))
+    }
+
+    fn total(&self) -> EncodeStats {
+        self.encoder.count(self.batch)
+    }
+}
+
+/// Events' points: at most [`MAX_POINTS_PER_WRITE`] and about [`MAX_EVENT_BYTES_PER_WRITE`] a
+/// chunk.
+struct EventChunks<'a> {
+    encoder: &'a EventEncoder,
+    events: &'a [&'a Event],
+    next: usize,
+}
+
+impl ChunkSource for EventChunks<'_> {
+    fn next_chunk(&mut self, out: &mut Vec<u8>) -> Option<EncodeStats> {
+        if self.next >= self.events.len() {
+            return None;
+        }
+        let mut stats = EncodeStats::default();
+        while let Some(event) = self.events.get(self.next)
+            && stats.written < MAX_POINTS_PER_WRITE
+            && (stats.written == 0 || out.len() < MAX_EVENT_BYTES_PER_WRITE)
+        {
+            self.next += 1;
+            match self.encoder.encode(event, out) {
+                Ok(()) => stats.written += 1,
+                // Selected events all have a time; counted should that ever change.
+                Err(_) => stats.skipped += 1,
+            }
+        }
+        Some(stats)
+    }
+
+    fn total(&self) -> EncodeStats {
+        EncodeStats { written: self.events.len(), skipped: 0 }
+    }
+}
+
+/// The server side of the sink: where points go and whether the database is set up.
+struct Writer {
     config: InfluxConfig,
     endpoint: Arc<Endpoint>,
-    encoder: LineEncoder,
     /// The database (and retention policy) were set up.
     db_ready: bool,
+}
+
+/// The InfluxDB sink for metric windows and events.
+pub struct InfluxSink {
+    writer: Writer,
+    encoder: LineEncoder,
+    event_encoder: EventEncoder,
 }
 
 impl InfluxSink {
     pub fn new(config: InfluxConfig) -> Result<InfluxSink, InfluxError> {
         let endpoint = Arc::new(Endpoint::new(&config)?);
         let encoder = LineEncoder::new(config.line_options());
-        Ok(InfluxSink { config, endpoint, encoder, db_ready: false })
+        let event_encoder = EventEncoder::new(config.with_fields, config.cluster_name.clone());
+        Ok(InfluxSink { writer: Writer { config, endpoint, db_ready: false }, encoder, event_encoder })
     }
 
     pub fn config(&self) -> &InfluxConfig {
-        &self.config
+        &self.writer.config
     }
 
     /// Creates the database and retention policy. Optional: the first write does it too.
     pub async fn start(&mut self) -> Result<(), InfluxError> {
         let mut requests = 0;
-        self.ensure_database(&mut requests).await
+        self.writer.ensure_database(&mut requests).await
     }
 
     /// Writes one window. `Ok` when InfluxDB took every chunk (points it refused in a partial
     /// write are counted and logged, not an error); otherwise the error holds the report.
     pub async fn write(&mut self, batch: &MetricBatch) -> Result<WriteReport, InfluxError> {
+        let mut chunks = MetricChunks { encoder: &mut self.encoder, batch, cursor: Cursor::default() };
+        self.writer.send(&mut chunks, WriteReport::default(), "window").await
+    }
+
+    /// Writes events, one point per distinct state, in Heapster's event schema (see the module
+    /// doc). Of states that would share a point, only the one with the highest count is sent
+    /// (`points_superseded`); events without a storable time are skipped and logged
+    /// (`points_skipped`). Same success and error rules as [`InfluxSink::write`].
+    pub async fn write_events(&mut self, events: &[Event]) -> Result<WriteReport, InfluxError> {
+        let selection = self.event_encoder.select(events);
+        let report = WriteReport {
+            points_skipped: selection.unwritable,
+            points_superseded: selection.superseded,
+            ..WriteReport::default()
+        };
+        if selection.events.is_empty() {
+            return Ok(report);
+        }
+        let mut chunks = EventChunks { encoder: &self.event_encoder, events: &selection.events, next: 0 };
+        self.writer.send(&mut chunks, report, "events").await
+    }
+}
+
+impl Writer {
+    /// Sends every chunk of `chunks`, at most `concurrency` at a time, adding to `report`.
+    async fn send(
+        &mut self,
+        chunks: &mut impl ChunkSource,
+        mut report: WriteReport,
+        what: &'static str,
+    ) -> Result<WriteReport, InfluxError> {
         let started = Instant::now();
-        let mut report = WriteReport::default();
         if !self.db_ready
             && let Err(cause) = self.ensure_database(&mut report.requests).await
         {
-            let stats = self.encoder.count(batch);
-            report.points_dropped = stats.written;
-            report.points_skipped = stats.skipped;
-            error!(points = stats.written, error = %cause, "InfluxDB database not ready; window dropped");
+            let stats = chunks.total();
+            report.points_dropped += stats.written;
+            report.points_skipped += stats.skipped;
+            error!(points = stats.written, error = %cause, "InfluxDB database not ready; {what} dropped");
             return Err(InfluxError::Window { report, cause: Box::new(cause) });
         }
 
         let mut first_error = None;
         let mut recreated = false;
-        let mut cursor = Cursor::default();
+        let mut done = false;
         let mut in_flight = JoinSet::new();
         let mut points_of = HashMap::new();
         let mut body_capacity = 0;
         loop {
-            while in_flight.len() < self.config.concurrency && !cursor.is_done(batch) {
+            while !done && in_flight.len() < self.config.concurrency {
                 let mut body = Vec::with_capacity(body_capacity);
-                let stats = self.encoder.encode_chunk(batch, &mut cursor, MAX_POINTS_PER_WRITE, &mut body);
+                let Some(stats) = chunks.next_chunk(&mut body) else {
+                    done = true;
+                    break;
+                };
                 report.points_skipped += stats.skipped;
                 if stats.written > 0 {
                     body_capacity = body_capacity.max(body.len());
@@ -611,7 +746,7 @@ impl InfluxSink {
                 first_error.get_or_insert(e);
             }
             if let Some((body, points)) = outcome.db_missing {
-                // Dropped by an operator or lost by InfluxDB: create it again, once a window.
+                // Dropped by an operator or lost by InfluxDB: create it again, once a batch.
                 if !recreated {
                     recreated = true;
                     warn!(db = %self.config.db, "InfluxDB database not found; creating it again");
@@ -633,9 +768,10 @@ impl InfluxSink {
             written = report.points_written,
             dropped = report.points_dropped,
             skipped = report.points_skipped,
+            superseded = report.points_superseded,
             requests = report.requests,
             elapsed = ?started.elapsed(),
-            "InfluxDB window written"
+            "InfluxDB {what} written"
         );
         match first_error {
             None => Ok(report),
@@ -789,7 +925,13 @@ mod tests {
         let report = sink.write(&small_batch()).await.unwrap();
         assert_eq!(
             report,
-            WriteReport { points_written: 4, points_dropped: 0, points_skipped: 0, requests: 2 },
+            WriteReport {
+                points_written: 4,
+                points_dropped: 0,
+                points_skipped: 0,
+                points_superseded: 0,
+                requests: 2
+            },
             "one CREATE DATABASE and one write"
         );
 
@@ -904,7 +1046,13 @@ mod tests {
         let report = sink.write(&second).await.unwrap();
         assert_eq!(
             report,
-            WriteReport { points_written: 4, points_dropped: 1, points_skipped: 0, requests: 1 }
+            WriteReport {
+                points_written: 4,
+                points_dropped: 1,
+                points_skipped: 0,
+                points_superseded: 0,
+                requests: 1
+            }
         );
         for m in ["cpu/usage_rate", "memory/usage", "filesystem/usage", "memory/node_utilization"] {
             let count = rows(&influxd, "k8s", &format!("SELECT count(value) FROM {}", quote_ident(m)));
@@ -921,7 +1069,13 @@ mod tests {
         let InfluxError::Window { report, cause } = &err else { panic!("{err:?}") };
         assert_eq!(
             report,
-            &WriteReport { points_written: 0, points_dropped: 4, points_skipped: 0, requests: 1 }
+            &WriteReport {
+                points_written: 0,
+                points_dropped: 4,
+                points_skipped: 0,
+                points_superseded: 0,
+                requests: 1
+            }
         );
         assert!(
             matches!(&**cause, InfluxError::Server { status: 401, message, .. } if message == "authorization failed"),
@@ -932,7 +1086,7 @@ mod tests {
         // A refused large write (the password changed after the database was set up) still
         // reports InfluxDB's answer, although InfluxDB answers before reading the body.
         let mut sink = sink_for(&influxd.url(), "user=admin&pw=hunter2");
-        sink.db_ready = true;
+        sink.writer.db_ready = true;
         let err = sink.write(&many_nodes(5_000)).await.unwrap_err();
         let InfluxError::Window { report, cause } = &err else { panic!("{err:?}") };
         assert_eq!((report.points_dropped, report.requests), (25_000, 3), "{cause:?}");
@@ -976,7 +1130,13 @@ mod tests {
         let report = sink.write(&batch).await.unwrap();
         assert_eq!(
             report,
-            WriteReport { points_written: 25_000, points_dropped: 0, points_skipped: 0, requests: 3 }
+            WriteReport {
+                points_written: 25_000,
+                points_dropped: 0,
+                points_skipped: 0,
+                points_superseded: 0,
+                requests: 3
+            }
         );
         let json = influxd.query("big", "SELECT count(value) FROM /.*/").unwrap();
         let series = json["results"][0]["series"].as_array().unwrap();
@@ -995,7 +1155,13 @@ mod tests {
         let InfluxError::Window { report, cause } = &err else { panic!("{err:?}") };
         assert_eq!(
             report,
-            &WriteReport { points_written: 0, points_dropped: 4, points_skipped: 0, requests: 3 }
+            &WriteReport {
+                points_written: 0,
+                points_dropped: 4,
+                points_skipped: 0,
+                points_superseded: 0,
+                requests: 3
+            }
         );
         assert!(matches!(&**cause, InfluxError::Unreachable { attempts: 3, .. }), "{cause:?}");
         assert!(err.to_string().contains("4 of 4 points"), "{err}");
@@ -1054,7 +1220,13 @@ mod tests {
         let report = sink.write(&small_batch()).await.unwrap();
         assert_eq!(
             report,
-            WriteReport { points_written: 4, points_dropped: 0, points_skipped: 0, requests: 4 }
+            WriteReport {
+                points_written: 4,
+                points_dropped: 0,
+                points_skipped: 0,
+                points_superseded: 0,
+                requests: 4
+            }
         );
         let seen = server.await.unwrap();
         assert!(seen[0].starts_with("POST /query HTTP/1.1"), "{}", seen[0]);
@@ -1189,5 +1361,246 @@ mod tests {
         assert_eq!(dropped_count("partial write: field type conflict: ... dropped=12"), Some(12));
         assert_eq!(dropped_count("partial write: points beyond retention policy dropped=3"), Some(3));
         assert_eq!(dropped_count("partial write"), None);
+    }
+
+    mod events {
+        use heapster_dataflows::Event;
+        use serde_json::Value as Json;
+
+        use super::*;
+        use crate::sinks::events::tests::{LAST_MS, pulled, raw_of, service_event};
+
+        const MESSAGE: &str = "Back-off pulling image \"reg/app:1\"\nC:\\data\r\n\ttab é";
+
+        fn rfc3339(ms: i64) -> String {
+            jiff::Timestamp::from_millisecond(ms).unwrap().to_string()
+        }
+
+        fn count(influxd: &Influxd, db: &str, measurement: &str, field: &str) -> i64 {
+            let q = format!("SELECT count({field}) FROM {}", quote_ident(measurement));
+            rows(influxd, db, &q).first().map_or(0, |r| r["count"].as_i64().unwrap())
+        }
+
+        /// The `log/events` rows, with the JSON value parsed.
+        fn log_events(influxd: &Influxd) -> Vec<(serde_json::Map<String, Json>, Json)> {
+            rows(influxd, "k8s", r#"SELECT * FROM "log/events""#)
+                .into_iter()
+                .map(|row| {
+                    let value = serde_json::from_str(row["value"].as_str().unwrap()).unwrap();
+                    (row, value)
+                })
+                .collect()
+        }
+
+        fn with_count(mut event: Event, count: i64, last_ms: i64) -> Event {
+            event.count = count;
+            event.last_timestamp = last_ms;
+            event.raw = raw_of(&event);
+            event
+        }
+
+        #[tokio::test]
+        async fn heapsters_schema_reads_back_and_a_resent_state_overwrites() {
+            let influxd = Influxd::start().unwrap();
+            let mut sink = sink_for(&influxd.url(), "db=k8s&cluster_name=east");
+            let events = vec![pulled(1, LAST_MS, MESSAGE), service_event()];
+            let report = sink.write_events(&events).await.unwrap();
+            assert_eq!(
+                report,
+                WriteReport { points_written: 2, requests: 2, ..WriteReport::default() },
+                "one CREATE DATABASE and one write"
+            );
+
+            assert_eq!(names(&influxd, "k8s", "SHOW MEASUREMENTS"), ["log/events"]);
+            assert_eq!(
+                names(&influxd, "k8s", r#"SHOW TAG KEYS FROM "log/events""#),
+                ["cluster_name", "hostname", "pod_id", "pod_name", "uid"]
+            );
+            assert_eq!(field_types(&influxd, "k8s", "log/events"), [("value".into(), "string".into())]);
+
+            let rows = log_events(&influxd);
+            assert_eq!(rows.len(), 2);
+            // Ordered by time: the service event is older.
+            let (service_row, service_json) = &rows[0];
+            let service = &events[1];
+            assert_eq!(service_row["time"], Json::from(rfc3339(service.last_timestamp)));
+            assert_eq!(service_row["uid"], service.uid.as_str());
+            assert_eq!((&service_row["pod_id"], &service_row["hostname"]), (&Json::Null, &Json::Null));
+            assert_eq!(service_json["involvedObject"]["kind"], "Service");
+            assert_eq!(service_json["message"], service.message);
+
+            let (pod_row, pod_json) = &rows[1];
+            let pod = &events[0];
+            assert_eq!(pod_row["time"], Json::from(rfc3339(LAST_MS)));
+            assert_eq!(pod_row["uid"], pod.uid.as_str());
+            assert_eq!(pod_row["pod_id"], pod.involved.uid.as_str());
+            assert_eq!(pod_row["pod_name"], pod.involved.name.as_str());
+            assert_eq!(pod_row["hostname"], pod.source_host.as_str());
+            assert_eq!(pod_row["cluster_name"], "east");
+            assert_eq!(pod_json["metadata"]["uid"], pod.uid.as_str());
+            assert_eq!(pod_json["metadata"]["namespace"], pod.namespace.as_str());
+            assert_eq!(pod_json["involvedObject"]["name"], pod.involved.name.as_str());
+            assert_eq!(pod_json["reason"], pod.reason.as_str());
+            assert_eq!(pod_json["message"], MESSAGE);
+            assert_eq!(pod_json["type"], pod.kind.as_str());
+            assert_eq!(pod_json["count"], pod.count);
+            assert_eq!(pod_json["lastTimestamp"], Json::from(rfc3339(LAST_MS)));
+            assert_eq!(pod_json["source"]["component"], pod.source_component.as_str());
+
+            // After a restart the same states come again: nothing is added, nothing changes.
+            let mut restarted = sink_for(&influxd.url(), "db=k8s&cluster_name=east");
+            assert_eq!(restarted.write_events(&events).await.unwrap().points_written, 2);
+            assert_eq!(count(&influxd, "k8s", "log/events", "value"), 2);
+            assert_eq!(log_events(&influxd), rows);
+
+            // The event repeats later: a second point for it.
+            let repeated = with_count(events[0].clone(), 2, LAST_MS + 30_000);
+            sink.write_events(std::slice::from_ref(&repeated)).await.unwrap();
+            assert_eq!(count(&influxd, "k8s", "log/events", "value"), 3);
+            let counts: Vec<i64> = log_events(&influxd)
+                .iter()
+                .filter(|(row, _)| row["uid"] == pod.uid.as_str())
+                .map(|(_, json)| json["count"].as_i64().unwrap())
+                .collect();
+            assert_eq!(counts, [1, 2]);
+        }
+
+        #[tokio::test]
+        async fn repeats_within_one_second_keep_the_newest_count() {
+            let influxd = Influxd::start().unwrap();
+            let mut sink = sink_for(&influxd.url(), "db=k8s");
+            let first = pulled(1, LAST_MS, "m");
+            let second = with_count(first.clone(), 2, LAST_MS);
+            let third = with_count(first.clone(), 3, LAST_MS);
+
+            // In separate batches: the later write overwrites the earlier point.
+            sink.write_events(std::slice::from_ref(&first)).await.unwrap();
+            sink.write_events(std::slice::from_ref(&second)).await.unwrap();
+            assert_eq!(count(&influxd, "k8s", "log/events", "value"), 1);
+            assert_eq!(log_events(&influxd)[0].1["count"], 2);
+
+            // In one batch, out of order: the highest count is what is sent.
+            let report = sink.write_events(&[third, second]).await.unwrap();
+            assert_eq!((report.points_written, report.points_superseded), (1, 1));
+            let rows = log_events(&influxd);
+            assert_eq!(rows.len(), 1);
+            assert_eq!(rows[0].1["count"], 3);
+            assert_eq!(rows[0].0["time"], Json::from(rfc3339(LAST_MS)));
+        }
+
+        #[tokio::test]
+        async fn with_fields_schema_reads_back() {
+            let influxd = Influxd::start().unwrap();
+            let mut sink = sink_for(&influxd.url(), "db=k8s&withfields=true");
+            let events = vec![pulled(1, LAST_MS, MESSAGE), service_event()];
+            assert_eq!(sink.write_events(&events).await.unwrap().points_written, 2);
+            assert_eq!(sink.write_events(&events).await.unwrap().points_written, 2);
+
+            assert_eq!(names(&influxd, "k8s", "SHOW MEASUREMENTS"), ["events"]);
+            assert_eq!(
+                names(&influxd, "k8s", r#"SHOW TAG KEYS FROM "events""#),
+                [
+                    "cluster_name",
+                    "component",
+                    "hostname",
+                    "kind",
+                    "namespace_name",
+                    "object_name",
+                    "pod_id",
+                    "reason",
+                    "type",
+                    "uid"
+                ]
+            );
+            assert_eq!(field_types(&influxd, "k8s", "events"), [("message".into(), "string".into())]);
+            let rows = rows(&influxd, "k8s", r#"SELECT * FROM "events""#);
+            assert_eq!(rows.len(), 2, "sent twice, stored once");
+            let (service, pod) = (&rows[0], &rows[1]);
+            assert_eq!(pod["message"], MESSAGE);
+            assert_eq!(pod["time"], Json::from(rfc3339(LAST_MS)));
+            let pod_event = &events[0];
+            for (tag, want) in [
+                ("cluster_name", "default"),
+                ("component", pod_event.source_component.as_str()),
+                ("hostname", pod_event.source_host.as_str()),
+                ("kind", "Pod"),
+                ("namespace_name", pod_event.namespace.as_str()),
+                ("object_name", pod_event.involved.name.as_str()),
+                ("pod_id", pod_event.involved.uid.as_str()),
+                ("reason", pod_event.reason.as_str()),
+                ("type", pod_event.kind.as_str()),
+                ("uid", pod_event.uid.as_str()),
+            ] {
+                assert_eq!(pod[tag], want, "{tag}");
+            }
+            assert_eq!((&service["kind"], &service["pod_id"]), (&Json::from("Service"), &Json::Null));
+        }
+
+        /// A message of 40 KiB mixing every character line protocol treats specially.
+        fn long_message(seed: usize) -> String {
+            let unit = format!("line {seed} \"quoted\" back\\slash, a=b é\n");
+            let mut message = unit.repeat((40 * 1024 - 1) / unit.len());
+            message.extend(std::iter::repeat_n('x', 40 * 1024 - 1 - message.len()));
+            message + "\\"
+        }
+
+        #[tokio::test]
+        async fn large_messages_round_trip_in_chunks_of_bounded_size() {
+            let influxd = Influxd::start().unwrap();
+            let mut sink = sink_for(&influxd.url(), "db=k8s");
+            let events: Vec<Event> = (0..130)
+                .map(|i| {
+                    let mut event = pulled(1, LAST_MS + i * 1_000, &long_message(i as usize));
+                    event.uid = format!("uid-{i}").as_str().into();
+                    event.raw = raw_of(&event);
+                    event
+                })
+                .collect();
+            // The requests the byte bound makes: a chunk closes once it holds the bound.
+            let encoder = EventEncoder::new(false, "default");
+            let mut chunks = 0;
+            let mut bytes = 0;
+            for event in &events {
+                if bytes == 0 || bytes >= MAX_EVENT_BYTES_PER_WRITE {
+                    chunks += 1;
+                    bytes = 0;
+                }
+                let mut line = Vec::new();
+                encoder.encode(event, &mut line).unwrap();
+                bytes += line.len();
+            }
+            assert!(chunks > 1);
+
+            let report = sink.write_events(&events).await.unwrap();
+            assert_eq!(
+                report,
+                WriteReport { points_written: 130, requests: 1 + chunks, ..Default::default() }
+            );
+            let rows = log_events(&influxd);
+            assert_eq!(rows.len(), 130);
+            for ((row, json), event) in rows.iter().zip(&events) {
+                assert_eq!(row["uid"], event.uid.as_str());
+                assert_eq!(json["message"], event.message);
+            }
+            assert_eq!(events[0].message.len(), 40 * 1024);
+        }
+
+        #[tokio::test]
+        async fn events_without_a_time_are_skipped_and_counted() {
+            let influxd = Influxd::start().unwrap();
+            let mut sink = sink_for(&influxd.url(), "db=k8s");
+            let mut timeless = service_event();
+            timeless.last_timestamp = 0;
+            timeless.first_timestamp = 0;
+            let report = sink.write_events(&[timeless.clone()]).await.unwrap();
+            assert_eq!(report, WriteReport { points_skipped: 1, ..Default::default() }, "no request at all");
+
+            let report = sink.write_events(&[timeless, pulled(1, LAST_MS, "m")]).await.unwrap();
+            assert_eq!(
+                report,
+                WriteReport { points_written: 1, points_skipped: 1, requests: 2, ..Default::default() }
+            );
+            assert_eq!(count(&influxd, "k8s", "log/events", "value"), 1);
+        }
     }
 }

@@ -399,7 +399,8 @@ const MEASUREMENT_SPECIAL: &[u8] = b", ";
 /// Characters tag keys, tag values and field keys escape with a backslash.
 const TAG_SPECIAL: &[u8] = b",= ";
 
-fn push_tag(out: &mut Vec<u8>, key: &str, value: &str) {
+/// Appends `,key=value`, both escaped.
+pub(super) fn push_tag(out: &mut Vec<u8>, key: &str, value: &str) {
     out.push(b',');
     push_escaped(out, key, &TAG_TABLE);
     out.push(b'=');

@@ -1,13 +1,16 @@
-//! `log`: a readable summary of each window on stdout, like `kubectl top`.
+//! `log`: a readable summary of each window on stdout, like `kubectl top`, and events one line
+//! each, like `kubectl get events`.
 //!
 //! Nodes first (usage and share of allocatable), then the busiest pods by CPU, then counts. The
 //! first window of a run has no CPU rates yet (a rate needs two samples) and shows `-`.
 
+use std::fmt::Write as _;
 use std::io::{self, Write};
 
-use heapster_dataflows::{EntityKey, MetricId, MetricSet};
+use heapster_dataflows::{EntityKey, Event, MetricId, MetricSet};
 
 use super::MetricBatch;
+use super::events::event_time_ms;
 
 /// How many pods the table lists.
 const TOP_PODS: usize = 10;
@@ -36,6 +39,68 @@ impl<W: Write> LogSink<W> {
         self.out.write_all(text.as_bytes())?;
         self.out.flush()
     }
+
+    pub fn write_events(&mut self, events: &[Event]) -> io::Result<()> {
+        let text = render_events(events);
+        self.out.write_all(text.as_bytes())?;
+        self.out.flush()
+    }
+}
+
+/// One line per event, columns aligned: time (RFC 3339 of the time the state is stored at, see
+/// [`event_time_ms`]), type, `namespace/kind/name` of the involved object (kind in lower case,
+/// as `kubectl` shows it), reason, `x<count>`, message. The message is kept on its line:
+/// backslashes, line breaks, tabs and other control characters are escaped as in Rust strings.
+/// Empty values show as `-`.
+pub fn render_events(events: &[Event]) -> String {
+    let mut table = Table::headless();
+    for event in events {
+        let time = event_time_ms(event)
+            .and_then(|ms| jiff::Timestamp::from_millisecond(ms).ok())
+            .map_or_else(|| "-".to_string(), |t| t.to_string());
+        let involved = &event.involved;
+        let namespace = if involved.namespace.is_empty() { &event.namespace } else { &involved.namespace };
+        let mut object = String::new();
+        for part in [namespace.as_str(), &involved.kind.to_lowercase(), &involved.name] {
+            if !part.is_empty() {
+                if !object.is_empty() {
+                    object.push('/');
+                }
+                object.push_str(part);
+            }
+        }
+        table.row([
+            time,
+            or_dash(&event.kind),
+            or_dash(&object),
+            or_dash(&event.reason),
+            format!("x{}", event.count),
+            one_line(&event.message),
+        ]);
+    }
+    table.render()
+}
+
+fn or_dash(s: &str) -> String {
+    if s.is_empty() { "-".to_string() } else { s.to_string() }
+}
+
+/// `s` on one line, its backslashes and control characters escaped.
+fn one_line(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c.is_control() => {
+                let _ = write!(out, "\\u{{{:x}}}", u32::from(c));
+            }
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// The text for one window.
@@ -122,6 +187,10 @@ impl<const N: usize> Table<N> {
         Table { rows: vec![header.map(str::to_string)] }
     }
 
+    fn headless() -> Self {
+        Table { rows: Vec::new() }
+    }
+
     fn row(&mut self, row: [String; N]) {
         self.rows.push(row);
     }
@@ -188,5 +257,47 @@ mod tests {
         assert_eq!(lines[6].split_whitespace().next_back(), Some("-"));
         assert!(lines[6].contains("p11") && lines[6].contains("110m"), "{text}");
         assert_eq!(text.lines().filter(|l| l.starts_with("web")).count(), 10);
+    }
+
+    #[test]
+    fn renders_one_line_per_event_with_the_message_escaped() {
+        use crate::sinks::events::tests::{LAST_MS, pulled, service_event};
+        let mut no_time = service_event();
+        no_time.last_timestamp = 0;
+        no_time.first_timestamp = 0;
+        no_time.reason = "".into();
+        no_time.involved.namespace = "".into();
+        no_time.namespace = "".into();
+        let events = [
+            pulled(3, LAST_MS, "Back-off pulling \"img\"\nsecond line\r\n\tC:\\x \u{1b}[0m"),
+            service_event(),
+            no_time,
+        ];
+        let text = render_events(&events);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 3, "{text}");
+        assert_eq!(
+            lines[0].split("  ").filter(|c| !c.is_empty()).map(str::trim).collect::<Vec<_>>(),
+            [
+                "2019-08-30T20:43:05Z",
+                "Normal",
+                "default/pod/hello-1567197780-mn4mv",
+                "Pulled",
+                "x3",
+                r#"Back-off pulling "img"\nsecond line\r\n\tC:\\x \u{1b}[0m"#,
+            ]
+        );
+        assert_eq!(
+            lines[1].split_whitespace().take(5).collect::<Vec<_>>(),
+            ["2017-04-06T09:45:53Z", "Normal", "default/service/all-hello", "CreatingLoadBalancer", "x1"]
+        );
+        assert!(lines[1].ends_with("x1  Creating load balancer"), "{text}");
+        assert_eq!(
+            lines[2].split_whitespace().take(5).collect::<Vec<_>>(),
+            ["-", "Normal", "service/all-hello", "-", "x1"]
+        );
+        // Columns line up.
+        let count_at: Vec<usize> = lines.iter().map(|l| l.find(" x").unwrap()).collect();
+        assert!(count_at.iter().all(|at| *at == count_at[0]), "{text}");
     }
 }

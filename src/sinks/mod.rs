@@ -2,12 +2,14 @@
 //!
 //! - [`log`]: a `kubectl top`-like table per window (the default).
 //! - [`file`]: line protocol into a file.
-//! - [`influxdb`]: Heapster's InfluxDB schema over HTTP.
+//! - [`influxdb`]: Heapster's InfluxDB schema over HTTP, for metrics and events.
+//! - [`events`]: events as InfluxDB points, shared by the event sinks.
 //!
 //! Each sink runs on its own thread behind its own bounded queue, so a slow or broken sink never
 //! holds up the graph or the other sinks. Past its queue, a sink either makes the collector wait
 //! (replay: nothing may be lost) or drops the oldest window and counts it (live collection).
 
+pub mod events;
 pub mod file;
 pub mod influxdb;
 pub mod line_protocol;
