@@ -4,10 +4,12 @@
 //! - [`sources`]: kubelet summaries, Kubernetes objects, replay.
 //! - [`sinks`]: log, file, InfluxDB.
 //! - [`synth`]: deterministic synthetic clusters in the scenario format.
+//! - [`checkpoint`]: the event dedup state on disk (`--state_dir`), saved atomically.
 //! - [`config`]: `--source`/`--sink` URIs into typed configs.
 //! - [`testkit`]: real servers (influxd) on loopback for tests and benchmarks.
 
 pub mod bridge;
+pub mod checkpoint;
 pub mod cli;
 pub mod config;
 pub mod fixture_server;
