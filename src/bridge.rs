@@ -12,9 +12,10 @@ use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender, TryRecvError};
 use differential_dataflow::input::Input as _;
+use heapster_dataflows::events::{DedupConfig, DedupCounters, Seen, dedup};
 use heapster_dataflows::meta::{LabelPolicy, MetaRecord};
 use heapster_dataflows::model::Interner;
-use heapster_dataflows::{MetricSet, Time};
+use heapster_dataflows::{Event, MetricSet, Time};
 use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::operators::{Input as _, Probe as _};
@@ -52,6 +53,11 @@ pub enum Feed {
     /// The window ending at `time` is complete at the source. Every worker gets one per window,
     /// with or without scrapes: it is what closes the window.
     Close { time: Time },
+    /// Events read at tick `time` (sent to worker 0 only, before the tick's `EventsTick`).
+    Events { time: Time, events: Vec<Event> },
+    /// Every event of tick `time` was sent; the watch stood at `resource_version` then. Every
+    /// worker gets one per tick.
+    EventsTick { time: Time, resource_version: Option<String> },
 }
 
 /// Counters shared by workers and sinks, read by the log sink and benchmarks.
@@ -90,6 +96,21 @@ pub enum Collected {
     Window { time: Time, sets: Vec<MetricSet> },
     /// A worker will send nothing more before `frontier` (`None`: nothing more at all).
     Frontier { worker: usize, frontier: Option<Time> },
+    /// A worker's share of the new event states of a tick.
+    Events { time: Time, events: Vec<Event> },
+    /// A worker will send no more events before `frontier`.
+    EventsFrontier { worker: usize, frontier: Option<Time> },
+    /// Where the event watch stood once tick `time` was fed (from worker 0).
+    EventsVersion { time: Time, resource_version: String },
+}
+
+/// The new event states of one tick, from every worker.
+#[derive(Clone, Debug, Default)]
+pub struct EventBatch {
+    pub time: Time,
+    pub events: Vec<Event>,
+    /// Every event up to this version is in this batch or an earlier one.
+    pub resource_version: Option<String>,
 }
 
 /// Settings of the timely side.
@@ -97,6 +118,16 @@ pub enum Collected {
 pub struct WorkerConfig {
     pub workers: usize,
     pub labels: LabelPolicy,
+    /// Event deduplication, when the source has events.
+    pub events: Option<EventsConfig>,
+}
+
+#[derive(Clone, Debug)]
+pub struct EventsConfig {
+    pub dedup: DedupConfig,
+    /// States from the checkpoint, exported before the last stop.
+    pub seed: Arc<Vec<Seen>>,
+    pub counters: Arc<DedupCounters>,
 }
 
 /// Runs the workers until every feed is closed and the last window has left the graph.
@@ -110,6 +141,7 @@ pub fn run_workers(
         return Err(format!("{} feeds for {} workers", feeds.len(), config.workers));
     }
     let labels = config.labels.clone();
+    let events_config = config.events.clone();
     let guards = timely::execute(timely::Config::process(config.workers), move |worker| {
         let index = worker.index();
         let feed = feeds[index].clone();
@@ -117,14 +149,41 @@ pub fn run_workers(
         let labels = labels.clone();
         let stats = Arc::clone(&stats);
         let probe = ProbeHandle::new();
+        let events_probe = ProbeHandle::new();
+        let dedup_config = events_config.as_ref().map(|e| e.dedup.clone()).unwrap_or_default();
+        let counters = events_config.as_ref().map(|e| Arc::clone(&e.counters)).unwrap_or_default();
 
-        let (mut sets_in, mut meta_in) = worker.dataflow::<Time, _, _>(|scope| {
+        let (mut sets_in, mut meta_in, events_in, mut seed_in) = worker.dataflow::<Time, _, _>(|scope| {
             let (sets_in, sets) = scope.new_input::<Vec<MetricSet>>();
             let (meta_in, meta) = scope.new_collection::<MetaRecord, isize>();
             let windows = heapster_dataflows::metrics::metrics(sets, meta, &labels).probe_with(&probe);
-            to_collector(windows, index, collected);
-            (sets_in, meta_in)
+            to_collector(
+                windows,
+                index,
+                collected.clone(),
+                |time, sets| Collected::Window { time, sets: sorted_by_key(sets) },
+                |worker, frontier| Collected::Frontier { worker, frontier },
+            );
+            let (events_in, events) = scope.new_input::<Vec<Event>>();
+            let (seed_in, seed) = scope.new_input::<Vec<Seen>>();
+            let exported = dedup(events, seed, dedup_config, counters).probe_with(&events_probe);
+            to_collector(
+                exported,
+                index,
+                collected.clone(),
+                |time, events| Collected::Events { time, events },
+                |worker, frontier| Collected::EventsFrontier { worker, frontier },
+            );
+            (sets_in, meta_in, events_in, seed_in)
         });
+        // The checkpoint's states go in first, then the seed input closes everywhere.
+        if let (0, Some(config)) = (index, events_config.as_ref()) {
+            for seen in config.seed.iter() {
+                seed_in.send(seen.clone());
+            }
+        }
+        drop(seed_in);
+        let mut events_in = if events_config.is_some() { Some(events_in) } else { None };
 
         let mut interner = Interner::default();
         let mut parsed = Vec::new();
@@ -145,6 +204,28 @@ pub fn run_workers(
                 }
                 Ok(Feed::Scrape { time, scrape }) => (time, Some(scrape)),
                 Ok(Feed::Close { time }) => (time, None),
+                Ok(Feed::Events { time, mut events }) => {
+                    match events_in.as_mut() {
+                        Some(input) if time >= *input.time() => {
+                            input.advance_to(time);
+                            input.send_batch(&mut events);
+                        }
+                        Some(_) => tracing::error!(time, "events for a tick already closed; dropped"),
+                        None => tracing::error!("events without an events pipeline; dropped"),
+                    }
+                    continue;
+                }
+                Ok(Feed::EventsTick { time, resource_version }) => {
+                    if let Some(input) = events_in.as_mut()
+                        && time >= *input.time()
+                    {
+                        input.advance_to(time + 1);
+                    }
+                    if let (0, Some(resource_version)) = (index, resource_version) {
+                        let _ = collected.send(Collected::EventsVersion { time, resource_version });
+                    }
+                    continue;
+                }
                 Err(TryRecvError::Empty) => {
                     worker.step_or_park(Some(Duration::from_millis(2)));
                     continue;
@@ -182,7 +263,8 @@ pub fn run_workers(
         }
         drop(sets_in);
         drop(meta_in);
-        worker.step_while(|| !probe.done());
+        drop(events_in);
+        worker.step_while(|| !probe.done() || !events_probe.done());
     })?;
     for result in guards.join() {
         result?;
@@ -224,10 +306,18 @@ fn parse_scrape(
 }
 
 /// The sink-side end of a worker: sends each complete window, sorted, and the worker's frontier.
-fn to_collector(sets: StreamVec<'_, Time, MetricSet>, worker: usize, collected: Sender<Collected>) {
-    let mut pending: BTreeMap<Time, Vec<MetricSet>> = BTreeMap::new();
+fn to_collector<D: 'static>(
+    stream: StreamVec<'_, Time, D>,
+    worker: usize,
+    collected: Sender<Collected>,
+    share: fn(Time, Vec<D>) -> Collected,
+    progress: fn(usize, Option<Time>) -> Collected,
+) where
+    Vec<D>: timely::Container,
+{
+    let mut pending: BTreeMap<Time, Vec<D>> = BTreeMap::new();
     let mut reported = Some(Some(0));
-    sets.sink(Pipeline, "to_sinks", move |(input, frontier)| {
+    stream.sink(Pipeline, "to_sinks", move |(input, frontier)| {
         input.for_each(|cap, data| {
             if let Some(&time) = cap.least() {
                 pending.entry(time).or_default().append(data);
@@ -237,32 +327,48 @@ fn to_collector(sets: StreamVec<'_, Time, MetricSet>, worker: usize, collected: 
             if frontier.less_equal(&time) {
                 break;
             }
-            let Some((_, sets)) = pending.pop_first() else { break };
-            let sets = sorted_by_key(sets);
+            let Some((_, data)) = pending.pop_first() else { break };
             // A closed collector means the process is shutting down; nothing left to tell.
-            let _ = collected.send(Collected::Window { time, sets });
+            let _ = collected.send(share(time, data));
         }
         let now = frontier.frontier().first().copied();
         if reported != Some(now) {
             reported = Some(now);
-            let _ = collected.send(Collected::Frontier { worker, frontier: now });
+            let _ = collected.send(progress(worker, now));
         }
     });
 }
 
-/// Merges the workers' shares of each window once every worker's frontier has passed it.
+/// What the collector hands to the sinks.
+#[derive(Debug)]
+pub enum Completed {
+    Metrics(MetricBatch),
+    Events(EventBatch),
+}
+
+/// Merges the workers' shares of each window (and of each events tick) once every worker's
+/// frontier has passed it.
 pub struct Collector {
     frontiers: Vec<Option<Time>>,
     pending: BTreeMap<Time, Vec<Vec<MetricSet>>>,
+    event_frontiers: Vec<Option<Time>>,
+    pending_events: BTreeMap<Time, Vec<Event>>,
+    versions: BTreeMap<Time, String>,
 }
 
 impl Collector {
     pub fn new(workers: usize) -> Collector {
-        Collector { frontiers: vec![Some(0); workers], pending: BTreeMap::new() }
+        Collector {
+            frontiers: vec![Some(0); workers],
+            pending: BTreeMap::new(),
+            event_frontiers: vec![Some(0); workers],
+            pending_events: BTreeMap::new(),
+            versions: BTreeMap::new(),
+        }
     }
 
-    /// Takes one message; returns the windows it completed, oldest first.
-    pub fn absorb(&mut self, message: Collected) -> Vec<MetricBatch> {
+    /// Takes one message; returns what it completed, oldest first.
+    pub fn absorb(&mut self, message: Collected) -> Vec<Completed> {
         match message {
             Collected::Window { time, sets } => {
                 self.pending.entry(time).or_default().push(sets);
@@ -272,28 +378,63 @@ impl Collector {
                 if let Some(slot) = self.frontiers.get_mut(worker) {
                     *slot = frontier;
                 }
-                self.complete()
+                self.complete_windows()
+            }
+            Collected::Events { time, mut events } => {
+                self.pending_events.entry(time).or_default().append(&mut events);
+                Vec::new()
+            }
+            Collected::EventsFrontier { worker, frontier } => {
+                if let Some(slot) = self.event_frontiers.get_mut(worker) {
+                    *slot = frontier;
+                }
+                self.complete_events()
+            }
+            Collected::EventsVersion { time, resource_version } => {
+                self.versions.insert(time, resource_version);
+                self.complete_events()
             }
         }
     }
 
     /// Whether every worker has finished.
     pub fn done(&self) -> bool {
-        self.frontiers.iter().all(Option::is_none)
+        self.frontiers.iter().all(Option::is_none) && self.event_frontiers.iter().all(Option::is_none)
     }
 
-    fn complete(&mut self) -> Vec<MetricBatch> {
+    fn complete_windows(&mut self) -> Vec<Completed> {
         let mut out = Vec::new();
         while let Some((&time, _)) = self.pending.first_key_value() {
-            let passed = self.frontiers.iter().all(|f| f.is_none_or(|f| f > time));
-            if !passed {
+            if !passed(&self.frontiers, time) {
                 break;
             }
             let Some((_, shares)) = self.pending.pop_first() else { break };
-            out.push(merge(time, shares));
+            out.push(Completed::Metrics(merge(time, shares)));
         }
         out
     }
+
+    /// Ticks that every worker has passed, with the watch's version as of each.
+    fn complete_events(&mut self) -> Vec<Completed> {
+        let mut out = Vec::new();
+        loop {
+            let next = [self.pending_events.keys().next(), self.versions.keys().next()]
+                .into_iter()
+                .flatten()
+                .min()
+                .copied();
+            let Some(time) = next.filter(|t| passed(&self.event_frontiers, *t)) else { break };
+            let mut events = self.pending_events.remove(&time).unwrap_or_default();
+            events.sort_by_key(Event::state);
+            let resource_version = self.versions.remove(&time);
+            out.push(Completed::Events(EventBatch { time, events, resource_version }));
+        }
+        out
+    }
+}
+
+fn passed(frontiers: &[Option<Time>], time: Time) -> bool {
+    frontiers.iter().all(|f| f.is_none_or(|f| f > time))
 }
 
 /// Sorts sets by key, moving each set only twice: sets are large and keys compare cheaply, so
@@ -352,10 +493,37 @@ mod tests {
         assert!(c.absorb(Collected::Window { time: 60, sets: vec![set("a"), set("c")] }).is_empty());
         let done = c.absorb(Collected::Frontier { worker: 1, frontier: None });
         assert_eq!(done.len(), 1);
-        let names: Vec<String> = done[0].sets.iter().map(|s| s.key.to_string()).collect();
+        let Completed::Metrics(batch) = &done[0] else { panic!("a window") };
+        let names: Vec<String> = batch.sets.iter().map(|s| s.key.to_string()).collect();
         assert_eq!(names, ["node:a", "node:b", "node:c"]);
         assert!(!c.done());
         assert!(c.absorb(Collected::Frontier { worker: 0, frontier: None }).is_empty());
+        assert!(!c.done(), "events still open");
+        for worker in 0..2 {
+            c.absorb(Collected::EventsFrontier { worker, frontier: None });
+        }
         assert!(c.done());
+    }
+
+    fn event(uid: &str, count: i64) -> Event {
+        Event { uid: uid.into(), count, ..Event::default() }
+    }
+
+    #[test]
+    fn event_ticks_complete_with_their_version() {
+        let mut c = Collector::new(2);
+        c.absorb(Collected::Events { time: 5, events: vec![event("b", 1)] });
+        c.absorb(Collected::Events { time: 5, events: vec![event("a", 2)] });
+        c.absorb(Collected::EventsVersion { time: 5, resource_version: "40".into() });
+        c.absorb(Collected::EventsVersion { time: 6, resource_version: "41".into() });
+        assert!(c.absorb(Collected::EventsFrontier { worker: 0, frontier: Some(7) }).is_empty());
+        let done = c.absorb(Collected::EventsFrontier { worker: 1, frontier: Some(7) });
+        assert_eq!(done.len(), 2, "a tick without events still moves the version");
+        let Completed::Events(first) = &done[0] else { panic!("events") };
+        assert_eq!(first.events.iter().map(|e| e.uid.as_str()).collect::<Vec<_>>(), ["a", "b"]);
+        assert_eq!(first.resource_version.as_deref(), Some("40"));
+        let Completed::Events(second) = &done[1] else { panic!("events") };
+        assert!(second.events.is_empty());
+        assert_eq!(second.resource_version.as_deref(), Some("41"));
     }
 }

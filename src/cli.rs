@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+use heapster_dataflows::events::DedupConfig;
 use heapster_dataflows::meta::LabelPolicy;
 
 use crate::config::ConfigError;
@@ -50,6 +51,15 @@ pub struct CollectArgs {
     /// A pod or node label also stored as a label of its own: NAME or NEW_NAME=NAME, repeatable.
     #[arg(long = "store_label", value_name = "[NEW=]NAME")]
     pub store_labels: Vec<String>,
+    /// Where the event checkpoint is kept, so a restart exports no event twice.
+    #[arg(long = "state_dir", value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// How long an event's state is remembered (at least the API server's --event-ttl).
+    #[arg(long = "event_ttl", value_name = "DURATION", default_value = "1h", value_parser = parse_duration)]
+    pub event_ttl: Duration,
+    /// At most this many event states are remembered; the oldest go first.
+    #[arg(long = "event_max_entries", value_name = "N", default_value_t = 1_000_000)]
+    pub event_max_entries: usize,
     /// Timely worker threads; nodes are split across them by a stable hash.
     #[arg(short = 'w', long = "workers", value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
     pub workers: u16,
@@ -113,6 +123,10 @@ pub struct SynthArgs {
     pub seed: u64,
 }
 
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text).map_err(|e| format!("expected a duration like 1h or 30m: {e}"))
+}
+
 fn parse_resolution(text: &str) -> Result<Duration, String> {
     let d =
         humantime::parse_duration(text).map_err(|e| format!("expected a duration like 60s or 1m: {e}"))?;
@@ -156,12 +170,18 @@ impl CollectArgs {
             ignore: self.ignore_labels.clone(),
             store,
         };
+        let dedup = DedupConfig {
+            ttl_ms: u64::try_from(self.event_ttl.as_millis()).unwrap_or(u64::MAX),
+            max_entries: self.event_max_entries.max(1),
+        };
         Ok(RunConfig {
             source,
             sinks,
             workers: usize::from(self.workers),
             labels,
             resolution: self.metric_resolution,
+            dedup,
+            state_dir: self.state_dir.clone(),
         })
     }
 }

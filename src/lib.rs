@@ -12,6 +12,7 @@ pub mod bridge;
 pub mod checkpoint;
 pub mod cli;
 pub mod config;
+pub mod dispatch;
 pub mod fixture_server;
 pub mod record;
 pub mod run;

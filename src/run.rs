@@ -6,11 +6,17 @@ use std::time::{Duration, Instant};
 
 use heapster_dataflows::meta::LabelPolicy;
 
-use crate::bridge::{self, Collector, Stats, WorkerConfig};
+use std::path::PathBuf;
+
+use heapster_dataflows::events::{DedupConfig, DedupCounters};
+
+use crate::bridge::{self, EventsConfig, Stats, WorkerConfig};
+use crate::checkpoint::{CheckpointError, CheckpointStore, Checkpointer};
 use crate::config::ConfigError;
+use crate::dispatch::dispatch;
 use crate::sinks::{Overflow, SinkConfig, SinkHandle, SinkStats};
 use crate::sources::kubernetes::config::{ClientError, KubernetesConfig};
-use crate::sources::kubernetes::source;
+use crate::sources::kubernetes::{event_watch, source};
 use crate::sources::replay::{Replay, ReplayConfig, ReplayError};
 
 /// A parsed `--source` value.
@@ -46,7 +52,29 @@ pub struct RunConfig {
     pub workers: usize,
     pub labels: LabelPolicy,
     pub resolution: Duration,
+    /// Events: how long and how many states the dedup keeps.
+    pub dedup: DedupConfig,
+    /// Where the event checkpoint lives (`--state_dir`); none: no checkpoint.
+    pub state_dir: Option<PathBuf>,
 }
+
+impl RunConfig {
+    /// A run with Heapster's defaults.
+    pub fn new(source: SourceConfig, sinks: Vec<SinkConfig>) -> RunConfig {
+        RunConfig {
+            source,
+            sinks,
+            workers: 1,
+            labels: LabelPolicy::default(),
+            resolution: Duration::from_secs(60),
+            dedup: DedupConfig::default(),
+            state_dir: None,
+        }
+    }
+}
+
+/// How often the event checkpoint may be written.
+const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(2);
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -56,6 +84,8 @@ pub enum RunError {
     Sink { name: String, source: std::io::Error },
     #[error(transparent)]
     Kubernetes(#[from] ClientError),
+    #[error(transparent)]
+    Checkpoint(#[from] CheckpointError),
     #[error("the I/O runtime: {0}")]
     Runtime(std::io::Error),
     #[error("workers: {0}")]
@@ -69,6 +99,7 @@ pub enum RunError {
 pub struct RunReport {
     pub stats: Arc<Stats>,
     pub sinks: Vec<(String, Arc<SinkStats>)>,
+    pub events: Arc<DedupCounters>,
     pub elapsed: Duration,
 }
 
@@ -123,23 +154,40 @@ pub fn run(config: RunConfig, stop: Arc<AtomicBool>) -> Result<RunReport, RunErr
         sinks.push(handle);
     }
 
+    let events = match &config.source {
+        SourceConfig::Replay(_) => true,
+        SourceConfig::Kubernetes(k) => k.events(),
+    };
+    let (checkpointer, seed, resume_from) = match (&config.state_dir, events) {
+        (Some(dir), true) => {
+            let (store, loaded) = CheckpointStore::open(dir)?;
+            let loaded = loaded.unwrap_or_default();
+            tracing::info!(
+                state = %store.path().display(),
+                states = loaded.seen.len(),
+                resource_version = loaded.resource_version.as_deref().unwrap_or("-"),
+                "event checkpoint loaded"
+            );
+            let seed = Arc::new(loaded.seen.clone());
+            let resume = loaded.resource_version.clone();
+            let checkpointer = Checkpointer::new(
+                store,
+                loaded.seen,
+                loaded.resource_version,
+                CHECKPOINT_INTERVAL,
+                config.dedup.ttl_ms,
+            );
+            (Some(checkpointer), seed, resume)
+        }
+        _ => (None, Arc::new(Vec::new()), None),
+    };
+    let counters = Arc::new(DedupCounters::default());
+
     let (collected_tx, collected_rx) = crossbeam_channel::unbounded();
     let collector_stats = Arc::clone(&stats);
     let collector = std::thread::Builder::new()
         .name("collector".into())
-        .spawn(move || {
-            let mut collector = Collector::new(workers);
-            for message in collected_rx {
-                for batch in collector.absorb(message) {
-                    collector_stats.add_window(&batch);
-                    let batch = Arc::new(batch);
-                    for sink in &sinks {
-                        sink.send(&batch);
-                    }
-                }
-            }
-            sinks.into_iter().map(|s| (s.name.clone(), s.finish())).collect::<Vec<_>>()
-        })
+        .spawn(move || dispatch(collected_rx, workers, sinks, collector_stats, checkpointer))
         .map_err(|e| RunError::Thread(e.to_string()))?;
 
     let mut feeds = Vec::with_capacity(workers);
@@ -178,23 +226,41 @@ pub fn run(config: RunConfig, stop: Arc<AtomicBool>) -> Result<RunReport, RunErr
         }
         SourceConfig::Kubernetes(kubernetes) => {
             let clients = runtime.block_on(source::clients(&kubernetes))?;
-            let task =
+            let events_task = kubernetes.events().then(|| {
+                runtime.spawn(event_watch::run(
+                    clients.api.clone(),
+                    feeds.clone(),
+                    resume_from,
+                    Arc::clone(&stop),
+                ))
+            });
+            let metrics_task =
                 runtime.spawn(source::run(kubernetes, clients, feeds, config.resolution, Arc::clone(&stop)));
             let handle = runtime.handle().clone();
-            Box::new(move || match handle.block_on(task) {
-                Ok(Ok(())) => Ok(()),
-                Ok(Err(e)) => Err(RunError::Thread(e.to_string())),
-                Err(e) => Err(RunError::Thread(format!("Kubernetes source: {e}"))),
+            Box::new(move || {
+                let metrics = match handle.block_on(metrics_task) {
+                    Ok(result) => result.map_err(|e| RunError::Thread(e.to_string())),
+                    Err(e) => Err(RunError::Thread(format!("Kubernetes source: {e}"))),
+                };
+                if let Some(task) = events_task {
+                    match handle.block_on(task) {
+                        Ok(result) => result.map_err(|e| RunError::Thread(e.to_string()))?,
+                        Err(e) => return Err(RunError::Thread(format!("event source: {e}"))),
+                    }
+                }
+                metrics
             })
         }
     };
 
-    let worker_config = WorkerConfig { workers, labels: config.labels };
+    let events_config =
+        events.then(|| EventsConfig { dedup: config.dedup.clone(), seed, counters: Arc::clone(&counters) });
+    let worker_config = WorkerConfig { workers, labels: config.labels, events: events_config };
     let workers_result = bridge::run_workers(worker_config, receivers, collected_tx, Arc::clone(&stats));
     let source_result = source();
     let sinks = collector.join().map_err(|_| RunError::Thread("collector thread panicked".into()))?;
     workers_result.map_err(RunError::Workers)?;
     source_result?;
     runtime.shutdown_timeout(Duration::from_secs(1));
-    Ok(RunReport { stats, sinks, elapsed: started.elapsed() })
+    Ok(RunReport { stats, sinks, events: counters, elapsed: started.elapsed() })
 }

@@ -16,12 +16,13 @@ pub mod line_protocol;
 pub mod log;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::JoinHandle;
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use heapster_dataflows::{MetricSet, Time};
 
+use crate::bridge::EventBatch;
 use crate::config::{ConfigError, redact};
 
 /// One complete window: every metric set of every worker, sorted by key.
@@ -81,13 +82,28 @@ pub struct SinkStats {
     pub dropped_windows: AtomicU64,
     pub dropped_points: AtomicU64,
     pub errors: AtomicU64,
+    pub events: AtomicU64,
+    pub dropped_events: AtomicU64,
+    /// One past the last events tick written in full (0: none yet). Checkpoints never go past
+    /// what every sink has written.
+    pub events_written_through: AtomicU64,
+    /// Set when an events batch was lost: the checkpoint stops advancing, so a restart sends
+    /// again what this sink may not have.
+    pub events_failed: AtomicBool,
+}
+
+/// What a sink's queue carries.
+#[derive(Clone, Debug)]
+pub enum SinkInput {
+    Metrics(Arc<MetricBatch>),
+    Events(Arc<EventBatch>),
 }
 
 /// A running sink.
 pub struct SinkHandle {
     pub name: String,
     pub stats: Arc<SinkStats>,
-    queue: Sender<Arc<MetricBatch>>,
+    queue: Sender<SinkInput>,
     overflow: Overflow,
     thread: JoinHandle<()>,
 }
@@ -104,46 +120,49 @@ impl SinkHandle {
         let stats = Arc::new(SinkStats::default());
         let (tx, rx) = crossbeam_channel::bounded(queue.max(1));
         let thread_stats = Arc::clone(&stats);
-        let runner: Box<dyn FnOnce() + Send> = match config {
-            SinkConfig::Log => {
-                let mut sink = log::LogSink::stdout();
-                Box::new(move || {
-                    drain(rx, &thread_stats, |b| sink.write(b).map(|()| 0).map_err(|e| e.to_string()))
-                })
-            }
-            SinkConfig::File(c) => {
-                let mut sink = file::FileSink::create(&c)?;
-                Box::new(move || {
-                    drain(rx, &thread_stats, |b| sink.write(b).map(|()| 0).map_err(|e| e.to_string()))
-                })
-            }
+        let target = match config {
+            SinkConfig::Log => Target::Log(log::LogSink::stdout()),
+            SinkConfig::File(c) => Target::File(file::FileSink::create(&c)?),
             SinkConfig::Influx(c) => {
-                let sink = influxdb::InfluxSink::new(*c).map_err(std::io::Error::other)?;
-                Box::new(move || run_influx(sink, rx, &thread_stats))
+                let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+                let mut sink = influxdb::InfluxSink::new(*c).map_err(std::io::Error::other)?;
+                if let Err(e) = runtime.block_on(sink.start()) {
+                    tracing::warn!("InfluxDB not ready yet, will retry on the first window: {e}");
+                }
+                Target::Influx(Box::new(sink), runtime)
             }
         };
-        let thread = std::thread::Builder::new().name(format!("sink {name}")).spawn(runner)?;
+        let thread = std::thread::Builder::new()
+            .name(format!("sink {name}"))
+            .spawn(move || drain(rx, &thread_stats, target))?;
         Ok(SinkHandle { name, stats, queue: tx, overflow, thread })
     }
 
-    /// Queues a window for the sink.
-    pub fn send(&self, batch: &Arc<MetricBatch>) {
-        let sent = match self.overflow {
-            Overflow::Wait => self.queue.send(Arc::clone(batch)).map_err(|_| ()),
-            Overflow::Drop => match self.queue.try_send(Arc::clone(batch)) {
-                Ok(()) => Ok(()),
-                Err(TrySendError::Full(_)) => {
-                    self.stats.dropped_windows.fetch_add(1, Ordering::Relaxed);
-                    self.stats.dropped_points.fetch_add(batch.point_count() as u64, Ordering::Relaxed);
-                    tracing::warn!(sink = %self.name, "sink is behind; window {} dropped", batch.time);
-                    Ok(())
-                }
-                Err(TrySendError::Disconnected(_)) => Err(()),
+    /// Queues a window or an events batch for the sink.
+    pub fn send(&self, input: SinkInput) {
+        let describe = |input: &SinkInput| match input {
+            SinkInput::Metrics(b) => format!("window {}", b.time),
+            SinkInput::Events(b) => format!("{} events of tick {}", b.events.len(), b.time),
+        };
+        let lost = match self.overflow {
+            Overflow::Wait => self.queue.send(input).err().map(|e| (e.0, "sink stopped")),
+            Overflow::Drop => match self.queue.try_send(input) {
+                Ok(()) => None,
+                Err(TrySendError::Full(input)) => Some((input, "sink is behind")),
+                Err(TrySendError::Disconnected(input)) => Some((input, "sink stopped")),
             },
         };
-        if sent.is_err() {
-            self.stats.dropped_windows.fetch_add(1, Ordering::Relaxed);
-            tracing::error!(sink = %self.name, "sink stopped; window {} not written", batch.time);
+        let Some((input, why)) = lost else { return };
+        tracing::warn!(sink = %self.name, "{why}: {} dropped", describe(&input));
+        match input {
+            SinkInput::Metrics(batch) => {
+                self.stats.dropped_windows.fetch_add(1, Ordering::Relaxed);
+                self.stats.dropped_points.fetch_add(batch.point_count() as u64, Ordering::Relaxed);
+            }
+            SinkInput::Events(batch) => {
+                self.stats.dropped_events.fetch_add(batch.events.len() as u64, Ordering::Relaxed);
+                self.stats.events_failed.store(true, Ordering::Relaxed);
+            }
         }
     }
 
@@ -157,45 +176,80 @@ impl SinkHandle {
     }
 }
 
-/// Writes every queued window with `write`, which returns the points it dropped.
-fn drain(
-    rx: Receiver<Arc<MetricBatch>>,
-    stats: &SinkStats,
-    mut write: impl FnMut(&MetricBatch) -> Result<u64, String>,
-) {
-    for batch in rx {
-        let points = batch.point_count() as u64;
-        match write(&batch) {
-            Ok(dropped) => {
-                stats.windows.fetch_add(1, Ordering::Relaxed);
-                stats.points.fetch_add(points - dropped.min(points), Ordering::Relaxed);
-                stats.dropped_points.fetch_add(dropped, Ordering::Relaxed);
-            }
-            Err(e) => {
-                stats.errors.fetch_add(1, Ordering::Relaxed);
-                stats.dropped_points.fetch_add(points, Ordering::Relaxed);
-                tracing::error!("window {} not written: {e}", batch.time);
-            }
+/// The writer behind a sink's thread.
+enum Target {
+    Log(log::LogSink<std::io::Stdout>),
+    File(file::FileSink),
+    /// The InfluxDB client is async: the thread has its own small runtime.
+    Influx(Box<influxdb::InfluxSink>, tokio::runtime::Runtime),
+}
+
+impl Target {
+    /// Writes a window; returns the points the backend dropped.
+    fn metrics(&mut self, batch: &MetricBatch) -> Result<u64, String> {
+        match self {
+            Target::Log(sink) => sink.write(batch).map(|()| 0).map_err(|e| e.to_string()),
+            Target::File(sink) => sink.write(batch).map(|()| 0).map_err(|e| e.to_string()),
+            Target::Influx(sink, runtime) => match runtime.block_on(sink.write(batch)) {
+                Ok(report) => Ok(report.points_dropped as u64),
+                Err(e) => Err(e.to_string()),
+            },
+        }
+    }
+
+    /// Writes events; returns how many the backend dropped.
+    fn events(&mut self, batch: &EventBatch) -> Result<u64, String> {
+        match self {
+            Target::Log(sink) => sink.write_events(&batch.events).map(|()| 0).map_err(|e| e.to_string()),
+            // Line protocol of metrics only: events have their own sinks.
+            Target::File(_) => Ok(0),
+            Target::Influx(sink, runtime) => match runtime.block_on(sink.write_events(&batch.events)) {
+                Ok(report) => Ok(report.points_dropped as u64),
+                Err(e) => Err(e.to_string()),
+            },
         }
     }
 }
 
-/// The InfluxDB sink's thread: its own small runtime for the async client.
-fn run_influx(mut sink: influxdb::InfluxSink, rx: Receiver<Arc<MetricBatch>>, stats: &SinkStats) {
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-        Ok(runtime) => runtime,
-        Err(e) => {
-            tracing::error!("InfluxDB sink cannot start its runtime: {e}");
-            return drain(rx, stats, |_| Err("sink not running".to_string()));
+/// Writes everything queued, in order.
+fn drain(rx: Receiver<SinkInput>, stats: &SinkStats, mut target: Target) {
+    for input in rx {
+        match input {
+            SinkInput::Metrics(batch) => {
+                let points = batch.point_count() as u64;
+                match target.metrics(&batch) {
+                    Ok(dropped) => {
+                        stats.windows.fetch_add(1, Ordering::Relaxed);
+                        stats.points.fetch_add(points - dropped.min(points), Ordering::Relaxed);
+                        stats.dropped_points.fetch_add(dropped, Ordering::Relaxed);
+                    }
+                    Err(e) => {
+                        stats.errors.fetch_add(1, Ordering::Relaxed);
+                        stats.dropped_points.fetch_add(points, Ordering::Relaxed);
+                        tracing::error!("window {} not written: {e}", batch.time);
+                    }
+                }
+            }
+            SinkInput::Events(batch) => match target.events(&batch) {
+                Ok(dropped) => {
+                    let count = batch.events.len() as u64;
+                    stats.events.fetch_add(count - dropped.min(count), Ordering::Relaxed);
+                    stats.dropped_events.fetch_add(dropped, Ordering::Relaxed);
+                    stats.events_written_through.fetch_max(batch.time + 1, Ordering::Relaxed);
+                }
+                Err(e) => {
+                    stats.errors.fetch_add(1, Ordering::Relaxed);
+                    stats.dropped_events.fetch_add(batch.events.len() as u64, Ordering::Relaxed);
+                    if !stats.events_failed.swap(true, Ordering::Relaxed) {
+                        tracing::error!(
+                            "{} events not written: {e}; the event checkpoint stops here until a restart",
+                            batch.events.len()
+                        );
+                    }
+                }
+            },
         }
-    };
-    if let Err(e) = runtime.block_on(sink.start()) {
-        tracing::warn!("InfluxDB not ready yet, will retry on the first window: {e}");
     }
-    drain(rx, stats, |batch| match runtime.block_on(sink.write(batch)) {
-        Ok(report) => Ok(report.points_dropped as u64),
-        Err(e) => Err(e.to_string()),
-    });
 }
 
 #[cfg(test)]

@@ -149,6 +149,7 @@ pub enum ClientError {
 }
 
 /// The clients a Kubernetes source needs.
+#[derive(Clone)]
 pub struct Clients {
     pub api: kube::Client,
     pub kubelet: reqwest::Client,

@@ -1,6 +1,7 @@
 //! The Kubernetes source: the API server and the kubelets of a live cluster.
 //!
 //! - [`config`]: the `kubernetes:` URI and the API and kubelet clients it describes.
+//! - [`event_watch`]: the events list/watch loop.
 //! - [`events`]: core and `events.k8s.io` events (lists, watch lines) into the event model.
 //! - [`objects`]: nodes, pods and namespaces into scrape targets and enrichment metadata.
 //! - [`quantity`]: resource quantities (`100m`, `1.5Gi`) as exact integers.
@@ -9,6 +10,7 @@
 //! - [`source`]: the window loop feeding the workers.
 
 pub mod config;
+pub mod event_watch;
 pub mod events;
 pub mod objects;
 pub mod quantity;

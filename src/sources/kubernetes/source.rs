@@ -119,6 +119,9 @@ pub async fn run(
     resolution: Duration,
     stop: Arc<AtomicBool>,
 ) -> Result<(), SourceError> {
+    if !config.metrics() {
+        return Ok(());
+    }
     let timeout =
         config.kubelet_timeout.min(resolution.saturating_sub(resolution / 5 + jitter_max(resolution)));
     let scraper = Scraper::new(

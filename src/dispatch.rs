@@ -1,0 +1,95 @@
+//! The collector thread: complete windows and event ticks from the workers, out to every sink,
+//! and the event checkpoint moved forward as far as every sink has written.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use crossbeam_channel::{Receiver, RecvTimeoutError};
+
+use crate::bridge::{Collected, Collector, Completed, EventBatch, Stats};
+use crate::checkpoint::Checkpointer;
+use crate::sinks::{SinkHandle, SinkInput, SinkStats};
+
+/// How often acknowledgements are looked at when the workers are quiet.
+const ACK_POLL: Duration = Duration::from_millis(500);
+
+/// Runs until the workers are done; then flushes the sinks and saves the last checkpoint.
+pub fn dispatch(
+    collected: Receiver<Collected>,
+    workers: usize,
+    sinks: Vec<SinkHandle>,
+    stats: Arc<Stats>,
+    mut checkpointer: Option<Checkpointer>,
+) -> Vec<(String, Arc<SinkStats>)> {
+    let mut collector = Collector::new(workers);
+    let mut unwritten: VecDeque<Arc<EventBatch>> = VecDeque::new();
+    loop {
+        match collected.recv_timeout(ACK_POLL) {
+            Ok(message) => {
+                for completed in collector.absorb(message) {
+                    match completed {
+                        Completed::Metrics(batch) => {
+                            stats.add_window(&batch);
+                            let batch = Arc::new(batch);
+                            for sink in &sinks {
+                                sink.send(SinkInput::Metrics(Arc::clone(&batch)));
+                            }
+                        }
+                        Completed::Events(batch) => {
+                            let batch = Arc::new(batch);
+                            for sink in &sinks {
+                                sink.send(SinkInput::Events(Arc::clone(&batch)));
+                            }
+                            if checkpointer.is_some() {
+                                unwritten.push_back(batch);
+                            }
+                        }
+                    }
+                }
+            }
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => break,
+        }
+        let stats: Vec<Arc<SinkStats>> = sinks.iter().map(|s| Arc::clone(&s.stats)).collect();
+        acknowledge(&mut unwritten, &stats, checkpointer.as_mut());
+    }
+    let finished: Vec<(String, Arc<SinkStats>)> =
+        sinks.into_iter().map(|s| (s.name.clone(), s.finish())).collect();
+    let stats: Vec<Arc<SinkStats>> = finished.iter().map(|(_, s)| Arc::clone(s)).collect();
+    acknowledge(&mut unwritten, &stats, checkpointer.as_mut());
+    if let Some(checkpointer) = checkpointer
+        && let Err(e) = checkpointer.finish()
+    {
+        tracing::error!("the event checkpoint could not be saved: {e}");
+    }
+    finished
+}
+
+/// Hands the checkpointer every batch all sinks have written, in order, and saves if due.
+fn acknowledge(
+    unwritten: &mut VecDeque<Arc<EventBatch>>,
+    sinks: &[Arc<SinkStats>],
+    checkpointer: Option<&mut Checkpointer>,
+) {
+    let Some(checkpointer) = checkpointer else { return };
+    if sinks.iter().any(|s| s.events_failed.load(Ordering::Relaxed)) {
+        return;
+    }
+    let written =
+        sinks.iter().map(|s| s.events_written_through.load(Ordering::Relaxed)).min().unwrap_or(u64::MAX);
+    while let Some(batch) = unwritten.front() {
+        if batch.time >= written {
+            break;
+        }
+        checkpointer.exported(&batch.events);
+        if let Some(rv) = &batch.resource_version {
+            checkpointer.resource_version(rv);
+        }
+        unwritten.pop_front();
+    }
+    if let Err(e) = checkpointer.tick() {
+        tracing::error!("the event checkpoint could not be saved (will retry): {e}");
+    }
+}

@@ -1,0 +1,240 @@
+//! The events source: list all events, then watch from the list's resourceVersion with
+//! bookmarks; on 410 Gone list again, on a broken stream or an API error back off and resume.
+//!
+//! Events are handed to the graph in one-second ticks, each with the version the watch had
+//! reached: the checkpoint records it once every sink has written the tick, so a restart
+//! resumes the watch there (or lists again if it expired) and the dedup state drops what was
+//! already exported.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use crossbeam_channel::Sender;
+use futures::{AsyncBufReadExt, StreamExt};
+use heapster_dataflows::{Event, Time};
+
+use super::events::{WatchEvent, parse_event_list, parse_watch_line};
+use super::source::now_ms;
+use crate::bridge::Feed;
+
+/// Events are fed in ticks this long.
+const TICK: Duration = Duration::from_secs(1);
+/// A watch asks the API server to end it after this, and is then resumed.
+const WATCH_TIMEOUT_SECONDS: u64 = 290;
+const BACKOFF_START: Duration = Duration::from_millis(200);
+const BACKOFF_MAX: Duration = Duration::from_secs(30);
+
+#[derive(Debug, thiserror::Error)]
+pub enum EventSourceError {
+    #[error("the workers stopped")]
+    WorkersGone,
+}
+
+/// Where the watch stands and what it read since the last tick.
+struct Progress {
+    feeds: Vec<Sender<Feed>>,
+    pending: Vec<Event>,
+    resource_version: Option<String>,
+    last_tick: Time,
+}
+
+impl Progress {
+    /// Hands the pending events to worker 0 and closes the tick at every worker.
+    fn tick(&mut self) -> Result<(), EventSourceError> {
+        let step = TICK.as_millis() as u64;
+        let time = (now_ms() / step * step).max(self.last_tick + 1);
+        self.last_tick = time;
+        if !self.pending.is_empty() {
+            let events = std::mem::take(&mut self.pending);
+            send(&self.feeds[0], Feed::Events { time, events })?;
+        }
+        for feed in &self.feeds {
+            send(feed, Feed::EventsTick { time, resource_version: self.resource_version.clone() })?;
+        }
+        Ok(())
+    }
+}
+
+fn send(feed: &Sender<Feed>, message: Feed) -> Result<(), EventSourceError> {
+    tokio::task::block_in_place(|| feed.send(message)).map_err(|_| EventSourceError::WorkersGone)
+}
+
+/// Runs until `stop` is set.
+pub async fn run(
+    client: kube::Client,
+    feeds: Vec<Sender<Feed>>,
+    resume_from: Option<String>,
+    stop: Arc<AtomicBool>,
+) -> Result<(), EventSourceError> {
+    let mut progress = Progress { feeds, pending: Vec::new(), resource_version: resume_from, last_tick: 0 };
+    if let Some(rv) = &progress.resource_version {
+        tracing::info!(resource_version = %rv, "resuming the event watch from the checkpoint");
+    }
+    let mut ticker = tokio::time::interval(TICK);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut backoff = BACKOFF_START;
+    let mut last_error: Option<String> = None;
+    let report = |error: String, last_error: &mut Option<String>| {
+        if last_error.as_deref() != Some(error.as_str()) {
+            tracing::warn!("event watch: {error}; retrying with backoff");
+            *last_error = Some(error);
+        }
+    };
+
+    while !stop.load(Ordering::Relaxed) {
+        if progress.resource_version.is_none() {
+            match list(&client).await {
+                Ok((events, rv, warnings)) => {
+                    for w in warnings {
+                        tracing::warn!("{w}");
+                    }
+                    tracing::info!(
+                        events = events.len(),
+                        resource_version = rv.as_deref().unwrap_or("-"),
+                        "listed events"
+                    );
+                    progress.pending.extend(events);
+                    progress.resource_version = rv;
+                    backoff = BACKOFF_START;
+                }
+                Err(e) => {
+                    report(e, &mut last_error);
+                    if !wait(&mut ticker, &mut progress, backoff, &stop).await? {
+                        break;
+                    }
+                    backoff = (backoff * 2).min(BACKOFF_MAX);
+                    continue;
+                }
+            }
+        }
+        let Some(rv) = progress.resource_version.clone() else { continue };
+        let path = format!(
+            "/api/v1/events?watch=1&resourceVersion={rv}&allowWatchBookmarks=true&timeoutSeconds={WATCH_TIMEOUT_SECONDS}"
+        );
+        let stream = match http::Request::get(&path).body(Vec::new()) {
+            Ok(request) => client.request_stream(request).await,
+            Err(e) => {
+                tracing::error!("event watch request: {e}");
+                break;
+            }
+        };
+        let stream = match stream {
+            Ok(stream) => stream,
+            Err(kube::Error::Api(status)) if status.code == 410 => {
+                tracing::info!(resource_version = %rv, "the event watch's version expired (410); listing again");
+                progress.resource_version = None;
+                continue;
+            }
+            Err(e) => {
+                report(crate::sources::error_chain(&e), &mut last_error);
+                if !wait(&mut ticker, &mut progress, backoff, &stop).await? {
+                    break;
+                }
+                backoff = (backoff * 2).min(BACKOFF_MAX);
+                continue;
+            }
+        };
+        if last_error.take().is_some() {
+            tracing::info!("event watch resumed");
+        }
+        backoff = BACKOFF_START;
+        let mut lines = stream.lines();
+        loop {
+            tokio::select! {
+                line = lines.next() => match line {
+                    Some(Ok(line)) => {
+                        if line.trim().is_empty() {
+                            continue;
+                        }
+                        if !apply(&line, &mut progress) {
+                            break;
+                        }
+                    }
+                    Some(Err(e)) => {
+                        report(format!("stream broken: {e}"), &mut last_error);
+                        break;
+                    }
+                    None => break,
+                },
+                _ = ticker.tick() => {
+                    progress.tick()?;
+                    if stop.load(Ordering::Relaxed) {
+                        break;
+                    }
+                }
+            }
+        }
+    }
+    progress.tick()?;
+    tracing::info!("event source stopped");
+    Ok(())
+}
+
+/// Takes one watch line; false when the watch must be opened again.
+fn apply(line: &str, progress: &mut Progress) -> bool {
+    match parse_watch_line(line.as_bytes()) {
+        Ok((event, warnings)) => {
+            for w in warnings {
+                tracing::warn!("{w}");
+            }
+            match event {
+                WatchEvent::Added(e) | WatchEvent::Modified(e) => {
+                    progress.resource_version = Some(e.resource_version.to_string());
+                    progress.pending.push(e);
+                    true
+                }
+                WatchEvent::Deleted(e) => {
+                    progress.resource_version = Some(e.resource_version.to_string());
+                    true
+                }
+                WatchEvent::Bookmark { resource_version } => {
+                    progress.resource_version = Some(resource_version);
+                    true
+                }
+                WatchEvent::Gone { message } => {
+                    tracing::info!("the event watch expired (410: {message}); listing again");
+                    progress.resource_version = None;
+                    false
+                }
+                WatchEvent::Error { code, message } => {
+                    tracing::warn!(code = ?code, "the event watch ended with an error: {message}");
+                    false
+                }
+            }
+        }
+        Err(e) => {
+            // One bad event never stops the stream.
+            tracing::warn!("event skipped: {e}");
+            true
+        }
+    }
+}
+
+async fn list(client: &kube::Client) -> Result<(Vec<Event>, Option<String>, Vec<String>), String> {
+    let request = http::Request::get("/api/v1/events").body(Vec::new()).map_err(|e| e.to_string())?;
+    let body = client.request_text(request).await.map_err(|e| crate::sources::error_chain(&e))?;
+    let parsed = parse_event_list(body.as_bytes()).map_err(|e| e.to_string())?;
+    Ok((parsed.events, parsed.resource_version, parsed.warnings))
+}
+
+/// Waits `delay`, still ticking; false when stopped.
+async fn wait(
+    ticker: &mut tokio::time::Interval,
+    progress: &mut Progress,
+    delay: Duration,
+    stop: &AtomicBool,
+) -> Result<bool, EventSourceError> {
+    let deadline = tokio::time::Instant::now() + delay;
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep_until(deadline) => return Ok(!stop.load(Ordering::Relaxed)),
+            _ = ticker.tick() => {
+                progress.tick()?;
+                if stop.load(Ordering::Relaxed) {
+                    return Ok(false);
+                }
+            }
+        }
+    }
+}
