@@ -173,6 +173,7 @@ impl Replay {
                     ApiList::Nodes => 0,
                     ApiList::Pods => 1,
                     ApiList::Namespaces => 2,
+                    ApiList::Events => continue,
                 };
                 changes.extend(meta.replace(kind, records));
             }
@@ -227,6 +228,8 @@ fn read_list(file: &Path, list: ApiList, interner: &mut Interner) -> Result<List
             let parsed = parse_namespace_list(&body, interner).map_err(|e| fail(&e))?;
             (parsed.records, None, parsed.warnings)
         }
+        // Events carry no metadata; `ApiList::ALL` never asks for them.
+        ApiList::Events => (Vec::new(), None, Vec::new()),
     };
     for warning in warnings {
         tracing::warn!(file = %file.display(), "{warning}");
