@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use heapster::bridge::Stats;
 use heapster::run::{RunConfig, SourceConfig, run};
@@ -18,7 +18,6 @@ use heapster::sinks::SinkConfig;
 use heapster::sinks::file::FileConfig;
 use heapster::sources::replay::{Pace, ReplayConfig};
 use heapster::synth::{SynthSpec, synth};
-use heapster_dataflows::meta::LabelPolicy;
 
 const CHILD_ENV: &str = "HEAPSTER_BENCH_CHILD";
 
@@ -71,17 +70,13 @@ fn main() {
 fn child(spec: &str) {
     let Some((dir, workers)) = spec.split_once('|') else { return };
     let workers: usize = workers.parse().unwrap_or(1);
-    let config = RunConfig {
-        source: SourceConfig::Replay(ReplayConfig { path: PathBuf::from(dir), pace: Pace::Fast }),
-        sinks: vec![SinkConfig::File(FileConfig {
-            path: PathBuf::from("/dev/null"),
-            with_fields: false,
-            cluster_name: "default".into(),
-        })],
-        workers,
-        labels: LabelPolicy::default(),
-        resolution: Duration::from_secs(60),
-    };
+    let source = SourceConfig::Replay(ReplayConfig { path: PathBuf::from(dir), pace: Pace::Fast });
+    let sink = SinkConfig::File(FileConfig {
+        path: PathBuf::from("/dev/null"),
+        with_fields: false,
+        cluster_name: "default".into(),
+    });
+    let config = RunConfig { workers, ..RunConfig::new(source, vec![sink]) };
     let cpu_before = cpu_seconds();
     let started = Instant::now();
     let report = match run(config, Arc::new(AtomicBool::new(false))) {

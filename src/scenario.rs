@@ -5,6 +5,8 @@
 //! windows/0000/api/nodes.json    NodeList as GET /api/v1/nodes answers (optional after window 0:
 //! windows/0000/api/pods.json     PodList   a window without a file inherits the previous one)
 //! windows/0000/api/namespaces.json  NamespaceList
+//! windows/0000/api/events.json   EventList as GET /api/v1/events answers (all namespaces; optional)
+//! windows/0000/api/faults.json   optional: how the apiserver misbehaves on entering the window
 //! windows/0000/kubelet/<node>.json  GET /stats/summary body of that node in that window
 //! windows/0000/kubelet/<node>.fault.json  optional: how the kubelet misbehaves (fixture server)
 //! expected/                      golden sink output
@@ -21,24 +23,39 @@ use heapster_dataflows::Time;
 use serde::{Deserialize, Serialize};
 
 /// The API lists a window can hold.
+///
+/// `events.json` holds core v1 Events as the apiserver lists them at the window's end: an event
+/// that repeats keeps its name and uid with `count` bumped, `lastTimestamp` moved and a new
+/// `metadata.resourceVersion`; an event past its TTL is gone from the list.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ApiList {
     Nodes,
     Pods,
     Namespaces,
+    Events,
 }
 
 impl ApiList {
+    /// The object lists the metadata watches follow: every list but events, which have their
+    /// own source.
     pub const ALL: [ApiList; 3] = [ApiList::Nodes, ApiList::Pods, ApiList::Namespaces];
+    /// Every list a scenario can hold.
+    pub const WITH_EVENTS: [ApiList; 4] =
+        [ApiList::Nodes, ApiList::Pods, ApiList::Namespaces, ApiList::Events];
 
     pub fn file_name(self) -> &'static str {
         match self {
             ApiList::Nodes => "nodes.json",
             ApiList::Pods => "pods.json",
             ApiList::Namespaces => "namespaces.json",
+            ApiList::Events => "events.json",
         }
     }
 }
+
+/// `windows/NNNN/api/faults.json`: what the apiserver does wrong on entering a window (format in
+/// [`crate::fixture_server`]).
+pub const API_FAULTS_FILE: &str = "faults.json";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ScenarioError {
@@ -131,6 +148,11 @@ impl Scenario {
         self.windows.get(window).is_some_and(|w| w.dir.join("api").join(list.file_name()).is_file())
     }
 
+    /// Where `window`'s apiserver faults are, if it has any.
+    pub fn api_faults_path(&self, window: usize) -> PathBuf {
+        self.windows[window].dir.join("api").join(API_FAULTS_FILE)
+    }
+
     pub fn summary_path(&self, window: usize, node: &str) -> PathBuf {
         self.windows[window].dir.join("kubelet").join(format!("{node}.json"))
     }
@@ -200,6 +222,10 @@ pub struct WindowWriter {
 impl WindowWriter {
     pub fn api(&self, list: ApiList, body: &[u8]) -> io::Result<()> {
         fs::write(self.dir.join("api").join(list.file_name()), body)
+    }
+
+    pub fn api_faults(&self, body: &[u8]) -> io::Result<()> {
+        fs::write(self.dir.join("api").join(API_FAULTS_FILE), body)
     }
 
     pub fn summary(&self, node: &str, body: &[u8]) -> io::Result<()> {

@@ -1,4 +1,5 @@
-//! The kube-apiserver side: discovery, lists, gets and watches of nodes, pods and namespaces.
+//! The kube-apiserver side: discovery, lists, gets and watches of nodes, pods, namespaces and
+//! events (core v1, and `events.k8s.io/v1` converted from them).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -8,7 +9,7 @@ use hyper::{Method, Request, Response, StatusCode};
 use serde_json::json;
 
 use super::http::{self, Body};
-use super::store::{self, Key, status_value};
+use super::store::{self, Key, View, status_value};
 use super::{Shared, watch};
 use crate::scenario::ApiList;
 
@@ -18,9 +19,12 @@ enum Route {
     Api,
     Apis,
     ApiV1,
+    /// `/apis/events.k8s.io` and `/apis/events.k8s.io/v1`.
+    EventsGroup,
+    EventsV1,
     Health,
-    List(ApiList, Option<String>),
-    Get(ApiList, Key),
+    List(ApiList, View, Option<String>),
+    Get(ApiList, View, Key),
     FixtureState,
     FixtureAdvance,
 }
@@ -28,19 +32,33 @@ enum Route {
 fn route(path: &str) -> Option<Route> {
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
     let key = |ns: &str, name: &str| (ns.to_string(), name.to_string());
+    let core = View::Core;
+    let v1 = View::EventsV1;
     Some(match segments.as_slice() {
         ["version"] => Route::Version,
         ["api"] => Route::Api,
         ["apis"] => Route::Apis,
         ["api", "v1"] => Route::ApiV1,
+        ["apis", "events.k8s.io"] => Route::EventsGroup,
+        ["apis", "events.k8s.io", "v1"] => Route::EventsV1,
         ["healthz" | "livez" | "readyz"] => Route::Health,
-        ["api", "v1", "nodes"] => Route::List(ApiList::Nodes, None),
-        ["api", "v1", "nodes", name] => Route::Get(ApiList::Nodes, key("", name)),
-        ["api", "v1", "pods"] => Route::List(ApiList::Pods, None),
-        ["api", "v1", "namespaces"] => Route::List(ApiList::Namespaces, None),
-        ["api", "v1", "namespaces", name] => Route::Get(ApiList::Namespaces, key("", name)),
-        ["api", "v1", "namespaces", ns, "pods"] => Route::List(ApiList::Pods, Some(ns.to_string())),
-        ["api", "v1", "namespaces", ns, "pods", name] => Route::Get(ApiList::Pods, key(ns, name)),
+        ["api", "v1", "nodes"] => Route::List(ApiList::Nodes, core, None),
+        ["api", "v1", "nodes", name] => Route::Get(ApiList::Nodes, core, key("", name)),
+        ["api", "v1", "pods"] => Route::List(ApiList::Pods, core, None),
+        ["api", "v1", "events"] => Route::List(ApiList::Events, core, None),
+        ["api", "v1", "namespaces"] => Route::List(ApiList::Namespaces, core, None),
+        ["api", "v1", "namespaces", name] => Route::Get(ApiList::Namespaces, core, key("", name)),
+        ["api", "v1", "namespaces", ns, "pods"] => Route::List(ApiList::Pods, core, Some(ns.to_string())),
+        ["api", "v1", "namespaces", ns, "pods", name] => Route::Get(ApiList::Pods, core, key(ns, name)),
+        ["api", "v1", "namespaces", ns, "events"] => Route::List(ApiList::Events, core, Some(ns.to_string())),
+        ["api", "v1", "namespaces", ns, "events", name] => Route::Get(ApiList::Events, core, key(ns, name)),
+        ["apis", "events.k8s.io", "v1", "events"] => Route::List(ApiList::Events, v1, None),
+        ["apis", "events.k8s.io", "v1", "namespaces", ns, "events"] => {
+            Route::List(ApiList::Events, v1, Some(ns.to_string()))
+        }
+        ["apis", "events.k8s.io", "v1", "namespaces", ns, "events", name] => {
+            Route::Get(ApiList::Events, v1, key(ns, name))
+        }
         ["fixture", "state"] => Route::FixtureState,
         ["fixture", "advance"] => Route::FixtureAdvance,
         _ => return None,
@@ -94,7 +112,7 @@ pub async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Response
         );
     }
     match route {
-        Route::Version | Route::Api | Route::Apis | Route::ApiV1 => {
+        Route::Version | Route::Api | Route::Apis | Route::ApiV1 | Route::EventsGroup | Route::EventsV1 => {
             shared.count(|s| s.discovery += 1);
             http::json(StatusCode::OK, discovery(&route, request.uri().authority().map(|a| a.as_str())))
         }
@@ -110,8 +128,10 @@ pub async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Response
             let body = json!({"window": state.clock.window(), "windows": state.clock.windows(), "advanced": advanced});
             http::json(StatusCode::OK, body.to_string())
         }
-        Route::List(list, ns) if is_true(query.get("watch")) => watch::watch(shared, list, ns, &query),
-        Route::List(list, ns) => {
+        Route::List(list, view, ns) if is_true(query.get("watch")) => {
+            watch::watch(shared, list, view, ns, &query)
+        }
+        Route::List(list, view, ns) => {
             shared.count(|s| s.lists += 1);
             if query.get("continue").is_some_and(|c| !c.is_empty()) {
                 return status(
@@ -123,15 +143,15 @@ pub async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Response
             if let Some(response) = list_fault(&shared) {
                 return response;
             }
-            let body = shared.state().store.list_body(list, ns.as_deref());
+            let body = shared.state().store.list_body(list, view, ns.as_deref());
             http::json(StatusCode::OK, body)
         }
-        Route::Get(list, key) => {
+        Route::Get(list, view, key) => {
             shared.count(|s| s.gets += 1);
             if let Some(response) = list_fault(&shared) {
                 return response;
             }
-            match shared.state().store.get(list, &key) {
+            match shared.state().store.get(list, view, &key) {
                 Some(object) => http::json(StatusCode::OK, object.to_string()),
                 None => {
                     let resource = format!("{}s", store::item_kind(list).to_ascii_lowercase());
@@ -166,20 +186,33 @@ fn discovery(route: &Route, authority: Option<&str>) -> String {
             "kind": "APIVersions", "versions": ["v1"],
             "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": authority.unwrap_or("")}],
         }),
-        Route::Apis => json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": []}),
-        _ => {
-            let resource = |name: &str, kind: &str, namespaced: bool| {
-                json!({"name": name, "singularName": kind.to_ascii_lowercase(), "namespaced": namespaced,
-                       "kind": kind, "verbs": ["get", "list", "watch"]})
-            };
-            json!({"kind": "APIResourceList", "groupVersion": "v1", "resources": [
-                resource("namespaces", "Namespace", false),
-                resource("nodes", "Node", false),
-                resource("pods", "Pod", true),
-            ]})
+        Route::Apis => json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": [events_group()]}),
+        Route::EventsGroup => {
+            let mut group = events_group();
+            group["kind"] = json!("APIGroup");
+            group["apiVersion"] = json!("v1");
+            group
         }
+        Route::EventsV1 => json!({"kind": "APIResourceList", "apiVersion": "v1",
+            "groupVersion": "events.k8s.io/v1", "resources": [resource("events", "Event", true)]}),
+        _ => json!({"kind": "APIResourceList", "groupVersion": "v1", "resources": [
+            resource("events", "Event", true),
+            resource("namespaces", "Namespace", false),
+            resource("nodes", "Node", false),
+            resource("pods", "Pod", true),
+        ]}),
     };
     body.to_string()
+}
+
+fn resource(name: &str, kind: &str, namespaced: bool) -> serde_json::Value {
+    json!({"name": name, "singularName": kind.to_ascii_lowercase(), "namespaced": namespaced,
+           "kind": kind, "verbs": ["get", "list", "watch"]})
+}
+
+fn events_group() -> serde_json::Value {
+    let version = json!({"groupVersion": "events.k8s.io/v1", "version": "v1"});
+    json!({"name": "events.k8s.io", "versions": [version.clone()], "preferredVersion": version})
 }
 
 #[cfg(test)]
@@ -188,20 +221,31 @@ mod tests {
 
     #[test]
     fn routes_the_served_paths() {
-        assert_eq!(route("/api/v1/nodes"), Some(Route::List(ApiList::Nodes, None)));
-        assert_eq!(route("/api/v1/nodes/"), Some(Route::List(ApiList::Nodes, None)));
+        let core = View::Core;
+        assert_eq!(route("/api/v1/nodes"), Some(Route::List(ApiList::Nodes, core, None)));
+        assert_eq!(route("/api/v1/nodes/"), Some(Route::List(ApiList::Nodes, core, None)));
         assert_eq!(
             route("/api/v1/namespaces/kube-system/pods"),
-            Some(Route::List(ApiList::Pods, Some("kube-system".into())))
+            Some(Route::List(ApiList::Pods, core, Some("kube-system".into())))
         );
         assert_eq!(
             route("/api/v1/namespaces/a/pods/p"),
-            Some(Route::Get(ApiList::Pods, ("a".into(), "p".into())))
+            Some(Route::Get(ApiList::Pods, core, ("a".into(), "p".into())))
         );
         assert_eq!(
             route("/api/v1/namespaces/a"),
-            Some(Route::Get(ApiList::Namespaces, (String::new(), "a".into())))
+            Some(Route::Get(ApiList::Namespaces, core, (String::new(), "a".into())))
         );
+        assert_eq!(route("/api/v1/events"), Some(Route::List(ApiList::Events, core, None)));
+        assert_eq!(
+            route("/api/v1/namespaces/default/events/e.1"),
+            Some(Route::Get(ApiList::Events, core, ("default".into(), "e.1".into())))
+        );
+        assert_eq!(
+            route("/apis/events.k8s.io/v1/namespaces/a/events"),
+            Some(Route::List(ApiList::Events, View::EventsV1, Some("a".into())))
+        );
+        assert_eq!(route("/apis/events.k8s.io/v1"), Some(Route::EventsV1));
         assert_eq!(route("/version"), Some(Route::Version));
         assert_eq!(route("/api/v1/services"), None);
         assert_eq!(route("/apis/apps/v1/deployments"), None);

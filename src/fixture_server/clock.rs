@@ -1,10 +1,44 @@
 //! The fixture's clock: which recorded window is current.
 //!
-//! It moves on when every Ready node of the current window has asked for its summary, not on a
-//! timer: the collector scrapes all nodes at the start of its window, so its window k reads body
-//! k however slow the machine is, and the objects of window k+1 arrive during its window k.
+//! By default it moves on when every Ready node of the current window has asked for its summary,
+//! not on a timer: the collector scrapes all nodes at the start of its window, so its window k
+//! reads body k however slow the machine is, and the objects of window k+1 arrive during its
+//! window k. A collector that scrapes nothing (events only) gets [`run_timer`] instead.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::Shared;
+
+/// Enters the next window `every` after the current one was entered (by the timer or by a forced
+/// advance), until the last window.
+pub(super) async fn run_timer(shared: Arc<Shared>, every: Duration) {
+    let mut changes = shared.changes.subscribe();
+    loop {
+        let due = {
+            let state = shared.state();
+            if state.clock.is_last() {
+                return;
+            }
+            state.entered + every
+        };
+        tokio::select! {
+            _ = tokio::time::sleep_until(due) => {
+                let mut state = shared.state();
+                // A forced advance may have moved the window (and its deadline) meanwhile.
+                if state.entered + every <= tokio::time::Instant::now() {
+                    shared.advance_locked(&mut state);
+                }
+            }
+            changed = changes.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
 
 #[derive(Debug)]
 pub struct Clock {

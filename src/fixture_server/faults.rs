@@ -7,25 +7,29 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::FixtureError;
 use crate::scenario::Scenario;
 
-/// `windows/NNNN/api/faults.json`.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+/// `windows/NNNN/api/faults.json`; `heapster synth` writes it with the defaults left out.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ApiFaults {
     /// On entering the window: every open watch gets a 410 `Expired` and the event log is
     /// compacted, so the client must list again.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_false")]
     pub watch_gone: bool,
     /// On entering the window: open watch connections are cut without a final chunk.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_false")]
     pub drop_watches: bool,
     /// While the window is current, lists and gets answer a `Status` with this code.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub list_error: Option<u16>,
+}
+
+fn is_false(b: &bool) -> bool {
+    !b
 }
 
 /// `windows/NNNN/kubelet/<node>.fault.json`. Applied in this order: delay, status, garbage,
@@ -62,7 +66,7 @@ impl Faults {
     pub fn load(scenario: &Scenario) -> Result<Faults, FixtureError> {
         let mut faults = Faults::default();
         for window in &scenario.windows {
-            let api_file = window.dir.join("api").join("faults.json");
+            let api_file = scenario.api_faults_path(window.index);
             let api = match read_optional(&api_file)? {
                 Some(bytes) => parse_api(&api_file, &bytes)?,
                 None => ApiFaults::default(),

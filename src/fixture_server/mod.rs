@@ -7,20 +7,28 @@
 //! The server is in window `k` (from 0). It enters `k+1` once every node Ready in window k's node
 //! list has *requested* `/stats/summary` since `k` began (on arrival, whatever the answer), or on
 //! `POST /fixture/advance` / [`FixtureServer::advance`]; it stays on the last window. A window
-//! whose node list has no Ready node waits for a forced advance. On entering `k+1`, the API
+//! whose node list has no Ready node waits for a forced advance. With
+//! [`FixtureConfig::advance_every`] set, a timer drives the clock instead of the scrapes (for
+//! collectors that scrape nothing, such as an events-only one): each window lasts that long
+//! from when it was entered, however it was entered. On entering `k+1`, the API
 //! objects become window k+1's lists at once (watchers get the events), and kubelets answer
 //! window k+1's bodies; a summary request gets the body of the window it arrived in.
 //! `GET /fixture/state` answers `{"window": k, "windows": n}`.
 //!
 //! # API objects
 //! Lists are the scenario's files in force ([`Scenario::api_file`]), items sorted by
-//! namespace/name, with resource versions rewritten: one counter stamps window 0's objects 1..n,
-//! then every difference between consecutive windows (by namespace/name: ADDED, MODIFIED,
-//! DELETED with the last state) gets the next value; a list answers the counter. Nodes'
+//! namespace/name, with resource versions rewritten: one counter stamps window 0's objects 1..n
+//! (nodes, pods, namespaces, then events), then every difference between consecutive windows
+//! (by namespace/name: ADDED, MODIFIED, DELETED with the last state) gets the next value; a list
+//! answers the counter. Events are objects like the others: a repeated event (same name, `count`
+//! bumped) is MODIFIED, one gone from the list (past its TTL) is DELETED. Nodes'
 //! `InternalIP`/`ExternalIP` addresses become their kubelet's loopback address and
 //! `daemonEndpoints.kubeletEndpoint.Port` the kubelets' HTTPS port. Served: `/api/v1/nodes`,
-//! `/api/v1/pods`, `/api/v1/namespaces`, `/api/v1/namespaces/{ns}/pods`, single objects under
-//! each, `/version`, `/api`, `/apis`, `/api/v1`, `/healthz`. `limit` is ignored (one page, no
+//! `/api/v1/pods`, `/api/v1/namespaces`, `/api/v1/events`, `/api/v1/namespaces/{ns}/pods`,
+//! `/api/v1/namespaces/{ns}/events`, single objects under each, the same events as
+//! `events.k8s.io/v1` under `/apis/events.k8s.io/v1/[namespaces/{ns}/]events` (converted as the
+//! apiserver converts them: `note`, `regarding`, `deprecatedCount`, ...), `/version`, `/api`,
+//! `/apis`, `/api/v1`, `/apis/events.k8s.io[/v1]`, `/healthz`. `limit` is ignored (one page, no
 //! `continue`), a list's `resourceVersion`/`resourceVersionMatch` get the current state, and
 //! `labelSelector`/`fieldSelector` are ignored.
 //!
@@ -29,7 +37,10 @@
 //! `allowWatchBookmarks=true` adds a BOOKMARK every `bookmark_interval` and after each window
 //! change (and after the initial events, with `sendInitialEvents`). The log keeps
 //! `event_log_capacity` events; a watch from before it gets a 410 `Expired` ERROR event and ends,
-//! as from a real apiserver. `timeoutSeconds` ends the stream cleanly.
+//! as from a real apiserver; the log never drops the changes of the window last entered, so a
+//! watch that was current before a burst gets all of it. `timeoutSeconds` ends the stream
+//! cleanly. Each line is encoded once, when its change is logged, and sent in chunks of about
+//! 256 KiB.
 //!
 //! # Fault files
 //! `windows/NNNN/api/faults.json`, all fields optional:
@@ -62,6 +73,8 @@ mod store;
 mod tls;
 mod watch;
 
+#[cfg(test)]
+mod events_tests;
 #[cfg(test)]
 mod tests;
 
@@ -123,6 +136,9 @@ pub struct FixtureConfig {
     pub event_log_capacity: usize,
     /// How often watches that asked for bookmarks get one.
     pub bookmark_interval: Duration,
+    /// Enter the next window this long after entering the current one, instead of when every
+    /// Ready node has been scraped. `None` (the default) keeps the scrape-driven clock.
+    pub advance_every: Option<Duration>,
 }
 
 impl FixtureConfig {
@@ -139,6 +155,7 @@ impl FixtureConfig {
             kubelet_https_port: 0,
             event_log_capacity: 10_000,
             bookmark_interval: Duration::from_secs(5),
+            advance_every: None,
         }
     }
 }
@@ -169,6 +186,8 @@ pub struct FixtureStats {
 
 struct State {
     clock: Clock,
+    /// When the current window was entered, for the timer.
+    entered: tokio::time::Instant,
     store: Store,
     /// Bumped by a `watch_gone` fault: open watches end with 410.
     gone_epoch: u64,
@@ -183,6 +202,8 @@ struct Shared {
     kubelets: KubeletAddrs,
     faults: Faults,
     bookmark_interval: Duration,
+    /// Whether scrapes move the clock (no `advance_every`).
+    scrape_driven: bool,
     state: Mutex<State>,
     /// Bumped after every window change, waking watches.
     changes: tokio::sync::watch::Sender<u64>,
@@ -203,7 +224,7 @@ impl Shared {
         self.count(|s| *s.summaries.entry(node.to_string()).or_default() += 1);
         let mut state = self.state();
         let (window, complete) = state.clock.scrape(node);
-        if complete {
+        if complete && self.scrape_driven {
             self.advance_locked(&mut state);
         }
         window
@@ -219,7 +240,8 @@ impl Shared {
             return false;
         }
         let next = state.clock.window() + 1;
-        for list in ApiList::ALL {
+        let before = state.store.rv();
+        for list in ApiList::WITH_EVENTS {
             if !self.scenario.api_changed(next, list) {
                 continue;
             }
@@ -229,6 +251,7 @@ impl Shared {
                 Err(e) => tracing::warn!("fixture server: window {next} keeps the previous {list:?}: {e}"),
             }
         }
+        state.store.trim(before);
         let faults = self.faults.api(next);
         if faults.watch_gone {
             state.store.compact_all();
@@ -239,6 +262,7 @@ impl Shared {
         }
         let ready = state.store.ready_nodes();
         state.clock.enter_next(ready);
+        state.entered = tokio::time::Instant::now();
         self.count(|s| s.advances += 1);
         self.changes.send_modify(|v| *v += 1);
         true
@@ -277,9 +301,9 @@ impl FixtureServer {
         let kubelets =
             KubeletAddrs { addrs: addrs.iter().cloned().collect(), https_port: kubelet_https_port };
 
-        let initial = ApiList::ALL.map(|list| load::load_list(&scenario, 0, list, &kubelets));
-        let [nodes, pods, namespaces] = initial;
-        let store = Store::new([nodes?, pods?, namespaces?], config.event_log_capacity);
+        let initial = ApiList::WITH_EVENTS.map(|list| load::load_list(&scenario, 0, list, &kubelets));
+        let [nodes, pods, namespaces, events] = initial;
+        let store = Store::new([nodes?, pods?, namespaces?, events?], config.event_log_capacity);
         let clock = Clock::new(scenario.windows.len(), store.ready_nodes());
         let shared = Arc::new(Shared {
             scenario,
@@ -287,10 +311,21 @@ impl FixtureServer {
             kubelets,
             faults,
             bookmark_interval: config.bookmark_interval.max(Duration::from_millis(10)),
-            state: Mutex::new(State { clock, store, gone_epoch: 0, drop_epoch: 0 }),
+            scrape_driven: config.advance_every.is_none(),
+            state: Mutex::new(State {
+                clock,
+                entered: tokio::time::Instant::now(),
+                store,
+                gone_epoch: 0,
+                drop_epoch: 0,
+            }),
             changes: tokio::sync::watch::Sender::new(0),
             stats: Mutex::new(FixtureStats::default()),
         });
+
+        if let Some(every) = config.advance_every {
+            tasks.0.push(tokio::spawn(clock::run_timer(shared.clone(), every.max(Duration::from_millis(1)))));
+        }
 
         let api_listener = listen::bind(config.listen, "the apiserver").await?;
         let api_addr = listen::reachable(api_listener.local_addr().map_err(FixtureError::Runtime)?);

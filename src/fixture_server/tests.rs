@@ -9,9 +9,9 @@ use serde_json::{Value, json};
 use super::*;
 use crate::scenario::{ScenarioWriter, WindowWriter};
 
-const TOKEN: &str = "s3cret-token";
+pub(super) const TOKEN: &str = "s3cret-token";
 /// Bounds every wait on the server, so that a bug fails a test instead of hanging it.
-const PATIENCE: Duration = Duration::from_secs(20);
+pub(super) const PATIENCE: Duration = Duration::from_secs(20);
 
 fn node(name: &str, ip: &str) -> Value {
     json!({
@@ -49,7 +49,7 @@ fn summary(node: &str, window: usize) -> Vec<u8> {
 
 /// Three windows: n1, n2 and pods p1, p2 (default) and p3 (kube-system); n3 joins in window 1;
 /// in window 2, p1 is relabelled and p2 deleted. `extra` adds fault files per window.
-fn write_scenario(dir: &Path, extra: impl Fn(usize, &WindowWriter, &Path)) {
+pub(super) fn write_scenario(dir: &Path, extra: impl Fn(usize, &WindowWriter, &Path)) {
     let mut w = ScenarioWriter::create(dir, "fixture server test", 60).unwrap();
     let t0 = 1_700_000_040_000;
     let nodes0 = vec![node("n1", "10.0.0.1"), node("n2", "10.0.0.2")];
@@ -86,17 +86,17 @@ fn write_scenario(dir: &Path, extra: impl Fn(usize, &WindowWriter, &Path)) {
     w.finish().unwrap();
 }
 
-fn api_fault(window_dir: &Path, body: &str) {
+pub(super) fn api_fault(window_dir: &Path, body: &str) {
     std::fs::write(window_dir.join("api").join("faults.json"), body).unwrap();
 }
 
-struct Fixture {
-    server: FixtureServer,
-    client: reqwest::Client,
-    _dir: tempfile::TempDir,
+pub(super) struct Fixture {
+    pub(super) server: FixtureServer,
+    pub(super) client: reqwest::Client,
+    pub(super) _dir: tempfile::TempDir,
 }
 
-async fn start_with(
+pub(super) async fn start_with(
     extra: impl Fn(usize, &WindowWriter, &Path),
     tweak: impl FnOnce(&mut FixtureConfig),
 ) -> Fixture {
@@ -113,11 +113,11 @@ async fn start_with(
     Fixture { server, client, _dir: dir }
 }
 
-async fn start() -> Fixture {
+pub(super) async fn start() -> Fixture {
     start_with(|_, _, _| {}, |_| {}).await
 }
 
-fn client_trusting(ca: &Path) -> reqwest::Client {
+pub(super) fn client_trusting(ca: &Path) -> reqwest::Client {
     let pem = std::fs::read(ca).unwrap();
     reqwest::Client::builder()
         .tls_certs_only([reqwest::Certificate::from_pem(&pem).unwrap()])
@@ -128,28 +128,28 @@ fn client_trusting(ca: &Path) -> reqwest::Client {
 }
 
 impl Fixture {
-    fn api(&self, path: &str) -> reqwest::RequestBuilder {
+    pub(super) fn api(&self, path: &str) -> reqwest::RequestBuilder {
         self.client.get(format!("{}{path}", self.server.api_url())).bearer_auth(TOKEN)
     }
 
-    async fn get_json(&self, path: &str) -> Value {
+    pub(super) async fn get_json(&self, path: &str) -> Value {
         let response = self.api(path).send().await.unwrap();
         assert_eq!(response.status(), StatusCode::OK, "{path}");
         response.json().await.unwrap()
     }
 
-    async fn list_rv(&self, path: &str) -> u64 {
+    pub(super) async fn list_rv(&self, path: &str) -> u64 {
         self.get_json(path).await["metadata"]["resourceVersion"].as_str().unwrap().parse().unwrap()
     }
 
-    async fn watch(&self, path: &str) -> WatchStream {
+    pub(super) async fn watch(&self, path: &str) -> WatchStream {
         let response = self.api(path).send().await.unwrap();
         assert_eq!(response.status(), StatusCode::OK, "{path}");
         assert_eq!(response.headers()["content-type"], "application/json");
         WatchStream { response, buf: Vec::new() }
     }
 
-    fn kubelet_url(&self, node: &str, secure: bool) -> String {
+    pub(super) fn kubelet_url(&self, node: &str, secure: bool) -> String {
         let addr = self.server.kubelet_addr(node).unwrap();
         match secure {
             true => format!("https://{addr}:{}/stats/summary", self.server.kubelet_https_port()),
@@ -158,7 +158,7 @@ impl Fixture {
     }
 
     /// Scrapes `node` over HTTPS; returns the `window` field of the body.
-    async fn scrape(&self, node: &str) -> u64 {
+    pub(super) async fn scrape(&self, node: &str) -> u64 {
         let response = self.client.get(self.kubelet_url(node, true)).bearer_auth(TOKEN).send().await.unwrap();
         assert_eq!(response.status(), StatusCode::OK);
         let body: Value = response.json().await.unwrap();
@@ -167,14 +167,14 @@ impl Fixture {
     }
 }
 
-struct WatchStream {
+pub(super) struct WatchStream {
     response: reqwest::Response,
     buf: Vec<u8>,
 }
 
 /// How a watch stream went on.
 #[derive(Debug)]
-enum Read {
+pub(super) enum Read {
     Line(Value),
     /// Ended with the final chunk.
     End,
@@ -183,7 +183,7 @@ enum Read {
 }
 
 impl WatchStream {
-    async fn read(&mut self) -> Read {
+    pub(super) async fn read(&mut self) -> Read {
         loop {
             if let Some(newline) = self.buf.iter().position(|&b| b == b'\n') {
                 let line: Vec<u8> = self.buf.drain(..=newline).collect();
@@ -200,7 +200,7 @@ impl WatchStream {
         }
     }
 
-    async fn line(&mut self) -> Value {
+    pub(super) async fn line(&mut self) -> Value {
         match self.read().await {
             Read::Line(line) => line,
             other => panic!("expected a watch event, got {other:?}"),
@@ -208,7 +208,7 @@ impl WatchStream {
     }
 
     /// The next line that is not a bookmark, as (type, name, resourceVersion).
-    async fn event(&mut self) -> (String, String, u64) {
+    pub(super) async fn event(&mut self) -> (String, String, u64) {
         loop {
             let line = self.line().await;
             if line["type"] != "BOOKMARK" {
@@ -218,7 +218,7 @@ impl WatchStream {
     }
 }
 
-fn summarize(line: &Value) -> (String, String, u64) {
+pub(super) fn summarize(line: &Value) -> (String, String, u64) {
     let meta = &line["object"]["metadata"];
     (
         line["type"].as_str().unwrap().to_string(),
@@ -227,11 +227,11 @@ fn summarize(line: &Value) -> (String, String, u64) {
     )
 }
 
-fn ev(kind: &str, name: &str) -> (String, String) {
+pub(super) fn ev(kind: &str, name: &str) -> (String, String) {
     (kind.to_string(), name.to_string())
 }
 
-fn assert_expired(line: &Value) {
+pub(super) fn assert_expired(line: &Value) {
     assert_eq!(line["type"], "ERROR", "{line}");
     let status = &line["object"];
     assert_eq!(status["kind"], "Status");
@@ -343,11 +343,13 @@ async fn watches_from_compacted_versions_get_410() {
 
     f.server.advance();
     f.server.advance();
-    // Three events since the list; the log keeps one.
+    // Three events since the list; the log keeps one, but never less than the last window's two.
     let mut old = f.watch(&format!("/api/v1/pods?watch=1&resourceVersion={rv}")).await;
     let line = old.line().await;
     assert_expired(&line);
-    assert_eq!(line["object"]["message"], format!("too old resource version: {rv} ({})", rv + 2));
+    assert_eq!(line["object"]["message"], format!("too old resource version: {rv} ({})", rv + 1));
+    let mut recent = f.watch(&format!("/api/v1/pods?watch=1&resourceVersion={}", rv + 1)).await;
+    assert_eq!(recent.event().await.0, "MODIFIED");
     assert!(matches!(old.read().await, Read::End));
     assert_eq!(f.server.stats().watches_expired, 2);
 }

@@ -13,7 +13,7 @@ use tokio::time::{Instant, MissedTickBehavior};
 
 use super::apiserver::{is_true, status};
 use super::http::{Body, ChannelBody};
-use super::store::{Expired, bookmark_line, event_line};
+use super::store::{Expired, View, bookmark_line};
 use super::{FixtureStats, Shared};
 use crate::scenario::ApiList;
 
@@ -21,6 +21,7 @@ use crate::scenario::ApiList;
 pub fn watch(
     shared: Arc<Shared>,
     list: ApiList,
+    view: View,
     namespace: Option<String>,
     query: &HashMap<String, String>,
 ) -> Response<Body> {
@@ -50,21 +51,21 @@ pub fn watch(
         let ns = namespace.as_deref();
         let mut position = state.store.rv();
         match from {
-            Some(rv) if !send_initial => match state.store.events_after(list, ns, rv) {
+            Some(rv) if !send_initial => match state.store.events_after(list, view, ns, rv) {
                 Ok(_) => position = rv,
                 Err(expired) => first.push(Line::Expired(expired.line())),
             },
             _ => {
-                let objects = state.store.objects(list, ns, true);
-                first.extend(objects.iter().map(|o| Line::Event(event_line("ADDED", o))));
+                first.extend(state.store.initial_lines(list, view, ns).into_iter().map(Line::Event));
                 if send_initial {
-                    first.push(Line::Bookmark(bookmark_line(list, position, true)));
+                    first.push(Line::Bookmark(bookmark_line(list, view, position, true)));
                 }
             }
         }
         WatchStream {
             shared: shared.clone(),
             list,
+            view,
             namespace,
             bookmarks: is_true(query.get("allowWatchBookmarks")),
             deadline,
@@ -82,6 +83,9 @@ pub fn watch(
     response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     response
 }
+
+/// Bytes of watch lines sent as one chunk, at most (plus one line).
+const CHUNK: usize = 256 * 1024;
 
 enum Line {
     Event(Bytes),
@@ -117,6 +121,7 @@ enum Next {
 struct WatchStream {
     shared: Arc<Shared>,
     list: ApiList,
+    view: View,
     namespace: Option<String>,
     bookmarks: bool,
     deadline: Option<Instant>,
@@ -165,7 +170,7 @@ impl WatchStream {
                     }
                 }
                 _ = ticks.tick(), if self.bookmarks => {
-                    let bookmark = bookmark_line(self.list, self.position, false);
+                    let bookmark = bookmark_line(self.list, self.view, self.position, false);
                     if !self.send(vec![Line::Bookmark(bookmark)]).await {
                         return;
                     }
@@ -187,13 +192,13 @@ impl WatchStream {
         if state.drop_epoch != self.drop_epoch {
             return Next::Cut;
         }
-        match state.store.events_after(self.list, self.namespace.as_deref(), self.position) {
+        match state.store.events_after(self.list, self.view, self.namespace.as_deref(), self.position) {
             Err(expired) => Next::End(vec![Line::Expired(expired.line())]),
             Ok(events) => {
                 let mut lines: Vec<Line> = events.into_iter().map(Line::Event).collect();
                 self.position = state.store.rv();
                 if self.bookmarks && state.clock.window() != self.window {
-                    lines.push(Line::Bookmark(bookmark_line(self.list, self.position, false)));
+                    lines.push(Line::Bookmark(bookmark_line(self.list, self.view, self.position, false)));
                 }
                 self.window = state.clock.window();
                 Next::Send(lines)
@@ -201,7 +206,8 @@ impl WatchStream {
         }
     }
 
-    /// Sends lines as one chunk; false once the client is gone.
+    /// Sends lines in chunks of about [`CHUNK`] bytes, so that a burst streams as it is
+    /// written rather than after one huge copy; false once the client is gone.
     async fn send(&self, lines: Vec<Line>) -> bool {
         if lines.is_empty() {
             return true;
@@ -210,8 +216,13 @@ impl WatchStream {
         let mut chunk = Vec::new();
         for line in lines {
             chunk.extend_from_slice(&line.into_bytes());
+            if chunk.len() >= CHUNK
+                && self.tx.send(Ok(Bytes::from(std::mem::take(&mut chunk)))).await.is_err()
+            {
+                return false;
+            }
         }
-        self.tx.send(Ok(Bytes::from(chunk))).await.is_ok()
+        chunk.is_empty() || self.tx.send(Ok(Bytes::from(chunk))).await.is_ok()
     }
 }
 

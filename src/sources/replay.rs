@@ -18,6 +18,7 @@ use crate::config::{ConfigError, UriOptions};
 use crate::scenario::{ApiList, Scenario, ScenarioError};
 use crate::sources::NodeTarget;
 use crate::sources::health::Health;
+use crate::sources::kubernetes::events::parse_event_list;
 use crate::sources::kubernetes::objects::{parse_namespace_list, parse_node_list, parse_pod_list};
 use crate::sources::meta_state::{Kind, MetaState};
 
@@ -78,6 +79,8 @@ pub struct ReplayReport {
     pub windows: usize,
     pub scrapes: usize,
     pub missing: usize,
+    /// Events read from the scenario's lists (every listed event, every time it was listed).
+    pub events: usize,
 }
 
 pub struct Replay {
@@ -129,6 +132,7 @@ impl Replay {
                     ApiList::Nodes => Kind::Node,
                     ApiList::Pods => Kind::Pod,
                     ApiList::Namespaces => Kind::Namespace,
+                    ApiList::Events => continue,
                 };
                 changes.extend(meta.replace(kind, records));
             }
@@ -137,8 +141,7 @@ impl Replay {
             }
             for target in targets.iter().filter(|t| t.ready) {
                 let path = self.scenario.summary_path(window.index, &target.name);
-                let body = std::fs::read(&path)
-                    .map_err(|e| ScrapeError::Missing(format!("{}: {e}", path.display())));
+                let body = std::fs::read(&path).map_err(|e| ScrapeError::Missing(e.kind().to_string()));
                 report.missing += usize::from(body.is_err());
                 match &body {
                     Ok(_) => health.record(&target.name, Ok(())),
@@ -156,10 +159,50 @@ impl Replay {
                     return Ok(report);
                 }
             }
+            if self.feed_events(window.index, window.time, feeds, &mut report).is_err() {
+                return Ok(report);
+            }
             report.windows += 1;
             interner.sweep();
         }
         Ok(report)
+    }
+}
+
+impl Replay {
+    /// The window's event list, if it changed: every event in it (dedup drops the states
+    /// already exported), then the tick at every worker.
+    fn feed_events(
+        &self,
+        window: usize,
+        time: Time,
+        feeds: &[Sender<Feed>],
+        report: &mut ReplayReport,
+    ) -> Result<(), ()> {
+        let changed = self.scenario.api_changed(window, ApiList::Events);
+        let mut resource_version = None;
+        if changed && let Some(file) = self.scenario.api_file(window, ApiList::Events) {
+            match std::fs::read(&file)
+                .map_err(|e| e.to_string())
+                .and_then(|body| parse_event_list(&body).map_err(|e| e.to_string()))
+            {
+                Ok(parsed) => {
+                    for w in parsed.warnings {
+                        tracing::warn!(file = %file.display(), "{w}");
+                    }
+                    report.events += parsed.events.len();
+                    resource_version = parsed.resource_version;
+                    if !parsed.events.is_empty() {
+                        send(&feeds[0], Feed::Events { time, events: parsed.events })?;
+                    }
+                }
+                Err(e) => tracing::error!(file = %file.display(), "events not replayed: {e}"),
+            }
+        }
+        for feed in feeds {
+            send(feed, Feed::EventsTick { time, resource_version: resource_version.clone() })?;
+        }
+        Ok(())
     }
 }
 
@@ -187,6 +230,8 @@ fn read_list(file: &Path, list: ApiList, interner: &mut Interner) -> Result<List
             let parsed = parse_namespace_list(&body, interner).map_err(|e| fail(&e))?;
             (parsed.records, None, parsed.warnings)
         }
+        // Events carry no metadata; `ApiList::ALL` never asks for them.
+        ApiList::Events => (Vec::new(), None, Vec::new()),
     };
     for warning in warnings {
         tracing::warn!(file = %file.display(), "{warning}");

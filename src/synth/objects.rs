@@ -79,7 +79,7 @@ impl<'a, T, O: Serialize, F: Fn(&'a T) -> O> Serialize for Lazy<'a, T, F> {
     }
 }
 
-fn list<T>(kind: &'static str, rv: u64, items: T) -> List<T> {
+pub(super) fn list<T>(kind: &'static str, rv: u64, items: T) -> List<T> {
     List { kind, api_version: "v1", metadata: ListMeta { resource_version: rv.to_string() }, items }
 }
 

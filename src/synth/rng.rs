@@ -8,6 +8,7 @@ pub const SAMPLE: u64 = 2;
 pub const TIMELINE: u64 = 3;
 pub const ADDED_NODE: u64 = 4;
 pub const IMAGE: u64 = 5;
+pub const EVENTS: u64 = 6;
 
 /// The alphabet Kubernetes uses for generated name suffixes (no vowels, no confusable digits).
 pub const K8S_ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
