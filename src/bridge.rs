@@ -183,7 +183,13 @@ pub fn run_workers(
             }
         }
         drop(seed_in);
-        let mut events_in = if events_config.is_some() { Some(events_in) } else { None };
+        // Without an events source the input closes now, or the worker would wait on it forever.
+        let mut events_in = if events_config.is_some() {
+            Some(events_in)
+        } else {
+            drop(events_in);
+            None
+        };
 
         let mut interner = Interner::default();
         let mut parsed = Vec::new();

@@ -62,8 +62,7 @@ impl Live {
             assert!(started.elapsed() < PATIENCE, "no {windows} windows in time: {}", self.log());
             std::thread::sleep(Duration::from_millis(200));
         }
-        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
-        let status = self.child.wait().expect("wait");
+        let status = terminate(&mut self.child, Duration::from_secs(20));
         assert!(status.success(), "heapster after SIGTERM: {status}: {}", self.log());
         (windows_of(&self.out), self.log())
     }
@@ -359,8 +358,7 @@ fn run_briefly(args: &[&str], duration: Duration) -> String {
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
-    let _ = child.wait();
+    terminate(&mut child, Duration::from_secs(20));
     std::fs::read_to_string(log.path()).unwrap_or_default()
 }
 

@@ -117,3 +117,21 @@ pub fn copy_dir(from: &Path, to: &Path) {
         }
     }
 }
+
+/// Stops a child with SIGTERM, as an operator would; kills it if it has not exited within
+/// `grace` and says so.
+pub fn terminate(child: &mut std::process::Child, grace: std::time::Duration) -> std::process::ExitStatus {
+    let _ = std::process::Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+    let started = std::time::Instant::now();
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            return status;
+        }
+        if started.elapsed() > grace {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("heapster did not stop within {grace:?} of SIGTERM");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
