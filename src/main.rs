@@ -76,6 +76,10 @@ fn main() -> ExitCode {
                     tracing::info!(
                         windows = report.stats.windows.load(Ordering::Relaxed),
                         metric_sets = report.stats.metric_sets.load(Ordering::Relaxed),
+                        events_exported = report.events.exported.load(Ordering::Relaxed),
+                        event_duplicates = report.events.duplicates.load(Ordering::Relaxed),
+                        events_evicted = report.events.evicted_ttl.load(Ordering::Relaxed)
+                            + report.events.evicted_full.load(Ordering::Relaxed),
                         elapsed = ?report.elapsed,
                         "done"
                     );

@@ -1,0 +1,261 @@
+//! Events end to end: the events source against the fixture server (a 410 and a dropped watch
+//! connection mid-scenario), into a real influxd; exactly the scenario's event states, once
+//! each, also across a SIGKILL and a restart; bad events reported without stopping the stream.
+
+mod support;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use heapster::fixture_server::{FixtureConfig, FixtureServer};
+use heapster::testkit::influxd::Influxd;
+use serde_json::Value;
+use support::*;
+
+/// Each fixture window lasts this long; the events scenario has 8.
+const WINDOW: Duration = Duration::from_secs(3);
+const PATIENCE: Duration = Duration::from_secs(90);
+
+fn events_fixture() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/events")
+}
+
+/// A state of an event: (uid, count, lastTimestamp in ms).
+type State = (String, i64, i64);
+
+/// Every distinct event state the scenario's lists ever show, computed from its files.
+fn expected_states(scenario: &Path) -> BTreeSet<State> {
+    let windows = window_times_ns(scenario).len();
+    let mut states = BTreeSet::new();
+    for w in 0..windows {
+        let file = window_dir(scenario, w).join("api/events.json");
+        if !file.is_file() {
+            continue;
+        }
+        for item in read_json(&file)["items"].as_array().expect("items") {
+            let uid = item["metadata"]["uid"].as_str().expect("uid").to_string();
+            let count = item["count"].as_i64().unwrap_or(1);
+            let last = rfc3339_ns(&item["lastTimestamp"]) / 1_000_000;
+            states.insert((uid, count, last));
+        }
+    }
+    states
+}
+
+/// InfluxDB keeps one point per (event, lastTimestamp): the highest count of that second.
+fn expected_points(states: &BTreeSet<State>) -> BTreeMap<(String, i64), i64> {
+    let mut points: BTreeMap<(String, i64), i64> = BTreeMap::new();
+    for (uid, count, last) in states {
+        let slot = points.entry((uid.clone(), *last)).or_default();
+        *slot = (*slot).max(*count);
+    }
+    points
+}
+
+fn stored_points(influxd: &Influxd, db: &str) -> BTreeMap<(String, i64), i64> {
+    let answer = influxd.query(db, r#"SELECT "value", "uid" FROM "log/events""#).expect("query");
+    let mut points = BTreeMap::new();
+    for series in answer["results"][0]["series"].as_array().into_iter().flatten() {
+        for row in series["values"].as_array().expect("values") {
+            let time: jiff::Timestamp = row[0].as_str().expect("time").parse().expect("time");
+            let event: Value = serde_json::from_str(row[1].as_str().expect("value")).expect("event JSON");
+            let uid = row[2].as_str().expect("uid").to_string();
+            assert_eq!(event["metadata"]["uid"].as_str(), Some(uid.as_str()));
+            let previous = points.insert((uid, time.as_millisecond()), event["count"].as_i64().unwrap_or(1));
+            assert!(previous.is_none(), "two points for one event and time");
+        }
+    }
+    points
+}
+
+async fn serve(dir: &Path) -> FixtureServer {
+    let mut config = FixtureConfig::new(events_fixture(), dir.join("tls"));
+    config.token = Some("fixture-token".into());
+    config.advance_every = Some(WINDOW);
+    FixtureServer::start(config).await.expect("fixture server")
+}
+
+fn start(server: &FixtureServer, influxd: &Influxd, db: &str, state_dir: Option<&Path>, log: &Path) -> Child {
+    let mut args = vec![
+        format!(
+            "--source=kubernetes.events:{}?inClusterConfig=false&auth={}",
+            server.api_url(),
+            server.kubeconfig().display()
+        ),
+        format!("--sink=influxdb:{}?db={db}", influxd.url()),
+        "--metric_resolution=5s".to_string(),
+        // The TTL counts from the collector's clock, and the recorded events are weeks old:
+        // a TTL longer than their age stands for a cluster whose events are fresh.
+        "--event_ttl=3650d".to_string(),
+    ];
+    if let Some(dir) = state_dir {
+        args.push(format!("--state_dir={}", dir.display()));
+    }
+    Command::new(env!("CARGO_BIN_EXE_heapster"))
+        .args(&args)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(log).expect("log"))
+        .spawn()
+        .expect("heapster")
+}
+
+/// Waits until the fixture is in its last window, then two more windows for the last events.
+async fn until_the_end(server: &FixtureServer) {
+    let started = Instant::now();
+    while server.window() + 1 < server.windows() {
+        assert!(started.elapsed() < PATIENCE, "the fixture did not reach its last window");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tokio::time::sleep(WINDOW * 2).await;
+}
+
+fn logged_count(log: &str, field: &str) -> u64 {
+    log.lines()
+        .rev()
+        .find_map(|l| l.split(&format!("{field}=")).nth(1))
+        .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no {field} in the log:\n{log}"))
+}
+
+fn strip_ansi(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_event_state_once_across_a_410_and_a_dropped_watch() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let influxd = Influxd::start().expect("influxd (run scripts/test-deps.sh)");
+    let server = serve(tmp.path()).await;
+    let log = tmp.path().join("heapster.log");
+    let mut child = start(&server, &influxd, "events", None, &log);
+    until_the_end(&server).await;
+    let status = tokio::task::spawn_blocking(move || terminate(&mut child, Duration::from_secs(20)))
+        .await
+        .expect("stop");
+    let log = strip_ansi(&std::fs::read_to_string(&log).unwrap_or_default());
+    assert!(status.success(), "{log}");
+    assert!(
+        server.stats().watches_expired > 0 && server.stats().watches_dropped > 0,
+        "the faults were served"
+    );
+
+    let states = expected_states(&events_fixture());
+    assert_eq!(
+        logged_count(&log, "events_exported"),
+        states.len() as u64,
+        "each state exported once:\n{log}"
+    );
+    assert_eq!(stored_points(&influxd, "events"), expected_points(&states));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sigkill_and_a_restart_with_the_same_state_dir_lose_and_double_nothing() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let influxd = Influxd::start().expect("influxd (run scripts/test-deps.sh)");
+    let server = serve(tmp.path()).await;
+    let state = tmp.path().join("state");
+    let first_log = tmp.path().join("first.log");
+    let mut first = start(&server, &influxd, "events", Some(&state), &first_log);
+    // Killed mid-scenario, once a checkpoint was written.
+    let started = Instant::now();
+    while server.window() < 3 || !state.join("state.bin").is_file() {
+        assert!(started.elapsed() < PATIENCE, "no checkpoint before window 3");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    first.kill().expect("SIGKILL");
+    first.wait().expect("wait");
+
+    let second_log = tmp.path().join("second.log");
+    let mut second = start(&server, &influxd, "events", Some(&state), &second_log);
+    until_the_end(&server).await;
+    let status = tokio::task::spawn_blocking(move || terminate(&mut second, Duration::from_secs(20)))
+        .await
+        .expect("stop");
+    let log = strip_ansi(&std::fs::read_to_string(&second_log).unwrap_or_default());
+    assert!(status.success(), "{log}");
+    assert!(log.contains("event checkpoint loaded"), "{log}");
+
+    let states = expected_states(&events_fixture());
+    // The same content as an uninterrupted run.
+    assert_eq!(stored_points(&influxd, "events"), expected_points(&states));
+    // The restart did not start over: the checkpoint's states were not exported again.
+    assert!(logged_count(&log, "events_exported") < states.len() as u64, "{log}");
+}
+
+#[test]
+fn bad_events_are_reported_and_the_stream_goes_on() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let scenario = tmp.path().join("bad-events");
+    copy_dir(&small(), &scenario);
+    let event = |uid: &str, name: &str, kind: &str, message: String, count: i64, last: &str| {
+        serde_json::json!({
+            "metadata": {"name": name, "namespace": "web", "uid": uid, "resourceVersion": "7"},
+            "involvedObject": {"kind": "Pod", "namespace": "web", "name": "api-1", "uid": "p-1"},
+            "reason": "Testing", "message": message, "type": kind, "count": count,
+            "firstTimestamp": "2026-11-01T09:59:00Z", "lastTimestamp": last,
+            "source": {"component": "kubelet", "host": "node-1"}
+        })
+    };
+    let huge = "x".repeat(1 << 20);
+    let mut no_uid = event("", "no-uid.1", "Normal", "lost".into(), 1, "2026-11-01T09:59:30Z");
+    no_uid["metadata"].as_object_mut().expect("metadata").remove("uid");
+    let mut sparse = event("u-sparse", "sparse.1", "Normal", String::new(), 1, "2026-11-01T09:59:31Z");
+    for field in ["involvedObject", "reason", "message", "source", "count", "firstTimestamp"] {
+        sparse.as_object_mut().expect("event").remove(field);
+    }
+    let lists = [
+        vec![
+            event("u-ok", "ok.1", "Normal", "fine".into(), 1, "2026-11-01T09:59:10Z"),
+            no_uid,
+            event("u-odd", "odd.1", "Critical", "odd type".into(), 1, "2026-11-01T09:59:20Z"),
+            event("u-huge", "huge.1", "Warning", huge, 1, "2026-11-01T09:59:25Z"),
+            sparse,
+        ],
+        vec![event("u-ok", "ok.1", "Normal", "fine".into(), 2, "2026-11-01T10:00:40Z")],
+    ];
+    for (window, items) in lists.iter().enumerate() {
+        std::fs::create_dir_all(window_dir(&scenario, window).join("api")).expect("mkdir");
+        let list = serde_json::json!({"kind": "EventList", "apiVersion": "v1", "metadata": {"resourceVersion": "9"}, "items": items});
+        std::fs::write(
+            window_dir(&scenario, window).join("api/events.json"),
+            serde_json::to_vec(&list).expect("json"),
+        )
+        .expect("write");
+    }
+    let run = heapster(&[&format!("--source=replay:{}", scenario.display())]);
+    let (out, log) = (stdout(&run), strip_ansi(&stderr(&run)));
+    assert!(run.status.success(), "{log}");
+    let lines_about = |needle: &str| out.lines().filter(|l| l.contains(needle)).count();
+    assert_eq!(lines_about("fine"), 2, "both states of the good event:\n{out}");
+    assert_eq!(lines_about("odd type"), 1, "an unknown type is exported:\n{out}");
+    assert_eq!(lines_about("xxxxxxxx"), 1, "a huge message is exported, cut:\n{out}");
+    assert!(out.lines().all(|l| l.len() < 64 * 1024), "the 1 MiB message was cut");
+    // The event with most fields missing: exported, or rejected with a line naming it.
+    let sparse_exported = out.lines().any(|l| l.starts_with("2026-11-01T09:59:31Z"));
+    assert!(
+        sparse_exported || log.lines().any(|l| l.contains("sparse.1")),
+        "sparse event lost silently:\n{log}"
+    );
+    let expected = 4 + u64::from(sparse_exported);
+    assert_eq!(logged_count(&log, "events_exported"), expected, "{log}");
+    for needle in ["no-uid.1", "Critical", "huge.1"] {
+        assert!(log.lines().any(|l| l.contains(needle)), "{needle} not reported:\n{log}");
+    }
+}
