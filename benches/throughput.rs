@@ -6,12 +6,15 @@
 //! its own. Prints metric sets/s, metric values/s, summary MB/s, seconds and CPU seconds per
 //! window, and peak RSS. Sizes can be changed with `BENCH_NODES`, `BENCH_PODS`, `BENCH_WINDOWS`.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
+mod common;
+
+use common::{env_usize, peak_rss_kib};
 use heapster::bridge::Stats;
 use heapster::run::{RunConfig, SourceConfig, run};
 use heapster::sinks::SinkConfig;
@@ -20,10 +23,6 @@ use heapster::sources::replay::{Pace, ReplayConfig};
 use heapster::synth::{SynthSpec, synth};
 
 const CHILD_ENV: &str = "HEAPSTER_BENCH_CHILD";
-
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
 
 fn main() {
     if let Ok(spec) = std::env::var(CHILD_ENV) {
@@ -100,7 +99,7 @@ fn child(spec: &str) {
         mb / wall,
         wall / windows,
         cpu / windows,
-        peak_rss_kib(Path::new("/proc/self/status")) / 1024
+        peak_rss_kib() / 1024
     );
 }
 
@@ -113,13 +112,4 @@ fn cpu_seconds() -> f64 {
     let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
     // utime and stime are fields 14 and 15 of stat, 11 and 12 after the state field.
     (ticks(11) + ticks(12)) / 100.0
-}
-
-fn peak_rss_kib(status: &Path) -> u64 {
-    std::fs::read_to_string(status)
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
 }

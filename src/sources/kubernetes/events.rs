@@ -6,13 +6,14 @@
 //! Messages are bounded: InfluxDB 1.x refuses string fields over 64 KiB, and the event's JSON
 //! (kept whole in [`Event::raw`]) must fit as well.
 
+use super::raw_list::{RawList, VersionMeta, identity};
 use heapster_dataflows::Event;
 use heapster_dataflows::Name;
 use heapster_dataflows::model::ObjectRef;
 use k8s_openapi::api::core::v1::{Event as CoreEvent, EventSource, ObjectReference};
 use k8s_openapi::api::events::v1::Event as EventsV1;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Status};
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use serde_json::value::RawValue;
 use thiserror::Error;
@@ -327,7 +328,7 @@ pub fn parse_event_list(body: &[u8]) -> Result<EventListParsed, EventError> {
                 parsed.warnings.append(&mut warnings);
             }
             Ok(Err(e)) => parsed.warnings.push(format!("EventList item {index} skipped: {e}")),
-            Err(e) => parsed.warnings.push(format!("EventList item {index}{}: {e}", identity(raw))),
+            Err(e) => parsed.warnings.push(format!("EventList item {index}{}: {e}", identity(raw, "event"))),
         }
     }
     Ok(parsed)
@@ -401,52 +402,6 @@ struct ApiVersion {
 #[derive(Deserialize)]
 struct Bookmark {
     metadata: Option<VersionMeta>,
-}
-
-/// A list with its items left undecoded, so each can fail on its own.
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct RawList<'a> {
-    kind: Option<String>,
-    api_version: Option<String>,
-    metadata: Option<VersionMeta>,
-    /// Absent: not a list. `null`: an empty list (Go encodes a nil slice so).
-    #[serde(borrow, default, deserialize_with = "present")]
-    items: Option<Option<Vec<&'a RawValue>>>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct VersionMeta {
-    resource_version: Option<String>,
-}
-
-/// Just enough of a broken item to name it in a warning.
-#[derive(Deserialize)]
-struct ItemIdentity {
-    metadata: Option<ItemIdentityMeta>,
-}
-
-#[derive(Deserialize)]
-struct ItemIdentityMeta {
-    name: Option<String>,
-    namespace: Option<String>,
-}
-
-fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<T>, D::Error> {
-    T::deserialize(d).map(Some)
-}
-
-/// ` (event ns/name)`, when a broken item still says who it is.
-fn identity(raw: &RawValue) -> String {
-    let Ok(ItemIdentity { metadata: Some(meta) }) = serde_json::from_str(raw.get()) else {
-        return String::new();
-    };
-    match (meta.namespace, meta.name) {
-        (Some(ns), Some(name)) => format!(" (event {ns}/{name})"),
-        (None, Some(name)) => format!(" (event {name})"),
-        _ => String::new(),
-    }
 }
 
 fn non_empty(s: &Option<String>) -> Option<&str> {

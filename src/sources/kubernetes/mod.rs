@@ -14,6 +14,7 @@ pub mod event_watch;
 pub mod events;
 pub mod objects;
 pub mod quantity;
+mod raw_list;
 pub mod scrape;
 pub mod source;
 pub mod watch;

@@ -16,11 +16,10 @@ use k8s_openapi::api::core::v1::{Container, ContainerStatus, Namespace, Node, No
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Deserializer};
-use serde_json::value::RawValue;
 use thiserror::Error;
 
 use super::quantity::{self, QuantityError};
+use super::raw_list::{RawList, identity};
 use crate::sources::NodeTarget;
 
 /// Resource names whose quantities count accelerators, besides any `<vendor>/gpu`.
@@ -219,38 +218,6 @@ impl ListKind {
     const NAMESPACES: ListKind = ListKind { list: "NamespaceList", item: "namespace" };
 }
 
-/// A list with its items left undecoded, so each can fail on its own.
-#[derive(Deserialize)]
-struct RawList<'a> {
-    kind: Option<String>,
-    metadata: Option<RawListMeta>,
-    /// Absent: not a list. `null`: an empty list (Go encodes a nil slice so).
-    #[serde(borrow, default, deserialize_with = "present")]
-    items: Option<Option<Vec<&'a RawValue>>>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct RawListMeta {
-    resource_version: Option<String>,
-}
-
-/// Just enough of a broken item to name it in a warning.
-#[derive(Deserialize)]
-struct ItemIdentity {
-    metadata: Option<ItemIdentityMeta>,
-}
-
-#[derive(Deserialize)]
-struct ItemIdentityMeta {
-    name: Option<String>,
-    namespace: Option<String>,
-}
-
-fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<T>, D::Error> {
-    T::deserialize(d).map(Some)
-}
-
 /// Decodes a list and hands each item that decodes to `convert`; returns the list's
 /// resourceVersion.
 fn parse_list<T: DeserializeOwned>(
@@ -278,18 +245,6 @@ fn parse_list<T: DeserializeOwned>(
         }
     }
     Ok(list.metadata.and_then(|m| m.resource_version).filter(|v| !v.is_empty()))
-}
-
-/// ` (pod ns/name)`, when a broken item still says who it is.
-fn identity(raw: &RawValue, item: &str) -> String {
-    let Ok(ItemIdentity { metadata: Some(meta) }) = serde_json::from_str(raw.get()) else {
-        return String::new();
-    };
-    match (meta.namespace, meta.name) {
-        (Some(ns), Some(name)) => format!(" ({item} {ns}/{name})"),
-        (None, Some(name)) => format!(" ({item} {name})"),
-        _ => String::new(),
-    }
 }
 
 fn object_name<'a>(meta: &'a ObjectMeta, kind: &'static str) -> Result<&'a str, ObjectError> {

@@ -1,0 +1,132 @@
+//! Events harness: a burst of 100,000 events through the replay path (list parsing, dedup,
+//! collector), reporting events/s and peak RSS; then rollouts of 20,000 events a window with a
+//! two-window TTL, for 6 and for 12 windows: the dedup state and peak RSS stay flat once the TTL
+//! evicts, whatever the number of windows.
+//!
+//! Each run is a child process of this binary, so its peak RSS is its own. Sizes can be changed
+//! with `BENCH_BURST` and `BENCH_ROLLOUT`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+mod common;
+
+use common::{env_usize, peak_rss_kib};
+use heapster::run::{RunConfig, SourceConfig, run};
+use heapster::sinks::SinkConfig;
+use heapster::sinks::file::FileConfig;
+use heapster::sources::replay::{Pace, ReplayConfig};
+use heapster::synth::{EventHook, SynthSpec, synth};
+use heapster_dataflows::events::DedupConfig;
+
+const CHILD_ENV: &str = "HEAPSTER_EVENTS_BENCH_CHILD";
+
+fn main() {
+    if let Ok(spec) = std::env::var(CHILD_ENV) {
+        child(&spec);
+        return;
+    }
+    let burst = env_usize("BENCH_BURST", 100_000);
+    let rollout = env_usize("BENCH_ROLLOUT", 20_000);
+    let base = std::env::temp_dir().join("heapster-events-bench");
+
+    let burst_dir = base.join(format!("burst-{burst}"));
+    prepare(&burst_dir, SynthSpec::event_burst(burst));
+    println!(
+        "{:<28} {:>10} {:>12} {:>12} {:>10} {:>10}",
+        "run", "events", "events/s", "dedup held", "evicted", "peak RSS"
+    );
+    spawn("burst", &burst_dir, 3_600_000);
+
+    for windows in [6, 12] {
+        let dir = base.join(format!("rollouts-{rollout}x{windows}"));
+        let mut spec = SynthSpec::event_burst(rollout);
+        spec.windows = windows;
+        spec.events.ttl_windows = 2;
+        let template = spec.events.hooks.first().cloned();
+        spec.events.hooks = (1..windows)
+            .filter_map(|window| match &template {
+                Some(EventHook::Rollout { ns, deployment, events, .. }) => Some(EventHook::Rollout {
+                    window,
+                    ns: ns.clone(),
+                    deployment: deployment.clone(),
+                    events: *events,
+                }),
+                _ => None,
+            })
+            .collect();
+        prepare(&dir, spec);
+        // The dedup TTL matches the scenario's: two windows of 60 s.
+        spawn(&format!("rollouts x{windows}, ttl 2 windows"), &dir, 120_000);
+    }
+}
+
+fn prepare(dir: &Path, spec: SynthSpec) {
+    if dir.join("scenario.json").is_file() {
+        return;
+    }
+    let started = Instant::now();
+    match synth(&spec, dir) {
+        Ok(report) => {
+            println!("synthesized {} ({} events) in {:.1?}", dir.display(), report.events, started.elapsed())
+        }
+        Err(e) => {
+            eprintln!("synth failed: {e}");
+            std::process::exit(1);
+        }
+    }
+}
+
+fn spawn(label: &str, dir: &Path, ttl_ms: u64) {
+    let exe = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("events"));
+    let output = Command::new(exe)
+        .env(CHILD_ENV, format!("{}|{ttl_ms}|{label}", dir.display()))
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run the child: {e}"));
+    if !output.status.success() {
+        eprintln!("{label} failed: {}", String::from_utf8_lossy(&output.stderr));
+        std::process::exit(1);
+    }
+    print!("{}", String::from_utf8_lossy(&output.stdout));
+}
+
+fn child(spec: &str) {
+    let mut parts = spec.splitn(3, '|');
+    let (Some(dir), Some(ttl), Some(label)) = (parts.next(), parts.next(), parts.next()) else { return };
+    let source = SourceConfig::Replay(ReplayConfig { path: PathBuf::from(dir), pace: Pace::Fast });
+    let sink = SinkConfig::File(FileConfig {
+        path: PathBuf::from("/dev/null"),
+        with_fields: false,
+        cluster_name: "default".into(),
+    });
+    let config = RunConfig {
+        dedup: DedupConfig { ttl_ms: ttl.parse().unwrap_or(3_600_000), ..DedupConfig::default() },
+        resolution: Duration::from_secs(60),
+        ..RunConfig::new(source, vec![sink])
+    };
+    let started = Instant::now();
+    let report = match run(config, Arc::new(AtomicBool::new(false))) {
+        Ok(report) => report,
+        Err(e) => {
+            eprintln!("run failed: {e}");
+            std::process::exit(1);
+        }
+    };
+    let wall = started.elapsed().as_secs_f64();
+    let exported = report.events.exported.load(Ordering::Relaxed);
+    let held = report.events.entries.load(Ordering::Relaxed);
+    let evicted = report.events.evicted_ttl.load(Ordering::Relaxed)
+        + report.events.evicted_full.load(Ordering::Relaxed);
+    println!(
+        "{:<28} {:>10} {:>12.0} {:>12} {:>10} {:>6} MiB",
+        label,
+        exported,
+        exported as f64 / wall,
+        held,
+        evicted,
+        peak_rss_kib() / 1024
+    );
+}
