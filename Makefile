@@ -35,10 +35,10 @@ bench:
 replay:
 	$(CARGO) run --release --quiet -- --source=replay:$(SCENARIO) -w $(WORKERS)
 
-## Regenerate fixtures/small from its generator and its golden output.
+## Regenerate fixtures/small and fixtures/events from their generator, and the golden output.
 fixtures:
-	rm -rf fixtures/small/windows fixtures/small/scenario.json
 	$(CARGO) run --quiet -- synth --small --out fixtures/small
+	$(CARGO) run --quiet -- synth --events-scenario --out fixtures/events
 	$(MAKE) golden
 
 golden:

@@ -109,11 +109,14 @@ pub struct RecordArgs {
 #[derive(Debug, Args)]
 pub struct SynthArgs {
     /// Write the bundled `fixtures/small` scenario instead of a sized one.
-    #[arg(long, conflicts_with_all = ["nodes", "pods_per_node"])]
+    #[arg(long, conflicts_with_all = ["nodes", "pods_per_node", "events_scenario"])]
     pub small: bool,
-    #[arg(long, value_name = "N", required_unless_present = "small")]
+    /// Write the bundled `fixtures/events` scenario (an event timeline).
+    #[arg(long = "events-scenario", conflicts_with_all = ["nodes", "pods_per_node"])]
+    pub events_scenario: bool,
+    #[arg(long, value_name = "N", required_unless_present_any = ["small", "events_scenario"])]
     pub nodes: Option<usize>,
-    #[arg(long = "pods-per-node", value_name = "P", required_unless_present = "small")]
+    #[arg(long = "pods-per-node", value_name = "P", required_unless_present_any = ["small", "events_scenario"])]
     pub pods_per_node: Option<usize>,
     #[arg(long, value_name = "W", default_value_t = 5)]
     pub windows: usize,

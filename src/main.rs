@@ -18,10 +18,13 @@ fn main() -> ExitCode {
 
     match cli.command {
         Some(Command::Synth(args)) => {
-            let spec = match (args.small, args.nodes, args.pods_per_node) {
-                (false, Some(nodes), Some(pods)) => {
+            let spec = match (args.small, args.events_scenario, args.nodes, args.pods_per_node) {
+                (true, _, _, _) => synth::SynthSpec::small(),
+                (_, true, _, _) => synth::SynthSpec::events_scenario(),
+                (_, _, Some(nodes), Some(pods)) => {
                     synth::SynthSpec { seed: args.seed, ..synth::SynthSpec::new(nodes, pods, args.windows) }
                 }
+                // clap requires --nodes and --pods-per-node otherwise.
                 _ => synth::SynthSpec::small(),
             };
             match synth::synth(&spec, &args.out) {
