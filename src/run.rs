@@ -149,7 +149,10 @@ pub fn run(config: RunConfig, stop: Arc<AtomicBool>) -> Result<RunReport, RunErr
     let mut sinks = Vec::with_capacity(config.sinks.len());
     for sink in config.sinks {
         let name = format!("{sink:?}");
-        let handle = SinkHandle::spawn(sink, 2, overflow)
+        // Replay waits for sinks, so a short queue suffices; live collection rides out a slow
+        // sink for a few windows (and event ticks) before dropping.
+        let queue = if overflow == Overflow::Wait { 2 } else { 16 };
+        let handle = SinkHandle::spawn(sink, queue, overflow)
             .map_err(|source| RunError::Sink { name: crate::config::redact(&name), source })?;
         sinks.push(handle);
     }
