@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use crossbeam_channel::{Receiver, Sender, TryRecvError};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError};
 use differential_dataflow::input::Input as _;
 use heapster_dataflows::events::{DedupConfig, DedupCounters, Seen, dedup};
 use heapster_dataflows::meta::{LabelPolicy, MetaRecord};
@@ -196,8 +196,22 @@ pub fn run_workers(
         let mut open: Option<Time> = None;
         let mut last_window: Option<Time> = None;
         loop {
-            let (time, scrape) = match feed.try_recv() {
-                Ok(Feed::Meta { time, changes }) => {
+            let message = match feed.try_recv() {
+                Ok(message) => message,
+                Err(TryRecvError::Empty) => {
+                    // Keep the graph moving, then wait for the source; a message wakes the
+                    // worker at once (parking would sleep through it).
+                    worker.step();
+                    match feed.recv_timeout(Duration::from_millis(1)) {
+                        Ok(message) => message,
+                        Err(RecvTimeoutError::Timeout) => continue,
+                        Err(RecvTimeoutError::Disconnected) => break,
+                    }
+                }
+                Err(TryRecvError::Disconnected) => break,
+            };
+            let (time, scrape) = match message {
+                Feed::Meta { time, changes } => {
                     if time < *meta_in.time() {
                         tracing::error!(time, "metadata for a window already closed; dropped");
                         continue;
@@ -208,9 +222,9 @@ pub fn run_workers(
                     }
                     continue;
                 }
-                Ok(Feed::Scrape { time, scrape }) => (time, Some(scrape)),
-                Ok(Feed::Close { time }) => (time, None),
-                Ok(Feed::Events { time, mut events }) => {
+                Feed::Scrape { time, scrape } => (time, Some(scrape)),
+                Feed::Close { time } => (time, None),
+                Feed::Events { time, mut events } => {
                     match events_in.as_mut() {
                         Some(input) if time >= *input.time() => {
                             input.advance_to(time);
@@ -221,7 +235,7 @@ pub fn run_workers(
                     }
                     continue;
                 }
-                Ok(Feed::EventsTick { time, resource_version }) => {
+                Feed::EventsTick { time, resource_version } => {
                     if let Some(input) = events_in.as_mut()
                         && time >= *input.time()
                     {
@@ -232,11 +246,6 @@ pub fn run_workers(
                     }
                     continue;
                 }
-                Err(TryRecvError::Empty) => {
-                    worker.step_or_park(Some(Duration::from_millis(2)));
-                    continue;
-                }
-                Err(TryRecvError::Disconnected) => break,
             };
             if open != Some(time) {
                 if time < *sets_in.time() {
@@ -258,6 +267,8 @@ pub fn run_workers(
                     parse_scrape(scrape, time, &mut interner, &mut parsed, &stats);
                     sets_in.send_batch(&mut parsed);
                     parsed.clear();
+                    // Let the sets flow on (rate and enrich stream) rather than pile up.
+                    worker.step();
                 }
                 None => {
                     sets_in.advance_to(time + 1);
