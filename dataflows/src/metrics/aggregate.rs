@@ -160,9 +160,9 @@ fn restricted(values: &Values, ids: &[MetricId]) -> Values {
     out
 }
 
-/// The namespace and node contributions of one pod set.
+/// The namespace and node contributions of one pod set (none for other sets).
 fn pod_parts(pod: &MetricSet) -> impl Iterator<Item = Part> {
-    let EntityKey::Pod { ns, .. } = &pod.key else { unreachable_parts() };
+    let EntityKey::Pod { ns, .. } = &pod.key else { return [None, None].into_iter().flatten() };
     let to_namespace = Part {
         target: EntityKey::Namespace { ns: ns.clone() },
         values: restricted(&pod.values, NAMESPACE_AGGREGATED),
@@ -173,12 +173,16 @@ fn pod_parts(pod: &MetricSet) -> impl Iterator<Item = Part> {
         values: restricted(&pod.values, NODE_AGGREGATED),
         namespace_id: None,
     });
-    std::iter::once(to_namespace).chain(to_node)
+    [Some(to_namespace), to_node].into_iter().flatten()
 }
 
-fn unreachable_parts() -> ! {
-    // pod_parts is only called on pod keys; a panic here is a bug in this module, not bad input.
-    panic!("pod_parts called on a non-pod set")
+/// The two streams of a two-way partition.
+fn two<T>(mut streams: Vec<T>) -> (T, T) {
+    match (streams.pop(), streams.pop()) {
+        (Some(second), Some(first)) => (first, second),
+        // `partition(2, ..)` makes two streams by construction.
+        _ => unreachable!("a two-way partition gave {} streams", streams.len()),
+    }
 }
 
 /// Node utilization and reservation from the node's own usage, its pods' requests and its
@@ -280,9 +284,7 @@ pub fn aggregate(sets: StreamVec<'_, Time, MetricSet>) -> StreamVec<'_, Time, Me
                 aggregate_pods(&mut sets, *cap.time());
                 let mut session = output.session(&cap);
                 for set in sets {
-                    if let EntityKey::Pod { .. } = set.key {
-                        session.give_iterator(pod_parts(&set).map(Flow::Part));
-                    }
+                    session.give_iterator(pod_parts(&set).map(Flow::Part));
                     session.give(Flow::Set(set));
                 }
             }
@@ -290,17 +292,12 @@ pub fn aggregate(sets: StreamVec<'_, Time, MetricSet>) -> StreamVec<'_, Time, Me
     });
 
     // Node sets and parts go up; everything else is final.
-    let mut split = flows.partition(2, |flow| {
+    let (done, up) = two(flows.partition(2, |flow| {
         let up = matches!(&flow, Flow::Part(_) | Flow::Set(MetricSet { key: EntityKey::Node { .. }, .. }));
         (u64::from(up), flow)
-    });
-    let (up, done) = (split.pop(), split.pop());
-    let (Some(up), Some(done)) = (up, done) else { unreachable_parts() };
-
-    let mut split = roll_up_operator(up, "roll_up_namespaces_and_nodes")
-        .partition(2, |flow| (u64::from(matches!(flow, Flow::Part(_))), flow));
-    let (to_cluster, rolled) = (split.pop(), split.pop());
-    let (Some(to_cluster), Some(rolled)) = (to_cluster, rolled) else { unreachable_parts() };
+    }));
+    let (rolled, to_cluster) = two(roll_up_operator(up, "roll_up_namespaces_and_nodes")
+        .partition(2, |flow| (u64::from(matches!(flow, Flow::Part(_))), flow)));
     let cluster = roll_up_operator(to_cluster, "roll_up_cluster");
 
     done.concat(rolled).concat(cluster).flat_map(|flow| match flow {
