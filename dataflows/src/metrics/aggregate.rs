@@ -29,16 +29,19 @@ pub struct Part {
     pub namespace_id: Option<Name>,
 }
 
-/// What moves between the aggregation steps.
-// Sets dominate the stream; boxing them would cost an allocation per set per window.
-#[allow(clippy::large_enum_variant)]
+/// What moves between the aggregation steps. Both variants are pointers: a window's flows are
+/// buffered whole at each partition, so their size is the window's size.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Flow {
     Set(MetricSet),
-    Part(Part),
+    Part(Box<Part>),
 }
 
 impl Flow {
+    fn part(part: Part) -> Flow {
+        Flow::Part(Box::new(part))
+    }
+
     fn route(&self) -> u64 {
         match self {
             Flow::Set(set) => set.key.route(),
@@ -219,7 +222,7 @@ pub fn node_ratios(set: &mut MetricSet) {
 /// Sums the parts of one window into their targets. Namespaces pass their sums on to the
 /// cluster as new parts.
 pub fn roll_up(flows: Vec<Flow>, time: Time) -> Vec<Flow> {
-    let mut targets: FxHashMap<EntityKey, (Option<MetricSet>, Vec<Part>)> = FxHashMap::default();
+    let mut targets: FxHashMap<EntityKey, (Option<MetricSet>, Vec<Box<Part>>)> = FxHashMap::default();
     for flow in flows {
         match flow {
             Flow::Set(set) => {
@@ -250,7 +253,7 @@ pub fn roll_up(flows: Vec<Flow>, time: Time) -> Vec<Flow> {
             node_ratios(&mut set);
         }
         if let EntityKey::Namespace { .. } = key {
-            out.push(Flow::Part(Part {
+            out.push(Flow::part(Part {
                 target: EntityKey::Cluster,
                 values: restricted(&set.values, NAMESPACE_AGGREGATED),
                 namespace_id: None,
@@ -262,9 +265,13 @@ pub fn roll_up(flows: Vec<Flow>, time: Time) -> Vec<Flow> {
 }
 
 fn aggregate_set(key: EntityKey, time: Time) -> MetricSet {
+    let namespace = match &key {
+        EntityKey::Namespace { ns } => Some(ns.clone()),
+        _ => None,
+    };
     let mut set = MetricSet::new(key);
-    if let EntityKey::Namespace { ns } = &set.key {
-        set.labels.set(LabelId::NamespaceName, ns.clone());
+    if let Some(ns) = namespace {
+        set.labels.set(LabelId::NamespaceName, ns);
     }
     set.scrape_time = window_ns(time);
     set
@@ -284,7 +291,7 @@ pub fn aggregate(sets: StreamVec<'_, Time, MetricSet>) -> StreamVec<'_, Time, Me
                 aggregate_pods(&mut sets, *cap.time());
                 let mut session = output.session(&cap);
                 for set in sets {
-                    session.give_iterator(pod_parts(&set).map(Flow::Part));
+                    session.give_iterator(pod_parts(&set).map(Flow::part));
                     session.give(Flow::Set(set));
                 }
             }
@@ -293,7 +300,10 @@ pub fn aggregate(sets: StreamVec<'_, Time, MetricSet>) -> StreamVec<'_, Time, Me
 
     // Node sets and parts go up; everything else is final.
     let (done, up) = two(flows.partition(2, |flow| {
-        let up = matches!(&flow, Flow::Part(_) | Flow::Set(MetricSet { key: EntityKey::Node { .. }, .. }));
+        let up = match &flow {
+            Flow::Part(_) => true,
+            Flow::Set(set) => matches!(set.key, EntityKey::Node { .. }),
+        };
         (u64::from(up), flow)
     }));
     let (rolled, to_cluster) = two(roll_up_operator(up, "roll_up_namespaces_and_nodes")
@@ -383,11 +393,11 @@ mod tests {
         let mut flows: Vec<Flow> = sets
             .iter()
             .filter(|s| matches!(s.key, EntityKey::Pod { .. }))
-            .flat_map(|p| pod_parts(p).map(Flow::Part))
+            .flat_map(|p| pod_parts(p).map(Flow::part))
             .collect();
         flows.push(Flow::Set(node));
         // A part for a node that was not scraped is dropped.
-        flows.push(Flow::Part(Part {
+        flows.push(Flow::part(Part {
             target: EntityKey::Node { node: "gone".into() },
             values: Values::default(),
             namespace_id: None,
