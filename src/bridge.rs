@@ -454,13 +454,10 @@ fn passed(frontiers: &[Option<Time>], time: Time) -> bool {
     frontiers.iter().all(|f| f.is_none_or(|f| f > time))
 }
 
-/// Sorts sets by key, moving each set only twice: sets are large and keys compare cheaply, so
-/// an index is sorted instead of the sets.
-pub fn sorted_by_key(sets: Vec<MetricSet>) -> Vec<MetricSet> {
-    let mut order: Vec<usize> = (0..sets.len()).collect();
-    order.sort_unstable_by(|a, b| sets[*a].key.cmp(&sets[*b].key));
-    let mut slots: Vec<Option<MetricSet>> = sets.into_iter().map(Some).collect();
-    order.into_iter().filter_map(|i| slots[i].take()).collect()
+/// Sorts sets by key (keys are unique within a window, so an unstable sort is exact).
+pub fn sorted_by_key(mut sets: Vec<MetricSet>) -> Vec<MetricSet> {
+    sets.sort_unstable_by(|a, b| a.key.cmp(&b.key));
+    sets
 }
 
 /// Merges the workers' sorted shares into one sorted window.

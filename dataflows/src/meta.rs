@@ -1,6 +1,8 @@
 //! Cluster metadata that enriches metric sets: what the API server says about nodes, pods and
 //! namespaces. It changes over time, so the graphs hold it as a differential collection.
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 
 use crate::model::{EntityKey, Name, stable_hash};
@@ -31,8 +33,8 @@ pub struct PodMeta {
     /// Pod labels, sorted by key.
     pub labels: Vec<(Name, Name)>,
     pub node: Option<Name>,
-    /// Spec containers in spec order.
-    pub containers: Vec<ContainerMeta>,
+    /// Spec containers in spec order (shared: the index and every window's stubs read them).
+    pub containers: Arc<[ContainerMeta]>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -59,9 +61,20 @@ pub struct NodeMeta {
 /// One metadata object, as fed to the graph.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum MetaRecord {
-    Node { name: Name, meta: NodeMeta },
-    Pod { ns: Name, name: Name, meta: PodMeta },
-    Namespace { name: Name, meta: NamespaceMeta },
+    Node {
+        name: Name,
+        meta: NodeMeta,
+    },
+    /// Shared: the source's state, the graph's input and its arrangements hold the same pod.
+    Pod {
+        ns: Name,
+        name: Name,
+        meta: Arc<PodMeta>,
+    },
+    Namespace {
+        name: Name,
+        meta: NamespaceMeta,
+    },
 }
 
 /// What a metric set is enriched by: its node's or its pod's metadata.
@@ -101,7 +114,7 @@ pub struct PodInfo {
     pub labels: Name,
     /// Labels copied out by `--store_label`, sorted by key.
     pub stored: Vec<(Name, Name)>,
-    pub containers: Vec<ContainerMeta>,
+    pub containers: Arc<[ContainerMeta]>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]

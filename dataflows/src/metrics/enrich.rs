@@ -16,7 +16,9 @@ use timely::dataflow::operators::generic::Operator;
 use super::window::{Updates, Windows};
 use crate::catalog::{LabeledMetricId, MetricId};
 use crate::meta::{ContainerMeta, Meta, MetaKey, NodeInfo, PodInfo};
-use crate::model::{EntityKey, LabelId, LabeledMetric, LabeledValue, MetricSet, Name, Resource, Time, Value};
+use crate::model::{
+    EntityKey, LabelId, LabeledMetric, LabeledValue, Labels, MetricSet, Name, Resource, Time, Value,
+};
 
 /// A change to the index, as differential emits it.
 pub type IndexChange = ((MetaKey, Meta), Time, isize);
@@ -64,7 +66,16 @@ impl MetaIndex {
 pub struct WindowEnricher {
     reported: FxHashSet<(Name, Name, Name)>,
     /// Enriched pods: a stub copies the pod's labels and times.
-    pods: Vec<MetricSet>,
+    pods: Vec<PodTemplate>,
+}
+
+/// What a stub takes from its pod's set (the set itself moves on down the graph).
+struct PodTemplate {
+    ns: Name,
+    pod: Name,
+    labels: Labels,
+    create_time: i64,
+    scrape_time: i64,
 }
 
 impl WindowEnricher {
@@ -72,14 +83,17 @@ impl WindowEnricher {
         let Some(meta_key) = MetaKey::for_entity(&set.key) else { return };
         match (index.get(&meta_key), &set.key) {
             (Some(Meta::Node(info)), EntityKey::Node { .. }) => enrich_node(set, info),
-            (Some(Meta::Pod(info)), EntityKey::Pod { .. }) => {
+            (Some(Meta::Pod(info)), EntityKey::Pod { ns, pod }) => {
+                let (ns, pod) = (ns.clone(), pod.clone());
                 enrich_pod(set, info);
                 if !info.containers.is_empty() {
-                    let mut pod = MetricSet::new(set.key.clone());
-                    pod.labels = set.labels.clone();
-                    pod.create_time = set.create_time;
-                    pod.scrape_time = set.scrape_time;
-                    self.pods.push(pod);
+                    self.pods.push(PodTemplate {
+                        ns,
+                        pod,
+                        labels: set.labels.clone(),
+                        create_time: set.create_time,
+                        scrape_time: set.scrape_time,
+                    });
                 }
             }
             (Some(Meta::Pod(info)), EntityKey::PodContainer { ns, pod, container }) => {
@@ -98,9 +112,9 @@ impl WindowEnricher {
     pub fn stubs(self, index: &MetaIndex) -> Vec<MetricSet> {
         let mut stubs = Vec::new();
         for pod_set in self.pods {
-            let EntityKey::Pod { ns, pod } = &pod_set.key else { continue };
+            let PodTemplate { ns, pod, .. } = &pod_set;
             let Some(Meta::Pod(info)) = index.get(&MetaKey::Pod(ns.clone(), pod.clone())) else { continue };
-            for spec in &info.containers {
+            for spec in info.containers.iter() {
                 if self.reported.contains(&(ns.clone(), pod.clone(), spec.name.clone())) {
                     continue;
                 }
@@ -258,7 +272,7 @@ mod tests {
             namespace_id: Some(Name::new("ns-uid")),
             labels: Name::new("app:web"),
             stored: vec![],
-            containers,
+            containers: containers.into(),
         })
     }
 

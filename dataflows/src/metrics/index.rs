@@ -3,6 +3,8 @@
 //! Pods are joined with their namespace (for `namespace_id`) and their labels rendered once per
 //! change, not once per window; the enrich operator then reads the index's changes.
 
+use std::sync::Arc;
+
 use differential_dataflow::VecCollection;
 
 use crate::meta::{LabelPolicy, Meta, MetaKey, MetaRecord, NodeInfo, PodInfo, PodMeta};
@@ -35,7 +37,7 @@ pub fn meta_index<'s>(
 
     let pod_policy = policy.clone();
     let pods = in_known.concat(in_unknown).map(move |(ns, name, pod, ns_uid)| {
-        (MetaKey::Pod(ns, name), Meta::Pod(pod_info(pod, ns_uid, &pod_policy)))
+        (MetaKey::Pod(ns, name), Meta::Pod(pod_info(&pod, ns_uid, &pod_policy)))
     });
     let node_policy = policy.clone();
     let nodes = nodes.map(move |(name, node)| {
@@ -50,12 +52,12 @@ pub fn meta_index<'s>(
     pods.concat(nodes)
 }
 
-fn pod_info(pod: PodMeta, namespace_id: Option<Name>, policy: &LabelPolicy) -> PodInfo {
+fn pod_info(pod: &PodMeta, namespace_id: Option<Name>, policy: &LabelPolicy) -> PodInfo {
     PodInfo {
-        uid: pod.uid,
+        uid: pod.uid.clone(),
         namespace_id,
         labels: policy.render(&pod.labels),
         stored: policy.stored(&pod.labels),
-        containers: pod.containers,
+        containers: Arc::clone(&pod.containers),
     }
 }

@@ -13,6 +13,9 @@ use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::generic::Operator;
 
 use crate::catalog::{LABELED_RATES, LabeledMetricId, MetricId, RATES};
+
+// `Prev::counted` has a bit per counter.
+const _: () = assert!(RATES.len() <= 8);
 use crate::model::{EntityKey, LabeledMetric, LabeledValue, MetricSet, Resource, Time, Value};
 
 /// Counters of one entity from its latest window.
@@ -20,7 +23,10 @@ struct Prev {
     window: Time,
     scrape_time: i64,
     create_time: i64,
-    counters: [Option<i64>; RATES.len()],
+    /// `RATES` counters; bit `i` of `counted` says whether `counters[i]` was reported (a
+    /// presence mask keeps the state of 100,000 entities compact).
+    counters: [i64; RATES.len()],
+    counted: u8,
     labeled: Vec<(LabeledMetricId, Resource, i64)>,
 }
 
@@ -70,9 +76,13 @@ impl RateState {
 }
 
 fn remember(window: Time, set: &MetricSet) -> Prev {
-    let mut counters = [None; RATES.len()];
-    for (slot, (counter, _)) in counters.iter_mut().zip(RATES) {
-        *slot = set.values.get_i64(*counter);
+    let mut counters = [0; RATES.len()];
+    let mut counted = 0;
+    for (i, (slot, (counter, _))) in counters.iter_mut().zip(RATES).enumerate() {
+        if let Some(value) = set.values.get_i64(*counter) {
+            *slot = value;
+            counted |= 1 << i;
+        }
     }
     let labeled = set
         .labeled
@@ -84,7 +94,7 @@ fn remember(window: Time, set: &MetricSet) -> Prev {
             _ => None,
         })
         .collect();
-    Prev { window, scrape_time: set.scrape_time, create_time: set.create_time, counters, labeled }
+    Prev { window, scrape_time: set.scrape_time, create_time: set.create_time, counters, counted, labeled }
 }
 
 fn add_rates(prev: &Prev, set: &mut MetricSet) {
@@ -92,8 +102,11 @@ fn add_rates(prev: &Prev, set: &mut MetricSet) {
     if elapsed_ns <= 0 || set.create_time != prev.create_time {
         return;
     }
-    for ((counter, rate), old) in RATES.iter().zip(prev.counters) {
-        let (Some(old), Some(new)) = (old, set.values.get_i64(*counter)) else { continue };
+    for (i, ((counter, rate), old)) in RATES.iter().zip(prev.counters).enumerate() {
+        if prev.counted & (1 << i) == 0 {
+            continue;
+        }
+        let Some(new) = set.values.get_i64(*counter) else { continue };
         if new < old {
             continue;
         }

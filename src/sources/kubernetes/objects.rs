@@ -187,7 +187,7 @@ pub fn parse_pod_list(body: &[u8], interner: &mut Interner) -> Result<MetaListPa
     let mut warnings = Vec::new();
     let resource_version = parse_list(body, ListKind::PODS, &mut warnings, |pod: Pod, warnings| {
         let ((ns, name), meta) = pod_meta(&pod, interner, warnings)?;
-        records.push(MetaRecord::Pod { ns, name, meta });
+        records.push(MetaRecord::Pod { ns, name, meta: std::sync::Arc::new(meta) });
         Ok(())
     })?;
     Ok(MetaListParsed { records, resource_version, warnings })
@@ -481,7 +481,7 @@ mod tests {
             })
             .unwrap();
         assert_eq!(meta.node.as_deref(), Some("gke-haissam-default-pool-be5066f1-wnvn"));
-        let [agent] = meta.containers.as_slice() else { panic!("{:?}", meta.containers) };
+        let [agent] = &meta.containers[..] else { panic!("{:?}", meta.containers) };
         assert_eq!(agent.name.as_str(), "dd-agent");
         assert_eq!(agent.image.as_str(), "datadog/dev-dd-agent:beta");
         assert_eq!(agent.requests.cpu_millis, Some(100));

@@ -107,7 +107,7 @@ impl Convert for Pod {
         match converted {
             Ok(((ns, name), meta)) => Some((
                 (ns.to_string(), name.to_string()),
-                Object { record: MetaRecord::Pod { ns, name, meta }, target: None },
+                Object { record: MetaRecord::Pod { ns, name, meta: meta.into() }, target: None },
             )),
             Err(e) => {
                 tracing::warn!("pod skipped: {e}");
