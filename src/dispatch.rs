@@ -32,9 +32,14 @@ pub fn dispatch(
                     match completed {
                         Completed::Metrics(batch) => {
                             stats.add_window(&batch);
+                            // The last sink gets the collector's own reference: a lone sink
+                            // then owns the window and frees it as it writes.
                             let batch = Arc::new(batch);
-                            for sink in &sinks {
-                                sink.send(SinkInput::Metrics(Arc::clone(&batch)));
+                            if let Some((last, others)) = sinks.split_last() {
+                                for sink in others {
+                                    sink.send(SinkInput::Metrics(Arc::clone(&batch)));
+                                }
+                                last.send(SinkInput::Metrics(batch));
                             }
                         }
                         Completed::Events(batch) => {

@@ -7,7 +7,7 @@ use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::path::PathBuf;
 
-use super::MetricBatch;
+use super::Window;
 use super::line_protocol::{LineEncoder, LineOptions};
 use crate::config::{ConfigError, UriOptions};
 
@@ -59,9 +59,9 @@ impl FileSink {
     }
 
     /// Appends the window and flushes, so a reader never sees half a window.
-    pub fn write(&mut self, batch: &MetricBatch) -> io::Result<()> {
+    pub fn write<'a>(&mut self, window: impl Into<Window<'a>>) -> io::Result<()> {
         let out = &mut self.out;
-        self.encoder.encode(batch, CHUNK_POINTS, |bytes, _points| out.write_all(bytes))?;
+        self.encoder.encode(window, CHUNK_POINTS, |bytes, _points| out.write_all(bytes))?;
         self.out.flush()
     }
 }

@@ -46,7 +46,7 @@ use url::Url;
 
 use heapster_dataflows::Event;
 
-use super::MetricBatch;
+use super::Window;
 pub use super::events::EventEncoder;
 use super::line_protocol::{Cursor, EncodeStats, LineEncoder, LineOptions};
 use crate::config::{ConfigError, UriOptions, redact};
@@ -575,20 +575,23 @@ trait ChunkSource {
 /// A metric window's points.
 struct MetricChunks<'a> {
     encoder: &'a mut LineEncoder,
-    batch: &'a MetricBatch,
+    window: Window<'a>,
     cursor: Cursor,
 }
 
 impl ChunkSource for MetricChunks<'_> {
     fn next_chunk(&mut self, out: &mut Vec<u8>) -> Option<EncodeStats> {
-        if self.cursor.is_done(self.batch) {
+        if self.cursor.is_done(self.window.batch()) {
             return None;
         }
-        Some(self.encoder.encode_chunk(self.batch, &mut self.cursor, MAX_POINTS_PER_WRITE, out))
+        let stats =
+            self.encoder.encode_chunk(self.window.batch(), &mut self.cursor, MAX_POINTS_PER_WRITE, out);
+        self.window.release(&mut self.cursor);
+        Some(stats)
     }
 
     fn total(&self) -> EncodeStats {
-        self.encoder.count(self.batch)
+        self.encoder.count(self.window.batch())
     }
 }
 
@@ -660,8 +663,9 @@ impl InfluxSink {
 
     /// Writes one window. `Ok` when InfluxDB took every chunk (points it refused in a partial
     /// write are counted and logged, not an error); otherwise the error holds the report.
-    pub async fn write(&mut self, batch: &MetricBatch) -> Result<WriteReport, InfluxError> {
-        let mut chunks = MetricChunks { encoder: &mut self.encoder, batch, cursor: Cursor::default() };
+    pub async fn write<'a>(&mut self, window: impl Into<Window<'a>>) -> Result<WriteReport, InfluxError> {
+        let mut chunks =
+            MetricChunks { encoder: &mut self.encoder, window: window.into(), cursor: Cursor::default() };
         self.writer.send(&mut chunks, WriteReport::default(), "window").await
     }
 
@@ -824,6 +828,7 @@ fn quote_ident(s: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use crate::sinks::MetricBatch;
     use heapster_dataflows::catalog::Kind;
     use heapster_dataflows::model::{LabeledMetric, LabeledValue, Resource};
     use heapster_dataflows::{EntityKey, LabelId, LabeledMetricId, MetricId, MetricSet, Value};

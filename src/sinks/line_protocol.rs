@@ -12,7 +12,7 @@ use heapster_dataflows::catalog::{LABELED_RATES, RATES};
 use heapster_dataflows::model::{LabeledMetric, Resource};
 use heapster_dataflows::{LabeledMetricId, MetricId, MetricSet, Value};
 
-use super::MetricBatch;
+use super::{MetricBatch, Window};
 
 /// Labels Heapster's InfluxDB sink left out of tags: each is unique per pod or host, so as
 /// tags they only multiplied series without helping any query (`pod_name`, `nodename` and
@@ -68,6 +68,13 @@ pub struct Cursor {
 impl Cursor {
     pub fn is_done(&self, batch: &MetricBatch) -> bool {
         self.set >= batch.sets.len()
+    }
+
+    /// Drops the sets already encoded; the cursor then stands on the same set, now the first.
+    pub fn release(&mut self, batch: &mut MetricBatch) {
+        let done = self.set.min(batch.sets.len());
+        batch.sets.drain(..done);
+        self.set -= done;
     }
 }
 
@@ -152,19 +159,21 @@ impl LineEncoder {
 
     /// Encodes every point of `batch` in order, handing chunks of at most `max_points` lines to
     /// `emit` (bytes, number of points). Returns the totals.
-    pub fn encode<E>(
+    pub fn encode<'a, E>(
         &mut self,
-        batch: &MetricBatch,
+        window: impl Into<Window<'a>>,
         max_points: usize,
         mut emit: impl FnMut(&[u8], usize) -> Result<(), E>,
     ) -> Result<EncodeStats, E> {
+        let mut window = window.into();
         let mut out = std::mem::take(&mut self.out);
         let mut cursor = Cursor::default();
         let mut total = EncodeStats::default();
         let mut result = Ok(());
-        while !cursor.is_done(batch) {
+        while !cursor.is_done(window.batch()) {
             out.clear();
-            let stats = self.encode_chunk(batch, &mut cursor, max_points, &mut out);
+            let stats = self.encode_chunk(window.batch(), &mut cursor, max_points, &mut out);
+            window.release(&mut cursor);
             total += stats;
             if stats.written > 0 {
                 result = emit(&out, stats.written);
@@ -633,6 +642,40 @@ mod tests {
         let joined: String = chunks.iter().map(|(t, _)| t.as_str()).collect();
         assert_eq!(joined, whole[0].0);
         assert_eq!(LineEncoder::new(LineOptions::default()).count(&batch), stats);
+
+        // An owned window frees what it has encoded and still writes the same chunks.
+        let mut owned = Vec::new();
+        let mut enc = LineEncoder::new(LineOptions::default());
+        let owned_stats = enc
+            .encode(batch.clone(), 10, |bytes, n| {
+                owned.push((String::from_utf8(bytes.to_vec()).unwrap(), n));
+                Ok::<(), ()>(())
+            })
+            .unwrap();
+        assert_eq!((owned, owned_stats), (chunks, stats));
+    }
+
+    #[test]
+    fn release_drops_encoded_sets_and_keeps_the_place() {
+        let mut batch = MetricBatch { time: T, sets: Vec::new() };
+        for i in 0..6 {
+            let mut set = MetricSet::new(EntityKey::Node { node: format!("n{i}").as_str().into() });
+            set.values.set(MetricId::MemoryUsage, Value::Int(i));
+            set.values.set(MetricId::MemoryWorkingSet, Value::Int(i));
+            batch.sets.push(set);
+        }
+        let mut enc = LineEncoder::new(LineOptions::default());
+        let mut cursor = Cursor::default();
+        let mut out = Vec::new();
+        // 5 points: sets 0 and 1 whole, half of set 2.
+        assert_eq!(enc.encode_chunk(&batch, &mut cursor, 5, &mut out).written, 5);
+        cursor.release(&mut batch);
+        assert_eq!(batch.sets.len(), 4, "sets 0 and 1 are gone");
+        assert_eq!(batch.sets[0].key, EntityKey::Node { node: "n2".into() });
+        out.clear();
+        assert_eq!(enc.encode_chunk(&batch, &mut cursor, 1, &mut out).written, 1);
+        let line = String::from_utf8(out).unwrap();
+        assert!(line.starts_with("memory/working_set,") && line.contains(" value=2i "), "{line}");
     }
 
     #[test]
