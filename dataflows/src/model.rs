@@ -17,8 +17,45 @@ use crate::catalog::{Kind, LabeledMetricId, MetricId, ValueType};
 pub type Time = u64;
 
 /// A shared, immutable string. Names repeat every window, so they are interned once and shared.
-#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+///
+/// Equality and order are the strings', with a shortcut: two handles of one interned string
+/// are equal without reading it (keys are compared millions of times a window).
+#[derive(Clone, Default)]
 pub struct Name(Arc<str>);
+
+/// The string's hash, consistent with `eq` (equal strings hash alike whatever their handles).
+impl Hash for Name {
+    #[inline]
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.0.hash(state)
+    }
+}
+
+impl PartialEq for Name {
+    #[inline]
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0) || self.0 == other.0
+    }
+}
+
+impl Eq for Name {}
+
+impl PartialOrd for Name {
+    #[inline]
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Name {
+    #[inline]
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        if Arc::ptr_eq(&self.0, &other.0) {
+            return std::cmp::Ordering::Equal;
+        }
+        self.0.cmp(&other.0)
+    }
+}
 
 impl Name {
     pub fn new(s: &str) -> Self {

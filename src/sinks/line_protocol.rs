@@ -237,6 +237,8 @@ impl LineEncoder {
                 cursor.value += 1;
             }
 
+            // Labeled values come grouped by resource: merge each resource's tags once.
+            let mut merged: Option<&Resource> = None;
             while let Some(labeled) = set.labeled.get(cursor.labeled) {
                 if let LabeledMetric::Catalog(id) = labeled.metric
                     && *skip_labeled & (1 << id as u64) != 0
@@ -254,14 +256,17 @@ impl LineEncoder {
                 }
                 let tag_block: &[u8] = match &labeled.resource {
                     Resource::None => &set_tags.bytes,
+                    resource if merged == Some(resource) => point_tags,
                     Resource::Id(id) => {
                         merge_resource_tags(&tags, set_tags, &[("resource_id", id)], point_tags);
+                        merged = Some(&labeled.resource);
                         point_tags
                     }
                     Resource::Accelerator(a) => {
                         let resource =
                             [("accelerator_id", a.id.as_str()), ("make", &a.make), ("model", &a.model)];
                         merge_resource_tags(&tags, set_tags, &resource, point_tags);
+                        merged = Some(&labeled.resource);
                         point_tags
                     }
                 };
