@@ -183,6 +183,14 @@ mod tests {
     use super::*;
 
     #[test]
+    fn upward_sums_are_integers() {
+        // Parts are summed in any grouping and order; only integer sums are exact under that.
+        for id in NAMESPACE_AGGREGATED.iter().chain(NODE_AGGREGATED) {
+            assert_eq!(id.desc().ty, ValueType::Int, "{}", id.name());
+        }
+    }
+
+    #[test]
     fn names_are_unique_and_round_trip() {
         for m in MetricId::ALL {
             assert_eq!(MetricId::from_name(m.name()), Some(*m));

@@ -3,8 +3,9 @@
 //! reservation).
 //!
 //! Pods are summed where their containers already are (enrich exchanged both by pod). Upward
-//! sums travel as small [`Part`]s exchanged to the worker of their target; they only carry
-//! integer metrics, so the totals do not depend on how many workers summed them.
+//! sums travel as small [`Part`]s exchanged to the worker of their target, each worker's parts
+//! for one target summed first; they only carry integer metrics, so the totals do not depend on
+//! how many workers summed them, nor in what order.
 
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
@@ -179,6 +180,35 @@ fn pod_parts(pod: &MetricSet) -> impl Iterator<Item = Part> {
     [Some(to_namespace), to_node].into_iter().flatten()
 }
 
+/// The namespace and node contributions of a worker's pods, one part per target: a window has
+/// two parts per pod but only a few namespaces and nodes.
+fn combined_parts(sets: &[MetricSet]) -> Vec<Part> {
+    let mut parts: FxHashMap<EntityKey, Part> = FxHashMap::default();
+    for part in sets.iter().flat_map(pod_parts) {
+        match parts.get_mut(&part.target) {
+            Some(sum) => sum.absorb(part),
+            None => {
+                parts.insert(part.target.clone(), part);
+            }
+        }
+    }
+    parts.into_values().collect()
+}
+
+impl Part {
+    /// Adds `other`'s values; of two namespace ids the least is kept, so the result does not
+    /// depend on the order parts arrive in.
+    fn absorb(&mut self, other: Part) {
+        for (id, value) in other.values.iter() {
+            self.values.add(id, value);
+        }
+        self.namespace_id = match (self.namespace_id.take(), other.namespace_id) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+    }
+}
+
 /// The two streams of a two-way partition.
 fn two<T>(mut streams: Vec<T>) -> (T, T) {
     match (streams.pop(), streams.pop()) {
@@ -241,11 +271,14 @@ pub fn roll_up(flows: Vec<Flow>, time: Time) -> Vec<Flow> {
             (None, EntityKey::Node { .. }) => continue,
             (None, _) => aggregate_set(key.clone(), time),
         };
-        for part in parts {
-            for (id, value) in part.values.iter() {
+        if let Some(sum) = parts.into_iter().map(|part| *part).reduce(|mut sum, part| {
+            sum.absorb(part);
+            sum
+        }) {
+            for (id, value) in sum.values.iter() {
                 set.values.add(id, value);
             }
-            if let Some(id) = part.namespace_id {
+            if let Some(id) = sum.namespace_id {
                 set.labels.set(LabelId::NamespaceId, id);
             }
         }
@@ -290,10 +323,8 @@ pub fn aggregate(sets: StreamVec<'_, Time, MetricSet>) -> StreamVec<'_, Time, Me
             while let Some((cap, mut sets)) = windows.next_complete(&[frontier]) {
                 aggregate_pods(&mut sets, *cap.time());
                 let mut session = output.session(&cap);
-                for set in sets {
-                    session.give_iterator(pod_parts(&set).map(Flow::part));
-                    session.give(Flow::Set(set));
-                }
+                session.give_iterator(combined_parts(&sets).into_iter().map(Flow::part));
+                session.give_iterator(sets.into_iter().map(Flow::Set));
             }
         }
     });
