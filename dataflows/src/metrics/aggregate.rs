@@ -54,31 +54,25 @@ impl Flow {
 /// Sums each pod's containers into the pod, in container-name order so float sums are the same
 /// on every run. Creates the pod set if only containers were reported.
 pub fn aggregate_pods(sets: &mut Vec<MetricSet>, time: Time) {
-    let mut pods: FxHashMap<(Name, Name), usize> = FxHashMap::default();
-    let mut containers: FxHashMap<(Name, Name), Vec<usize>> = FxHashMap::default();
-    for (i, set) in sets.iter().enumerate() {
-        match &set.key {
-            EntityKey::Pod { ns, pod } => {
-                pods.insert((ns.clone(), pod.clone()), i);
+    // Each pod's set (if any) then its containers by name: one sort, no maps.
+    let mut order: Vec<usize> = (0..sets.len()).filter(|i| sets[*i].key.pod().is_some()).collect();
+    order.sort_unstable_by(|a, b| pod_order(&sets[*a].key).cmp(&pod_order(&sets[*b].key)));
+    let mut start = 0;
+    while start < order.len() {
+        let group = sets[order[start]].key.pod();
+        let end = start + order[start..].iter().take_while(|i| sets[**i].key.pod() == group).count();
+        let first = order[start];
+        let (pod_index, members) = match sets[first].key.pod() {
+            _ if matches!(sets[first].key, EntityKey::Pod { .. }) => (first, &order[start + 1..end]),
+            Some((ns, pod)) => {
+                let pod = pod_from_container(&sets[first], ns.clone(), pod.clone(), time);
+                sets.push(pod);
+                (sets.len() - 1, &order[start..end])
             }
-            EntityKey::PodContainer { ns, pod, .. } => {
-                containers.entry((ns.clone(), pod.clone())).or_default().push(i);
-            }
-            _ => {}
-        }
-    }
-    let mut groups: Vec<_> = containers.into_iter().collect();
-    groups.sort_by(|a, b| a.0.cmp(&b.0));
-    for ((ns, pod), mut members) in groups {
-        members.sort_by(|a, b| sets[*a].key.cmp(&sets[*b].key));
-        let pod_index = match pods.get(&(ns.clone(), pod.clone())) {
-            Some(i) => *i,
-            None => {
-                sets.push(pod_from_container(&sets[members[0]], ns, pod, time));
-                sets.len() - 1
-            }
+            // Only pod keys are in `order`.
+            None => (first, &order[start..start]),
         };
-        for member in members {
+        for &member in members {
             let values = gauges(&sets[member].values);
             let custom = custom_gauges(&sets[member]);
             let pod_set = &mut sets[pod_index];
@@ -89,6 +83,16 @@ pub fn aggregate_pods(sets: &mut Vec<MetricSet>, time: Time) {
                 add_custom(pod_set, name, value);
             }
         }
+        start = end;
+    }
+}
+
+/// A pod's place in `aggregate_pods`' order: by pod, the pod's own set first, then containers
+/// by name (the order their floats are summed in, whatever the worker count).
+fn pod_order(key: &EntityKey) -> (Option<(&Name, &Name)>, Option<&Name>) {
+    match key {
+        EntityKey::PodContainer { container, .. } => (key.pod(), Some(container)),
+        _ => (key.pod(), None),
     }
 }
 
