@@ -5,36 +5,9 @@ use std::path::PathBuf;
 
 use serde_json::Value;
 
+use super::tests::{generate, secs, tree};
 use super::*;
 use crate::scenario::{ApiList, Scenario};
-
-fn generate(spec: &SynthSpec) -> (tempfile::TempDir, Scenario, SynthReport) {
-    let dir = tempfile::tempdir().unwrap();
-    let report = synth(spec, dir.path()).unwrap();
-    let scenario = Scenario::open(dir.path()).unwrap();
-    (dir, scenario, report)
-}
-
-/// Every file under `dir` except the golden outputs, by relative path.
-fn tree(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
-    fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<PathBuf, Vec<u8>>) {
-        for entry in fs::read_dir(dir).unwrap() {
-            let path = entry.unwrap().path();
-            let rel = path.strip_prefix(root).unwrap().to_path_buf();
-            if rel == Path::new("expected") {
-                continue;
-            }
-            if path.is_dir() {
-                walk(root, &path, out);
-            } else {
-                out.insert(rel, fs::read(&path).unwrap());
-            }
-        }
-    }
-    let mut out = BTreeMap::new();
-    walk(dir, dir, &mut out);
-    out
-}
 
 fn events_fixture_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/events")
@@ -59,10 +32,6 @@ fn event_lists(s: &Scenario) -> Vec<BTreeMap<(String, String), Value>> {
                 .collect()
         })
         .collect()
-}
-
-fn secs(v: &Value) -> i64 {
-    v.as_str().unwrap().parse::<jiff::Timestamp>().unwrap().as_second()
 }
 
 /// The window whose span `(end - resolution, end]` holds `t` (seconds).

@@ -6,7 +6,7 @@ use serde_json::Value;
 use super::*;
 use crate::scenario::{ApiList, Scenario};
 
-fn generate(spec: &SynthSpec) -> (tempfile::TempDir, Scenario, SynthReport) {
+pub(super) fn generate(spec: &SynthSpec) -> (tempfile::TempDir, Scenario, SynthReport) {
     let dir = tempfile::tempdir().unwrap();
     let report = synth(spec, dir.path()).unwrap();
     let scenario = Scenario::open(dir.path()).unwrap();
@@ -14,7 +14,7 @@ fn generate(spec: &SynthSpec) -> (tempfile::TempDir, Scenario, SynthReport) {
 }
 
 /// Every file under `dir` except the golden outputs, by relative path.
-fn tree(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+pub(super) fn tree(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
     fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<PathBuf, Vec<u8>>) {
         for entry in fs::read_dir(dir).unwrap() {
             let path = entry.unwrap().path();
@@ -54,7 +54,7 @@ fn num(v: &Value) -> u64 {
     v.as_u64().unwrap_or_else(|| panic!("not a number: {v}"))
 }
 
-fn secs(v: &Value) -> i64 {
+pub(super) fn secs(v: &Value) -> i64 {
     str_of(v).parse::<jiff::Timestamp>().unwrap().as_second()
 }
 
