@@ -6,19 +6,14 @@
 //! Each run is a child process of this binary, so its peak RSS is its own. Sizes can be changed
 //! with `BENCH_BURST` and `BENCH_ROLLOUT`.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::path::Path;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 mod common;
 
-use common::{env_usize, peak_rss_kib};
-use heapster::run::{RunConfig, SourceConfig, run};
-use heapster::sinks::SinkConfig;
-use heapster::sinks::file::FileConfig;
-use heapster::sources::replay::{Pace, ReplayConfig};
+use common::{env_usize, peak_rss_kib, replay_to_null, run_child, run_or_exit};
+use heapster::run::RunConfig;
 use heapster::synth::{EventHook, SynthSpec, synth};
 use heapster_dataflows::events::DedupConfig;
 
@@ -81,40 +76,19 @@ fn prepare(dir: &Path, spec: SynthSpec) {
 }
 
 fn spawn(label: &str, dir: &Path, ttl_ms: u64) {
-    let exe = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("events"));
-    let output = Command::new(exe)
-        .env(CHILD_ENV, format!("{}|{ttl_ms}|{label}", dir.display()))
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run the child: {e}"));
-    if !output.status.success() {
-        eprintln!("{label} failed: {}", String::from_utf8_lossy(&output.stderr));
-        std::process::exit(1);
-    }
-    print!("{}", String::from_utf8_lossy(&output.stdout));
+    run_child(CHILD_ENV, &format!("{}|{ttl_ms}|{label}", dir.display()), label);
 }
 
 fn child(spec: &str) {
     let mut parts = spec.splitn(3, '|');
     let (Some(dir), Some(ttl), Some(label)) = (parts.next(), parts.next(), parts.next()) else { return };
-    let source = SourceConfig::Replay(ReplayConfig { path: PathBuf::from(dir), pace: Pace::Fast });
-    let sink = SinkConfig::File(FileConfig {
-        path: PathBuf::from("/dev/null"),
-        with_fields: false,
-        cluster_name: "default".into(),
-    });
     let config = RunConfig {
         dedup: DedupConfig { ttl_ms: ttl.parse().unwrap_or(3_600_000), ..DedupConfig::default() },
         resolution: Duration::from_secs(60),
-        ..RunConfig::new(source, vec![sink])
+        ..replay_to_null(dir)
     };
     let started = Instant::now();
-    let report = match run(config, Arc::new(AtomicBool::new(false))) {
-        Ok(report) => report,
-        Err(e) => {
-            eprintln!("run failed: {e}");
-            std::process::exit(1);
-        }
-    };
+    let report = run_or_exit(config);
     let wall = started.elapsed().as_secs_f64();
     let exported = report.events.exported.load(Ordering::Relaxed);
     let held = report.events.entries.load(Ordering::Relaxed);

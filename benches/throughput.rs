@@ -6,20 +6,13 @@
 //! its own. Prints metric sets/s, metric values/s, summary MB/s, seconds and CPU seconds per
 //! window, and peak RSS. Sizes can be changed with `BENCH_NODES`, `BENCH_PODS`, `BENCH_WINDOWS`.
 
-use std::path::PathBuf;
-use std::process::Command;
-use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
 mod common;
 
-use common::{env_usize, peak_rss_kib};
+use common::{env_usize, peak_rss_kib, replay_to_null, run_child, run_or_exit};
 use heapster::bridge::Stats;
-use heapster::run::{RunConfig, SourceConfig, run};
-use heapster::sinks::SinkConfig;
-use heapster::sinks::file::FileConfig;
-use heapster::sources::replay::{Pace, ReplayConfig};
+use heapster::run::RunConfig;
 use heapster::synth::{SynthSpec, synth};
 
 const CHILD_ENV: &str = "HEAPSTER_BENCH_CHILD";
@@ -53,38 +46,17 @@ fn main() {
         "-w", "sets/s", "values/s", "MB/s", "s/window", "cpu s/window", "peak RSS"
     );
     for workers in [1, 2] {
-        let exe = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("throughput"));
-        let output = Command::new(exe)
-            .env(CHILD_ENV, format!("{}|{workers}", dir.display()))
-            .output()
-            .unwrap_or_else(|e| panic!("cannot run the child: {e}"));
-        if !output.status.success() {
-            eprintln!("-w {workers} failed: {}", String::from_utf8_lossy(&output.stderr));
-            std::process::exit(1);
-        }
-        print!("{}", String::from_utf8_lossy(&output.stdout));
+        run_child(CHILD_ENV, &format!("{}|{workers}", dir.display()), &format!("-w {workers}"));
     }
 }
 
 fn child(spec: &str) {
     let Some((dir, workers)) = spec.split_once('|') else { return };
     let workers: usize = workers.parse().unwrap_or(1);
-    let source = SourceConfig::Replay(ReplayConfig { path: PathBuf::from(dir), pace: Pace::Fast });
-    let sink = SinkConfig::File(FileConfig {
-        path: PathBuf::from("/dev/null"),
-        with_fields: false,
-        cluster_name: "default".into(),
-    });
-    let config = RunConfig { workers, ..RunConfig::new(source, vec![sink]) };
+    let config = RunConfig { workers, ..replay_to_null(dir) };
     let cpu_before = cpu_seconds();
     let started = Instant::now();
-    let report = match run(config, Arc::new(AtomicBool::new(false))) {
-        Ok(report) => report,
-        Err(e) => {
-            eprintln!("run failed: {e}");
-            std::process::exit(1);
-        }
-    };
+    let report = run_or_exit(config);
     let wall = started.elapsed().as_secs_f64();
     let cpu = cpu_seconds() - cpu_before;
     let windows = Stats::get(&report.stats.windows).max(1) as f64;
