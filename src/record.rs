@@ -69,13 +69,7 @@ async fn record_windows(
 ) -> Result<RecordReport, RecordError> {
     let clients = clients(&config).await?;
     let timeout = config.kubelet_timeout.min(resolution / 2);
-    let scraper = Scraper::new(
-        clients.kubelet,
-        config.kubelet_https,
-        config.kubelet_port,
-        clients.kubelet_token,
-        timeout,
-    );
+    let scraper = Scraper::new(&config, &clients, timeout);
     let write_error = |source| RecordError::Write { path: out.clone(), source };
     let mut writer =
         ScenarioWriter::create(&out, "recorded with heapster record", resolution.as_secs().max(1))

@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use super::config::{Clients, KubernetesConfig};
 use crate::bridge::ScrapeError;
 use crate::sources::NodeTarget;
 
@@ -19,14 +20,16 @@ pub struct Scraper {
 const MAX_BODY: usize = 64 << 20;
 
 impl Scraper {
-    pub fn new(
-        client: reqwest::Client,
-        https: bool,
-        port: u16,
-        token: Option<String>,
-        timeout: Duration,
-    ) -> Scraper {
-        Scraper { client, https, port, token, timeout }
+    /// Kubelets as the source URI names them (`kubeletHttps`, `kubeletPort`), through the
+    /// clients' kubelet client and token.
+    pub fn new(config: &KubernetesConfig, clients: &Clients, timeout: Duration) -> Scraper {
+        Scraper {
+            client: clients.kubelet.clone(),
+            https: config.kubelet_https,
+            port: config.kubelet_port,
+            token: clients.kubelet_token.clone(),
+            timeout,
+        }
     }
 
     pub fn url(&self, target: &NodeTarget) -> Option<String> {

@@ -124,13 +124,7 @@ pub async fn run(
     }
     let timeout =
         config.kubelet_timeout.min(resolution.saturating_sub(resolution / 5 + jitter_max(resolution)));
-    let scraper = Scraper::new(
-        clients.kubelet,
-        config.kubelet_https,
-        config.kubelet_port,
-        clients.kubelet_token,
-        timeout,
-    );
+    let scraper = Scraper::new(&config, &clients, timeout);
     let mut cluster = Cluster::watch(&clients.api, resolution).await;
     let health = Arc::new(Health::default());
     let step = resolution.as_millis().max(1) as u64;
