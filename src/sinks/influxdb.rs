@@ -50,6 +50,7 @@ use super::Window;
 pub use super::events::EventEncoder;
 use super::line_protocol::{Cursor, EncodeStats, LineEncoder, LineOptions};
 use crate::config::{ConfigError, UriOptions, redact};
+use crate::errors::error_chain;
 
 /// At most this many points per `/write` request, as Heapster sent.
 pub const MAX_POINTS_PER_WRITE: usize = 10_000;
@@ -494,21 +495,6 @@ fn server_message(answer: &Answer) -> String {
 fn statement_error(body: &str) -> Option<String> {
     let json: serde_json::Value = serde_json::from_str(body).ok()?;
     json["results"].as_array()?.iter().find_map(|r| r["error"].as_str().map(str::to_string))
-}
-
-/// An error with its causes: reqwest's own message alone rarely says "connection refused".
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        let more = cause.to_string();
-        if !text.contains(&more) {
-            text.push_str(": ");
-            text.push_str(&more);
-        }
-        source = cause.source();
-    }
-    text
 }
 
 /// `dropped=N` of a partial-write message.

@@ -127,7 +127,7 @@ pub async fn run(
                 continue;
             }
             Err(e) => {
-                report(crate::sources::error_chain(&e), &mut last_error);
+                report(crate::errors::error_chain(&e), &mut last_error);
                 if !wait(&mut ticker, &mut progress, backoff, &stop).await? {
                     break;
                 }
@@ -213,7 +213,7 @@ fn apply(line: &str, progress: &mut Progress) -> bool {
 
 async fn list(client: &kube::Client) -> Result<(Vec<Event>, Option<String>, Vec<String>), String> {
     let request = http::Request::get("/api/v1/events").body(Vec::new()).map_err(|e| e.to_string())?;
-    let body = client.request_text(request).await.map_err(|e| crate::sources::error_chain(&e))?;
+    let body = client.request_text(request).await.map_err(|e| crate::errors::error_chain(&e))?;
     let parsed = parse_event_list(body.as_bytes()).map_err(|e| e.to_string())?;
     Ok((parsed.events, parsed.resource_version, parsed.warnings))
 }

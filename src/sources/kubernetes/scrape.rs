@@ -73,5 +73,5 @@ fn describe(e: &reqwest::Error, timeout: Duration) -> String {
     if e.is_timeout() {
         return format!("timed out after {}", humantime::format_duration(timeout));
     }
-    crate::sources::error_chain(e)
+    crate::errors::error_chain(e)
 }

@@ -160,7 +160,7 @@ where
         let event = match event {
             Ok(event) => event,
             Err(e) => {
-                let message = crate::sources::error_chain(&e);
+                let message = crate::errors::error_chain(&e);
                 if failing.as_deref() != Some(message.as_str()) {
                     tracing::warn!(kind = ?K::KIND, "watch failed, retrying with backoff: {message}");
                     failing = Some(message);
