@@ -102,14 +102,17 @@ fn start(server: &FixtureServer, influxd: &Influxd, db: &str, state_dir: Option<
         .expect("heapster")
 }
 
-/// Waits until the fixture is in its last window, then two more windows for the last events.
-async fn until_the_end(server: &FixtureServer) {
+/// Waits until the fixture is in its last window and InfluxDB holds `expected` (or patience
+/// runs out: the caller's assertions then show what is missing).
+async fn until_stored(server: &FixtureServer, influxd: &Influxd, expected: &BTreeMap<(String, i64), i64>) {
     let started = Instant::now();
     while server.window() + 1 < server.windows() {
         assert!(started.elapsed() < PATIENCE, "the fixture did not reach its last window");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    tokio::time::sleep(WINDOW * 2).await;
+    while started.elapsed() < PATIENCE && &stored_points(influxd, "events") != expected {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 fn logged_count(log: &str, field: &str) -> u64 {
@@ -145,7 +148,8 @@ async fn every_event_state_once_across_a_410_and_a_dropped_watch() {
     let server = serve(tmp.path()).await;
     let log = tmp.path().join("heapster.log");
     let mut child = start(&server, &influxd, "events", None, &log);
-    until_the_end(&server).await;
+    let states = expected_states(&events_fixture());
+    until_stored(&server, &influxd, &expected_points(&states)).await;
     let status = tokio::task::spawn_blocking(move || terminate(&mut child, Duration::from_secs(20)))
         .await
         .expect("stop");
@@ -156,7 +160,6 @@ async fn every_event_state_once_across_a_410_and_a_dropped_watch() {
         "the faults were served"
     );
 
-    let states = expected_states(&events_fixture());
     assert_eq!(
         logged_count(&log, "events_exported"),
         states.len() as u64,
@@ -184,7 +187,8 @@ async fn a_sigkill_and_a_restart_with_the_same_state_dir_lose_and_double_nothing
 
     let second_log = tmp.path().join("second.log");
     let mut second = start(&server, &influxd, "events", Some(&state), &second_log);
-    until_the_end(&server).await;
+    let states = expected_states(&events_fixture());
+    until_stored(&server, &influxd, &expected_points(&states)).await;
     let status = tokio::task::spawn_blocking(move || terminate(&mut second, Duration::from_secs(20)))
         .await
         .expect("stop");
@@ -192,7 +196,6 @@ async fn a_sigkill_and_a_restart_with_the_same_state_dir_lose_and_double_nothing
     assert!(status.success(), "{log}");
     assert!(log.contains("event checkpoint loaded"), "{log}");
 
-    let states = expected_states(&events_fixture());
     // The same content as an uninterrupted run.
     assert_eq!(stored_points(&influxd, "events"), expected_points(&states));
     // The restart did not start over: the checkpoint's states were not exported again.
