@@ -1,7 +1,7 @@
 //! The records that flow through the graphs: one [`MetricSet`] per entity per window.
 //!
-//! A metric set is a dense value array plus shared label strings, so moving one between workers
-//! is a memcpy and a few reference-count bumps, never a re-allocation of names.
+//! A metric set is a boxed dense value array plus shared label strings: moving one between
+//! operators moves a pointer, and copying one bumps reference counts, never re-allocates names.
 
 use std::fmt;
 use std::hash::{Hash, Hasher};

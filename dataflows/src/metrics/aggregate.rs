@@ -62,15 +62,15 @@ pub fn aggregate_pods(sets: &mut Vec<MetricSet>, time: Time) {
         let group = sets[order[start]].key.pod();
         let end = start + order[start..].iter().take_while(|i| sets[**i].key.pod() == group).count();
         let first = order[start];
-        let (pod_index, members) = match sets[first].key.pod() {
-            _ if matches!(sets[first].key, EntityKey::Pod { .. }) => (first, &order[start + 1..end]),
-            Some((ns, pod)) => {
+        let (pod_index, members) = match &sets[first].key {
+            EntityKey::Pod { .. } => (first, &order[start + 1..end]),
+            EntityKey::PodContainer { ns, pod, .. } => {
                 let pod = pod_from_container(&sets[first], ns.clone(), pod.clone(), time);
                 sets.push(pod);
                 (sets.len() - 1, &order[start..end])
             }
             // Only pod keys are in `order`.
-            None => (first, &order[start..start]),
+            _ => (first, &order[start..start]),
         };
         for &member in members {
             let values = gauges(&sets[member].values);
