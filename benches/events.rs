@@ -4,7 +4,7 @@
 //! evicts, whatever the number of windows.
 //!
 //! Each run is a child process of this binary, so its peak RSS is its own. Sizes can be changed
-//! with `BENCH_BURST` and `BENCH_ROLLOUT`.
+//! with `BENCH_BURST` and `BENCH_ROLLOUT`; under `cargo test` (no `--bench`) smoke sizes run.
 
 use std::path::Path;
 use std::sync::atomic::Ordering;
@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 mod common;
 
-use common::{env_usize, peak_rss_kib, replay_to_null, run_child, run_or_exit};
+use common::{peak_rss_kib, replay_to_null, run_child, run_or_exit, size};
 use heapster::run::RunConfig;
 use heapster::synth::{EventHook, SynthSpec, synth};
 use heapster_dataflows::events::DedupConfig;
@@ -24,8 +24,8 @@ fn main() {
         child(&spec);
         return;
     }
-    let burst = env_usize("BENCH_BURST", 100_000);
-    let rollout = env_usize("BENCH_ROLLOUT", 20_000);
+    let burst = size("BENCH_BURST", 100_000, 500);
+    let rollout = size("BENCH_ROLLOUT", 20_000, 100);
     let base = std::env::temp_dir().join("heapster-events-bench");
 
     let burst_dir = base.join(format!("burst-{burst}"));

@@ -2,6 +2,8 @@
 //! bytes through the dataflow to InfluxDB line-protocol bytes written to /dev/null, for `-w 1`
 //! and `-w 2`.
 //!
+//! Under `cargo test` (no `--bench`) it runs a 10 x 3 x 2 smoke size instead.
+//!
 //! Each configuration runs in a child process of this binary, so its CPU time and peak RSS are
 //! its own. Prints metric sets/s, metric values/s, summary MB/s, seconds and CPU seconds per
 //! window, and peak RSS. Sizes can be changed with `BENCH_NODES`, `BENCH_PODS`, `BENCH_WINDOWS`.
@@ -10,7 +12,7 @@ use std::time::Instant;
 
 mod common;
 
-use common::{env_usize, peak_rss_kib, replay_to_null, run_child, run_or_exit};
+use common::{peak_rss_kib, replay_to_null, run_child, run_or_exit, size};
 use heapster::bridge::Stats;
 use heapster::run::RunConfig;
 use heapster::synth::{SynthSpec, synth};
@@ -23,9 +25,9 @@ fn main() {
         return;
     }
     // `cargo bench` passes `--bench`; anything else (e.g. a filter) is ignored.
-    let nodes = env_usize("BENCH_NODES", 1000);
-    let pods = env_usize("BENCH_PODS", 30);
-    let windows = env_usize("BENCH_WINDOWS", 5);
+    let nodes = size("BENCH_NODES", 1000, 10);
+    let pods = size("BENCH_PODS", 30, 3);
+    let windows = size("BENCH_WINDOWS", 5, 2);
     let dir = std::env::temp_dir().join(format!("heapster-bench-{nodes}x{pods}x{windows}"));
     let generated = Instant::now();
     if !dir.join("scenario.json").is_file() {

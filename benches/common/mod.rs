@@ -1,7 +1,11 @@
 //! What the benchmark harnesses share: sizes from the environment, and this process's figures.
 
-/// A size from the environment, or the default.
-pub fn env_usize(name: &str, default: usize) -> usize {
+/// A size from the environment; else `full` under `cargo bench`, and `smoke` when the harness
+/// runs as a test (`cargo test --all-targets` builds and runs it without `--bench`): the test
+/// suite checks that the harness works, not how fast, and must not take minutes doing so.
+pub fn size(name: &str, full: usize, smoke: usize) -> usize {
+    let benchmarking = std::env::args().any(|a| a == "--bench");
+    let default = if benchmarking { full } else { smoke };
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
 
