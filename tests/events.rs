@@ -115,6 +115,16 @@ async fn until_stored(server: &FixtureServer, influxd: &Influxd, expected: &BTre
     }
 }
 
+/// Stops heapster with SIGTERM, checks it exited cleanly and returns its log.
+async fn stop(mut child: Child, log: &Path) -> String {
+    let status = tokio::task::spawn_blocking(move || terminate(&mut child, Duration::from_secs(20)))
+        .await
+        .expect("stop");
+    let log = strip_ansi(&std::fs::read_to_string(log).unwrap_or_default());
+    assert!(status.success(), "{log}");
+    log
+}
+
 fn logged_count(log: &str, field: &str) -> u64 {
     log.lines()
         .rev()
@@ -147,14 +157,10 @@ async fn every_event_state_once_across_a_410_and_a_dropped_watch() {
     let influxd = Influxd::start().expect("influxd (run scripts/test-deps.sh)");
     let server = serve(tmp.path()).await;
     let log = tmp.path().join("heapster.log");
-    let mut child = start(&server, &influxd, "events", None, &log);
+    let child = start(&server, &influxd, "events", None, &log);
     let states = expected_states(&events_fixture());
     until_stored(&server, &influxd, &expected_points(&states)).await;
-    let status = tokio::task::spawn_blocking(move || terminate(&mut child, Duration::from_secs(20)))
-        .await
-        .expect("stop");
-    let log = strip_ansi(&std::fs::read_to_string(&log).unwrap_or_default());
-    assert!(status.success(), "{log}");
+    let log = stop(child, &log).await;
     assert!(
         server.stats().watches_expired > 0 && server.stats().watches_dropped > 0,
         "the faults were served"
@@ -186,14 +192,10 @@ async fn a_sigkill_and_a_restart_with_the_same_state_dir_lose_and_double_nothing
     first.wait().expect("wait");
 
     let second_log = tmp.path().join("second.log");
-    let mut second = start(&server, &influxd, "events", Some(&state), &second_log);
+    let second = start(&server, &influxd, "events", Some(&state), &second_log);
     let states = expected_states(&events_fixture());
     until_stored(&server, &influxd, &expected_points(&states)).await;
-    let status = tokio::task::spawn_blocking(move || terminate(&mut second, Duration::from_secs(20)))
-        .await
-        .expect("stop");
-    let log = strip_ansi(&std::fs::read_to_string(&second_log).unwrap_or_default());
-    assert!(status.success(), "{log}");
+    let log = stop(second, &second_log).await;
     assert!(log.contains("event checkpoint loaded"), "{log}");
 
     // The same content as an uninterrupted run.
