@@ -160,6 +160,24 @@ fn replay_into_influxdb_has_heapsters_schema_and_values() {
     );
     assert_eq!(value_at(&influxd, "cpu/usage_rate", &filter, times[0]), None, "no rate in the first window");
 
+    // A pod's rate comes from the kubelet's own pod counter (its whole cgroup), timed by the pod's
+    // network stats as Heapster times pods; it is not the sum of its containers' rates.
+    let (pod_ns, pod_name, pod_rate) = steady_pod_rate(node, [0, 1]);
+    let filter = format!("type = 'pod' AND namespace_name = '{pod_ns}' AND pod_name = '{pod_name}'");
+    assert_eq!(value_at(&influxd, "cpu/usage_rate", &filter, times[1]), Some(pod_rate as f64), "{pod_name}");
+    let containers_sum: f64 = rows(
+        &influxd,
+        &format!(
+            r#"SELECT value FROM "cpu/usage_rate" WHERE type = 'pod_container' AND namespace_name = '{pod_ns}' AND pod_name = '{pod_name}' AND time = {}"#,
+            times[1]
+        ),
+    )
+    .iter()
+    .map(|r| r["value"].as_f64().expect("v"))
+    .sum();
+    assert!(containers_sum > 0.0);
+    assert_ne!(containers_sum, pod_rate as f64, "the pod's overhead is in its own counter only");
+
     // Namespace sums of pods, and the cluster sum of namespaces.
     let w = 2;
     let mut per_ns: BTreeMap<String, f64> = BTreeMap::new();
@@ -222,6 +240,29 @@ fn replay_into_influxdb_has_heapsters_schema_and_values() {
     };
     assert!(!rows(&influxd, &q("<", times[deleted_window])).is_empty(), "written before deletion");
     assert!(rows(&influxd, &q(">=", times[deleted_window])).is_empty(), "{ns}/{pod} written after deletion");
+}
+
+/// The first pod of a node present with the same start time in two windows, and its cpu rate
+/// in millicores from its own pod-level counter.
+fn steady_pod_rate(node: &str, windows: [usize; 2]) -> (String, String, i64) {
+    let first = summary(&small(), windows[0], node);
+    let second = summary(&small(), windows[1], node);
+    for pod in first["pods"].as_array().expect("pods") {
+        let Some(later) =
+            second["pods"].as_array().expect("pods").iter().find(|p| p["podRef"] == pod["podRef"])
+        else {
+            continue;
+        };
+        if later["startTime"] != pod["startTime"] {
+            continue;
+        }
+        let usage = |p: &Value| p["cpu"]["usageCoreNanoSeconds"].as_i64().expect("pod cpu");
+        let time = |p: &Value| rfc3339_ns(&p["network"]["time"]);
+        let rate = 1000 * (usage(later) - usage(pod)) / (time(later) - time(pod));
+        let s = |v: &Value| v.as_str().expect("string").to_string();
+        return (s(&pod["podRef"]["namespace"]), s(&pod["podRef"]["name"]), rate);
+    }
+    panic!("no steady pod on {node}");
 }
 
 /// The first container whose start time changes between two windows.

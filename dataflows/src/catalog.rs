@@ -158,6 +158,10 @@ pub const LABELED_RATES: &[(LabeledMetricId, LabeledMetricId)] = &[
     (LabeledMetricId::DiskIoWriteBytes, LabeledMetricId::DiskIoWriteBytesRate),
 ];
 
+/// Cumulative metrics a pod sums from its containers nonetheless: Heapster's pod aggregator
+/// skips only the kubelet's own counters, and a pod's restarts are its containers' restarts.
+pub const POD_SUMMED_COUNTERS: &[MetricId] = &[MetricId::RestartCount];
+
 /// What namespaces and the cluster sum from their children (Heapster's `metricsToAggregate`).
 pub const NAMESPACE_AGGREGATED: &[MetricId] = &[
     MetricId::CpuUsageRate,

@@ -16,7 +16,7 @@ use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::operators::vec::{Map, Partition};
 
 use super::window::Windows;
-use crate::catalog::{Kind, MetricId, NAMESPACE_AGGREGATED, NODE_AGGREGATED};
+use crate::catalog::{Kind, MetricId, NAMESPACE_AGGREGATED, NODE_AGGREGATED, POD_SUMMED_COUNTERS};
 use crate::model::{
     CustomMetric, EntityKey, LabelId, LabeledMetric, LabeledValue, MetricSet, Name, Resource, Time, Value,
     Values,
@@ -53,6 +53,10 @@ impl Flow {
 
 /// Sums each pod's containers into the pod, in container-name order so float sums are the same
 /// on every run. Creates the pod set if only containers were reported.
+///
+/// Heapster's rule, metric by metric: what the kubelet reported for the pod itself (its own
+/// cgroup: cpu, memory, and the rates derived from them) stands; only what the pod lacks is the
+/// sum of its containers (older kubelets, requests and limits, restarts).
 pub fn aggregate_pods(sets: &mut Vec<MetricSet>, time: Time) {
     // Each pod's set (if any) then its containers by name: one sort, no maps.
     let mut order: Vec<usize> = (0..sets.len()).filter(|i| sets[*i].key.pod().is_some()).collect();
@@ -72,8 +76,9 @@ pub fn aggregate_pods(sets: &mut Vec<MetricSet>, time: Time) {
             // Only pod keys are in `order`.
             _ => (first, &order[start..start]),
         };
+        let own = sets[pod_index].values.clone();
         for &member in members {
-            let values = gauges(&sets[member].values);
+            let values = summed(&sets[member].values, &own);
             let custom = custom_gauges(&sets[member]);
             let pod_set = &mut sets[pod_index];
             for (id, value) in values.iter() {
@@ -96,11 +101,15 @@ fn pod_order(key: &EntityKey) -> (Option<(&Name, &Name)>, Option<&Name>) {
     }
 }
 
-/// The gauges of a container that a pod sums (Heapster skips cumulative metrics).
-fn gauges(values: &Values) -> Values {
+/// The values of a container that its pod sums: gauges (Heapster skips the kubelet's counters)
+/// and restarts, each only where the pod has no value of its own.
+fn summed(values: &Values, own: &Values) -> Values {
     let mut out = Values::default();
-    for (id, value) in values.iter().filter(|(id, _)| id.desc().kind == Kind::Gauge) {
-        out.set(id, value);
+    for (id, value) in values.iter() {
+        let summable = id.desc().kind == Kind::Gauge || POD_SUMMED_COUNTERS.contains(&id);
+        if summable && !own.contains(id) {
+            out.set(id, value);
+        }
     }
     out
 }
@@ -223,8 +232,9 @@ fn two<T>(mut streams: Vec<T>) -> (T, T) {
 }
 
 /// Node utilization and reservation from the node's own usage, its pods' requests and its
-/// allocatable (Heapster's node-autoscaling enricher). Nothing is written when allocatable is
-/// unknown or zero.
+/// allocatable (Heapster's node-autoscaling enricher: memory utilization is `memory/usage`, page
+/// cache included, over allocatable). Nothing is written when allocatable is unknown or zero,
+/// nor a utilization whose usage is unknown (Heapster wrote 0, e.g. cpu in the first window).
 pub fn node_ratios(set: &mut MetricSet) {
     let v = &set.values;
     let ratio = |num: Option<Value>, den: Option<Value>| match (num, den.map(Value::as_f64)) {
@@ -238,7 +248,7 @@ pub fn node_ratios(set: &mut MetricSet) {
     let out = [
         (MetricId::CpuNodeUtilization, ratio(v.get(MetricId::CpuUsageRate), cpu_alloc)),
         (MetricId::CpuNodeReservation, ratio(v.get(MetricId::CpuRequest).or(zero), cpu_alloc)),
-        (MetricId::MemoryNodeUtilization, ratio(v.get(MetricId::MemoryWorkingSet), mem_alloc)),
+        (MetricId::MemoryNodeUtilization, ratio(v.get(MetricId::MemoryUsage), mem_alloc)),
         (MetricId::MemoryNodeReservation, ratio(v.get(MetricId::MemoryRequest).or(zero), mem_alloc)),
         (MetricId::EphemeralStorageNodeUtilization, ratio(v.get(MetricId::EphemeralStorageUsage), eph_alloc)),
         (
@@ -406,6 +416,43 @@ mod tests {
         assert_eq!(a.get(MetricId::MemoryPageFaultsRate), Some(Value::Float(1.0)));
         assert_eq!(a.get(MetricId::CpuUsage), None, "cumulative metrics are not summed");
         assert_eq!(a.get(MetricId::NetworkRx), Some(Value::Int(42)), "pod's own values stay");
+    }
+
+    #[test]
+    fn the_kubelets_pod_values_win_over_sums() {
+        let mut own = pod("a");
+        own.values.set(MetricId::CpuUsageRate, Value::Int(200));
+        own.values.set(MetricId::MemoryUsage, Value::Int(1_000));
+        let mut x = container("a", "x", 100, 50);
+        x.values.set(MetricId::MemoryUsage, Value::Int(300));
+        x.values.set(MetricId::MemoryWorkingSet, Value::Int(250));
+        x.values.set(MetricId::RestartCount, Value::Int(1));
+        let mut y = container("a", "y", 30, 0);
+        y.values.set(MetricId::MemoryUsage, Value::Int(400));
+        y.values.set(MetricId::RestartCount, Value::Int(4));
+        let mut sets = vec![own, x, y];
+        aggregate_pods(&mut sets, 60_000);
+        let a = &sets[0].values;
+        assert_eq!(a.get(MetricId::CpuUsageRate), Some(Value::Int(200)), "not 130: the pod's own rate");
+        assert_eq!(a.get(MetricId::MemoryUsage), Some(Value::Int(1_000)), "not 700: the pod's own usage");
+        assert_eq!(a.get(MetricId::MemoryWorkingSet), Some(Value::Int(250)), "absent at pod level: summed");
+        assert_eq!(a.get(MetricId::CpuRequest), Some(Value::Int(50)));
+        assert_eq!(a.get(MetricId::MemoryPageFaultsRate), Some(Value::Float(1.0)));
+        assert_eq!(a.get(MetricId::RestartCount), Some(Value::Int(5)), "restarts of all containers");
+        assert_eq!(a.get(MetricId::CpuUsage), None, "other counters are not summed");
+    }
+
+    #[test]
+    fn node_memory_utilization_is_usage_over_allocatable() {
+        let mut node = MetricSet::new(EntityKey::Node { node: "node-1".into() });
+        node.values.set(MetricId::MemoryUsage, Value::Int(300));
+        node.values.set(MetricId::MemoryWorkingSet, Value::Int(100));
+        node.values.set(MetricId::MemoryNodeAllocatable, Value::Float(1_000.0));
+        node.values.set(MetricId::CpuNodeAllocatable, Value::Float(2_000.0));
+        node_ratios(&mut node);
+        assert_eq!(node.values.get(MetricId::MemoryNodeUtilization), Some(Value::Float(0.3)));
+        assert_eq!(node.values.get(MetricId::CpuNodeUtilization), None, "no cpu rate yet: absent, not 0");
+        assert_eq!(node.values.get(MetricId::CpuNodeReservation), Some(Value::Float(0.0)));
     }
 
     #[test]

@@ -171,6 +171,10 @@ mod wire {
         #[serde(borrow)]
         pub containers: List<Obj<ContainerStats<'a>>>,
         #[serde(borrow)]
+        pub cpu: Obj<CpuStats<'a>>,
+        #[serde(borrow)]
+        pub memory: Obj<MemoryStats<'a>>,
+        #[serde(borrow)]
         pub network: Obj<NetworkStats<'a>>,
         #[serde(borrow)]
         pub volume: List<Obj<FsStats<'a>>>,
@@ -698,13 +702,24 @@ impl<'t> Decoder<'t> {
 
         let mut set = MetricSet::new(EntityKey::Pod { ns: ns.clone(), pod: pod_name.clone() });
         set.labels = labels.clone();
-        let network_at = at.field("network");
+        let (cpu_at, memory_at, network_at) = (at.field("cpu"), at.field("memory"), at.field("network"));
+        let cpu = self.obj(&pod.cpu, cpu_at);
+        let memory = self.obj(&pod.memory, memory_at);
         let network = self.obj(&pod.network, network_at);
         let start = self.time(&pod.start_time, at.field("startTime"));
         set.create_time = start.unwrap_or(0);
-        // Heapster reads a pod's scrape time from its network stats only.
-        set.scrape_time = self.scrape_time(&[(network.map(|n| &n.time), network_at.field("time"))]);
+        // Heapster times a pod by its network stats, so its rates match Heapster's; a pod
+        // without them is timed by its cpu or memory stats rather than the window end.
+        set.scrape_time = self.scrape_time(&[
+            (network.map(|n| &n.time), network_at.field("time")),
+            (cpu.map(|c| &c.time), cpu_at.field("time")),
+            (memory.map(|m| &m.time), memory_at.field("time")),
+        ]);
         set_uptime(&mut set, start);
+        // The kubelet's own pod totals (cgroup of the whole pod, so pause container and pod
+        // overhead included); `aggregate` sums containers only for what a pod lacks here.
+        self.cpu(&mut set, cpu, cpu_at);
+        self.memory(&mut set, memory, memory_at);
         self.network(&mut set, network, network_at);
         for (i, volume) in self.list(&pod.volume, at.field("volume")).iter().enumerate() {
             let at = at.item("volume", i);
@@ -765,13 +780,19 @@ impl<'t> Decoder<'t> {
         self.cpu(&mut set, cpu, cpu_at);
         self.memory(&mut set, memory, memory_at);
         let (rootfs_at, logs_at) = (at.field("rootfs"), at.field("logs"));
+        let mut rootfs_used = None;
         if let Some(fs) = self.obj(&container.rootfs, rootfs_at) {
             let root = self.root_fs.clone();
-            self.fs(&mut set, fs, &root, rootfs_at);
+            rootfs_used = self.fs(&mut set, fs, &root, rootfs_at);
         }
+        let mut logs_used = None;
         if let Some(fs) = self.obj(&container.logs, logs_at) {
             let logs = self.logs_fs.clone();
-            self.fs(&mut set, fs, &logs, logs_at);
+            logs_used = self.fs(&mut set, fs, &logs, logs_at);
+        }
+        // Heapster's container ephemeral storage: writable layer plus logs, only when both are known.
+        if let (Some(rootfs), Some(logs)) = (rootfs_used, logs_used) {
+            set_value(&mut set, MetricId::EphemeralStorageUsage, Some(rootfs.saturating_add(logs)));
         }
         self.accelerators(&mut set, container, at);
         self.custom_metrics(&mut set, container, at);
@@ -947,9 +968,11 @@ mod tests {
     const WINDOWS_NODE: &str = "ip-172-29-160-189.ec2.internal";
     const FALLBACK: i64 = 1_700_000_000_000_000_000;
 
+    /// A capture from `shared/captures` beside the checkout, or beside the folder holding it.
     fn capture(name: &str) -> Vec<u8> {
         let path = format!("{}/../shared/captures/{name}", env!("CARGO_MANIFEST_DIR"));
-        std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+        let deeper = format!("{}/../../shared/captures/{name}", env!("CARGO_MANIFEST_DIR"));
+        std::fs::read(&path).or_else(|_| std::fs::read(&deeper)).unwrap_or_else(|e| panic!("{path}: {e}"))
     }
 
     fn parse(body: &[u8], node: &str) -> (Result<SummaryReport, SummaryError>, Vec<MetricSet>) {
@@ -1032,6 +1055,35 @@ mod tests {
         if let Some(fs) = c.get("logs") {
             check_fs(set, fs, "logs");
         }
+        let used = |fs: &str| c.get(fs).and_then(|f| f.get("usedBytes")).and_then(Json::as_i64);
+        let ephemeral = used("rootfs").zip(used("logs")).map(|(rootfs, logs)| rootfs + logs);
+        assert_eq!(set.values.get_i64(MetricId::EphemeralStorageUsage), ephemeral, "{}", set.key);
+    }
+
+    /// Every unlabeled value a pod set may carry, as the capture's `PodStats` gives it.
+    fn pod_values_from_json(p: &Json) -> Vec<(MetricId, i64)> {
+        let scrape = ns(&p["network"]["time"]);
+        let mut expected = vec![(MetricId::Uptime, (scrape - ns(&p["startTime"])) / 1_000_000)];
+        let fields = [
+            (MetricId::CpuUsage, "/cpu/usageCoreNanoSeconds"),
+            (MetricId::MemoryUsage, "/memory/usageBytes"),
+            (MetricId::MemoryWorkingSet, "/memory/workingSetBytes"),
+            (MetricId::MemoryRss, "/memory/rssBytes"),
+            (MetricId::MemoryPageFaults, "/memory/pageFaults"),
+            (MetricId::MemoryMajorPageFaults, "/memory/majorPageFaults"),
+            (MetricId::NetworkRx, "/network/rxBytes"),
+            (MetricId::NetworkRxErrors, "/network/rxErrors"),
+            (MetricId::NetworkTx, "/network/txBytes"),
+            (MetricId::NetworkTxErrors, "/network/txErrors"),
+            (MetricId::EphemeralStorageUsage, "/ephemeral-storage/usedBytes"),
+        ];
+        for (id, pointer) in fields {
+            if let Some(v) = p.pointer(pointer).and_then(Json::as_i64) {
+                expected.push((id, v));
+            }
+        }
+        expected.sort();
+        expected
     }
 
     /// Checks every set of a capture against the capture's own JSON.
@@ -1087,17 +1139,12 @@ mod tests {
             assert_eq!(label(set, LabelId::Hostname), Some(node));
             assert_eq!(set.create_time, ns(&p["startTime"]));
             assert_eq!(set.scrape_time, ns(&p["network"]["time"]));
-            for (id, field) in [
-                (MetricId::NetworkRx, "rxBytes"),
-                (MetricId::NetworkRxErrors, "rxErrors"),
-                (MetricId::NetworkTx, "txBytes"),
-                (MetricId::NetworkTxErrors, "txErrors"),
-            ] {
-                assert_eq!(set.values.get_i64(id), p["network"][field].as_i64(), "{key} {field}");
-            }
-            for id in [MetricId::CpuUsage, MetricId::MemoryUsage, MetricId::MemoryWorkingSet] {
-                assert_eq!(set.values.get(id), None, "pod-level {} is not decoded", id.name());
-            }
+            // Every value of the pod set is the kubelet's own pod-level number, and nothing else.
+            let mut got: Vec<(MetricId, i64)> = set.values.iter().map(|(id, v)| (id, v.as_i64())).collect();
+            got.sort();
+            assert_eq!(got, pod_values_from_json(p), "{key}");
+            assert!(got.iter().any(|(id, _)| *id == MetricId::CpuUsage), "{key}: the capture has pod cpu");
+            assert!(got.iter().any(|(id, _)| *id == MetricId::MemoryWorkingSet), "{key}: and pod memory");
             let volumes = p["volume"].as_array().map_or(&[][..], Vec::as_slice);
             for v in volumes {
                 check_fs(set, v, &format!("Volume:{}", v["name"].as_str().unwrap()));
@@ -1245,6 +1292,54 @@ mod tests {
     }
 
     #[test]
+    fn pod_level_stats_and_their_time() {
+        let body = json!({"pods": [
+            {"podRef": {"name": "net", "namespace": "n"},
+             "network": {"time": "2020-01-01T00:00:03Z", "rxBytes": 1},
+             "cpu": {"time": "2020-01-01T00:00:02Z", "usageCoreNanoSeconds": 7},
+             "memory": {"time": "2020-01-01T00:00:01Z", "usageBytes": 9, "pageFaults": 4, "majorPageFaults": 2}},
+            {"podRef": {"name": "cpu", "namespace": "n"},
+             "cpu": {"time": "2020-01-01T00:00:02Z", "usageCoreNanoSeconds": 7},
+             "memory": {"time": "2020-01-01T00:00:01Z", "workingSetBytes": 5}},
+            {"podRef": {"name": "mem", "namespace": "n"}, "memory": {"time": "2020-01-01T00:00:01Z", "rssBytes": 3}},
+            {"podRef": {"name": "none", "namespace": "n"}, "memory": {"rssBytes": 3}}]});
+        let (report, out) = parse_json(&body, "n1");
+        assert_eq!(report.warnings, Vec::<String>::new());
+        let second = |s: i64| 1_577_836_800_000_000_000 + s * 1_000_000_000;
+        let net = find(&out, "namespace:n/pod:net");
+        assert_eq!(net.scrape_time, second(3), "network time first, as Heapster");
+        assert_eq!(net.values.get_i64(MetricId::CpuUsage), Some(7));
+        assert_eq!(net.values.get_i64(MetricId::MemoryUsage), Some(9));
+        assert_eq!(net.values.get_i64(MetricId::MemoryPageFaults), Some(4));
+        assert_eq!(net.values.get_i64(MetricId::MemoryMajorPageFaults), Some(2));
+        let cpu = find(&out, "namespace:n/pod:cpu");
+        assert_eq!(cpu.scrape_time, second(2));
+        assert_eq!(cpu.values.get_i64(MetricId::MemoryWorkingSet), Some(5));
+        assert_eq!(cpu.values.get(MetricId::MemoryUsage), None, "absent stays absent");
+        assert_eq!(find(&out, "namespace:n/pod:mem").scrape_time, second(1));
+        assert_eq!(find(&out, "namespace:n/pod:none").scrape_time, FALLBACK);
+    }
+
+    #[test]
+    fn container_ephemeral_storage_needs_rootfs_and_logs() {
+        let (_, out) = parse_json(
+            &pod_with(json!([
+                {"name": "both", "rootfs": {"usedBytes": 40}, "logs": {"usedBytes": 2}},
+                {"name": "rootfs", "rootfs": {"usedBytes": 40}},
+                {"name": "unused", "rootfs": {"capacityBytes": 40}, "logs": {"usedBytes": 2}}])),
+            "n1",
+        );
+        let usage = |c: &str| {
+            find(&out, &format!("namespace:n/pod:p/container:{c}"))
+                .values
+                .get_i64(MetricId::EphemeralStorageUsage)
+        };
+        assert_eq!(usage("both"), Some(42));
+        assert_eq!(usage("rootfs"), None);
+        assert_eq!(usage("unused"), None);
+    }
+
+    #[test]
     fn truncated_body_names_node_and_offset() {
         let body = capture(GKE);
         let cut = (20_000..).find(|c| !body[c - 1].is_ascii_whitespace()).unwrap();
@@ -1387,7 +1482,9 @@ mod tests {
         };
         let pod1 = find(&out, &name(&pods[1]));
         assert_eq!(pod1.values.get(MetricId::NetworkRx), None);
-        assert_eq!(pod1.scrape_time, FALLBACK);
+        // Without network stats, the pod is timed by its cpu stats.
+        assert_eq!(pod1.scrape_time, ns(&pods[1]["cpu"]["time"]));
+        assert_ne!(pods[1]["cpu"]["time"], clean_json["pods"][1]["network"]["time"]);
         let pod4 = find(&out, &name(&pods[4]));
         assert_eq!((pod4.create_time, pod4.values.get(MetricId::Uptime)), (0, None));
         let c = &pods[5]["containers"][0];
