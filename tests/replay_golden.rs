@@ -34,3 +34,27 @@ fn replay_matches_golden_output_for_1_2_and_4_workers() {
         }
     }
 }
+
+/// With `schedulableLabel=true`, node lines gain the tag and nothing else changes.
+#[test]
+fn schedulable_label_is_an_option() {
+    let golden = std::fs::read_to_string(small().join("expected/metrics.lp")).expect("golden");
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let out = tmp.path().join("labeled.lp");
+    let sink = format!("--sink=file:{}", out.display());
+    let source = format!("--source=replay:{}?schedulableLabel=true", small().display());
+    let run = heapster(&[&source, &sink]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    let written = std::fs::read_to_string(&out).expect("output");
+    assert_eq!(written.lines().count(), golden.lines().count());
+    let mut labeled = 0;
+    for (got, want) in written.lines().zip(golden.lines()) {
+        assert!(!want.contains("schedulable="), "the golden output has no schedulable tag: {want}");
+        let is_node = want.contains(",type=node ");
+        let stripped = got.replace(",schedulable=true", "").replace(",schedulable=false", "");
+        assert_eq!(stripped, want);
+        assert_eq!(got != want, is_node, "{got}");
+        labeled += usize::from(is_node);
+    }
+    assert!(labeled > 0);
+}

@@ -40,7 +40,8 @@ pub fn replay_to_null(dir: &str) -> heapster::run::RunConfig {
     use heapster::sinks::SinkConfig;
     use heapster::sinks::file::FileConfig;
     use heapster::sources::replay::{Pace, ReplayConfig};
-    let source = SourceConfig::Replay(ReplayConfig { path: dir.into(), pace: Pace::Fast });
+    let source =
+        SourceConfig::Replay(ReplayConfig { path: dir.into(), pace: Pace::Fast, schedulable_label: false });
     let sink = SinkConfig::File(FileConfig {
         path: "/dev/null".into(),
         with_fields: false,

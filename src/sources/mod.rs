@@ -25,6 +25,10 @@ pub struct NodeTarget {
     pub host_id: Name,
     /// Not cordoned (`spec.unschedulable` unset).
     pub schedulable: bool,
+    /// Whether the node's set carries `schedulable` as a label. Off unless the source asks for
+    /// it: Heapster's summary source never wrote it, and an extra tag starts a new InfluxDB
+    /// series for every node.
+    pub schedulable_label: bool,
     /// Ready condition is `True`: only ready nodes are scraped.
     pub ready: bool,
     /// The node's `InternalIP`, where its kubelet listens.
@@ -39,6 +43,7 @@ impl NodeTarget {
             hostname: Name::new(name),
             host_id: Name::default(),
             schedulable: true,
+            schedulable_label: false,
             ready: true,
             address: None,
         }

@@ -35,10 +35,12 @@ pub enum Pace {
 pub struct ReplayConfig {
     pub path: PathBuf,
     pub pace: Pace,
+    /// Label node sets `schedulable=true|false`, as the `kubernetes` source's option does.
+    pub schedulable_label: bool,
 }
 
 impl ReplayConfig {
-    /// `replay:PATH[?pace=fast|real]`.
+    /// `replay:PATH[?pace=fast|real&schedulableLabel=false|true]`.
     pub fn from_uri(uri: &str) -> Result<ReplayConfig, ConfigError> {
         let rest = uri.strip_prefix("replay:").unwrap_or(uri);
         let (path, query) = match rest.split_once('?') {
@@ -60,8 +62,9 @@ impl ReplayConfig {
                 ));
             }
         };
-        opts.finish("replay source", &["pace"])?;
-        Ok(ReplayConfig { path: PathBuf::from(path), pace })
+        let schedulable_label = opts.bool_or("schedulableLabel", false)?;
+        opts.finish("replay source", &["pace", "schedulableLabel"])?;
+        Ok(ReplayConfig { path: PathBuf::from(path), pace, schedulable_label })
     }
 }
 
@@ -86,11 +89,16 @@ pub struct ReplayReport {
 pub struct Replay {
     scenario: Scenario,
     pace: Pace,
+    schedulable_label: bool,
 }
 
 impl Replay {
     pub fn open(config: &ReplayConfig) -> Result<Replay, ReplayError> {
-        Ok(Replay { scenario: Scenario::open(&config.path)?, pace: config.pace })
+        Ok(Replay {
+            scenario: Scenario::open(&config.path)?,
+            pace: config.pace,
+            schedulable_label: config.schedulable_label,
+        })
     }
 
     pub fn scenario(&self) -> &Scenario {
@@ -148,8 +156,10 @@ impl Replay {
                     Err(e) => health.record(&target.name, Err(&e.to_string())),
                 }
                 report.scrapes += 1;
-                let scrape = Scrape { target: target.clone(), body };
                 let owner = node_owner(&target.name, feeds.len());
+                let mut target = target.clone();
+                target.schedulable_label = self.schedulable_label;
+                let scrape = Scrape { target, body };
                 if send(&feeds[owner], Feed::Scrape { time: window.time, scrape }).is_err() {
                     return Ok(report);
                 }
@@ -252,8 +262,13 @@ mod tests {
     fn parses_uris() {
         assert_eq!(
             ReplayConfig::from_uri("replay:fixtures/small").unwrap(),
-            ReplayConfig { path: PathBuf::from("fixtures/small"), pace: Pace::Fast }
+            ReplayConfig {
+                path: PathBuf::from("fixtures/small"),
+                pace: Pace::Fast,
+                schedulable_label: false
+            }
         );
+        assert!(ReplayConfig::from_uri("replay:/x?schedulableLabel=true").unwrap().schedulable_label);
         assert_eq!(ReplayConfig::from_uri("replay:/x?pace=real").unwrap().pace, Pace::Real);
         let err = ReplayConfig::from_uri("replay:/x?pace=slow").unwrap_err();
         assert!(err.to_string().contains("pace=\"slow\": expected fast or real"), "{err}");

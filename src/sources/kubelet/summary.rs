@@ -632,8 +632,10 @@ impl<'t> Decoder<'t> {
         }
         let mut set = MetricSet::new(EntityKey::Node { node: self.target.name.clone() });
         set.labels = self.node_labels.clone();
-        let schedulable = self.interner.intern(if self.target.schedulable { "true" } else { "false" });
-        set.labels.set(LabelId::Schedulable, schedulable);
+        if self.target.schedulable_label {
+            let schedulable = self.interner.intern(if self.target.schedulable { "true" } else { "false" });
+            set.labels.set(LabelId::Schedulable, schedulable);
+        }
 
         let (cpu_at, memory_at, network_at) = (at.field("cpu"), at.field("memory"), at.field("network"));
         let cpu = self.obj(&node.cpu, cpu_at);
@@ -1118,7 +1120,7 @@ mod tests {
         assert_eq!(label(node_set, LabelId::Nodename), Some(node));
         assert_eq!(label(node_set, LabelId::Hostname), Some(node));
         assert_eq!(label(node_set, LabelId::HostId), None, "empty host id is skipped");
-        assert_eq!(label(node_set, LabelId::Schedulable), Some("true"));
+        assert_eq!(label(node_set, LabelId::Schedulable), None, "only when the source asks for it");
 
         for c in sys {
             let name = system_container_name(c["name"].as_str().unwrap());
@@ -1659,6 +1661,7 @@ mod tests {
         target.hostname = Name::new("host-1");
         target.host_id = Name::new("gce://p/z/gke-1");
         target.schedulable = false;
+        target.schedulable_label = true;
         let mut out = Vec::new();
         let report = parse_summary(&capture(GKE), &target, 0, &mut Interner::default(), &mut out).unwrap();
         assert_eq!(

@@ -33,6 +33,7 @@ const OPTIONS: &[&str] = &[
     "kubeletHttps",
     "kubeletTimeout",
     "events",
+    "schedulableLabel",
 ];
 
 /// What the source collects.
@@ -55,6 +56,8 @@ pub struct KubernetesConfig {
     pub kubelet_https: bool,
     pub kubelet_timeout: Duration,
     pub collect: Collect,
+    /// Label node sets `schedulable=true|false` (not in Heapster's summary source).
+    pub schedulable_label: bool,
 }
 
 impl KubernetesConfig {
@@ -99,6 +102,7 @@ impl KubernetesConfig {
         })?;
         let kubelet_timeout = opts.duration_or("kubeletTimeout", Duration::from_secs(10))?;
         let events = opts.bool_or("events", true)?;
+        let schedulable_label = opts.bool_or("schedulableLabel", false)?;
         opts.finish("kubernetes source", OPTIONS)?;
         if !in_cluster && kubeconfig.is_none() && server.is_none() {
             return Err(ConfigError::new(
@@ -122,6 +126,7 @@ impl KubernetesConfig {
             kubelet_https,
             kubelet_timeout,
             collect,
+            schedulable_label,
         })
     }
 
@@ -228,9 +233,11 @@ mod tests {
         assert_eq!(c.kubeconfig, Some(PathBuf::from("/tmp/kc")));
         assert_eq!(c.kubelet_port, 11250);
         assert_eq!(c.collect, Collect::MetricsAndEvents);
+        assert!(!c.schedulable_label, "off unless asked for");
 
         let c = KubernetesConfig::from_uri("kubernetes:''").unwrap();
         assert!(c.in_cluster && c.server.is_none());
+        assert!(KubernetesConfig::from_uri("kubernetes:?schedulableLabel=true").unwrap().schedulable_label);
         assert_eq!(c.kubelet_port, 10255);
         assert_eq!(KubernetesConfig::from_uri("kubernetes:?kubeletHttps=true").unwrap().kubelet_port, 10250);
         let c = KubernetesConfig::from_uri("kubernetes.summary_api:https://k?events=false").unwrap();
@@ -247,6 +254,7 @@ mod tests {
             ("kubernetes:https://k?kubeletPort=0", "kubeletPort"),
             ("kubernetes:https://k?kubeletPort=70000", "kubeletPort"),
             ("kubernetes:https://k?insecure=yes", "insecure"),
+            ("kubernetes:https://k?schedulableLabel=1x", "schedulableLabel"),
             ("kubernetes:https://k?kubeletTimeout=x", "kubeletTimeout"),
             ("kubernetes:https://k?bogus=1", "\"bogus\""),
             ("kubernetes:ftp://k", "http(s)"),

@@ -97,6 +97,7 @@ pub fn node_target_interned(node: &Node, interner: &mut Interner) -> Result<Node
         hostname: interner.intern(hostname),
         host_id: interner.intern(host_id),
         schedulable,
+        schedulable_label: false,
         ready,
         address: address.map(str::to_string),
     })

@@ -131,7 +131,10 @@ pub async fn run(
     let mut next = (now_ms() / step + 1) * step;
     tracing::info!(resolution = %humantime::format_duration(resolution), timeout = %humantime::format_duration(timeout), "collecting from the Kubernetes API");
     while sleep_until(next, &stop).await {
-        let plan = cluster.plan(next);
+        let mut plan = cluster.plan(next);
+        for target in &mut plan.targets {
+            target.schedulable_label = config.schedulable_label;
+        }
         tracing::debug!(window = next, nodes = plan.targets.len(), changes = plan.changes.len(), "window");
         feed_window(&feeds, plan, &scraper, &health, resolution).await?;
         let now = now_ms();
