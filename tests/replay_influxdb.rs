@@ -182,6 +182,25 @@ fn replay_into_influxdb_has_heapsters_schema_and_values() {
     assert!(containers_sum > 0.0);
     assert_ne!(containers_sum, pod_rate as f64, "the pod's overhead is in its own counter only");
 
+    // Node memory utilization: memory/usage over allocatable, as Heapster (not the working set).
+    let nodes = api_list(&small(), 1, "nodes.json");
+    let item =
+        nodes["items"].as_array().expect("items").iter().find(|n| n["metadata"]["name"] == node.as_str());
+    let allocatable = item.expect("node")["status"]["allocatable"]["memory"].as_str().expect("memory");
+    let allocatable = 1024.0 * allocatable.strip_suffix("Ki").expect("Ki").parse::<f64>().expect("number");
+    let memory = &summary(&small(), 1, node)["node"]["memory"];
+    let usage = memory["usageBytes"].as_f64().expect("usage");
+    assert_ne!(memory["usageBytes"], memory["workingSetBytes"]);
+    assert_eq!(
+        value_at(
+            &influxd,
+            "memory/node_utilization",
+            &format!("type = 'node' AND nodename = '{node}'"),
+            times[1]
+        ),
+        Some(usage / allocatable)
+    );
+
     // Namespace sums of pods, and the cluster sum of namespaces.
     let w = 2;
     let mut per_ns: BTreeMap<String, f64> = BTreeMap::new();
