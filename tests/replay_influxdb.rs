@@ -253,6 +253,19 @@ fn replay_into_influxdb_has_heapsters_schema_and_values() {
     let before =
         value_at(&influxd, "restart_count", &filter, times[restart_window - 1]).expect("restart_count");
     assert_eq!(restarts, before + 1.0);
+    // The pod's restart_count: its containers' restarts, from the pod list in force.
+    let listed = api_list(&small(), restart_window, "pods.json");
+    let item = listed["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .find(|p| p["metadata"]["namespace"] == ns.as_str() && p["metadata"]["name"] == pod.as_str())
+        .expect("restarted pod listed");
+    let statuses = item["status"]["containerStatuses"].as_array().expect("statuses");
+    let sum: i64 = statuses.iter().map(|c| c["restartCount"].as_i64().expect("restartCount")).sum();
+    assert!(sum >= 1);
+    let pod_filter = format!("type = 'pod' AND namespace_name = '{ns}' AND pod_name = '{pod}'");
+    assert_eq!(value_at(&influxd, "restart_count", &pod_filter, times[restart_window]), Some(sum as f64));
 
     // The deleted pod: written before its deletion, absent from then on.
     let (deleted_window, ns, pod) = find_deletion();
