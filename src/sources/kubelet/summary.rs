@@ -970,11 +970,9 @@ mod tests {
     const WINDOWS_NODE: &str = "ip-172-29-160-189.ec2.internal";
     const FALLBACK: i64 = 1_700_000_000_000_000_000;
 
-    /// A capture from `shared/captures` beside the checkout, or beside the folder holding it.
     fn capture(name: &str) -> Vec<u8> {
         let path = format!("{}/../shared/captures/{name}", env!("CARGO_MANIFEST_DIR"));
-        let deeper = format!("{}/../../shared/captures/{name}", env!("CARGO_MANIFEST_DIR"));
-        std::fs::read(&path).or_else(|_| std::fs::read(&deeper)).unwrap_or_else(|e| panic!("{path}: {e}"))
+        std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
     }
 
     fn parse(body: &[u8], node: &str) -> (Result<SummaryReport, SummaryError>, Vec<MetricSet>) {
