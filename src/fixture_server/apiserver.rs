@@ -27,6 +27,7 @@ enum Route {
     Get(ApiList, View, Key),
     FixtureState,
     FixtureAdvance,
+    FixtureStats,
 }
 
 fn route(path: &str) -> Option<Route> {
@@ -61,6 +62,7 @@ fn route(path: &str) -> Option<Route> {
         }
         ["fixture", "state"] => Route::FixtureState,
         ["fixture", "advance"] => Route::FixtureAdvance,
+        ["fixture", "stats"] => Route::FixtureStats,
         _ => return None,
     })
 }
@@ -120,6 +122,13 @@ pub async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Response
         Route::FixtureState => {
             let state = shared.state();
             let body = json!({"window": state.clock.window(), "windows": state.clock.windows()});
+            http::json(StatusCode::OK, body.to_string())
+        }
+        Route::FixtureStats => {
+            // Benchmarks read how many nodes were scraped over a stretch of windows.
+            let stats = shared.stats.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let total: u64 = stats.summaries.values().sum();
+            let body = json!({"summaries": total, "nodes": stats.summaries.len()});
             http::json(StatusCode::OK, body.to_string())
         }
         Route::FixtureAdvance => {

@@ -505,6 +505,11 @@ async fn kubelets_serve_the_current_window_and_drive_the_clock() {
     assert_eq!(f.server.window(), 1, "n3 is Ready in window 1");
     assert_eq!(f.scrape("n3").await, 1);
     assert_eq!(f.get_json("/fixture/state").await, json!({"window": 2, "windows": 3}));
+    assert_eq!(
+        f.get_json("/fixture/stats").await,
+        json!({"summaries": 7, "nodes": 3}),
+        "n3 asked once while unlisted"
+    );
 
     for node in ["n1", "n2", "n3"] {
         assert_eq!(f.scrape(node).await, 2);
