@@ -10,7 +10,8 @@
 //!
 //! Under `cargo test` (no `--bench`) it runs a 3-node smoke size with 5 s windows, live and
 //! replay with the null sink only. `BENCH_CONFIGS` picks configurations by name, comma
-//! separated (`replay-w1-null,live-w1-null,live-w2-null,live-w1-influxdb,...`).
+//! separated (`replay-w1-null,live-w1-null,live-w2-null,live-w1-influxdb,...`); `BENCH_HEAPSTER`
+//! runs another build's binary (before/after a change).
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -176,7 +177,7 @@ impl Bench {
     fn live(&self, workers: usize, sink: SinkKind) -> Result<Row, String> {
         let influxd = start_influxd(sink)?;
         let tls = tempfile::tempdir().map_err(|e| e.to_string())?;
-        let mut server = Command::new(env!("CARGO_BIN_EXE_heapster"))
+        let mut server = Command::new(heapster_bin())
             .args(["fixture-server", "--listen", "127.0.0.1:0", "--scenario"])
             .arg(&self.scenario)
             .arg("--tls-dir")
@@ -264,6 +265,12 @@ impl Drop for KillOnDrop {
     }
 }
 
+/// The binary under test: this build's, or `BENCH_HEAPSTER` to compare another build.
+fn heapster_bin() -> PathBuf {
+    std::env::var_os("BENCH_HEAPSTER")
+        .map_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_heapster")), PathBuf::from)
+}
+
 fn start_influxd(sink: SinkKind) -> Result<Option<Influxd>, String> {
     match sink {
         SinkKind::Null => Ok(None),
@@ -280,7 +287,7 @@ fn sink_flag(influxd: Option<&Influxd>) -> String {
 
 fn collector(args: &[String], log: &Path) -> Result<Child, String> {
     let log = std::fs::File::create(log).map_err(|e| e.to_string())?;
-    Command::new(env!("CARGO_BIN_EXE_heapster"))
+    Command::new(heapster_bin())
         .args(args)
         .env("RUST_LOG", "info")
         .stdout(Stdio::null())
@@ -362,7 +369,10 @@ fn https_get(addr: &str, path: &str) -> Result<String, String> {
     // A close without close_notify still ends the body: keep what arrived.
     let _ = tls.read_to_end(&mut response);
     let response = String::from_utf8_lossy(&response);
-    let (_, body) = response.split_once("\r\n\r\n").ok_or("no HTTP body")?;
+    let (head, body) = response.split_once("\r\n\r\n").ok_or("no HTTP body")?;
+    if !head.starts_with("HTTP/1.0 200") && !head.starts_with("HTTP/1.1 200") {
+        return Err(format!("GET {path}: {}", head.lines().next().unwrap_or("")));
+    }
     Ok(body.to_string())
 }
 

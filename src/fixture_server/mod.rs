@@ -70,6 +70,7 @@ mod http;
 mod kubelet;
 mod listen;
 mod load;
+mod paging;
 mod store;
 mod tls;
 mod watch;
@@ -209,6 +210,7 @@ struct Shared {
     /// Bumped after every window change, waking watches.
     changes: tokio::sync::watch::Sender<u64>,
     stats: Mutex<FixtureStats>,
+    pages: paging::Pages,
 }
 
 impl Shared {
@@ -322,6 +324,7 @@ impl FixtureServer {
             }),
             changes: tokio::sync::watch::Sender::new(0),
             stats: Mutex::new(FixtureStats::default()),
+            pages: paging::Pages::default(),
         });
 
         if let Some(every) = config.advance_every {
