@@ -1,5 +1,8 @@
 //! What the benchmark harnesses share: sizes from the environment, and this process's figures.
 
+// Each harness uses its own part of these.
+#![allow(dead_code)]
+
 /// A size from the environment; else `full` under `cargo bench`, and `smoke` when the harness
 /// runs as a test (`cargo test --all-targets` builds and runs it without `--bench`): the test
 /// suite checks that the harness works, not how fast, and must not take minutes doing so.

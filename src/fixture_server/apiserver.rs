@@ -10,7 +10,7 @@ use serde_json::json;
 
 use super::http::{self, Body};
 use super::store::{self, Key, View, status_value};
-use super::{Shared, watch};
+use super::{Shared, paging, watch};
 use crate::scenario::ApiList;
 
 #[derive(Debug, PartialEq, Eq)]
@@ -27,6 +27,7 @@ enum Route {
     Get(ApiList, View, Key),
     FixtureState,
     FixtureAdvance,
+    FixtureStats,
 }
 
 fn route(path: &str) -> Option<Route> {
@@ -61,6 +62,7 @@ fn route(path: &str) -> Option<Route> {
         }
         ["fixture", "state"] => Route::FixtureState,
         ["fixture", "advance"] => Route::FixtureAdvance,
+        ["fixture", "stats"] => Route::FixtureStats,
         _ => return None,
     })
 }
@@ -122,6 +124,13 @@ pub async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Response
             let body = json!({"window": state.clock.window(), "windows": state.clock.windows()});
             http::json(StatusCode::OK, body.to_string())
         }
+        Route::FixtureStats => {
+            // Benchmarks read how many nodes were scraped over a stretch of windows.
+            let stats = shared.stats.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let total: u64 = stats.summaries.values().sum();
+            let body = json!({"summaries": total, "nodes": stats.summaries.len()});
+            http::json(StatusCode::OK, body.to_string())
+        }
         Route::FixtureAdvance => {
             let advanced = shared.advance();
             let state = shared.state();
@@ -133,18 +142,28 @@ pub async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Response
         }
         Route::List(list, view, ns) => {
             shared.count(|s| s.lists += 1);
-            if query.get("continue").is_some_and(|c| !c.is_empty()) {
-                return status(
-                    StatusCode::BAD_REQUEST,
-                    "BadRequest",
-                    "continue tokens are never issued here",
-                );
-            }
             if let Some(response) = list_fault(&shared) {
                 return response;
             }
-            let body = shared.state().store.list_body(list, view, ns.as_deref());
-            http::json(StatusCode::OK, body)
+            let limit = query.get("limit").and_then(|l| l.parse().ok()).unwrap_or(0);
+            match query.get("continue").filter(|c| !c.is_empty()) {
+                None => {
+                    let snapshot = shared.state().store.list_snapshot(list, view, ns.as_deref());
+                    http::json(StatusCode::OK, shared.pages.first(snapshot, limit))
+                }
+                Some(token) => match shared.pages.next(token, limit) {
+                    Ok(body) => http::json(StatusCode::OK, body),
+                    Err(paging::PageError::Malformed) => {
+                        status(StatusCode::BAD_REQUEST, "BadRequest", "invalid continue token")
+                    }
+                    Err(paging::PageError::Expired) => status(
+                        StatusCode::GONE,
+                        "Expired",
+                        "The provided continue parameter is too old to display a consistent list result. \
+                         You can start a new list without the continue parameter.",
+                    ),
+                },
+            }
         }
         Route::Get(list, view, key) => {
             shared.count(|s| s.gets += 1);

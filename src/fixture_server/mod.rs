@@ -13,7 +13,8 @@
 //! from when it was entered, however it was entered. On entering `k+1`, the API
 //! objects become window k+1's lists at once (watchers get the events), and kubelets answer
 //! window k+1's bodies; a summary request gets the body of the window it arrived in.
-//! `GET /fixture/state` answers `{"window": k, "windows": n}`.
+//! `GET /fixture/state` answers `{"window": k, "windows": n}`; `GET /fixture/stats`
+//! `{"summaries": total summary requests, "nodes": nodes that asked at least once}`.
 //!
 //! # API objects
 //! Lists are the scenario's files in force ([`Scenario::api_file`]), items sorted by
@@ -69,6 +70,7 @@ mod http;
 mod kubelet;
 mod listen;
 mod load;
+mod paging;
 mod store;
 mod tls;
 mod watch;
@@ -208,6 +210,7 @@ struct Shared {
     /// Bumped after every window change, waking watches.
     changes: tokio::sync::watch::Sender<u64>,
     stats: Mutex<FixtureStats>,
+    pages: paging::Pages,
 }
 
 impl Shared {
@@ -321,6 +324,7 @@ impl FixtureServer {
             }),
             changes: tokio::sync::watch::Sender::new(0),
             stats: Mutex::new(FixtureStats::default()),
+            pages: paging::Pages::default(),
         });
 
         if let Some(every) = config.advance_every {
