@@ -54,7 +54,10 @@
 //! `{"delay_ms": 15000}` answer late; `{"status": 500, "body": "text"}` answer that status and
 //! text (default: the reason phrase) instead of the summary; `{"garbage": true}` answer 200 with
 //! bytes that are not JSON; `{"truncate": 1000}` declare the full `Content-Length`, send only the
-//! first 1000 bytes, then close. A missing summary file answers 404.
+//! first 1000 bytes, then close; `{"endless": true}` answer 200 with the summary followed by
+//! whitespace without end (chunked); `{"declared_length": 100000000000}` answer 200 declaring
+//! that `Content-Length` and send the summary, then whitespace up to it. A missing summary file
+//! answers 404.
 //!
 //! # Security
 //! With a token, every apiserver path and the kubelets' HTTPS port need `Authorization: Bearer`
@@ -65,6 +68,7 @@
 mod apiserver;
 mod clock;
 mod faults;
+mod filler;
 mod http;
 mod kubelet;
 mod listen;
