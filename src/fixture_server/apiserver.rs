@@ -10,7 +10,7 @@ use serde_json::json;
 
 use super::http::{self, Body};
 use super::store::{self, Key, View, status_value};
-use super::{Shared, watch};
+use super::{Shared, paging, watch};
 use crate::scenario::ApiList;
 
 #[derive(Debug, PartialEq, Eq)]
@@ -133,18 +133,34 @@ pub async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Response
         }
         Route::List(list, view, ns) => {
             shared.count(|s| s.lists += 1);
-            if query.get("continue").is_some_and(|c| !c.is_empty()) {
-                return status(
-                    StatusCode::BAD_REQUEST,
-                    "BadRequest",
-                    "continue tokens are never issued here",
-                );
-            }
             if let Some(response) = list_fault(&shared) {
                 return response;
             }
-            let body = shared.state().store.list_body(list, view, ns.as_deref());
-            http::json(StatusCode::OK, body)
+            let limit = match paging::limit(&query) {
+                Ok(limit) => limit,
+                Err(message) => return status(StatusCode::BAD_REQUEST, "BadRequest", &message),
+            };
+            let of = (list, view, ns);
+            if let Some(token) = query.get("continue").filter(|c| !c.is_empty()) {
+                shared.count(|s| s.list_pages += 1);
+                return match shared.pager.next(token, &of, limit) {
+                    Ok(body) => http::json(StatusCode::OK, body),
+                    Err(e) => {
+                        let code = StatusCode::from_u16(e.code()).unwrap_or(StatusCode::BAD_REQUEST);
+                        status(code, e.reason(), &e.message())
+                    }
+                };
+            }
+            let Some(limit) = limit else {
+                let body = shared.state().store.list_body(list, view, of.2.as_deref());
+                return http::json(StatusCode::OK, body);
+            };
+            let (rv, items) = {
+                let state = shared.state();
+                (state.store.rv(), state.store.list_items(list, view, of.2.as_deref()))
+            };
+            let head = (store::item_kind(list), view.api_version());
+            http::json(StatusCode::OK, shared.pager.first(of, rv, head, items, limit))
         }
         Route::Get(list, view, key) => {
             shared.count(|s| s.gets += 1);

@@ -28,8 +28,11 @@
 //! `/api/v1/namespaces/{ns}/events`, single objects under each, the same events as
 //! `events.k8s.io/v1` under `/apis/events.k8s.io/v1/[namespaces/{ns}/]events` (converted as the
 //! apiserver converts them: `note`, `regarding`, `deprecatedCount`, ...), `/version`, `/api`,
-//! `/apis`, `/api/v1`, `/apis/events.k8s.io[/v1]`, `/healthz`. `limit` is ignored (one page, no
-//! `continue`), a list's `resourceVersion`/`resourceVersionMatch` get the current state, and
+//! `/apis`, `/api/v1`, `/apis/events.k8s.io[/v1]`, `/healthz`. A list with `limit=N` is paged
+//! as the apiserver pages it: N items of a snapshot, `continue` and `remainingItemCount` while
+//! more remain, every page of one list at the first page's resource version, a token for a
+//! snapshot long gone `410 Expired` ([`paging`]); without `limit` a list is one page. A list's
+//! `resourceVersion`/`resourceVersionMatch` get the current state, and
 //! `labelSelector`/`fieldSelector` are ignored.
 //!
 //! Watches (`watch=1|true`): from `resourceVersion` N, the logged events above N, then new ones;
@@ -73,6 +76,7 @@ mod http;
 mod kubelet;
 mod listen;
 mod load;
+mod paging;
 mod store;
 mod tls;
 mod watch;
@@ -169,6 +173,8 @@ impl FixtureConfig {
 pub struct FixtureStats {
     /// List answers, errors included.
     pub lists: u64,
+    /// Of those, pages answered for a `continue` token.
+    pub list_pages: u64,
     pub gets: u64,
     pub discovery: u64,
     pub watches_opened: u64,
@@ -212,6 +218,8 @@ struct Shared {
     /// Bumped after every window change, waking watches.
     changes: tokio::sync::watch::Sender<u64>,
     stats: Mutex<FixtureStats>,
+    /// The snapshots behind `continue` tokens.
+    pager: paging::Pager,
 }
 
 impl Shared {
@@ -325,6 +333,7 @@ impl FixtureServer {
             }),
             changes: tokio::sync::watch::Sender::new(0),
             stats: Mutex::new(FixtureStats::default()),
+            pager: paging::Pager::default(),
         });
 
         if let Some(every) = config.advance_every {

@@ -29,7 +29,7 @@ pub enum View {
 }
 
 impl View {
-    fn api_version(self) -> &'static str {
+    pub(super) fn api_version(self) -> &'static str {
         match self {
             View::Core => "v1",
             View::EventsV1 => "events.k8s.io/v1",
@@ -296,6 +296,20 @@ impl Store {
         }
         body.extend_from_slice(b"]}");
         Bytes::from(body)
+    }
+
+    /// The items of `list` as [`Store::list_body`] shows them, one encoded item each: what a
+    /// paged list hands out a page at a time.
+    pub fn list_items(&self, list: ApiList, view: View, namespace: Option<&str>) -> Vec<Bytes> {
+        self.current(list, namespace)
+            .map(|object| match view {
+                View::Core => object
+                    .item
+                    .get_or_init(|| Bytes::from(stamped(list, &object.content, object.rv, false).to_string()))
+                    .clone(),
+                View::EventsV1 => Bytes::from(view.show(list, &object.content, object.rv, false).to_string()),
+            })
+            .collect()
     }
 
     /// Names of the nodes whose `Ready` condition is `True`, the nodes a collector scrapes.
