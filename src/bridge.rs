@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError};
+use crossbeam_channel::{Receiver, Sender, TryRecvError};
 use differential_dataflow::input::Input as _;
 use heapster_dataflows::events::{DedupConfig, DedupCounters, Seen, dedup};
 use heapster_dataflows::meta::{LabelPolicy, MetaRecord};
@@ -144,7 +144,16 @@ pub fn run_workers(
     let events_config = config.events.clone();
     let guards = timely::execute(timely::Config::process(config.workers), move |worker| {
         let index = worker.index();
-        let feed = feeds[index].clone();
+        // The feed wakes this thread, so an idle worker parks in timely until a message or
+        // timely work (another worker's data, an activation) arrives.
+        let (feed, park) = match wake_on_feed(feeds[index].clone(), index) {
+            Ok(feed) => (feed, None),
+            Err(e) => {
+                // Without the relay nothing wakes the worker: it looks at its feed every ms.
+                tracing::warn!("worker {index}: no feed relay ({e}); polling the feed instead");
+                (feeds[index].clone(), Some(Duration::from_millis(1)))
+            }
+        };
         let collected = collected.clone();
         let labels = labels.clone();
         let stats = Arc::clone(&stats);
@@ -199,14 +208,9 @@ pub fn run_workers(
             let message = match feed.try_recv() {
                 Ok(message) => message,
                 Err(TryRecvError::Empty) => {
-                    // Keep the graph moving, then wait for the source; a message wakes the
-                    // worker at once (parking would sleep through it).
-                    worker.step();
-                    match feed.recv_timeout(Duration::from_millis(1)) {
-                        Ok(message) => message,
-                        Err(RecvTimeoutError::Timeout) => continue,
-                        Err(RecvTimeoutError::Disconnected) => break,
-                    }
+                    // Runs what is scheduled; with nothing to do, sleeps until woken.
+                    worker.step_or_park(park);
+                    continue;
                 }
                 Err(TryRecvError::Disconnected) => break,
             };
@@ -254,7 +258,7 @@ pub fn run_workers(
                 }
                 // At most one window in the graph while the next is parsed: bounds memory.
                 if let Some(prev) = last_window {
-                    worker.step_while(|| probe.less_equal(&prev));
+                    worker.step_or_park_while(None, || probe.less_equal(&prev));
                 }
                 sets_in.advance_to(time);
                 // The window's metadata is all in: let the index settle while scrapes are parsed.
@@ -281,12 +285,31 @@ pub fn run_workers(
         drop(sets_in);
         drop(meta_in);
         drop(events_in);
-        worker.step_while(|| !probe.done() || !events_probe.done());
+        worker.step_or_park_while(None, || !probe.done() || !events_probe.done());
     })?;
     for result in guards.join() {
         result?;
     }
     Ok(())
+}
+
+/// Relays `feed` to the calling worker through a channel of one, unparking the worker's thread
+/// after each message and when the feed closes. A parked timely worker is woken by timely's own
+/// channels only; this makes the source's messages wake it too, so it never polls.
+fn wake_on_feed(feed: Receiver<Feed>, index: usize) -> std::io::Result<Receiver<Feed>> {
+    let worker = std::thread::current();
+    let (relay, relayed) = crossbeam_channel::bounded(1);
+    std::thread::Builder::new().name(format!("feed-{index}")).spawn(move || {
+        for message in feed.iter() {
+            if relay.send(message).is_err() {
+                break;
+            }
+            worker.unpark();
+        }
+        drop(relay);
+        worker.unpark();
+    })?;
+    Ok(relayed)
 }
 
 fn parse_scrape(

@@ -5,6 +5,7 @@
 //! - [`sinks`]: log, file, InfluxDB.
 //! - [`synth`]: deterministic synthetic clusters in the scenario format.
 //! - [`checkpoint`]: the event dedup state on disk (`--state_dir`), saved atomically.
+//! - [`state_lock`]: one collector per `--state_dir`.
 //! - [`config`]: `--source`/`--sink` URIs into typed configs.
 //! - [`errors`]: an error with its causes, as logs and reports print it.
 //! - [`testkit`]: real servers (influxd) on loopback for tests and benchmarks.
@@ -21,6 +22,7 @@ pub mod run;
 pub mod scenario;
 pub mod sinks;
 pub mod sources;
+pub mod state_lock;
 pub mod synth;
 #[doc(hidden)]
 pub mod testkit;

@@ -4,6 +4,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use clap::Parser;
 use heapster::cli::{Cli, Command};
+use heapster::state_lock::StateLockError;
 use heapster::{run, synth};
 
 fn main() -> ExitCode {
@@ -90,7 +91,9 @@ fn main() -> ExitCode {
                 }
                 Err(e) => {
                     eprintln!("heapster: {e}");
-                    ExitCode::FAILURE
+                    // Another collector owns the state dir: a usage error, like a bad flag.
+                    let in_use = matches!(e, run::RunError::StateDir(StateLockError::Held { .. }));
+                    if in_use { ExitCode::from(2) } else { ExitCode::FAILURE }
                 }
             }
         }

@@ -18,6 +18,7 @@ use crate::sinks::{Overflow, SinkConfig, SinkHandle, SinkStats};
 use crate::sources::kubernetes::config::{ClientError, KubernetesConfig};
 use crate::sources::kubernetes::{event_watch, source};
 use crate::sources::replay::{Replay, ReplayConfig, ReplayError};
+use crate::state_lock::{StateLock, StateLockError};
 
 /// A parsed `--source` value.
 #[derive(Clone, Debug)]
@@ -86,6 +87,8 @@ pub enum RunError {
     Kubernetes(#[from] ClientError),
     #[error(transparent)]
     Checkpoint(#[from] CheckpointError),
+    #[error(transparent)]
+    StateDir(#[from] StateLockError),
     #[error("the I/O runtime: {0}")]
     Runtime(std::io::Error),
     #[error("workers: {0}")]
@@ -132,6 +135,8 @@ async fn stop_on_signal(stop: Arc<AtomicBool>) {
 pub fn run(config: RunConfig, stop: Arc<AtomicBool>) -> Result<RunReport, RunError> {
     crate::tls::install_crypto_provider();
     let started = Instant::now();
+    // Held to the end of the run: no other collector writes into this state dir meanwhile.
+    let _state_lock = config.state_dir.as_deref().map(StateLock::acquire).transpose()?;
     let workers = config.workers.max(1);
     let stats = Arc::new(Stats::default());
 

@@ -145,25 +145,31 @@ pub async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Response
             if let Some(response) = list_fault(&shared) {
                 return response;
             }
-            let limit = query.get("limit").and_then(|l| l.parse().ok()).unwrap_or(0);
-            match query.get("continue").filter(|c| !c.is_empty()) {
-                None => {
-                    let snapshot = shared.state().store.list_snapshot(list, view, ns.as_deref());
-                    http::json(StatusCode::OK, shared.pages.first(snapshot, limit))
-                }
-                Some(token) => match shared.pages.next(token, limit) {
+            let limit = match paging::limit(&query) {
+                Ok(limit) => limit,
+                Err(message) => return status(StatusCode::BAD_REQUEST, "BadRequest", &message),
+            };
+            let of = (list, view, ns);
+            if let Some(token) = query.get("continue").filter(|c| !c.is_empty()) {
+                shared.count(|s| s.list_pages += 1);
+                return match shared.pager.next(token, &of, limit) {
                     Ok(body) => http::json(StatusCode::OK, body),
-                    Err(paging::PageError::Malformed) => {
-                        status(StatusCode::BAD_REQUEST, "BadRequest", "invalid continue token")
+                    Err(e) => {
+                        let code = StatusCode::from_u16(e.code()).unwrap_or(StatusCode::BAD_REQUEST);
+                        status(code, e.reason(), &e.message())
                     }
-                    Err(paging::PageError::Expired) => status(
-                        StatusCode::GONE,
-                        "Expired",
-                        "The provided continue parameter is too old to display a consistent list result. \
-                         You can start a new list without the continue parameter.",
-                    ),
-                },
+                };
             }
+            let Some(limit) = limit else {
+                let body = shared.state().store.list_body(list, view, of.2.as_deref());
+                return http::json(StatusCode::OK, body);
+            };
+            let (rv, items) = {
+                let state = shared.state();
+                (state.store.rv(), state.store.list_items(list, view, of.2.as_deref()))
+            };
+            let head = (store::item_kind(list), view.api_version());
+            http::json(StatusCode::OK, shared.pager.first(of, rv, head, items, limit))
         }
         Route::Get(list, view, key) => {
             shared.count(|s| s.gets += 1);

@@ -33,7 +33,7 @@ fn is_false(b: &bool) -> bool {
 }
 
 /// `windows/NNNN/kubelet/<node>.fault.json`. Applied in this order: delay, status, garbage,
-/// truncate.
+/// truncate; `endless` and `declared_length` replace a 200 answer.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KubeletFault {
@@ -51,6 +51,12 @@ pub struct KubeletFault {
     /// Answer 200 with bytes that are not JSON.
     #[serde(default)]
     pub garbage: bool,
+    /// Answer 200 with the summary followed by whitespace without end (chunked).
+    #[serde(default)]
+    pub endless: bool,
+    /// Answer 200 declaring this `Content-Length`: the summary, then whitespace up to it.
+    #[serde(default)]
+    pub declared_length: Option<u64>,
 }
 
 /// Every fault file of a scenario.
@@ -117,6 +123,13 @@ fn parse_kubelet(file: &Path, bytes: &[u8]) -> Result<KubeletFault, FixtureError
     if fault.body.is_some() && fault.status.is_none() {
         return Err(bad(file, "body is only used with status".into()));
     }
+    let oversized = fault.endless || fault.declared_length.is_some();
+    if fault.endless && fault.declared_length.is_some() {
+        return Err(bad(file, "endless and declared_length exclude each other".into()));
+    }
+    if oversized && (fault.garbage || fault.truncate.is_some()) {
+        return Err(bad(file, "endless and declared_length go without garbage and truncate".into()));
+    }
     Ok(fault)
 }
 
@@ -161,5 +174,13 @@ mod tests {
         assert!(
             parse_kubelet(p, br#"{"body": "x"}"#).unwrap_err().to_string().contains("only used with status")
         );
+        let k = parse_kubelet(p, br#"{"endless": true}"#).unwrap();
+        assert!(k.endless && k.declared_length.is_none());
+        let k = parse_kubelet(p, br#"{"declared_length": 100000000000}"#).unwrap();
+        assert_eq!(k.declared_length, Some(100_000_000_000));
+        let err = parse_kubelet(p, br#"{"endless": true, "declared_length": 5}"#).unwrap_err().to_string();
+        assert!(err.contains("exclude each other"), "{err}");
+        let err = parse_kubelet(p, br#"{"endless": true, "garbage": true}"#).unwrap_err().to_string();
+        assert!(err.contains("without garbage"), "{err}");
     }
 }

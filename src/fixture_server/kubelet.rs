@@ -9,6 +9,7 @@ use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
 
 use super::Shared;
+use super::filler;
 use super::http::{self, Body};
 
 /// Bytes that no JSON parser accepts: a gzip magic, HTML, invalid UTF-8.
@@ -64,6 +65,9 @@ pub async fn handle(
             }
         },
     };
+    if status == StatusCode::OK && (fault.endless || fault.declared_length.is_some()) {
+        return filler::oversized(body, fault.declared_length);
+    }
     let body = if fault.garbage { Bytes::from_static(GARBAGE) } else { body };
     match fault.truncate {
         Some(keep) if keep < body.len() => http::truncated(status, content_type, body, keep),

@@ -29,8 +29,11 @@
 //! `/api/v1/namespaces/{ns}/events`, single objects under each, the same events as
 //! `events.k8s.io/v1` under `/apis/events.k8s.io/v1/[namespaces/{ns}/]events` (converted as the
 //! apiserver converts them: `note`, `regarding`, `deprecatedCount`, ...), `/version`, `/api`,
-//! `/apis`, `/api/v1`, `/apis/events.k8s.io[/v1]`, `/healthz`. `limit` is ignored (one page, no
-//! `continue`), a list's `resourceVersion`/`resourceVersionMatch` get the current state, and
+//! `/apis`, `/api/v1`, `/apis/events.k8s.io[/v1]`, `/healthz`. A list with `limit=N` is paged
+//! as the apiserver pages it: N items of a snapshot, `continue` and `remainingItemCount` while
+//! more remain, every page of one list at the first page's resource version, a token for a
+//! snapshot long gone `410 Expired` ([`paging`]); without `limit` a list is one page. A list's
+//! `resourceVersion`/`resourceVersionMatch` get the current state, and
 //! `labelSelector`/`fieldSelector` are ignored.
 //!
 //! Watches (`watch=1|true`): from `resourceVersion` N, the logged events above N, then new ones;
@@ -55,7 +58,10 @@
 //! `{"delay_ms": 15000}` answer late; `{"status": 500, "body": "text"}` answer that status and
 //! text (default: the reason phrase) instead of the summary; `{"garbage": true}` answer 200 with
 //! bytes that are not JSON; `{"truncate": 1000}` declare the full `Content-Length`, send only the
-//! first 1000 bytes, then close. A missing summary file answers 404.
+//! first 1000 bytes, then close; `{"endless": true}` answer 200 with the summary followed by
+//! whitespace without end (chunked); `{"declared_length": 100000000000}` answer 200 declaring
+//! that `Content-Length` and send the summary, then whitespace up to it. A missing summary file
+//! answers 404.
 //!
 //! # Security
 //! With a token, every apiserver path and the kubelets' HTTPS port need `Authorization: Bearer`
@@ -66,6 +72,7 @@
 mod apiserver;
 mod clock;
 mod faults;
+mod filler;
 mod http;
 mod kubelet;
 mod listen;
@@ -167,6 +174,8 @@ impl FixtureConfig {
 pub struct FixtureStats {
     /// List answers, errors included.
     pub lists: u64,
+    /// Of those, pages answered for a `continue` token.
+    pub list_pages: u64,
     pub gets: u64,
     pub discovery: u64,
     pub watches_opened: u64,
@@ -210,7 +219,8 @@ struct Shared {
     /// Bumped after every window change, waking watches.
     changes: tokio::sync::watch::Sender<u64>,
     stats: Mutex<FixtureStats>,
-    pages: paging::Pages,
+    /// The snapshots behind `continue` tokens.
+    pager: paging::Pager,
 }
 
 impl Shared {
@@ -324,7 +334,7 @@ impl FixtureServer {
             }),
             changes: tokio::sync::watch::Sender::new(0),
             stats: Mutex::new(FixtureStats::default()),
-            pages: paging::Pages::default(),
+            pager: paging::Pager::default(),
         });
 
         if let Some(every) = config.advance_every {

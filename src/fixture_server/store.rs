@@ -29,7 +29,7 @@ pub enum View {
 }
 
 impl View {
-    fn api_version(self) -> &'static str {
+    pub(super) fn api_version(self) -> &'static str {
         match self {
             View::Core => "v1",
             View::EventsV1 => "events.k8s.io/v1",
@@ -127,43 +127,6 @@ pub fn item_kind(list: ApiList) -> &'static str {
         ApiList::Pods => "Pod",
         ApiList::Namespaces => "Namespace",
         ApiList::Events => "Event",
-    }
-}
-
-/// A list's encoded items at one resource version.
-#[derive(Debug)]
-pub struct ListSnapshot {
-    kind: &'static str,
-    api_version: &'static str,
-    pub rv: u64,
-    pub items: Vec<Bytes>,
-}
-
-impl ListSnapshot {
-    #[cfg(test)]
-    pub fn for_test(kind: &'static str, rv: u64, items: Vec<Bytes>) -> ListSnapshot {
-        ListSnapshot { kind, api_version: "v1", rv, items }
-    }
-
-    /// The list body for `items[range]`; `more` is the continue token and the count after it.
-    pub fn body(&self, range: std::ops::Range<usize>, more: Option<(&str, usize)>) -> Bytes {
-        let continued = more.map_or(String::new(), |(token, remaining)| {
-            format!(r#","continue":"{token}","remainingItemCount":{remaining}"#)
-        });
-        let mut body = format!(
-            r#"{{"kind":"{}List","apiVersion":"{}","metadata":{{"resourceVersion":"{}"{continued}}},"items":["#,
-            self.kind, self.api_version, self.rv
-        )
-        .into_bytes();
-        let end = range.end.min(self.items.len());
-        for (n, item) in self.items[range.start.min(end)..end].iter().enumerate() {
-            if n > 0 {
-                body.push(b',');
-            }
-            body.extend_from_slice(item);
-        }
-        body.extend_from_slice(b"]}");
-        Bytes::from(body)
     }
 }
 
@@ -306,11 +269,39 @@ impl Store {
         self.objects[index(list)].get(key).map(|o| view.show(list, &o.content, o.rv, true))
     }
 
-    /// The list `GET /api/v1/<list>` answers, encoded item by item; items carry no `kind`, as in
-    /// a real list. Paged lists serve their pages from one snapshot.
-    pub fn list_snapshot(&self, list: ApiList, view: View, namespace: Option<&str>) -> ListSnapshot {
-        let items = self
-            .current(list, namespace)
+    /// The list body `GET /api/v1/<list>` answers; items carry no `kind`, as in a real list.
+    pub fn list_body(&self, list: ApiList, view: View, namespace: Option<&str>) -> Bytes {
+        let mut body = Vec::new();
+        body.extend_from_slice(
+            format!(
+                r#"{{"kind":"{}List","apiVersion":"{}","metadata":{{"resourceVersion":"{}"}},"items":["#,
+                item_kind(list),
+                view.api_version(),
+                self.rv
+            )
+            .as_bytes(),
+        );
+        for (n, object) in self.current(list, namespace).enumerate() {
+            if n > 0 {
+                body.push(b',');
+            }
+            match view {
+                View::Core => body.extend_from_slice(object.item.get_or_init(|| {
+                    Bytes::from(stamped(list, &object.content, object.rv, false).to_string())
+                })),
+                View::EventsV1 => body.extend_from_slice(
+                    view.show(list, &object.content, object.rv, false).to_string().as_bytes(),
+                ),
+            }
+        }
+        body.extend_from_slice(b"]}");
+        Bytes::from(body)
+    }
+
+    /// The items of `list` as [`Store::list_body`] shows them, one encoded item each: what a
+    /// paged list hands out a page at a time.
+    pub fn list_items(&self, list: ApiList, view: View, namespace: Option<&str>) -> Vec<Bytes> {
+        self.current(list, namespace)
             .map(|object| match view {
                 View::Core => object
                     .item
@@ -318,14 +309,7 @@ impl Store {
                     .clone(),
                 View::EventsV1 => Bytes::from(view.show(list, &object.content, object.rv, false).to_string()),
             })
-            .collect();
-        ListSnapshot { kind: item_kind(list), api_version: view.api_version(), rv: self.rv, items }
-    }
-
-    /// The whole list in one body, as a list without `limit` is answered.
-    pub fn list_body(&self, list: ApiList, view: View, namespace: Option<&str>) -> Bytes {
-        let snapshot = self.list_snapshot(list, view, namespace);
-        snapshot.body(0..snapshot.items.len(), None)
+            .collect()
     }
 
     /// Names of the nodes whose `Ready` condition is `True`, the nodes a collector scrapes.

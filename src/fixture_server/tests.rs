@@ -241,29 +241,6 @@ pub(super) fn assert_expired(line: &Value) {
 }
 
 #[tokio::test]
-async fn a_limited_list_is_paged_from_one_snapshot_until_the_last_page() {
-    let f = start().await;
-    let whole = f.get_json("/api/v1/pods").await;
-    let all: Vec<Value> = whole["items"].as_array().unwrap().clone();
-    assert_eq!(all.len(), 3);
-    let first = f.get_json("/api/v1/pods?limit=2").await;
-    assert_eq!(first["items"].as_array().unwrap()[..], all[..2]);
-    assert_eq!(first["metadata"]["remainingItemCount"], 1);
-    // The clock moves between pages: the rest still comes from the first page's snapshot.
-    f.server.advance();
-    let token = first["metadata"]["continue"].as_str().unwrap();
-    let rest = f.get_json(&format!("/api/v1/pods?limit=2&continue={token}")).await;
-    assert_eq!(rest["items"].as_array().unwrap()[..], all[2..]);
-    assert_eq!(rest["metadata"]["resourceVersion"], whole["metadata"]["resourceVersion"]);
-    assert!(rest["metadata"].get("continue").is_none());
-    // The finished list's token is spent, and a forged one is refused.
-    let again = f.api(&format!("/api/v1/pods?limit=2&continue={token}")).send().await.unwrap();
-    assert_eq!(again.status(), StatusCode::GONE);
-    let forged = f.api("/api/v1/pods?limit=2&continue=bogus!").send().await.unwrap();
-    assert_eq!(forged.status(), StatusCode::BAD_REQUEST);
-}
-
-#[tokio::test]
 async fn lists_carry_server_resource_versions_and_loopback_kubelet_addresses() {
     let f = start().await;
     let nodes = f.get_json("/api/v1/nodes?limit=500").await;

@@ -116,15 +116,13 @@ impl Replay {
         let first = self.scenario.windows.first().map_or(0, |w| w.time);
 
         for window in &self.scenario.windows {
+            if self.pace == Pace::Real {
+                let due = started + Duration::from_millis(window.time - first);
+                sleep_until(due, stop);
+            }
             if stop.load(Ordering::Relaxed) {
                 tracing::info!(window = window.index, "replay stopped");
                 break;
-            }
-            if self.pace == Pace::Real {
-                let due = Duration::from_millis(window.time - first);
-                if let Some(wait) = due.checked_sub(started.elapsed()) {
-                    std::thread::sleep(wait);
-                }
             }
             let mut changes = Vec::new();
             for list in ApiList::ALL {
@@ -216,6 +214,19 @@ impl Replay {
     }
 }
 
+/// How often a paced replay looks at the stop flag while it waits for a window.
+const STOP_CHECK: Duration = Duration::from_millis(100);
+
+/// Sleeps until `due`, or until `stop` is set: a stop never waits for the next window.
+fn sleep_until(due: Instant, stop: &AtomicBool) {
+    while !stop.load(Ordering::Relaxed) {
+        let Some(left) = due.checked_duration_since(Instant::now()).filter(|d| !d.is_zero()) else {
+            return;
+        };
+        std::thread::sleep(left.min(STOP_CHECK));
+    }
+}
+
 fn send(feed: &Sender<Feed>, message: Feed) -> Result<(), ()> {
     feed.send(message).map_err(|_| tracing::warn!("workers stopped before the replay ended"))
 }
@@ -274,5 +285,24 @@ mod tests {
         assert!(err.to_string().contains("pace=\"slow\": expected fast or real"), "{err}");
         assert!(ReplayConfig::from_uri("replay:").is_err());
         assert!(ReplayConfig::from_uri("replay:/x?speed=2").unwrap_err().reason.contains("\"speed\""));
+    }
+
+    #[test]
+    fn a_paced_wait_ends_when_stopped() {
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let setter = {
+            let stop = std::sync::Arc::clone(&stop);
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(200));
+                stop.store(true, Ordering::Relaxed);
+            })
+        };
+        let started = Instant::now();
+        sleep_until(started + Duration::from_secs(600), &stop);
+        // Far from the 600 s it was due to wait, however slow the machine.
+        assert!(started.elapsed() < Duration::from_secs(60), "{:?}", started.elapsed());
+        setter.join().unwrap();
+        // A due time already past returns at once, stopped or not.
+        sleep_until(Instant::now(), &AtomicBool::new(false));
     }
 }

@@ -6,6 +6,10 @@
 //! as a [`Found`] so the caller, which knows the field's path, can report it.
 //!
 //! Strings borrow from the body unless they contain escapes.
+//!
+//! A number past `f64`'s range (`1e400`) fails serde_json's whole parse; [`quote_out_of_range`]
+//! rewrites each such number as a marked string, which every type here reports as
+//! [`Found::TooLarge`] at the field's own path.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -34,8 +38,92 @@ pub enum Found {
 
 impl Found {
     fn string(s: &str) -> Found {
-        Found::Str(excerpt(s))
+        match s.strip_prefix(OUT_OF_RANGE) {
+            Some(number) => Found::TooLarge(excerpt(number)),
+            None => Found::Str(excerpt(s)),
+        }
     }
+}
+
+/// A float for a warning: as written up to 1e21, in exponent form past it (`-1e308`, not its
+/// 309 digits).
+fn float_text(v: f64) -> String {
+    if v.is_finite() && v.abs() >= 1e21 { format!("{v:e}") } else { v.to_string() }
+}
+
+/// What a number out of `f64`'s range becomes, followed by the number as written. The NUL makes
+/// it a string no kubelet sends by mistake.
+const OUT_OF_RANGE: &str = "\0out of range:";
+/// The same, as JSON string content.
+const OUT_OF_RANGE_JSON: &str = "\\u0000out of range:";
+
+/// A body with its out-of-range numbers quoted, and how to find original byte offsets.
+#[derive(Debug)]
+pub struct Quoted {
+    pub text: String,
+    /// `(end of a replacement in text, bytes added up to there)`, in order.
+    shifts: Vec<(usize, usize)>,
+}
+
+impl Quoted {
+    /// The offset in the original body of a byte at `offset` in [`Quoted::text`] outside the
+    /// replacements.
+    pub fn original_offset(&self, offset: usize) -> usize {
+        let added = self.shifts.iter().take_while(|(end, _)| *end <= offset).last().map_or(0, |s| s.1);
+        offset.saturating_sub(added)
+    }
+}
+
+/// Each number token outside strings that no `f64` holds (`1e400`, 400 digits), quoted as an
+/// [`OUT_OF_RANGE`] string; `None` when there is none. Anything else, well-formed or not, is
+/// left for the parser to judge.
+pub fn quote_out_of_range(text: &str) -> Option<Quoted> {
+    let bytes = text.as_bytes();
+    let mut out = String::new();
+    let mut shifts = Vec::new();
+    let (mut copied, mut i, mut in_string) = (0, 0, false);
+    while i < bytes.len() {
+        let b = bytes[i];
+        if in_string {
+            match b {
+                b'\\' => i += 2,
+                b'"' => {
+                    in_string = false;
+                    i += 1;
+                }
+                _ => i += 1,
+            }
+            continue;
+        }
+        match b {
+            b'"' => {
+                in_string = true;
+                i += 1;
+            }
+            b'-' | b'0'..=b'9' => {
+                let start = i;
+                while i < bytes.len() && matches!(bytes[i], b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E') {
+                    i += 1;
+                }
+                let token = &text[start..i];
+                if token.parse::<f64>().is_ok_and(f64::is_infinite) {
+                    out.push_str(&text[copied..start]);
+                    out.push('"');
+                    out.push_str(OUT_OF_RANGE_JSON);
+                    out.push_str(token);
+                    out.push('"');
+                    copied = i;
+                    shifts.push((out.len(), out.len() - i));
+                }
+            }
+            _ => i += 1,
+        }
+    }
+    if shifts.is_empty() {
+        return None;
+    }
+    out.push_str(&text[copied..]);
+    Some(Quoted { text: out, shifts })
 }
 
 /// The start of a string from the body, short enough for a warning.
@@ -153,7 +241,7 @@ macro_rules! reject {
     };
     (@one $out:ty; f64) => {
         fn visit_f64<E>(self, v: f64) -> Result<$out, E> {
-            Ok(Lenient::wrong(Found::Number(v.to_string())))
+            Ok(Lenient::wrong(Found::Number(float_text(v))))
         }
     };
     (@one $out:ty; str) => {
@@ -209,9 +297,9 @@ impl<'de> Visitor<'de> for NumVisitor {
         // 2^63: the first float past i64::MAX.
         const LIMIT: f64 = 9_223_372_036_854_775_808.0;
         Ok(if v <= -1.0 {
-            Lenient::wrong(Found::Negative(v.to_string()))
+            Lenient::wrong(Found::Negative(float_text(v)))
         } else if v >= LIMIT || v.is_nan() {
-            Lenient::wrong(Found::TooLarge(v.to_string()))
+            Lenient::wrong(Found::TooLarge(float_text(v)))
         } else {
             // In range, so the cast only drops the fraction.
             Lenient::Value(v as i64)
@@ -270,13 +358,19 @@ impl<'de> Visitor<'de> for TextVisitor {
         Ok(Lenient::Value(Cow::Borrowed(v)))
     }
 
-    /// Escaped strings cannot borrow from the body.
+    /// Escaped strings cannot borrow from the body; a quoted out-of-range number is one.
     fn visit_str<E>(self, v: &str) -> Result<Text<'de>, E> {
-        Ok(Lenient::Value(Cow::Owned(v.to_owned())))
+        Ok(match v.starts_with(OUT_OF_RANGE) {
+            true => Lenient::wrong(Found::string(v)),
+            false => Lenient::Value(Cow::Owned(v.to_owned())),
+        })
     }
 
     fn visit_string<E>(self, v: String) -> Result<Text<'de>, E> {
-        Ok(Lenient::Value(Cow::Owned(v)))
+        Ok(match v.starts_with(OUT_OF_RANGE) {
+            true => Lenient::wrong(Found::string(&v)),
+            false => Lenient::Value(Cow::Owned(v)),
+        })
     }
 
     reject!(Text<'de>; bool, i64, u64, f64, map, seq, null);
@@ -415,6 +509,44 @@ mod tests {
         assert_eq!(found(&num("9223372036854775808")), "number 9223372036854775808, which is out of range");
         assert_eq!(found(&num("1e19")), "number 10000000000000000000, which is out of range");
         assert_eq!(num("2.0e3"), Lenient::Value(2000));
+    }
+
+    #[test]
+    fn numbers_out_of_range_are_quoted_and_reported() {
+        let body =
+            r#"{"num": 1e400, "float": -1e400, "text": 1e999, "list": [5, 1E+400], "obj": {"a": "1e400"}}"#;
+        let quoted = quote_out_of_range(body).unwrap();
+        let p = probe(&quoted.text);
+        assert_eq!(found(&p.num), "number 1e400, which is out of range");
+        assert_eq!(found(&p.float), "number -1e400, which is out of range");
+        assert_eq!(found(&p.text), "number 1e999, which is out of range");
+        let Lenient::Value(list) = &p.list else { panic!("{:?}", p.list) };
+        assert_eq!(list[0], Lenient::Value(5));
+        assert_eq!(found(&list[1]), "number 1E+400, which is out of range");
+        // A string that reads like one is a string, untouched.
+        assert_eq!(found(&p.obj.get().unwrap().unwrap().0.a), "string \"1e400\"");
+        // Offsets past a replacement map back to the body's.
+        let tail = quoted.text.rfind("\"obj\"").unwrap();
+        assert_eq!(quoted.original_offset(tail), body.rfind("\"obj\"").unwrap());
+        assert_eq!(quoted.original_offset(1), 1);
+        // Within range, in strings, or not a number at all: nothing to quote.
+        let digits = format!("{{\"num\": 1{}}}", "0".repeat(300));
+        assert!(quote_out_of_range(&digits).is_none());
+        assert!(quote_out_of_range(r#"{"a": "1e400", "b\"1e400": 0e999, "c": 1-e}"#).is_none());
+        let digits = format!("{{\"num\": 1{}}}", "0".repeat(400));
+        let quoted = quote_out_of_range(&digits).unwrap();
+        assert_eq!(
+            found(&probe(&quoted.text).num),
+            format!("number 1{}, which is out of range", "0".repeat(39))
+        );
+    }
+
+    #[test]
+    fn huge_floats_are_written_short() {
+        let num = |json: &str| probe(&format!(r#"{{"num": {json}}}"#)).num;
+        assert_eq!(found(&num("-1e308")), "negative number -1e308");
+        assert_eq!(found(&num("1.5e300")), "number 1.5e300, which is out of range");
+        assert_eq!(found(&probe(r#"{"text": -2.5e200}"#).text), "number -2.5e200");
     }
 
     #[test]

@@ -24,7 +24,7 @@ use heapster_dataflows::model::{
 };
 use rustc_hash::FxHashMap;
 
-use super::lenient::{Expected, Lenient, List, Num, Obj, Object, Text, excerpt};
+use super::lenient::{Expected, Lenient, List, Num, Obj, Object, Quoted, Text, excerpt, quote_out_of_range};
 use crate::sources::NodeTarget;
 
 /// What one body produced besides its metric sets.
@@ -64,7 +64,18 @@ pub fn parse_summary(
 ) -> Result<SummaryReport, SummaryError> {
     // One pass over the body checks all of it; serde_json then skips its per-string check.
     let text = std::str::from_utf8(body).map_err(|e| invalid_utf8(node, body, &e))?;
-    let root: Obj<wire::Summary<'_>> = serde_json::from_str(text).map_err(|e| malformed(node, body, &e))?;
+    let quoted: Quoted;
+    let root: Obj<wire::Summary<'_>> = match serde_json::from_str(text) {
+        Ok(root) => root,
+        // A number past f64's range costs that value, not the node: parse again with it quoted.
+        Err(e) => match out_of_range(&e).then(|| quote_out_of_range(text)).flatten() {
+            Some(q) => {
+                quoted = q;
+                serde_json::from_str(&quoted.text).map_err(|e| malformed_quoted(node, body, &quoted, &e))?
+            }
+            None => return Err(malformed(node, body, &e)),
+        },
+    };
     let summary = match root.get() {
         Ok(Some(Object(summary))) => summary,
         Ok(None) => return Err(not_an_object(node, body, "null")),
@@ -75,11 +86,26 @@ pub fn parse_summary(
     Ok(decoder.finish())
 }
 
+fn out_of_range(e: &serde_json::Error) -> bool {
+    e.to_string().starts_with("number out of range")
+}
+
+/// serde_json's message without its position.
+fn message_of(e: &serde_json::Error) -> String {
+    let text = e.to_string();
+    let suffix = format!(" at line {} column {}", e.line(), e.column());
+    text.strip_suffix(&suffix).unwrap_or(&text).to_owned()
+}
+
+/// An error in the body with its out-of-range numbers quoted, placed in the original body.
+fn malformed_quoted(node: &NodeTarget, body: &[u8], quoted: &Quoted, e: &serde_json::Error) -> SummaryError {
+    let offset = byte_offset(quoted.text.as_bytes(), e.line(), e.column());
+    at_offset(node, body, quoted.original_offset(offset).min(body.len()), message_of(e))
+}
+
 fn malformed(node: &NodeTarget, body: &[u8], e: &serde_json::Error) -> SummaryError {
     let (line, column) = (e.line(), e.column());
-    let text = e.to_string();
-    let suffix = format!(" at line {line} column {column}");
-    let message = text.strip_suffix(&suffix).unwrap_or(&text).to_owned();
+    let message = message_of(e);
     SummaryError::Malformed {
         node: node.name.clone(),
         offset: byte_offset(body, line, column),
@@ -1512,6 +1538,33 @@ mod tests {
                 "node n1: node.memory.majorPageFaults: expected an unsigned integer, found number 18446744073709551615, which is out of range",
             ]
         );
+    }
+
+    #[test]
+    fn a_number_out_of_range_costs_only_its_value() {
+        let body = br#"{"node": {"nodeName": "n1", "memory": {"usageBytes": 1e400, "workingSetBytes": -1e308,
+            "rssBytes": 7, "pageFaults": -1e400}, "cpu": {"usageCoreNanoSeconds": 5}}}"#;
+        let (report, out) = parse_ok(body, "n1");
+        let node = find(&out, "node:n1");
+        assert_eq!(node.values.get(MetricId::MemoryUsage), None);
+        assert_eq!(node.values.get(MetricId::MemoryWorkingSet), None);
+        assert_eq!(node.values.get_i64(MetricId::MemoryRss), Some(7));
+        assert_eq!(node.values.get_i64(MetricId::CpuUsage), Some(5));
+        assert_eq!(
+            report.warnings,
+            [
+                "node n1: node.memory.usageBytes: expected an unsigned integer, found number 1e400, which is out of range",
+                "node n1: node.memory.workingSetBytes: expected an unsigned integer, found negative number -1e308",
+                "node n1: node.memory.pageFaults: expected an unsigned integer, found number -1e400, which is out of range",
+            ]
+        );
+        // Broken JSON after such a number is still an error, at its place in the body.
+        let body = br#"{"node": {"memory": {"usageBytes": 1e400}, "cpu": x}}"#;
+        let (result, out) = parse(body, "n1");
+        let Err(SummaryError::Malformed { offset, message, .. }) = result else { panic!("{result:?}") };
+        assert_eq!(offset, body.iter().position(|b| *b == b'x').unwrap());
+        assert_eq!(message, "expected value");
+        assert!(out.is_empty());
     }
 
     #[test]

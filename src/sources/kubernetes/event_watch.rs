@@ -23,7 +23,32 @@ const TICK: Duration = Duration::from_secs(1);
 /// A watch asks the API server to end it after this, and is then resumed.
 const WATCH_TIMEOUT_SECONDS: u64 = 290;
 const BACKOFF_START: Duration = Duration::from_millis(200);
-const BACKOFF_MAX: Duration = Duration::from_secs(30);
+/// Short enough that the watch resumes within a few seconds of the API server's recovery.
+const BACKOFF_MAX: Duration = Duration::from_secs(4);
+
+/// The waits between failed attempts: doubling from [`BACKOFF_START`] up to [`BACKOFF_MAX`],
+/// and from the start again after a success.
+#[derive(Debug)]
+struct Backoff {
+    next: Duration,
+}
+
+impl Backoff {
+    fn new() -> Backoff {
+        Backoff { next: BACKOFF_START }
+    }
+
+    /// The wait after one more failure.
+    fn failed(&mut self) -> Duration {
+        let wait = self.next;
+        self.next = (self.next * 2).min(BACKOFF_MAX);
+        wait
+    }
+
+    fn succeeded(&mut self) {
+        self.next = BACKOFF_START;
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum EventSourceError {
@@ -73,7 +98,7 @@ pub async fn run(
     }
     let mut ticker = tokio::time::interval(TICK);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    let mut backoff = BACKOFF_START;
+    let mut backoff = Backoff::new();
     let mut last_error: Option<String> = None;
     let report = |error: String, last_error: &mut Option<String>| {
         if last_error.as_deref() != Some(error.as_str()) {
@@ -96,14 +121,13 @@ pub async fn run(
                     );
                     progress.pending.extend(events);
                     progress.resource_version = rv;
-                    backoff = BACKOFF_START;
+                    backoff.succeeded();
                 }
                 Err(e) => {
                     report(e, &mut last_error);
-                    if !wait(&mut ticker, &mut progress, backoff, &stop).await? {
+                    if !wait(&mut ticker, &mut progress, backoff.failed(), &stop).await? {
                         break;
                     }
-                    backoff = (backoff * 2).min(BACKOFF_MAX);
                     continue;
                 }
             }
@@ -128,17 +152,16 @@ pub async fn run(
             }
             Err(e) => {
                 report(crate::errors::error_chain(&e), &mut last_error);
-                if !wait(&mut ticker, &mut progress, backoff, &stop).await? {
+                if !wait(&mut ticker, &mut progress, backoff.failed(), &stop).await? {
                     break;
                 }
-                backoff = (backoff * 2).min(BACKOFF_MAX);
                 continue;
             }
         };
         if last_error.take().is_some() {
             tracing::info!("event watch resumed");
         }
-        backoff = BACKOFF_START;
+        backoff.succeeded();
         let mut lines = stream.lines();
         loop {
             tokio::select! {
@@ -236,5 +259,26 @@ async fn wait(
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_is_capped_at_a_few_seconds_and_reset_by_a_success() {
+        let mut backoff = Backoff::new();
+        // Well over thirty seconds of failures: no wait ever exceeds the cap.
+        let waits: Vec<Duration> = (0..20).map(|_| backoff.failed()).collect();
+        assert!(waits.iter().sum::<Duration>() >= Duration::from_secs(30));
+        assert_eq!(waits[0], BACKOFF_START);
+        assert!(waits.windows(2).all(|w| w[1] >= w[0]), "{waits:?}");
+        let longest = waits.iter().max().copied().unwrap();
+        assert!(longest <= Duration::from_secs(5), "waits grew to {longest:?}");
+        assert_eq!(longest, BACKOFF_MAX);
+        // After a success, a new outage starts from the shortest wait.
+        backoff.succeeded();
+        assert_eq!(backoff.failed(), BACKOFF_START);
     }
 }

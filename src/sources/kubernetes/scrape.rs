@@ -16,8 +16,12 @@ pub struct Scraper {
     timeout: Duration,
 }
 
-/// The largest summary accepted: a kubelet with hundreds of pods answers a few MB.
-const MAX_BODY: usize = 64 << 20;
+/// The largest summary accepted. A kubelet answers about 3.5 kB per pod, so even 1,000 pods
+/// stay under 4 MB; a body past this is a broken or hostile kubelet, and what it sent is all
+/// the memory it costs.
+const MAX_BODY: usize = 16 << 20;
+/// Of an error answer, only this much is read, for the log.
+const MAX_ERROR_BODY: usize = 4 << 10;
 
 impl Scraper {
     /// Kubelets as the source URI names them (`kubeletHttps`, `kubeletPort`), through the
@@ -47,25 +51,62 @@ impl Scraper {
         if let (true, Some(token)) = (self.https, &self.token) {
             request = request.bearer_auth(token);
         }
-        let response = request.send().await.map_err(|e| ScrapeError::Failed(describe(&e, self.timeout)))?;
+        let mut response =
+            request.send().await.map_err(|e| ScrapeError::Failed(describe(&e, self.timeout)))?;
         let status = response.status();
         if !status.is_success() {
-            let body = response.text().await.unwrap_or_default();
+            let body = match read_capped(&mut response, MAX_ERROR_BODY).await {
+                Ok(Capped::Whole(body) | Capped::Cut(body)) => body,
+                Err(_) => Vec::new(),
+            };
+            let body = String::from_utf8_lossy(&body);
             let body: String = body.chars().take(200).collect();
             return Err(ScrapeError::Failed(format!("{url}: HTTP {status}: {}", body.trim())));
         }
-        let body = response
-            .bytes()
-            .await
-            .map_err(|e| ScrapeError::Failed(format!("{url}: body: {}", describe(&e, self.timeout))))?;
-        if body.len() > MAX_BODY {
+        // A declared length over the cap is refused before a byte of the body is read.
+        if let Some(declared) = response.content_length().filter(|&n| n > MAX_BODY as u64) {
             return Err(ScrapeError::Failed(format!(
-                "{url}: body of {} bytes is over {MAX_BODY}",
-                body.len()
+                "{url}: declares a body of {declared} bytes, over the {MAX_BODY}-byte limit; not read"
             )));
         }
-        Ok(body.to_vec())
+        match read_capped(&mut response, MAX_BODY).await {
+            Ok(Capped::Whole(body)) => Ok(body),
+            Ok(Capped::Cut(_)) => Err(ScrapeError::Failed(format!(
+                "{url}: body over the {MAX_BODY}-byte limit; stopped reading there"
+            ))),
+            Err(e) => Err(ScrapeError::Failed(format!("{url}: body: {}", describe(&e, self.timeout)))),
+        }
     }
+}
+
+/// A body read up to a cap.
+enum Capped {
+    Whole(Vec<u8>),
+    /// The body went past the cap: the first `cap` bytes at most, the rest never read.
+    Cut(Vec<u8>),
+}
+
+/// Reads the body chunk by chunk, counting as it goes, and stops at `cap`: memory never holds
+/// more than `cap` bytes of it, whatever the sender declares or streams.
+async fn read_capped(response: &mut reqwest::Response, cap: usize) -> Result<Capped, reqwest::Error> {
+    // A declared length within the cap sizes the buffer once; pages are only touched as bytes
+    // arrive, so a sender that declares much and sends little costs little.
+    let declared = response.content_length().map_or(0, |n| n.min(cap as u64) as usize);
+    let mut body = Vec::with_capacity(declared);
+    while let Some(chunk) = response.chunk().await? {
+        let take = chunk.len().min(cap - body.len());
+        // Grow by doubling as a Vec does, but never past the cap.
+        let needed = body.len() + take;
+        if needed > body.capacity() {
+            let target = (body.capacity() * 2).max(needed).min(cap);
+            body.reserve_exact(target - body.len());
+        }
+        body.extend_from_slice(&chunk[..take]);
+        if take < chunk.len() {
+            return Ok(Capped::Cut(body));
+        }
+    }
+    Ok(Capped::Whole(body))
 }
 
 /// reqwest's error with its cause chain, which holds the useful part (refused, reset, ...).
