@@ -3,7 +3,8 @@
 //! Sources send each worker a [`Feed`] per window: the scrapes of the nodes that worker owns
 //! (`node_owner`), already fetched; worker 0 also gets the metadata changes. Workers parse on
 //! their own threads, run the graph, and hand every complete window to the [`Collector`], which
-//! merges the workers' shares into one sorted [`MetricBatch`] for the sinks.
+//! merges the workers' shares into one sorted [`MetricBatch`] for the sinks. In cluster mode
+//! (see [`crate::cluster`]) each process runs this for its own workers and writes its own share.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -21,6 +22,8 @@ use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::operators::{Input as _, Probe as _};
 use timely::dataflow::{ProbeHandle, StreamVec};
 
+use crate::cluster::Share;
+use crate::cluster::connect::Network;
 use crate::sinks::MetricBatch;
 use crate::sources::NodeTarget;
 use crate::sources::kubelet::summary::parse_summary;
@@ -116,7 +119,10 @@ pub struct EventBatch {
 /// Settings of the timely side.
 #[derive(Clone, Debug)]
 pub struct WorkerConfig {
+    /// Workers in this process.
     pub workers: usize,
+    /// This process's place in the cluster.
+    pub share: Share,
     pub labels: LabelPolicy,
     /// Event deduplication, when the source has events.
     pub events: Option<EventsConfig>,
@@ -137,152 +143,173 @@ pub fn run_workers(
     collected: Sender<Collected>,
     stats: Arc<Stats>,
 ) -> Result<(), String> {
+    run_workers_on(config, None, feeds, collected, stats)
+}
+
+/// [`run_workers`] over a cluster's network (`None`: this process alone).
+pub fn run_workers_on(
+    config: WorkerConfig,
+    network: Option<Network>,
+    feeds: Vec<Receiver<Feed>>,
+    collected: Sender<Collected>,
+    stats: Arc<Stats>,
+) -> Result<(), String> {
     if feeds.len() != config.workers {
         return Err(format!("{} feeds for {} workers", feeds.len(), config.workers));
     }
+    let share = config.share;
     let labels = config.labels.clone();
     let events_config = config.events.clone();
-    let guards = timely::execute(timely::Config::process(config.workers), move |worker| {
-        let index = worker.index();
-        let feed = feeds[index].clone();
-        let collected = collected.clone();
-        let labels = labels.clone();
-        let stats = Arc::clone(&stats);
-        let probe = ProbeHandle::new();
-        let events_probe = ProbeHandle::new();
-        let dedup_config = events_config.as_ref().map(|e| e.dedup.clone()).unwrap_or_default();
-        let counters = events_config.as_ref().map(|e| Arc::clone(&e.counters)).unwrap_or_default();
+    let (builders, others) = match network {
+        Some(network) => (network.builders, network.guard),
+        None => timely::CommunicationConfig::Process(config.workers).try_build()?,
+    };
+    let execute =
+        timely::execute::execute_from(builders, others, timely::WorkerConfig::default(), move |worker| {
+            let index = worker.index();
+            // This process's workers are numbered from its first global index.
+            let local = index - share.first_worker();
+            let feed = feeds[local].clone();
+            let collected = collected.clone();
+            let labels = labels.clone();
+            let stats = Arc::clone(&stats);
+            let probe = ProbeHandle::new();
+            let events_probe = ProbeHandle::new();
+            let dedup_config = events_config.as_ref().map(|e| e.dedup.clone()).unwrap_or_default();
+            let counters = events_config.as_ref().map(|e| Arc::clone(&e.counters)).unwrap_or_default();
 
-        let (mut sets_in, mut meta_in, events_in, mut seed_in) = worker.dataflow::<Time, _, _>(|scope| {
-            let (sets_in, sets) = scope.new_input::<Vec<MetricSet>>();
-            let (meta_in, meta) = scope.new_collection::<MetaRecord, isize>();
-            let windows = heapster_dataflows::metrics::metrics(sets, meta, &labels).probe_with(&probe);
-            to_collector(
-                windows,
-                index,
-                collected.clone(),
-                |time, sets| Collected::Window { time, sets: sorted_by_key(sets) },
-                |worker, frontier| Collected::Frontier { worker, frontier },
-            );
-            let (events_in, events) = scope.new_input::<Vec<Event>>();
-            let (seed_in, seed) = scope.new_input::<Vec<Seen>>();
-            let exported = dedup(events, seed, dedup_config, counters).probe_with(&events_probe);
-            to_collector(
-                exported,
-                index,
-                collected.clone(),
-                |time, events| Collected::Events { time, events },
-                |worker, frontier| Collected::EventsFrontier { worker, frontier },
-            );
-            (sets_in, meta_in, events_in, seed_in)
-        });
-        // The checkpoint's states go in first, then the seed input closes everywhere.
-        if let (0, Some(config)) = (index, events_config.as_ref()) {
-            for seen in config.seed.iter() {
-                seed_in.send(seen.clone());
-            }
-        }
-        drop(seed_in);
-        // Without an events source the input closes now, or the worker would wait on it forever.
-        let mut events_in = if events_config.is_some() {
-            Some(events_in)
-        } else {
-            drop(events_in);
-            None
-        };
-
-        let mut interner = Interner::default();
-        let mut parsed = Vec::new();
-        let mut open: Option<Time> = None;
-        let mut last_window: Option<Time> = None;
-        loop {
-            let message = match feed.try_recv() {
-                Ok(message) => message,
-                Err(TryRecvError::Empty) => {
-                    // Keep the graph moving, then wait for the source; a message wakes the
-                    // worker at once (parking would sleep through it).
-                    worker.step();
-                    match feed.recv_timeout(Duration::from_millis(1)) {
-                        Ok(message) => message,
-                        Err(RecvTimeoutError::Timeout) => continue,
-                        Err(RecvTimeoutError::Disconnected) => break,
-                    }
+            let (mut sets_in, mut meta_in, events_in, mut seed_in) = worker.dataflow::<Time, _, _>(|scope| {
+                let (sets_in, sets) = scope.new_input::<Vec<MetricSet>>();
+                let (meta_in, meta) = scope.new_collection::<MetaRecord, isize>();
+                let windows = heapster_dataflows::metrics::metrics(sets, meta, &labels).probe_with(&probe);
+                to_collector(
+                    windows,
+                    local,
+                    collected.clone(),
+                    |time, sets| Collected::Window { time, sets: sorted_by_key(sets) },
+                    |worker, frontier| Collected::Frontier { worker, frontier },
+                );
+                let (events_in, events) = scope.new_input::<Vec<Event>>();
+                let (seed_in, seed) = scope.new_input::<Vec<Seen>>();
+                let exported = dedup(events, seed, dedup_config, counters).probe_with(&events_probe);
+                to_collector(
+                    exported,
+                    local,
+                    collected.clone(),
+                    |time, events| Collected::Events { time, events },
+                    |worker, frontier| Collected::EventsFrontier { worker, frontier },
+                );
+                (sets_in, meta_in, events_in, seed_in)
+            });
+            // This process's checkpointed states go in first, then the seed input closes everywhere.
+            if let (0, Some(config)) = (local, events_config.as_ref()) {
+                for seen in config.seed.iter() {
+                    seed_in.send(seen.clone());
                 }
-                Err(TryRecvError::Disconnected) => break,
+            }
+            drop(seed_in);
+            // Without an events source the input closes now, or the worker would wait on it forever.
+            // Only the leader process reads events.
+            let mut events_in = if events_config.is_some() && share.is_leader() {
+                Some(events_in)
+            } else {
+                drop(events_in);
+                None
             };
-            let (time, scrape) = match message {
-                Feed::Meta { time, changes } => {
-                    if time < *meta_in.time() {
-                        tracing::error!(time, "metadata for a window already closed; dropped");
+
+            let mut interner = Interner::default();
+            let mut parsed = Vec::new();
+            let mut open: Option<Time> = None;
+            let mut last_window: Option<Time> = None;
+            loop {
+                let message = match feed.try_recv() {
+                    Ok(message) => message,
+                    Err(TryRecvError::Empty) => {
+                        // Keep the graph moving, then wait for the source; a message wakes the
+                        // worker at once (parking would sleep through it).
+                        worker.step();
+                        match feed.recv_timeout(Duration::from_millis(1)) {
+                            Ok(message) => message,
+                            Err(RecvTimeoutError::Timeout) => continue,
+                            Err(RecvTimeoutError::Disconnected) => break,
+                        }
+                    }
+                    Err(TryRecvError::Disconnected) => break,
+                };
+                let (time, scrape) = match message {
+                    Feed::Meta { time, changes } => {
+                        if time < *meta_in.time() {
+                            tracing::error!(time, "metadata for a window already closed; dropped");
+                            continue;
+                        }
+                        meta_in.advance_to(time);
+                        for (record, diff) in changes {
+                            meta_in.update(record, diff);
+                        }
                         continue;
                     }
-                    meta_in.advance_to(time);
-                    for (record, diff) in changes {
-                        meta_in.update(record, diff);
-                    }
-                    continue;
-                }
-                Feed::Scrape { time, scrape } => (time, Some(scrape)),
-                Feed::Close { time } => (time, None),
-                Feed::Events { time, mut events } => {
-                    match events_in.as_mut() {
-                        Some(input) if time >= *input.time() => {
-                            input.advance_to(time);
-                            input.send_batch(&mut events);
+                    Feed::Scrape { time, scrape } => (time, Some(scrape)),
+                    Feed::Close { time } => (time, None),
+                    Feed::Events { time, mut events } => {
+                        match events_in.as_mut() {
+                            Some(input) if time >= *input.time() => {
+                                input.advance_to(time);
+                                input.send_batch(&mut events);
+                            }
+                            Some(_) => tracing::error!(time, "events for a tick already closed; dropped"),
+                            None => tracing::error!("events without an events pipeline; dropped"),
                         }
-                        Some(_) => tracing::error!(time, "events for a tick already closed; dropped"),
-                        None => tracing::error!("events without an events pipeline; dropped"),
+                        continue;
                     }
-                    continue;
-                }
-                Feed::EventsTick { time, resource_version } => {
-                    if let Some(input) = events_in.as_mut()
-                        && time >= *input.time()
-                    {
-                        input.advance_to(time + 1);
+                    Feed::EventsTick { time, resource_version } => {
+                        if let Some(input) = events_in.as_mut()
+                            && time >= *input.time()
+                        {
+                            input.advance_to(time + 1);
+                        }
+                        if let (0, Some(resource_version)) = (index, resource_version) {
+                            let _ = collected.send(Collected::EventsVersion { time, resource_version });
+                        }
+                        continue;
                     }
-                    if let (0, Some(resource_version)) = (index, resource_version) {
-                        let _ = collected.send(Collected::EventsVersion { time, resource_version });
+                };
+                if open != Some(time) {
+                    if time < *sets_in.time() {
+                        tracing::error!(time, "scrape for a window already closed; dropped");
+                        continue;
                     }
-                    continue;
+                    // At most one window in the graph while the next is parsed: bounds memory.
+                    if let Some(prev) = last_window {
+                        worker.step_while(|| probe.less_equal(&prev));
+                    }
+                    sets_in.advance_to(time);
+                    // The window's metadata is all in: let the index settle while scrapes are parsed.
+                    meta_in.advance_to(time + 1);
+                    meta_in.flush();
+                    open = Some(time);
                 }
-            };
-            if open != Some(time) {
-                if time < *sets_in.time() {
-                    tracing::error!(time, "scrape for a window already closed; dropped");
-                    continue;
-                }
-                // At most one window in the graph while the next is parsed: bounds memory.
-                if let Some(prev) = last_window {
-                    worker.step_while(|| probe.less_equal(&prev));
-                }
-                sets_in.advance_to(time);
-                // The window's metadata is all in: let the index settle while scrapes are parsed.
-                meta_in.advance_to(time + 1);
-                meta_in.flush();
-                open = Some(time);
-            }
-            match scrape {
-                Some(scrape) => {
-                    parse_scrape(scrape, time, &mut interner, &mut parsed, &stats);
-                    sets_in.send_batch(&mut parsed);
-                    parsed.clear();
-                    // Let the sets flow on (rate and enrich stream) rather than pile up.
-                    worker.step();
-                }
-                None => {
-                    sets_in.advance_to(time + 1);
-                    open = None;
-                    last_window = Some(time);
-                    interner.sweep();
+                match scrape {
+                    Some(scrape) => {
+                        parse_scrape(scrape, time, &mut interner, &mut parsed, &stats);
+                        sets_in.send_batch(&mut parsed);
+                        parsed.clear();
+                        // Let the sets flow on (rate and enrich stream) rather than pile up.
+                        worker.step();
+                    }
+                    None => {
+                        sets_in.advance_to(time + 1);
+                        open = None;
+                        last_window = Some(time);
+                        interner.sweep();
+                    }
                 }
             }
-        }
-        drop(sets_in);
-        drop(meta_in);
-        drop(events_in);
-        worker.step_while(|| !probe.done() || !events_probe.done());
-    })?;
+            drop(sets_in);
+            drop(meta_in);
+            drop(events_in);
+            worker.step_while(|| !probe.done() || !events_probe.done());
+        });
+    let guards = execute?;
     for result in guards.join() {
         result?;
     }
