@@ -152,10 +152,13 @@ pub async fn run_share(
             share.processes
         ));
     }
+    let step = resolution.as_millis().max(1) as u64;
+    // The processes of a cluster left their start-up barrier together: picking the first window
+    // now, before the watches' first lists, makes them all start with the same one.
+    let aligned = (share.processes > 1).then(|| (now_ms() / step + 1) * step);
     let mut cluster = Cluster::watch(&clients.api, resolution).await;
     let health = Arc::new(Health::default());
-    let step = resolution.as_millis().max(1) as u64;
-    let mut next = (now_ms() / step + 1) * step;
+    let mut next = aligned.unwrap_or_else(|| (now_ms() / step + 1) * step);
     tracing::info!(resolution = %humantime::format_duration(resolution), timeout = %humantime::format_duration(timeout), "collecting from the Kubernetes API");
     while sleep_until(next, &stop).await {
         let mut plan = cluster.plan(next);
