@@ -108,6 +108,8 @@ pub struct RunReport {
     pub sinks: Vec<(String, Arc<SinkStats>)>,
     pub events: Arc<DedupCounters>,
     pub elapsed: Duration,
+    /// Bytes exchanged with the other processes (cluster mode).
+    pub traffic: Option<Arc<crate::cluster::connect::Traffic>>,
 }
 
 /// Sets `stop` on SIGINT or SIGTERM: the source ends its window, the sinks flush.
@@ -143,9 +145,11 @@ pub fn run(config: RunConfig, stop: Arc<AtomicBool>) -> Result<RunReport, RunErr
     let stats = Arc::new(Stats::default());
     let share = Share::of(config.cluster.as_ref(), workers);
     // The peers first: nothing is scraped or written before every process is there.
+    let mut traffic = None;
     let network = match &config.cluster {
         Some(cluster) => {
             let network = crate::cluster::connect::connect(cluster, workers)?;
+            traffic = Some(Arc::clone(&network.traffic));
             crate::cluster::lost::exit_on_lost_peer(cluster.addresses.clone());
             Some(network)
         }
@@ -291,5 +295,5 @@ pub fn run(config: RunConfig, stop: Arc<AtomicBool>) -> Result<RunReport, RunErr
     workers_result.map_err(RunError::Workers)?;
     source_result?;
     runtime.shutdown_timeout(Duration::from_secs(1));
-    Ok(RunReport { stats, sinks, events: counters, elapsed: started.elapsed() })
+    Ok(RunReport { stats, sinks, events: counters, elapsed: started.elapsed(), traffic })
 }

@@ -7,10 +7,13 @@
 
 use std::any::Any;
 use std::io::{self, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use timely::communication::allocator::zero_copy::initialize::initialize_networking_from_sockets;
+use timely::communication::allocator::zero_copy::stream::Stream;
 use timely::communication::allocator::{AllocatorBuilder, ProcessBuilder};
 
 use super::ClusterConfig;
@@ -40,6 +43,55 @@ pub struct Network {
     pub builders: Vec<AllocatorBuilder>,
     /// Joins timely's send and receive threads when dropped.
     pub guard: Box<dyn Any + Send>,
+    /// Bytes this process exchanged with its peers.
+    pub traffic: Arc<Traffic>,
+}
+
+/// Bytes sent to and received from the peers, for the run's report and benchmarks.
+#[derive(Debug, Default)]
+pub struct Traffic {
+    pub sent: AtomicU64,
+    pub received: AtomicU64,
+}
+
+/// A peer's socket that counts what goes through it.
+struct Counted {
+    stream: TcpStream,
+    traffic: Arc<Traffic>,
+}
+
+impl Read for Counted {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.stream.read(buf)?;
+        self.traffic.received.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
+}
+
+impl Write for Counted {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.stream.write(buf)?;
+        self.traffic.sent.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.stream.flush()
+    }
+}
+
+impl Stream for Counted {
+    fn try_clone(&self) -> io::Result<Self> {
+        Ok(Counted { stream: self.stream.try_clone()?, traffic: Arc::clone(&self.traffic) })
+    }
+
+    fn set_nonblocking(&self, nonblocking: bool) -> io::Result<()> {
+        self.stream.set_nonblocking(nonblocking)
+    }
+
+    fn shutdown(&self, how: Shutdown) -> io::Result<()> {
+        self.stream.shutdown(how)
+    }
 }
 
 impl std::fmt::Debug for Network {
@@ -161,6 +213,11 @@ pub fn connect(config: &ClusterConfig, workers: usize) -> Result<Network, Connec
         socket.set_nonblocking(false)?;
         socket.set_nodelay(true)?;
     }
+    let traffic = Arc::new(Traffic::default());
+    let sockets: Vec<Option<Counted>> = sockets
+        .into_iter()
+        .map(|s| s.map(|stream| Counted { stream, traffic: Arc::clone(&traffic) }))
+        .collect();
     let hooks = timely::communication::Hooks::default();
     let local = ProcessBuilder::new_typed_vector(workers, hooks.refill.clone(), hooks.spill.clone());
     let (builders, guard) = initialize_networking_from_sockets(local, sockets, me, workers, hooks)?;
@@ -168,6 +225,7 @@ pub fn connect(config: &ClusterConfig, workers: usize) -> Result<Network, Connec
     Ok(Network {
         builders: builders.into_iter().map(AllocatorBuilder::Tcp).collect(),
         guard: Box::new(guard),
+        traffic,
     })
 }
 
