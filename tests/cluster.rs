@@ -219,7 +219,7 @@ fn replay_of_events_is_the_same_in_a_cluster() {
 fn replay_of_a_200_node_cluster_is_the_same_in_a_cluster() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let scenario = tmp.path().join("synth");
-    synth(&SynthSpec::new(200, 2, 3), &scenario).expect("synth");
+    synth(&SynthSpec::new(200, 2, 2), &scenario).expect("synth");
     replay_in_both(&scenario);
 }
 
@@ -244,7 +244,7 @@ fn windows_of(files: &[&Path]) -> Vec<Vec<String>> {
 async fn live_processes_scrape_only_their_own_nodes_and_match_one_process() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let scenario = tmp.path().join("synth");
-    const WINDOWS: usize = 3;
+    const WINDOWS: usize = 2;
     synth(&SynthSpec::new(200, 2, WINDOWS), &scenario).expect("synth");
     let mut config = FixtureConfig::new(&scenario, tmp.path().join("tls"));
     config.token = Some("fixture-token".into());
