@@ -136,6 +136,10 @@ pub struct EventsConfig {
     pub counters: Arc<DedupCounters>,
 }
 
+/// How long a worker waiting on the graph alone may sleep: timely wakes it when messages or
+/// progress arrive, so waiting on peers (other workers, other processes) costs no spinning.
+const GRAPH_WAIT: Duration = Duration::from_millis(1);
+
 /// Runs the workers until every feed is closed and the last window has left the graph.
 pub fn run_workers(
     config: WorkerConfig,
@@ -280,7 +284,9 @@ pub fn run_workers_on(
                     }
                     // At most one window in the graph while the next is parsed: bounds memory.
                     if let Some(prev) = last_window {
-                        worker.step_while(|| probe.less_equal(&prev));
+                        while probe.less_equal(&prev) {
+                            worker.step_or_park(Some(GRAPH_WAIT));
+                        }
                     }
                     sets_in.advance_to(time);
                     // The window's metadata is all in: let the index settle while scrapes are parsed.
@@ -307,7 +313,9 @@ pub fn run_workers_on(
             drop(sets_in);
             drop(meta_in);
             drop(events_in);
-            worker.step_while(|| !probe.done() || !events_probe.done());
+            while !probe.done() || !events_probe.done() {
+                worker.step_or_park(Some(GRAPH_WAIT));
+            }
         });
     let guards = execute?;
     for result in guards.join() {

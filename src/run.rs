@@ -146,10 +146,12 @@ pub fn run(config: RunConfig, stop: Arc<AtomicBool>) -> Result<RunReport, RunErr
     let share = Share::of(config.cluster.as_ref(), workers);
     // The peers first: nothing is scraped or written before every process is there.
     let mut traffic = None;
+    let mut started_ms = None;
     let network = match &config.cluster {
         Some(cluster) => {
             let network = crate::cluster::connect::connect(cluster, workers)?;
             traffic = Some(Arc::clone(&network.traffic));
+            started_ms = Some(network.started_ms);
             crate::cluster::lost::exit_on_lost_peer(cluster.addresses.clone());
             Some(network)
         }
@@ -267,6 +269,7 @@ pub fn run(config: RunConfig, stop: Arc<AtomicBool>) -> Result<RunReport, RunErr
                 config.resolution,
                 Arc::clone(&stop),
                 share,
+                started_ms,
             ));
             let handle = runtime.handle().clone();
             Box::new(move || {

@@ -45,6 +45,9 @@ pub struct Network {
     pub guard: Box<dyn Any + Send>,
     /// Bytes this process exchanged with its peers.
     pub traffic: Arc<Traffic>,
+    /// When the cluster started, in ms since the epoch by the leader's clock: every process
+    /// counts its windows from it, so they all start with the same one.
+    pub started_ms: u64,
 }
 
 /// Bytes sent to and received from the peers, for the run's report and benchmarks.
@@ -207,6 +210,7 @@ pub fn connect(config: &ClusterConfig, workers: usize) -> Result<Network, Connec
         }
     }
     drop(listener);
+    let started_ms = agree_on_start(&mut sockets, me)?;
     for socket in sockets.iter().flatten() {
         socket.set_read_timeout(None)?;
         socket.set_write_timeout(None)?;
@@ -226,7 +230,30 @@ pub fn connect(config: &ClusterConfig, workers: usize) -> Result<Network, Connec
         builders: builders.into_iter().map(AllocatorBuilder::Tcp).collect(),
         guard: Box::new(guard),
         traffic,
+        started_ms,
     })
+}
+
+/// The leader tells every peer the start time, before timely owns the sockets.
+fn agree_on_start(sockets: &mut [Option<TcpStream>], me: usize) -> io::Result<u64> {
+    if me == 0 {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        for socket in sockets.iter_mut().flatten() {
+            socket.write_all(&now.to_be_bytes())?;
+        }
+        return Ok(now);
+    }
+    let leader = sockets
+        .first_mut()
+        .and_then(Option::as_mut)
+        .ok_or_else(|| io::Error::other("no connection to process 0"))?;
+    let mut bytes = [0u8; 8];
+    leader
+        .read_exact(&mut bytes)
+        .map_err(|e| io::Error::new(e.kind(), format!("process 0's start time: {e}")))?;
+    Ok(u64::from_be_bytes(bytes))
 }
 
 fn resolve(address: &str) -> io::Result<SocketAddr> {

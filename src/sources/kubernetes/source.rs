@@ -125,10 +125,11 @@ pub async fn run(
     stop: Arc<AtomicBool>,
 ) -> Result<(), SourceError> {
     let share = Share::single(feeds.len());
-    run_share(config, clients, feeds, resolution, stop, share).await
+    run_share(config, clients, feeds, resolution, stop, share, None).await
 }
 
-/// [`run`] for one process of a cluster: only the nodes `share` owns.
+/// [`run`] for one process of a cluster: only the nodes `share` owns, windows counted from the
+/// cluster's `started` (ms) so that every process starts with the same one.
 pub async fn run_share(
     config: KubernetesConfig,
     clients: Clients,
@@ -136,6 +137,7 @@ pub async fn run_share(
     resolution: Duration,
     stop: Arc<AtomicBool>,
     share: Share,
+    started: Option<u64>,
 ) -> Result<(), SourceError> {
     if !config.metrics() {
         return Ok(());
@@ -153,9 +155,7 @@ pub async fn run_share(
         ));
     }
     let step = resolution.as_millis().max(1) as u64;
-    // The processes of a cluster left their start-up barrier together: picking the first window
-    // now, before the watches' first lists, makes them all start with the same one.
-    let aligned = (share.processes > 1).then(|| (now_ms() / step + 1) * step);
+    let aligned = started.map(|ms| (ms / step + 1) * step);
     let mut cluster = Cluster::watch(&clients.api, resolution).await;
     let health = Arc::new(Health::default());
     let mut next = aligned.unwrap_or_else(|| (now_ms() / step + 1) * step);
