@@ -6,9 +6,10 @@
 //! once. The metadata a window is enriched with is the state when its scrapes began; changes
 //! after that belong to the next window.
 //!
-//! In cluster mode every process watches the API server (it needs the node list to know its
-//! own nodes) and scrapes only the nodes its workers own; the leader alone feeds the metadata
-//! into the graph, whose exchange takes each record to the workers that enrich with it.
+//! In cluster mode every process watches the nodes (to know its own) and scrapes only the nodes
+//! its workers own; the leader alone also watches pods and namespaces and feeds the metadata
+//! into the graph, whose exchange takes each record to the workers that enrich with it: one
+//! watch of each kind for the API server, whatever the number of processes.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -22,7 +23,7 @@ use heapster_dataflows::model::stable_hash;
 pub use super::config::clients;
 use super::config::{Clients, KubernetesConfig};
 use super::scrape::Scraper;
-use super::watch::{SharedState, spawn};
+use super::watch::{SharedState, spawn, spawn_nodes};
 use crate::bridge::{Feed, Scrape};
 use crate::cluster::Share;
 use crate::sources::NodeTarget;
@@ -54,10 +55,19 @@ pub struct Cluster {
 impl Cluster {
     /// Starts the watchers and waits (up to `patience`) for their first lists.
     pub async fn watch(client: &kube::Client, patience: Duration) -> Cluster {
+        Cluster::watch_what(client, patience, true).await
+    }
+
+    /// [`Cluster::watch`], of the nodes alone unless `everything`.
+    pub async fn watch_what(client: &kube::Client, patience: Duration, everything: bool) -> Cluster {
         let state = SharedState::default();
-        spawn(client, &state);
+        if everything {
+            spawn(client, &state);
+        } else {
+            spawn_nodes(client, &state);
+        }
         let started = tokio::time::Instant::now();
-        while !state.lock().synced() {
+        while !(if everything { state.lock().synced() } else { state.lock().nodes_synced() }) {
             if started.elapsed() > patience {
                 tracing::warn!("the API server has not listed nodes, pods and namespaces yet; going on");
                 break;
@@ -156,7 +166,8 @@ pub async fn run_share(
     }
     let step = resolution.as_millis().max(1) as u64;
     let aligned = started.map(|ms| (ms / step + 1) * step);
-    let mut cluster = Cluster::watch(&clients.api, resolution).await;
+    // Only the leader feeds metadata: the other processes watch the nodes, to know their own.
+    let mut cluster = Cluster::watch_what(&clients.api, resolution, share.is_leader()).await;
     let health = Arc::new(Health::default());
     let mut next = aligned.unwrap_or_else(|| (now_ms() / step + 1) * step);
     tracing::info!(resolution = %humantime::format_duration(resolution), timeout = %humantime::format_duration(timeout), "collecting from the Kubernetes API");
