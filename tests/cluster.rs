@@ -219,8 +219,35 @@ fn replay_of_events_is_the_same_in_a_cluster() {
 fn replay_of_a_200_node_cluster_is_the_same_in_a_cluster() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let scenario = tmp.path().join("synth");
-    synth(&SynthSpec::new(200, 2, 2), &scenario).expect("synth");
+    synth(&SynthSpec::new(200, 1, 2), &scenario).expect("synth");
     replay_in_both(&scenario);
+}
+
+/// A database's points grouped by time, oldest first, each group without its time and sorted:
+/// live and replayed windows compare although their clocks differ.
+fn influx_windows(influxd: &Influxd, db: &str) -> Vec<Vec<String>> {
+    let mut by_time: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for line in influx_contents(influxd, db) {
+        let mut time = String::new();
+        let rest: Vec<&str> = line
+            .split(' ')
+            .filter(|part| match part.strip_prefix("time=") {
+                Some(t) => {
+                    time = t.to_string();
+                    false
+                }
+                None => true,
+            })
+            .collect();
+        by_time.entry(time).or_default().push(rest.join(" "));
+    }
+    by_time
+        .into_values()
+        .map(|mut w| {
+            w.sort();
+            w
+        })
+        .collect()
 }
 
 /// One window's points without their timestamp, sorted.
@@ -245,11 +272,13 @@ async fn live_processes_scrape_only_their_own_nodes_and_match_one_process() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let scenario = tmp.path().join("synth");
     const WINDOWS: usize = 2;
-    synth(&SynthSpec::new(200, 2, WINDOWS), &scenario).expect("synth");
+    synth(&SynthSpec::new(200, 1, WINDOWS), &scenario).expect("synth");
     let mut config = FixtureConfig::new(&scenario, tmp.path().join("tls"));
     config.token = Some("fixture-token".into());
     let server = FixtureServer::start(config).await.expect("fixture server");
+    let influxd = Influxd::start().expect("influxd (run scripts/test-deps.sh)");
     let args = [
+        format!("--sink=influxdb:{}?db=live", influxd.url()),
         format!(
             // The kubelets' read-only HTTP port: 200 TLS handshakes a window are not what this
             // test is about (the single-process live tests cover HTTPS).
@@ -289,6 +318,7 @@ async fn live_processes_scrape_only_their_own_nodes_and_match_one_process() {
     let run = heapster(&[
         &format!("--source=replay:{}", scenario.display()),
         &format!("--sink=file:{}", single.display()),
+        &format!("--sink=influxdb:{}?db=single", influxd.url()),
     ]);
     assert!(run.status.success(), "{}", stderr(&run));
     let replayed = windows_of(&[&single]);
@@ -313,6 +343,20 @@ async fn live_processes_scrape_only_their_own_nodes_and_match_one_process() {
                 warnings.join("\n")
             );
         }
+    }
+
+    // InfluxDB too: the cluster's first windows hold what one process's replay wrote.
+    let stored = influx_windows(&influxd, "single");
+    assert_eq!(stored.len(), WINDOWS);
+    let live = influx_windows(&influxd, "live");
+    assert!(live.len() >= WINDOWS, "{} windows in InfluxDB", live.len());
+    for (i, (l, r)) in live.iter().zip(&stored).enumerate() {
+        assert!(
+            l == r,
+            "InfluxDB window {i} differs from one process's ({} points for {})",
+            l.len(),
+            r.len()
+        );
     }
 
     // The fixture server's request log: every kubelet was asked only by the process owning it.
