@@ -168,156 +168,155 @@ pub fn run_workers_on(
         Some(network) => (network.builders, network.guard),
         None => timely::CommunicationConfig::Process(config.workers).try_build()?,
     };
-    let execute =
-        timely::execute::execute_from(builders, others, timely::WorkerConfig::default(), move |worker| {
-            let index = worker.index();
-            // This process's workers are numbered from its first global index.
-            let local = index - share.first_worker();
-            let feed = feeds[local].clone();
-            let collected = collected.clone();
-            let labels = labels.clone();
-            let stats = Arc::clone(&stats);
-            let probe = ProbeHandle::new();
-            let events_probe = ProbeHandle::new();
-            let dedup_config = events_config.as_ref().map(|e| e.dedup.clone()).unwrap_or_default();
-            let counters = events_config.as_ref().map(|e| Arc::clone(&e.counters)).unwrap_or_default();
+    let timely_config = timely::WorkerConfig::default();
+    let guards = timely::execute::execute_from(builders, others, timely_config, move |worker| {
+        let index = worker.index();
+        // This process's workers are numbered from its first global index.
+        let local = index - share.first_worker();
+        let feed = feeds[local].clone();
+        let collected = collected.clone();
+        let labels = labels.clone();
+        let stats = Arc::clone(&stats);
+        let probe = ProbeHandle::new();
+        let events_probe = ProbeHandle::new();
+        let dedup_config = events_config.as_ref().map(|e| e.dedup.clone()).unwrap_or_default();
+        let counters = events_config.as_ref().map(|e| Arc::clone(&e.counters)).unwrap_or_default();
 
-            let (mut sets_in, mut meta_in, events_in, mut seed_in) = worker.dataflow::<Time, _, _>(|scope| {
-                let (sets_in, sets) = scope.new_input::<Vec<MetricSet>>();
-                let (meta_in, meta) = scope.new_collection::<MetaRecord, isize>();
-                let windows = heapster_dataflows::metrics::metrics(sets, meta, &labels).probe_with(&probe);
-                to_collector(
-                    windows,
-                    local,
-                    collected.clone(),
-                    |time, sets| Collected::Window { time, sets: sorted_by_key(sets) },
-                    |worker, frontier| Collected::Frontier { worker, frontier },
-                );
-                let (events_in, events) = scope.new_input::<Vec<Event>>();
-                let (seed_in, seed) = scope.new_input::<Vec<Seen>>();
-                let exported = dedup(events, seed, dedup_config, counters).probe_with(&events_probe);
-                to_collector(
-                    exported,
-                    local,
-                    collected.clone(),
-                    |time, events| Collected::Events { time, events },
-                    |worker, frontier| Collected::EventsFrontier { worker, frontier },
-                );
-                (sets_in, meta_in, events_in, seed_in)
-            });
-            // This process's checkpointed states go in first, then the seed input closes everywhere.
-            if let (0, Some(config)) = (local, events_config.as_ref()) {
-                for seen in config.seed.iter() {
-                    seed_in.send(seen.clone());
-                }
-            }
-            drop(seed_in);
-            // Without an events source the input closes now, or the worker would wait on it forever.
-            // Only the leader process reads events.
-            let mut events_in = if events_config.is_some() && share.is_leader() {
-                Some(events_in)
-            } else {
-                drop(events_in);
-                None
-            };
-
-            let mut interner = Interner::default();
-            let mut parsed = Vec::new();
-            let mut open: Option<Time> = None;
-            let mut last_window: Option<Time> = None;
-            loop {
-                let message = match feed.try_recv() {
-                    Ok(message) => message,
-                    Err(TryRecvError::Empty) => {
-                        // Keep the graph moving, then wait for the source; a message wakes the
-                        // worker at once (parking would sleep through it).
-                        worker.step();
-                        match feed.recv_timeout(Duration::from_millis(1)) {
-                            Ok(message) => message,
-                            Err(RecvTimeoutError::Timeout) => continue,
-                            Err(RecvTimeoutError::Disconnected) => break,
-                        }
-                    }
-                    Err(TryRecvError::Disconnected) => break,
-                };
-                let (time, scrape) = match message {
-                    Feed::Meta { time, changes } => {
-                        if time < *meta_in.time() {
-                            tracing::error!(time, "metadata for a window already closed; dropped");
-                            continue;
-                        }
-                        meta_in.advance_to(time);
-                        for (record, diff) in changes {
-                            meta_in.update(record, diff);
-                        }
-                        continue;
-                    }
-                    Feed::Scrape { time, scrape } => (time, Some(scrape)),
-                    Feed::Close { time } => (time, None),
-                    Feed::Events { time, mut events } => {
-                        match events_in.as_mut() {
-                            Some(input) if time >= *input.time() => {
-                                input.advance_to(time);
-                                input.send_batch(&mut events);
-                            }
-                            Some(_) => tracing::error!(time, "events for a tick already closed; dropped"),
-                            None => tracing::error!("events without an events pipeline; dropped"),
-                        }
-                        continue;
-                    }
-                    Feed::EventsTick { time, resource_version } => {
-                        if let Some(input) = events_in.as_mut()
-                            && time >= *input.time()
-                        {
-                            input.advance_to(time + 1);
-                        }
-                        if let (0, Some(resource_version)) = (index, resource_version) {
-                            let _ = collected.send(Collected::EventsVersion { time, resource_version });
-                        }
-                        continue;
-                    }
-                };
-                if open != Some(time) {
-                    if time < *sets_in.time() {
-                        tracing::error!(time, "scrape for a window already closed; dropped");
-                        continue;
-                    }
-                    // At most one window in the graph while the next is parsed: bounds memory.
-                    if let Some(prev) = last_window {
-                        while probe.less_equal(&prev) {
-                            worker.step_or_park(Some(GRAPH_WAIT));
-                        }
-                    }
-                    sets_in.advance_to(time);
-                    // The window's metadata is all in: let the index settle while scrapes are parsed.
-                    meta_in.advance_to(time + 1);
-                    meta_in.flush();
-                    open = Some(time);
-                }
-                match scrape {
-                    Some(scrape) => {
-                        parse_scrape(scrape, time, &mut interner, &mut parsed, &stats);
-                        sets_in.send_batch(&mut parsed);
-                        parsed.clear();
-                        // Let the sets flow on (rate and enrich stream) rather than pile up.
-                        worker.step();
-                    }
-                    None => {
-                        sets_in.advance_to(time + 1);
-                        open = None;
-                        last_window = Some(time);
-                        interner.sweep();
-                    }
-                }
-            }
-            drop(sets_in);
-            drop(meta_in);
-            drop(events_in);
-            while !probe.done() || !events_probe.done() {
-                worker.step_or_park(Some(GRAPH_WAIT));
-            }
+        let (mut sets_in, mut meta_in, events_in, mut seed_in) = worker.dataflow::<Time, _, _>(|scope| {
+            let (sets_in, sets) = scope.new_input::<Vec<MetricSet>>();
+            let (meta_in, meta) = scope.new_collection::<MetaRecord, isize>();
+            let windows = heapster_dataflows::metrics::metrics(sets, meta, &labels).probe_with(&probe);
+            to_collector(
+                windows,
+                local,
+                collected.clone(),
+                |time, sets| Collected::Window { time, sets: sorted_by_key(sets) },
+                |worker, frontier| Collected::Frontier { worker, frontier },
+            );
+            let (events_in, events) = scope.new_input::<Vec<Event>>();
+            let (seed_in, seed) = scope.new_input::<Vec<Seen>>();
+            let exported = dedup(events, seed, dedup_config, counters).probe_with(&events_probe);
+            to_collector(
+                exported,
+                local,
+                collected.clone(),
+                |time, events| Collected::Events { time, events },
+                |worker, frontier| Collected::EventsFrontier { worker, frontier },
+            );
+            (sets_in, meta_in, events_in, seed_in)
         });
-    let guards = execute?;
+        // This process's checkpointed states go in first, then the seed input closes everywhere.
+        if let (0, Some(config)) = (local, events_config.as_ref()) {
+            for seen in config.seed.iter() {
+                seed_in.send(seen.clone());
+            }
+        }
+        drop(seed_in);
+        // Without an events source the input closes now, or the worker would wait on it forever.
+        // Only the leader process reads events.
+        let mut events_in = if events_config.is_some() && share.is_leader() {
+            Some(events_in)
+        } else {
+            drop(events_in);
+            None
+        };
+
+        let mut interner = Interner::default();
+        let mut parsed = Vec::new();
+        let mut open: Option<Time> = None;
+        let mut last_window: Option<Time> = None;
+        loop {
+            let message = match feed.try_recv() {
+                Ok(message) => message,
+                Err(TryRecvError::Empty) => {
+                    // Keep the graph moving, then wait for the source; a message wakes the
+                    // worker at once (parking would sleep through it).
+                    worker.step();
+                    match feed.recv_timeout(Duration::from_millis(1)) {
+                        Ok(message) => message,
+                        Err(RecvTimeoutError::Timeout) => continue,
+                        Err(RecvTimeoutError::Disconnected) => break,
+                    }
+                }
+                Err(TryRecvError::Disconnected) => break,
+            };
+            let (time, scrape) = match message {
+                Feed::Meta { time, changes } => {
+                    if time < *meta_in.time() {
+                        tracing::error!(time, "metadata for a window already closed; dropped");
+                        continue;
+                    }
+                    meta_in.advance_to(time);
+                    for (record, diff) in changes {
+                        meta_in.update(record, diff);
+                    }
+                    continue;
+                }
+                Feed::Scrape { time, scrape } => (time, Some(scrape)),
+                Feed::Close { time } => (time, None),
+                Feed::Events { time, mut events } => {
+                    match events_in.as_mut() {
+                        Some(input) if time >= *input.time() => {
+                            input.advance_to(time);
+                            input.send_batch(&mut events);
+                        }
+                        Some(_) => tracing::error!(time, "events for a tick already closed; dropped"),
+                        None => tracing::error!("events without an events pipeline; dropped"),
+                    }
+                    continue;
+                }
+                Feed::EventsTick { time, resource_version } => {
+                    if let Some(input) = events_in.as_mut()
+                        && time >= *input.time()
+                    {
+                        input.advance_to(time + 1);
+                    }
+                    if let (0, Some(resource_version)) = (index, resource_version) {
+                        let _ = collected.send(Collected::EventsVersion { time, resource_version });
+                    }
+                    continue;
+                }
+            };
+            if open != Some(time) {
+                if time < *sets_in.time() {
+                    tracing::error!(time, "scrape for a window already closed; dropped");
+                    continue;
+                }
+                // At most one window in the graph while the next is parsed: bounds memory.
+                if let Some(prev) = last_window {
+                    while probe.less_equal(&prev) {
+                        worker.step_or_park(Some(GRAPH_WAIT));
+                    }
+                }
+                sets_in.advance_to(time);
+                // The window's metadata is all in: let the index settle while scrapes are parsed.
+                meta_in.advance_to(time + 1);
+                meta_in.flush();
+                open = Some(time);
+            }
+            match scrape {
+                Some(scrape) => {
+                    parse_scrape(scrape, time, &mut interner, &mut parsed, &stats);
+                    sets_in.send_batch(&mut parsed);
+                    parsed.clear();
+                    // Let the sets flow on (rate and enrich stream) rather than pile up.
+                    worker.step();
+                }
+                None => {
+                    sets_in.advance_to(time + 1);
+                    open = None;
+                    last_window = Some(time);
+                    interner.sweep();
+                }
+            }
+        }
+        drop(sets_in);
+        drop(meta_in);
+        drop(events_in);
+        while !probe.done() || !events_probe.done() {
+            worker.step_or_park(Some(GRAPH_WAIT));
+        }
+    })?;
     for result in guards.join() {
         result?;
     }
