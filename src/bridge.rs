@@ -3,7 +3,8 @@
 //! Sources send each worker a [`Feed`] per window: the scrapes of the nodes that worker owns
 //! (`node_owner`), already fetched; worker 0 also gets the metadata changes. Workers parse on
 //! their own threads, run the graph, and hand every complete window to the [`Collector`], which
-//! merges the workers' shares into one sorted [`MetricBatch`] for the sinks.
+//! merges the workers' shares into one sorted [`MetricBatch`] for the sinks. In cluster mode
+//! (see [`crate::cluster`]) each process runs this for its own workers and writes its own share.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -21,6 +22,8 @@ use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::operators::{Input as _, Probe as _};
 use timely::dataflow::{ProbeHandle, StreamVec};
 
+use crate::cluster::Share;
+use crate::cluster::connect::Network;
 use crate::sinks::MetricBatch;
 use crate::sources::NodeTarget;
 use crate::sources::kubelet::summary::parse_summary;
@@ -116,7 +119,10 @@ pub struct EventBatch {
 /// Settings of the timely side.
 #[derive(Clone, Debug)]
 pub struct WorkerConfig {
+    /// Workers in this process.
     pub workers: usize,
+    /// This process's place in the cluster.
+    pub share: Share,
     pub labels: LabelPolicy,
     /// Event deduplication, when the source has events.
     pub events: Option<EventsConfig>,
@@ -137,21 +143,40 @@ pub fn run_workers(
     collected: Sender<Collected>,
     stats: Arc<Stats>,
 ) -> Result<(), String> {
+    run_workers_on(config, None, feeds, collected, stats)
+}
+
+/// [`run_workers`] over a cluster's network (`None`: this process alone).
+pub fn run_workers_on(
+    config: WorkerConfig,
+    network: Option<Network>,
+    feeds: Vec<Receiver<Feed>>,
+    collected: Sender<Collected>,
+    stats: Arc<Stats>,
+) -> Result<(), String> {
     if feeds.len() != config.workers {
         return Err(format!("{} feeds for {} workers", feeds.len(), config.workers));
     }
+    let share = config.share;
     let labels = config.labels.clone();
     let events_config = config.events.clone();
-    let guards = timely::execute(timely::Config::process(config.workers), move |worker| {
+    let (builders, others) = match network {
+        Some(network) => (network.builders, network.guard),
+        None => timely::CommunicationConfig::Process(config.workers).try_build()?,
+    };
+    let timely_config = timely::WorkerConfig::default();
+    let guards = timely::execute::execute_from(builders, others, timely_config, move |worker| {
         let index = worker.index();
+        // This process's workers are numbered from its first global index.
+        let local = index - share.first_worker();
         // The feed wakes this thread, so an idle worker parks in timely until a message or
         // timely work (another worker's data, an activation) arrives.
-        let (feed, park) = match wake_on_feed(feeds[index].clone(), index) {
+        let (feed, park) = match wake_on_feed(feeds[local].clone(), index) {
             Ok(feed) => (feed, None),
             Err(e) => {
                 // Without the relay nothing wakes the worker: it looks at its feed every ms.
                 tracing::warn!("worker {index}: no feed relay ({e}); polling the feed instead");
-                (feeds[index].clone(), Some(Duration::from_millis(1)))
+                (feeds[local].clone(), Some(Duration::from_millis(1)))
             }
         };
         let collected = collected.clone();
@@ -168,7 +193,7 @@ pub fn run_workers(
             let windows = heapster_dataflows::metrics::metrics(sets, meta, &labels).probe_with(&probe);
             to_collector(
                 windows,
-                index,
+                local,
                 collected.clone(),
                 |time, sets| Collected::Window { time, sets: sorted_by_key(sets) },
                 |worker, frontier| Collected::Frontier { worker, frontier },
@@ -178,22 +203,23 @@ pub fn run_workers(
             let exported = dedup(events, seed, dedup_config, counters).probe_with(&events_probe);
             to_collector(
                 exported,
-                index,
+                local,
                 collected.clone(),
                 |time, events| Collected::Events { time, events },
                 |worker, frontier| Collected::EventsFrontier { worker, frontier },
             );
             (sets_in, meta_in, events_in, seed_in)
         });
-        // The checkpoint's states go in first, then the seed input closes everywhere.
-        if let (0, Some(config)) = (index, events_config.as_ref()) {
+        // This process's checkpointed states go in first, then the seed input closes everywhere.
+        if let (0, Some(config)) = (local, events_config.as_ref()) {
             for seen in config.seed.iter() {
                 seed_in.send(seen.clone());
             }
         }
         drop(seed_in);
         // Without an events source the input closes now, or the worker would wait on it forever.
-        let mut events_in = if events_config.is_some() {
+        // Only the leader process reads events.
+        let mut events_in = if events_config.is_some() && share.is_leader() {
             Some(events_in)
         } else {
             drop(events_in);

@@ -63,6 +63,18 @@ pub struct CollectArgs {
     /// Timely worker threads; nodes are split across them by a stable hash.
     #[arg(short = 'w', long = "workers", value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
     pub workers: u16,
+    /// Processes running one dataflow together (cluster mode); each needs the same flags.
+    #[arg(long = "processes", value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub processes: u16,
+    /// This process's index in the cluster, from 0 (process 0 reads events and metadata).
+    #[arg(long = "process", value_name = "I", default_value_t = 0)]
+    pub process: u16,
+    /// The cluster's addresses, one host:port per line, in process order.
+    #[arg(long = "hostfile", value_name = "FILE")]
+    pub hostfile: Option<PathBuf>,
+    /// How long a process waits for its peers at start before giving up.
+    #[arg(long = "cluster_connect_timeout", value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]
+    pub cluster_connect_timeout: Duration,
 }
 
 #[derive(Debug, Subcommand)]
@@ -177,6 +189,12 @@ impl CollectArgs {
             ttl_ms: u64::try_from(self.event_ttl.as_millis()).unwrap_or(u64::MAX),
             max_entries: self.event_max_entries.max(1),
         };
+        let cluster = crate::cluster::ClusterConfig::from_flags(
+            usize::from(self.processes),
+            usize::from(self.process),
+            self.hostfile.as_deref(),
+            self.cluster_connect_timeout,
+        )?;
         Ok(RunConfig {
             source,
             sinks,
@@ -185,6 +203,7 @@ impl CollectArgs {
             resolution: self.metric_resolution,
             dedup,
             state_dir: self.state_dir.clone(),
+            cluster,
         })
     }
 }

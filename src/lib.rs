@@ -6,6 +6,7 @@
 //! - [`synth`]: deterministic synthetic clusters in the scenario format.
 //! - [`checkpoint`]: the event dedup state on disk (`--state_dir`), saved atomically.
 //! - [`state_lock`]: one collector per `--state_dir`.
+//! - [`cluster`]: one dataflow across several processes (`--processes`, `--hostfile`).
 //! - [`config`]: `--source`/`--sink` URIs into typed configs.
 //! - [`errors`]: an error with its causes, as logs and reports print it.
 //! - [`testkit`]: real servers (influxd) on loopback for tests and benchmarks.
@@ -13,6 +14,7 @@
 pub mod bridge;
 pub mod checkpoint;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod dispatch;
 pub mod errors;

@@ -87,6 +87,13 @@ fn main() -> ExitCode {
                         elapsed = ?report.elapsed,
                         "done"
                     );
+                    if let Some(traffic) = &report.traffic {
+                        tracing::info!(
+                            bytes_sent = traffic.sent.load(Ordering::Relaxed),
+                            bytes_received = traffic.received.load(Ordering::Relaxed),
+                            "exchanged with the other processes"
+                        );
+                    }
                     if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS }
                 }
                 Err(e) => {

@@ -12,6 +12,8 @@ use heapster_dataflows::events::{DedupConfig, DedupCounters};
 
 use crate::bridge::{self, EventsConfig, Stats, WorkerConfig};
 use crate::checkpoint::{CheckpointError, CheckpointStore, Checkpointer};
+use crate::cluster::connect::ConnectError;
+use crate::cluster::{ClusterConfig, Share};
 use crate::config::ConfigError;
 use crate::dispatch::dispatch;
 use crate::sinks::{Overflow, SinkConfig, SinkHandle, SinkStats};
@@ -57,6 +59,8 @@ pub struct RunConfig {
     pub dedup: DedupConfig,
     /// Where the event checkpoint lives (`--state_dir`); none: no checkpoint.
     pub state_dir: Option<PathBuf>,
+    /// One process of several (`--processes`); none: this process alone.
+    pub cluster: Option<ClusterConfig>,
 }
 
 impl RunConfig {
@@ -70,6 +74,7 @@ impl RunConfig {
             resolution: Duration::from_secs(60),
             dedup: DedupConfig::default(),
             state_dir: None,
+            cluster: None,
         }
     }
 }
@@ -93,6 +98,8 @@ pub enum RunError {
     Runtime(std::io::Error),
     #[error("workers: {0}")]
     Workers(String),
+    #[error("cluster: {0}")]
+    Cluster(#[from] ConnectError),
     #[error("{0}")]
     Thread(String),
 }
@@ -104,6 +111,8 @@ pub struct RunReport {
     pub sinks: Vec<(String, Arc<SinkStats>)>,
     pub events: Arc<DedupCounters>,
     pub elapsed: Duration,
+    /// Bytes exchanged with the other processes (cluster mode).
+    pub traffic: Option<Arc<crate::cluster::connect::Traffic>>,
 }
 
 /// Sets `stop` on SIGINT or SIGTERM: the source ends its window, the sinks flush.
@@ -139,6 +148,20 @@ pub fn run(config: RunConfig, stop: Arc<AtomicBool>) -> Result<RunReport, RunErr
     let _state_lock = config.state_dir.as_deref().map(StateLock::acquire).transpose()?;
     let workers = config.workers.max(1);
     let stats = Arc::new(Stats::default());
+    let share = Share::of(config.cluster.as_ref(), workers);
+    // The peers first: nothing is scraped or written before every process is there.
+    let mut traffic = None;
+    let mut started_ms = None;
+    let network = match &config.cluster {
+        Some(cluster) => {
+            let network = crate::cluster::connect::connect(cluster, workers)?;
+            traffic = Some(Arc::clone(&network.traffic));
+            started_ms = Some(network.started_ms);
+            crate::cluster::lost::exit_on_lost_peer(cluster.addresses.clone());
+            Some(network)
+        }
+        None => None,
+    };
 
     let overflow = match config.source {
         SourceConfig::Replay(_) => Overflow::Wait,
@@ -177,7 +200,9 @@ pub fn run(config: RunConfig, stop: Arc<AtomicBool>) -> Result<RunReport, RunErr
                 "event checkpoint loaded"
             );
             let seed = Arc::new(loaded.seen.clone());
-            let resume = loaded.resource_version.clone();
+            // A cluster lists again at start: the leader's version may be ahead of what another
+            // process had written when it stopped; the dedup states drop what was exported.
+            let resume = if share.processes > 1 { None } else { loaded.resource_version.clone() };
             let checkpointer = Checkpointer::new(
                 store,
                 loaded.seen,
@@ -208,7 +233,7 @@ pub fn run(config: RunConfig, stop: Arc<AtomicBool>) -> Result<RunReport, RunErr
     }
     let source: Box<dyn FnOnce() -> Result<(), RunError>> = match config.source {
         SourceConfig::Replay(replay) => {
-            let replay = Replay::open(&replay)?;
+            let replay = Replay::open(&replay)?.with_share(share);
             tracing::info!(
                 scenario = %replay.scenario().dir.display(),
                 windows = replay.scenario().windows.len(),
@@ -234,7 +259,7 @@ pub fn run(config: RunConfig, stop: Arc<AtomicBool>) -> Result<RunReport, RunErr
         }
         SourceConfig::Kubernetes(kubernetes) => {
             let clients = runtime.block_on(source::clients(&kubernetes))?;
-            let events_task = kubernetes.events().then(|| {
+            let events_task = (kubernetes.events() && share.is_leader()).then(|| {
                 runtime.spawn(event_watch::run(
                     clients.api.clone(),
                     feeds.clone(),
@@ -242,8 +267,15 @@ pub fn run(config: RunConfig, stop: Arc<AtomicBool>) -> Result<RunReport, RunErr
                     Arc::clone(&stop),
                 ))
             });
-            let metrics_task =
-                runtime.spawn(source::run(kubernetes, clients, feeds, config.resolution, Arc::clone(&stop)));
+            let metrics_task = runtime.spawn(source::run_share(
+                kubernetes,
+                clients,
+                feeds,
+                config.resolution,
+                Arc::clone(&stop),
+                share,
+                started_ms,
+            ));
             let handle = runtime.handle().clone();
             Box::new(move || {
                 let metrics = match handle.block_on(metrics_task) {
@@ -263,12 +295,13 @@ pub fn run(config: RunConfig, stop: Arc<AtomicBool>) -> Result<RunReport, RunErr
 
     let events_config =
         events.then(|| EventsConfig { dedup: config.dedup.clone(), seed, counters: Arc::clone(&counters) });
-    let worker_config = WorkerConfig { workers, labels: config.labels, events: events_config };
-    let workers_result = bridge::run_workers(worker_config, receivers, collected_tx, Arc::clone(&stats));
+    let worker_config = WorkerConfig { workers, share, labels: config.labels, events: events_config };
+    let workers_result =
+        bridge::run_workers_on(worker_config, network, receivers, collected_tx, Arc::clone(&stats));
     let source_result = source();
     let sinks = collector.join().map_err(|_| RunError::Thread("collector thread panicked".into()))?;
     workers_result.map_err(RunError::Workers)?;
     source_result?;
     runtime.shutdown_timeout(Duration::from_secs(1));
-    Ok(RunReport { stats, sinks, events: counters, elapsed: started.elapsed() })
+    Ok(RunReport { stats, sinks, events: counters, elapsed: started.elapsed(), traffic })
 }

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use heapster::bridge::{Collected, Feed, Stats, WorkerConfig, run_workers};
+use heapster::cluster::Share;
 use heapster_dataflows::meta::LabelPolicy;
 
 /// Bounds every wait, so a bug fails the test instead of hanging it.
@@ -36,7 +37,8 @@ fn switches(tid: &str) -> u64 {
 fn an_idle_worker_sleeps_until_its_feed_wakes_it() {
     let (feed, fed) = crossbeam_channel::bounded(8);
     let (collected, collector) = crossbeam_channel::unbounded();
-    let config = WorkerConfig { workers: 1, labels: LabelPolicy::default(), events: None };
+    let config =
+        WorkerConfig { workers: 1, share: Share::single(1), labels: LabelPolicy::default(), events: None };
     let workers =
         std::thread::spawn(move || run_workers(config, vec![fed], collected, Arc::new(Stats::default())));
 

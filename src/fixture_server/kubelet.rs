@@ -33,6 +33,11 @@ pub async fn handle(
     if request.method() != Method::GET {
         return http::text(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed\n");
     }
+    let agent = request.headers().get(hyper::header::USER_AGENT).and_then(|v| v.to_str().ok());
+    let agent = agent.unwrap_or("").to_string();
+    shared.count(|s| {
+        s.summary_agents.entry(node.to_string()).or_default().insert(agent);
+    });
     // The request counts for the clock on arrival, whatever the answer.
     let window = shared.scrape(&node);
     if secure && !http::authorized(&request, shared.token.as_deref()) {

@@ -190,6 +190,8 @@ pub struct FixtureStats {
     pub api_faults: u64,
     /// `/stats/summary` requests by node, counted on arrival.
     pub summaries: BTreeMap<String, u64>,
+    /// The `User-Agent`s that asked each node for its summary (cluster mode names the process).
+    pub summary_agents: BTreeMap<String, std::collections::BTreeSet<String>>,
     pub kubelet_unauthorized: u64,
     pub kubelet_faults: u64,
     pub advances: u64,

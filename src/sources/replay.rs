@@ -3,6 +3,8 @@
 //! The same rules as a live cluster apply: each window's node list decides which nodes are
 //! scraped (Ready ones only), and metadata changes take effect in the window that recorded them.
 //! Deterministic: the same scenario gives the same windows, whatever the number of workers.
+//! In cluster mode each process reads only the bodies of the nodes its workers own; the leader
+//! alone feeds metadata and events.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -11,9 +13,10 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::Sender;
 use heapster_dataflows::Time;
 use heapster_dataflows::meta::MetaRecord;
-use heapster_dataflows::model::{Interner, node_owner};
+use heapster_dataflows::model::Interner;
 
 use crate::bridge::{Feed, Scrape, ScrapeError};
+use crate::cluster::Share;
 use crate::config::{ConfigError, UriOptions};
 use crate::scenario::{ApiList, Scenario, ScenarioError};
 use crate::sources::NodeTarget;
@@ -90,6 +93,8 @@ pub struct Replay {
     scenario: Scenario,
     pace: Pace,
     schedulable_label: bool,
+    /// This process's share of a cluster (`None`: every node, over the feeds given).
+    share: Option<Share>,
 }
 
 impl Replay {
@@ -98,7 +103,14 @@ impl Replay {
             scenario: Scenario::open(&config.path)?,
             pace: config.pace,
             schedulable_label: config.schedulable_label,
+            share: None,
         })
+    }
+
+    /// Replays only the nodes `share` owns.
+    pub fn with_share(mut self, share: Share) -> Replay {
+        self.share = Some(share);
+        self
     }
 
     pub fn scenario(&self) -> &Scenario {
@@ -114,6 +126,7 @@ impl Replay {
         let health = Health::default();
         let started = Instant::now();
         let first = self.scenario.windows.first().map_or(0, |w| w.time);
+        let share = self.share.unwrap_or_else(|| Share::single(feeds.len()));
 
         for window in &self.scenario.windows {
             if self.pace == Pace::Real {
@@ -129,6 +142,10 @@ impl Replay {
                 if window.index > 0 && !self.scenario.api_changed(window.index, list) {
                     continue;
                 }
+                // Other processes need the node list only, for their targets.
+                if !share.is_leader() && list != ApiList::Nodes {
+                    continue;
+                }
                 let Some(file) = self.scenario.api_file(window.index, list) else { continue };
                 let (records, new_targets) = read_list(&file, list, &mut interner)?;
                 if let Some(t) = new_targets {
@@ -142,10 +159,14 @@ impl Replay {
                 };
                 changes.extend(meta.replace(kind, records));
             }
-            if !changes.is_empty() && send(&feeds[0], Feed::Meta { time: window.time, changes }).is_err() {
+            if !changes.is_empty()
+                && share.is_leader()
+                && send(&feeds[0], Feed::Meta { time: window.time, changes }).is_err()
+            {
                 break;
             }
             for target in targets.iter().filter(|t| t.ready) {
+                let Some(owner) = share.local_owner(&target.name) else { continue };
                 let path = self.scenario.summary_path(window.index, &target.name);
                 let body = std::fs::read(&path).map_err(|e| ScrapeError::Missing(e.kind().to_string()));
                 report.missing += usize::from(body.is_err());
@@ -154,7 +175,6 @@ impl Replay {
                     Err(e) => health.record(&target.name, Err(&e.to_string())),
                 }
                 report.scrapes += 1;
-                let owner = node_owner(&target.name, feeds.len());
                 let mut target = target.clone();
                 target.schedulable_label = self.schedulable_label;
                 let scrape = Scrape { target, body };
@@ -167,7 +187,7 @@ impl Replay {
                     return Ok(report);
                 }
             }
-            if self.feed_events(window.index, window.time, feeds, &mut report).is_err() {
+            if share.is_leader() && self.feed_events(window.index, window.time, feeds, &mut report).is_err() {
                 return Ok(report);
             }
             report.windows += 1;

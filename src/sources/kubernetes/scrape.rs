@@ -14,6 +14,8 @@ pub struct Scraper {
     port: u16,
     token: Option<String>,
     timeout: Duration,
+    /// Sent as `User-Agent` when set (cluster mode names the process).
+    user_agent: Option<String>,
 }
 
 /// The largest summary accepted. A kubelet answers about 3.5 kB per pod, so even 1,000 pods
@@ -33,7 +35,12 @@ impl Scraper {
             port: config.kubelet_port,
             token: clients.kubelet_token.clone(),
             timeout,
+            user_agent: None,
         }
+    }
+
+    pub fn user_agent(&mut self, agent: String) {
+        self.user_agent = Some(agent);
     }
 
     pub fn url(&self, target: &NodeTarget) -> Option<String> {
@@ -50,6 +57,9 @@ impl Scraper {
         let mut request = self.client.get(&url).timeout(self.timeout);
         if let (true, Some(token)) = (self.https, &self.token) {
             request = request.bearer_auth(token);
+        }
+        if let Some(agent) = &self.user_agent {
+            request = request.header(reqwest::header::USER_AGENT, agent);
         }
         let mut response =
             request.send().await.map_err(|e| ScrapeError::Failed(describe(&e, self.timeout)))?;

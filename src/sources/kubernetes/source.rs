@@ -5,6 +5,11 @@
 //! start at its beginning, spread over its first tenth so a thousand kubelets are not hit at
 //! once. The metadata a window is enriched with is the state when its scrapes began; changes
 //! after that belong to the next window.
+//!
+//! In cluster mode every process watches the nodes (to know its own) and scrapes only the nodes
+//! its workers own; the leader alone also watches pods and namespaces and feeds the metadata
+//! into the graph, whose exchange takes each record to the workers that enrich with it: one
+//! watch of each kind for the API server, whatever the number of processes.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -13,13 +18,14 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use crossbeam_channel::Sender;
 use futures::StreamExt;
 use heapster_dataflows::Time;
-use heapster_dataflows::model::{node_owner, stable_hash};
+use heapster_dataflows::model::stable_hash;
 
 pub use super::config::clients;
 use super::config::{Clients, KubernetesConfig};
 use super::scrape::Scraper;
-use super::watch::{SharedState, spawn};
+use super::watch::{SharedState, spawn, spawn_nodes};
 use crate::bridge::{Feed, Scrape};
+use crate::cluster::Share;
 use crate::sources::NodeTarget;
 use crate::sources::health::Health;
 use crate::sources::meta_state::{Kind, MetaState};
@@ -49,10 +55,19 @@ pub struct Cluster {
 impl Cluster {
     /// Starts the watchers and waits (up to `patience`) for their first lists.
     pub async fn watch(client: &kube::Client, patience: Duration) -> Cluster {
+        Cluster::watch_what(client, patience, true).await
+    }
+
+    /// [`Cluster::watch`], of the nodes alone unless `everything`.
+    pub async fn watch_what(client: &kube::Client, patience: Duration, everything: bool) -> Cluster {
         let state = SharedState::default();
-        spawn(client, &state);
+        if everything {
+            spawn(client, &state);
+        } else {
+            spawn_nodes(client, &state);
+        }
         let started = tokio::time::Instant::now();
-        while !state.lock().synced() {
+        while !(if everything { state.lock().synced() } else { state.lock().nodes_synced() }) {
             if started.elapsed() > patience {
                 tracing::warn!("the API server has not listed nodes, pods and namespaces yet; going on");
                 break;
@@ -119,24 +134,53 @@ pub async fn run(
     resolution: Duration,
     stop: Arc<AtomicBool>,
 ) -> Result<(), SourceError> {
+    let share = Share::single(feeds.len());
+    run_share(config, clients, feeds, resolution, stop, share, None).await
+}
+
+/// [`run`] for one process of a cluster: only the nodes `share` owns, windows counted from the
+/// cluster's `started` (ms) so that every process starts with the same one.
+pub async fn run_share(
+    config: KubernetesConfig,
+    clients: Clients,
+    feeds: Vec<Sender<Feed>>,
+    resolution: Duration,
+    stop: Arc<AtomicBool>,
+    share: Share,
+    started: Option<u64>,
+) -> Result<(), SourceError> {
     if !config.metrics() {
         return Ok(());
     }
     let timeout =
         config.kubelet_timeout.min(resolution.saturating_sub(resolution / 5 + jitter_max(resolution)));
-    let scraper = Scraper::new(&config, &clients, timeout);
-    let mut cluster = Cluster::watch(&clients.api, resolution).await;
-    let health = Arc::new(Health::default());
+    let mut scraper = Scraper::new(&config, &clients, timeout);
+    if share.processes > 1 {
+        // Kubelet logs (and the fixture server) tell the processes apart.
+        scraper.user_agent(format!(
+            "heapster/{} (process {} of {})",
+            env!("CARGO_PKG_VERSION"),
+            share.process,
+            share.processes
+        ));
+    }
     let step = resolution.as_millis().max(1) as u64;
-    let mut next = (now_ms() / step + 1) * step;
+    let aligned = started.map(|ms| (ms / step + 1) * step);
+    // Only the leader feeds metadata: the other processes watch the nodes, to know their own.
+    let mut cluster = Cluster::watch_what(&clients.api, resolution, share.is_leader()).await;
+    let health = Arc::new(Health::default());
+    let mut next = aligned.unwrap_or_else(|| (now_ms() / step + 1) * step);
     tracing::info!(resolution = %humantime::format_duration(resolution), timeout = %humantime::format_duration(timeout), "collecting from the Kubernetes API");
     while sleep_until(next, &stop).await {
         let mut plan = cluster.plan(next);
         for target in &mut plan.targets {
             target.schedulable_label = config.schedulable_label;
         }
+        if !share.is_leader() {
+            plan.changes.clear();
+        }
         tracing::debug!(window = next, nodes = plan.targets.len(), changes = plan.changes.len(), "window");
-        feed_window(&feeds, plan, &scraper, &health, resolution).await?;
+        feed_window(&feeds, plan, &scraper, &health, resolution, share).await?;
         let now = now_ms();
         next += step;
         if now >= next {
@@ -161,6 +205,7 @@ async fn feed_window(
     scraper: &Scraper,
     health: &Arc<Health>,
     resolution: Duration,
+    share: Share,
 ) -> Result<(), SourceError> {
     let time = plan.time;
     if !plan.changes.is_empty() {
@@ -168,7 +213,9 @@ async fn feed_window(
     }
     let mut per_worker: Vec<Vec<NodeTarget>> = vec![Vec::new(); feeds.len()];
     for target in plan.targets {
-        per_worker[node_owner(&target.name, feeds.len())].push(target);
+        if let Some(worker) = share.local_owner(&target.name) {
+            per_worker[worker].push(target);
+        }
     }
     let tasks: Vec<_> = per_worker
         .into_iter()

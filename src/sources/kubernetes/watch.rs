@@ -42,6 +42,11 @@ impl ClusterState {
         [Kind::Node, Kind::Pod, Kind::Namespace].iter().all(|k| self.synced.get(k).copied().unwrap_or(false))
     }
 
+    /// Whether the node list is in (all a process that only scrapes needs).
+    pub fn nodes_synced(&self) -> bool {
+        self.synced.get(&Kind::Node).copied().unwrap_or(false)
+    }
+
     pub fn records(&self, kind: Kind) -> Vec<MetaRecord> {
         self.objects.get(&kind).map(|o| o.values().map(|o| o.record.clone()).collect()).unwrap_or_default()
     }
@@ -137,6 +142,12 @@ fn warn_all(warnings: &[String]) {
     for w in warnings {
         tracing::warn!("{w}");
     }
+}
+
+/// Starts the node watcher alone: a cluster process other than the leader needs only its
+/// scrape targets, the leader feeds the metadata.
+pub fn spawn_nodes(client: &kube::Client, state: &SharedState) {
+    tokio::spawn(watch::<Node>(Api::all(client.clone()), state.clone()));
 }
 
 /// Starts the three watchers on the current runtime. They run until the runtime stops.

@@ -1,0 +1,190 @@
+//! Cluster mode: one dataflow across several processes, over timely's own networking.
+//!
+//! Every process runs the same graph with `-w` workers; worker `w` of process `p` is global
+//! worker `p * workers + w`. A node belongs to the global worker its stable hash picks, so each
+//! process scrapes (or replays) only its own share of the nodes, and the graph's exchanges carry
+//! metric sets, metadata and events between processes. Process 0 is the leader: it alone feeds
+//! metadata and events into the graph (the exchanges route them to their owners), and it alone
+//! keeps the event watch's resource version.
+//!
+//! - [`connect`]: the peers' sockets, with a bounded wait and a handshake that checks every
+//!   process runs the same layout, then handed to timely.
+//! - [`lost`]: a lost peer ends the process with a message naming it.
+
+pub mod connect;
+pub mod lost;
+
+use std::path::Path;
+use std::time::Duration;
+
+use heapster_dataflows::model::node_owner;
+
+use crate::config::ConfigError;
+
+/// The `--processes`, `--process`, `--hostfile` flags, checked.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClusterConfig {
+    pub processes: usize,
+    pub process: usize,
+    /// `host:port` of every process, in process order.
+    pub addresses: Vec<String>,
+    /// How long to wait for every peer at start.
+    pub connect_timeout: Duration,
+}
+
+impl ClusterConfig {
+    /// `None` for a single process (`--processes 1`, the default).
+    pub fn from_flags(
+        processes: usize,
+        process: usize,
+        hostfile: Option<&Path>,
+        connect_timeout: Duration,
+    ) -> Result<Option<ClusterConfig>, ConfigError> {
+        if process >= processes.max(1) {
+            return Err(ConfigError::new(
+                "--process",
+                &process.to_string(),
+                format!("must be below --processes ({processes})"),
+            ));
+        }
+        if processes <= 1 {
+            return Ok(None);
+        }
+        let Some(hostfile) = hostfile else {
+            return Err(ConfigError::new(
+                "--hostfile",
+                "",
+                format!("required with --processes {processes}: a file with one host:port per line"),
+            ));
+        };
+        let shown = hostfile.display().to_string();
+        let text = std::fs::read_to_string(hostfile)
+            .map_err(|e| ConfigError::new("--hostfile", &shown, format!("cannot read: {e}")))?;
+        let addresses = parse_hostfile(&text).map_err(|e| ConfigError::new("--hostfile", &shown, e))?;
+        if addresses.len() < processes {
+            return Err(ConfigError::new(
+                "--hostfile",
+                &shown,
+                format!("names {} processes, but --processes is {processes}", addresses.len()),
+            ));
+        }
+        Ok(Some(ClusterConfig {
+            processes,
+            process,
+            addresses: addresses.into_iter().take(processes).collect(),
+            connect_timeout,
+        }))
+    }
+}
+
+/// One `host:port` per line; blank lines and `#` comments are skipped.
+fn parse_hostfile(text: &str) -> Result<Vec<String>, String> {
+    let mut addresses = Vec::new();
+    for (number, line) in text.lines().enumerate() {
+        let line = line.split('#').next().unwrap_or("").trim();
+        if line.is_empty() {
+            continue;
+        }
+        let valid = line
+            .rsplit_once(':')
+            .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0));
+        if !valid || line.contains(char::is_whitespace) {
+            return Err(format!("line {}: {line:?} is not host:port", number + 1));
+        }
+        addresses.push(line.to_string());
+    }
+    Ok(addresses)
+}
+
+/// Which workers of the whole cluster this process runs, and so which nodes are its own.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Share {
+    pub process: usize,
+    pub processes: usize,
+    /// Workers per process.
+    pub workers: usize,
+}
+
+impl Share {
+    /// A single process with `workers` workers.
+    pub fn single(workers: usize) -> Share {
+        Share { process: 0, processes: 1, workers: workers.max(1) }
+    }
+
+    pub fn of(cluster: Option<&ClusterConfig>, workers: usize) -> Share {
+        match cluster {
+            Some(c) => Share { process: c.process, processes: c.processes, workers: workers.max(1) },
+            None => Share::single(workers),
+        }
+    }
+
+    /// Workers in the whole cluster.
+    pub fn peers(&self) -> usize {
+        self.processes * self.workers
+    }
+
+    /// The global index of this process's first worker.
+    pub fn first_worker(&self) -> usize {
+        self.process * self.workers
+    }
+
+    /// The process that feeds metadata and events.
+    pub fn is_leader(&self) -> bool {
+        self.process == 0
+    }
+
+    /// The local worker that owns `node`, if one of this process's workers does.
+    pub fn local_owner(&self, node: &str) -> Option<usize> {
+        let owner = node_owner(node, self.peers());
+        (owner / self.workers == self.process).then_some(owner % self.workers)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_node_has_exactly_one_owner_in_the_cluster() {
+        let shares: Vec<Share> = (0..3).map(|process| Share { process, processes: 3, workers: 2 }).collect();
+        let mut per_process = [0usize; 3];
+        for i in 0..300 {
+            let node = format!("node-{i}");
+            let owners: Vec<(usize, usize)> =
+                shares.iter().filter_map(|s| s.local_owner(&node).map(|w| (s.process, w))).collect();
+            assert_eq!(owners.len(), 1, "{node}: {owners:?}");
+            let (process, local) = owners[0];
+            // The same global worker a single process with six workers would pick.
+            assert_eq!(process * 2 + local, node_owner(&node, 6));
+            per_process[process] += 1;
+        }
+        assert!(per_process.iter().all(|&n| n > 60), "{per_process:?}");
+        assert_eq!(Share::single(4).local_owner("a"), Some(node_owner("a", 4)));
+    }
+
+    #[test]
+    fn hostfiles_parse_or_name_the_bad_line() {
+        let text = "# peers\n10.0.0.1:2101\n\nheapster-1.heapster:2101  # second\n";
+        assert_eq!(parse_hostfile(text).unwrap(), ["10.0.0.1:2101", "heapster-1.heapster:2101"]);
+        assert!(parse_hostfile("a:1\nb\n").unwrap_err().starts_with("line 2"));
+        assert!(parse_hostfile("a:0\n").is_err());
+        assert!(parse_hostfile("a b:1\n").is_err());
+    }
+
+    #[test]
+    fn flags_are_checked() {
+        let t = Duration::from_secs(1);
+        assert_eq!(ClusterConfig::from_flags(1, 0, None, t).unwrap(), None);
+        assert_eq!(ClusterConfig::from_flags(2, 2, None, t).unwrap_err().flag, "--process");
+        assert_eq!(ClusterConfig::from_flags(2, 0, None, t).unwrap_err().flag, "--hostfile");
+        let dir = std::env::temp_dir().join(format!("heapster-hostfile-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("hosts");
+        std::fs::write(&file, "127.0.0.1:1\n127.0.0.1:2\n").unwrap();
+        let config = ClusterConfig::from_flags(2, 1, Some(&file), t).unwrap().unwrap();
+        assert_eq!(config.addresses, ["127.0.0.1:1", "127.0.0.1:2"]);
+        let err = ClusterConfig::from_flags(3, 1, Some(&file), t).unwrap_err();
+        assert!(err.reason.contains("names 2 processes"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
