@@ -79,9 +79,6 @@ fn acknowledge(
     checkpointer: Option<&mut Checkpointer>,
 ) {
     let Some(checkpointer) = checkpointer else { return };
-    if sinks.iter().any(|s| s.events_failed.load(Ordering::Relaxed)) {
-        return;
-    }
     let written =
         sinks.iter().map(|s| s.events_written_through.load(Ordering::Relaxed)).min().unwrap_or(u64::MAX);
     while let Some(batch) = unwritten.front() {
