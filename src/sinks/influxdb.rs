@@ -49,7 +49,7 @@ use heapster_dataflows::Event;
 use super::Window;
 pub use super::events::EventEncoder;
 use super::line_protocol::{Cursor, EncodeStats, LineEncoder, LineOptions};
-use super::queue::{BufferConfig, Chunk, Deliver, Encode, Sent};
+use super::queue::{BufferConfig, Chunk, Deliver, Encode, Encoded, Sent};
 use crate::config::{ConfigError, UriOptions, redact};
 use crate::errors::error_chain;
 
@@ -860,28 +860,35 @@ pub struct InfluxEncode {
 }
 
 impl Encode for InfluxEncode {
-    fn metrics(&mut self, window: Window<'_>, emit: &mut dyn FnMut(Chunk)) {
+    fn metrics(&mut self, window: Window<'_>, emit: &mut dyn FnMut(Chunk)) -> Encoded {
+        let before = self.encoder.shortened();
         let mut chunks = MetricChunks { encoder: &mut self.encoder, window, cursor: Cursor::default() };
-        emit_all(&mut chunks, emit);
+        let skipped = emit_all(&mut chunks, emit);
+        Encoded { skipped, shortened: self.encoder.shortened() - before }
     }
 
-    fn events(&mut self, events: &[Event], emit: &mut dyn FnMut(Chunk)) {
+    fn events(&mut self, events: &[Event], emit: &mut dyn FnMut(Chunk)) -> Encoded {
         let selection = self.events.select(events);
         let mut chunks = EventChunks { encoder: &self.events, events: &selection.events, next: 0 };
-        emit_all(&mut chunks, emit);
+        let skipped = emit_all(&mut chunks, emit) + selection.unwritable as u64;
+        Encoded { skipped, shortened: 0 }
     }
 }
 
-fn emit_all(chunks: &mut impl ChunkSource, emit: &mut dyn FnMut(Chunk)) {
+/// Hands every chunk to `emit`; returns the points skipped.
+fn emit_all(chunks: &mut impl ChunkSource, emit: &mut dyn FnMut(Chunk)) -> u64 {
     let mut capacity = 0;
+    let mut skipped = 0;
     loop {
         let mut body = Vec::with_capacity(capacity);
         let Some(stats) = chunks.next_chunk(&mut body) else { break };
+        skipped += stats.skipped as u64;
         if stats.written > 0 {
             capacity = capacity.max(body.len());
             emit(Chunk { body: Bytes::from(body), points: stats.written as u64 });
         }
     }
+    skipped
 }
 
 /// Writes chunks to InfluxDB, `concurrency` at a time, creating the database when needed.
@@ -1193,6 +1200,41 @@ mod tests {
             assert_eq!(count[0]["count"], 1, "{m}");
         }
         assert_eq!(field_types(&influxd, "k8s", "custom/conflict"), [("value".into(), "integer".into())]);
+    }
+
+    /// Pod labels of about 70 KiB as Heapster's `labels` tag: `k0:v0,k1:v1,...`.
+    fn huge_labels() -> String {
+        (0..5_000).map(|i| format!("label-{i}:value-{i}")).collect::<Vec<_>>().join(",")
+    }
+
+    #[tokio::test]
+    async fn a_series_key_over_influxdbs_limit_is_shortened_not_refused() {
+        let influxd = Influxd::start().unwrap();
+        let mut sink = sink_for(&influxd.url(), "db=k8s");
+        let mut batch = small_batch();
+        let labels = huge_labels();
+        assert!(labels.len() > 65_535);
+        batch.sets[1].labels.set(LabelId::Labels, labels.as_str().into());
+        let report = sink.write(&batch).await.unwrap();
+        assert_eq!((report.points_written, report.points_dropped, report.points_skipped), (4, 0, 0));
+        assert_eq!(sink.encoder.shortened(), 1);
+        let rows = rows(&influxd, "k8s", r#"SELECT * FROM "memory/usage""#);
+        assert_eq!(rows.len(), 1);
+        let stored = rows[0]["labels"].as_str().unwrap();
+        assert!(stored.len() < 65_535 && stored.len() > 55_000, "{}", stored.len());
+        assert!(labels.starts_with(stored) && labels[stored.len()..].starts_with(','), "cut at a label");
+    }
+
+    #[tokio::test]
+    async fn lines_influxdb_could_not_parse_are_counted_as_refused() {
+        let influxd = Influxd::start().unwrap();
+        let sink = sink_for(&influxd.url(), "db=k8s");
+        influxd.query("", "CREATE DATABASE k8s").unwrap();
+        let long = "x".repeat(70_000);
+        let body = format!("m,a=b value=1 1\nm,l={long} value=2 1\nm,a=c value=3 1\nm,l=y{long} value=4 1\n");
+        let outcome = write_once(&sink.writer.endpoint, Bytes::from(body), 4).await;
+        assert_eq!(outcome, Sent::Written { refused: 2 }, "InfluxDB says dropped=0 for unparsable lines");
+        assert_eq!(rows(&influxd, "k8s", "SELECT count(value) FROM m")[0]["count"], 2);
     }
 
     #[tokio::test]

@@ -131,6 +131,10 @@ pub struct SinkStats {
     pub events_written_through: AtomicU64,
     /// Sends tried again after a failure that may pass.
     pub retries: AtomicU64,
+    /// Points never sent because the backend cannot store them (NaN, a series key too long).
+    pub skipped_points: AtomicU64,
+    /// Entities whose points were sent with their `labels` tag shortened to fit.
+    pub shortened: AtomicU64,
 }
 
 /// What a sink's queue carries.
@@ -303,6 +307,8 @@ impl SinkHandle {
             events = load(&s.events),
             dropped_events = load(&s.dropped_events),
             retries = load(&s.retries),
+            skipped_points = load(&s.skipped_points),
+            shortened = load(&s.shortened),
             errors = load(&s.errors),
             "sink finished"
         );

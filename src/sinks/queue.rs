@@ -126,10 +126,19 @@ pub enum Sent {
     Refused(String),
 }
 
+/// What encoding a window or batch left out or changed, besides the chunks.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Encoded {
+    /// Points never sent: the backend cannot store them (logged by the encoder).
+    pub skipped: u64,
+    /// Entities whose points were sent with a tag shortened (logged by the encoder).
+    pub shortened: u64,
+}
+
 /// Turns windows and event batches into chunks.
 pub trait Encode: Send + 'static {
-    fn metrics(&mut self, window: Window<'_>, emit: &mut dyn FnMut(Chunk));
-    fn events(&mut self, events: &[Event], emit: &mut dyn FnMut(Chunk));
+    fn metrics(&mut self, window: Window<'_>, emit: &mut dyn FnMut(Chunk)) -> Encoded;
+    fn events(&mut self, events: &[Event], emit: &mut dyn FnMut(Chunk)) -> Encoded;
 }
 
 /// Sends chunks to the backend.
@@ -517,7 +526,7 @@ impl<E: Encode> Intake<E> {
     }
 
     /// Encodes one window or batch into the buffer.
-    fn item(&mut self, what: What, encode: impl FnOnce(&mut E, &mut dyn FnMut(Chunk))) {
+    fn item(&mut self, what: What, encode: impl FnOnce(&mut E, &mut dyn FnMut(Chunk)) -> Encoded) {
         let store = &mut self.store;
         let item = store.next_seq;
         let mut discarded: Option<u64> = None;
@@ -530,7 +539,10 @@ impl<E: Encode> Intake<E> {
                 discarded = Some(points);
             }
         };
-        encode(&mut self.encode, &mut emit);
+        let encoded = encode(&mut self.encode, &mut emit);
+        let stats = &self.store.shared.stats;
+        stats.skipped_points.fetch_add(encoded.skipped, Ordering::Relaxed);
+        stats.shortened.fetch_add(encoded.shortened, Ordering::Relaxed);
         self.store.close_item(item, what, discarded);
     }
 }
@@ -902,18 +914,20 @@ mod tests {
     struct Lines;
 
     impl Encode for Lines {
-        fn metrics(&mut self, window: Window<'_>, emit: &mut dyn FnMut(Chunk)) {
+        fn metrics(&mut self, window: Window<'_>, emit: &mut dyn FnMut(Chunk)) -> Encoded {
             let batch = window.batch();
             for i in 0..batch.sets.len() {
                 emit(Chunk { body: Bytes::from(format!("{} {i}\n", batch.time)), points: 1 });
             }
+            Encoded::default()
         }
 
-        fn events(&mut self, events: &[Event], emit: &mut dyn FnMut(Chunk)) {
+        fn events(&mut self, events: &[Event], emit: &mut dyn FnMut(Chunk)) -> Encoded {
             if !events.is_empty() {
                 let body: String = events.iter().map(|e| format!("event {}\n", e.uid)).collect();
                 emit(Chunk { body: Bytes::from(body), points: events.len() as u64 });
             }
+            Encoded::default()
         }
     }
 
