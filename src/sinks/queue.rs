@@ -728,7 +728,9 @@ impl<D: Deliver> Sender<D> {
             if stopping && stopping_since.is_none() {
                 stopping_since = Some(Instant::now());
             }
-            let give_up = stopping_since.is_some_and(|t| t.elapsed() >= self.stop_grace) && failures > 0;
+            // What the disk buffer holds waits for the next start: no grace needed.
+            let grace = if self.shared.dir.is_some() { Duration::ZERO } else { self.stop_grace };
+            let give_up = stopping_since.is_some_and(|t| t.elapsed() >= grace) && failures > 0;
             let taken = {
                 let mut state = self.shared.lock();
                 loop {
