@@ -341,3 +341,125 @@ fn replay_waits_for_a_dead_influxdb_and_writes_everything() {
     assert_eq!(windows.len(), 5);
     assert_eq!(stored(&influxd, "k8s", windows.keys().copied()), windows, "{log}");
 }
+
+/// Every distinct (uid, lastTimestamp ms) -> highest count the events scenario's lists show.
+fn expected_event_points(scenario: &Path) -> BTreeMap<(String, i64), i64> {
+    let mut points: BTreeMap<(String, i64), i64> = BTreeMap::new();
+    for w in 0..window_times_ns(scenario).len() {
+        let file = window_dir(scenario, w).join("api/events.json");
+        if !file.is_file() {
+            continue;
+        }
+        for item in read_json(&file)["items"].as_array().expect("items") {
+            let uid = item["metadata"]["uid"].as_str().expect("uid").to_string();
+            let last = rfc3339_ns(&item["lastTimestamp"]) / 1_000_000;
+            let slot = points.entry((uid, last)).or_default();
+            *slot = (*slot).max(item["count"].as_i64().unwrap_or(1));
+        }
+    }
+    points
+}
+
+/// The `log/events` points InfluxDB holds; fails on two points for one event and time.
+fn stored_event_points(influxd: &Influxd) -> BTreeMap<(String, i64), i64> {
+    let answer = influxd.query("events", r#"SELECT "value", "uid" FROM "log/events""#).expect("query");
+    let mut points = BTreeMap::new();
+    for series in answer["results"][0]["series"].as_array().into_iter().flatten() {
+        for row in series["values"].as_array().expect("values") {
+            let time: jiff::Timestamp = row[0].as_str().expect("time").parse().expect("time");
+            let event: serde_json::Value =
+                serde_json::from_str(row[1].as_str().expect("value")).expect("JSON");
+            let uid = row[2].as_str().expect("uid").to_string();
+            let previous = points.insert((uid, time.as_millisecond()), event["count"].as_i64().unwrap_or(1));
+            assert!(previous.is_none(), "two points for one event and time");
+        }
+    }
+    points
+}
+
+fn rss_bytes(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|kb| kb.parse::<u64>().ok())
+        .map_or(0, |kb| kb * 1024)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_event_sink_holds_the_checkpoint_then_lets_it_advance() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let scenario = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/events");
+    let mut config = FixtureConfig::new(&scenario, tmp.path().join("tls"));
+    config.token = Some("fixture-token".into());
+    config.advance_every = Some(Duration::from_secs(3));
+    let server = FixtureServer::start(config).await.expect("fixture server");
+    let influxd = Influxd::start().expect("influxd (run scripts/test-deps.sh)");
+    let state = tmp.path().join("state");
+    let log = tmp.path().join("events.log");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_heapster"))
+        .args([
+            format!(
+                "--source=kubernetes.events:{}?inClusterConfig=false&auth={}",
+                server.api_url(),
+                server.kubeconfig().display()
+            ),
+            format!("--sink=influxdb:{}?db=events", influxd.url()),
+            "--metric_resolution=5s".to_string(),
+            "--event_ttl=3650d".to_string(),
+            format!("--state_dir={}", state.display()),
+        ])
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("log"))
+        .spawn()
+        .expect("heapster");
+    let read_log = || strip_ansi(&std::fs::read_to_string(&log).unwrap_or_default());
+    let checkpoint = state.join("state.bin");
+    let started = Instant::now();
+    while !checkpoint.is_file() {
+        assert!(started.elapsed() < PATIENCE, "no checkpoint: {}", read_log());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // A stall longer than the sink's queue of ticks and its request timeout.
+    influxd.pause().expect("SIGSTOP");
+    let stall = Instant::now();
+    let first_rss = rss_bytes(child.id());
+    let mut peak_rss = first_rss;
+    while stall.elapsed() < Duration::from_secs(35) || server.window() + 1 < server.windows() {
+        assert!(child.try_wait().expect("wait").is_none(), "{}", read_log());
+        peak_rss = peak_rss.max(rss_bytes(child.id()));
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let frozen_at = std::fs::metadata(&checkpoint).expect("checkpoint").modified().expect("mtime");
+    influxd.resume().expect("SIGCONT");
+
+    let expected = expected_event_points(&scenario);
+    let started = Instant::now();
+    while stored_event_points(&influxd) != expected && started.elapsed() < PATIENCE {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // The checkpoint moves again (it is saved at most every 2 s).
+    while std::fs::metadata(&checkpoint).expect("checkpoint").modified().expect("mtime") <= frozen_at {
+        assert!(started.elapsed() < PATIENCE, "the checkpoint never advanced again: {}", read_log());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let status = tokio::task::spawn_blocking(move || terminate(&mut child, Duration::from_secs(40)))
+        .await
+        .expect("stop");
+    let log = read_log();
+    assert!(status.success(), "{log}");
+    assert_eq!(stored_event_points(&influxd), expected, "no event missing or doubled:\n{log}");
+
+    let (_, saved) = heapster::checkpoint::CheckpointStore::open(&state).expect("open state");
+    let saved: BTreeSet<String> =
+        saved.expect("a checkpoint").seen.iter().map(|s| s.uid.to_string()).collect();
+    let uids: BTreeSet<String> = expected.keys().map(|(uid, _)| uid.clone()).collect();
+    assert_eq!(saved, uids, "the checkpoint holds every event written");
+    assert!(
+        peak_rss < first_rss + (32 << 20),
+        "RSS grew from {first_rss} to {peak_rss} bytes during the stall"
+    );
+}
