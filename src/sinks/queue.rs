@@ -1153,6 +1153,24 @@ mod tests {
     }
 
     #[test]
+    fn stopping_with_the_backend_down_reports_what_was_not_written() {
+        let backend = Backend::default();
+        backend.down.store(true, Ordering::Relaxed);
+        let mut sink = Running::start(memory(1 << 20), None, AtBound::Wait, &backend);
+        sink.send(window(1000, 2));
+        sink.send(window(2000, 3));
+        sink.send(events(1, &["a", "b"]));
+        wait_until("retries", || backend.attempts.load(Ordering::Relaxed) >= 2);
+        sink.stop.store(true, Ordering::Relaxed);
+        sink.finish();
+        assert!(backend.taken.lock().unwrap().is_empty());
+        assert_eq!((sink.load(|s| &s.dropped_windows), sink.load(|s| &s.dropped_points)), (2, 5));
+        assert_eq!(sink.load(|s| &s.dropped_events), 2);
+        assert_eq!(sink.load(|s| &s.errors), 1);
+        assert_eq!(sink.load(|s| &s.events_written_through), 1, "tick 1 never acknowledged");
+    }
+
+    #[test]
     fn the_disk_buffer_survives_a_restart_and_is_sent_first() {
         let dir = tempfile::tempdir().unwrap();
         let disk = BufferConfig { kind: BufferKind::Disk, max_bytes: 1 << 20 };
