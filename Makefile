@@ -25,10 +25,12 @@ lint:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 ## Throughput harness (1,000 nodes x 30 pods, -w 1 and -w 2), the events harness (a 100,000-event
-## burst; memory under a TTL) and criterion micro-benchmarks.
+## burst; memory under a TTL), the sink-outage harness (disk buffer through a dead InfluxDB) and
+## criterion micro-benchmarks.
 bench:
 	$(CARGO) bench --bench throughput
 	$(CARGO) bench --bench events
+	$(CARGO) bench --bench sink_outage
 	$(CARGO) bench --bench micro
 
 ## Replay any scenario: make replay SCENARIO=dir WORKERS=2
