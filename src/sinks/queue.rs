@@ -852,11 +852,18 @@ impl<D: Deliver> Sender<D> {
             }
             _ => {}
         }
-        if entry.last && !state.entries.iter().any(|e| e.item == entry.item) {
-            match entry.what {
-                What::Metrics { .. } => stats.windows.fetch_add(1, Ordering::Relaxed),
-                What::Events { events, .. } => stats.events.fetch_add(events, Ordering::Relaxed),
-            };
+        if entry.last {
+            // Chunks sent in parallel may finish out of order: the item is done with its last
+            // entry, whichever that is.
+            match state.entries.iter_mut().rev().find(|e| e.item == entry.item) {
+                Some(other) => other.last = true,
+                None => {
+                    match entry.what {
+                        What::Metrics { .. } => stats.windows.fetch_add(1, Ordering::Relaxed),
+                        What::Events { events, .. } => stats.events.fetch_add(events, Ordering::Relaxed),
+                    };
+                }
+            }
         }
         self.shared.acknowledge(&state);
         if state.entries.is_empty() && state.outage_dropped != (0, 0) {
