@@ -26,11 +26,13 @@ lint:
 
 ## Throughput harness (1,000 nodes x 30 pods, -w 1 and -w 2), the events harness (a 100,000-event
 ## burst; memory under a TTL), the live harness (fixture server and collector as processes, live
-## beside replay, null sink and InfluxDB) and criterion micro-benchmarks.
+## beside replay, null sink and InfluxDB), the sink-outage harness (disk buffer through a dead
+## InfluxDB) and criterion micro-benchmarks.
 bench:
 	$(CARGO) bench --bench throughput
 	$(CARGO) bench --bench events
 	$(CARGO) bench --bench live
+	$(CARGO) bench --bench sink_outage
 	$(CARGO) bench --bench micro
 
 ## Replay any scenario: make replay SCENARIO=dir WORKERS=2

@@ -7,6 +7,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use crossbeam_channel::{Receiver, RecvTimeoutError};
+use heapster_dataflows::Event;
 
 use crate::bridge::{Collected, Collector, Completed, EventBatch, Stats};
 use crate::checkpoint::Checkpointer;
@@ -24,7 +25,7 @@ pub fn dispatch(
     mut checkpointer: Option<Checkpointer>,
 ) -> Vec<(String, Arc<SinkStats>)> {
     let mut collector = Collector::new(workers);
-    let mut unwritten: VecDeque<Arc<EventBatch>> = VecDeque::new();
+    let mut unwritten: VecDeque<EventBatch> = VecDeque::new();
     loop {
         match collected.recv_timeout(ACK_POLL) {
             Ok(message) => {
@@ -43,12 +44,14 @@ pub fn dispatch(
                             }
                         }
                         Completed::Events(batch) => {
+                            // The checkpointer needs only each event's state: the events
+                            // themselves are freed once every sink has encoded them.
+                            if checkpointer.is_some() {
+                                unwritten.push_back(states_of(&batch));
+                            }
                             let batch = Arc::new(batch);
                             for sink in &sinks {
                                 sink.send(SinkInput::Events(Arc::clone(&batch)));
-                            }
-                            if checkpointer.is_some() {
-                                unwritten.push_back(batch);
                             }
                         }
                     }
@@ -72,16 +75,28 @@ pub fn dispatch(
     finished
 }
 
+/// A batch with only what the checkpoint keeps of each event: its state.
+fn states_of(batch: &EventBatch) -> EventBatch {
+    let events = batch
+        .events
+        .iter()
+        .map(|e| Event {
+            uid: e.uid.clone(),
+            count: e.count,
+            last_timestamp: e.last_timestamp,
+            ..Event::default()
+        })
+        .collect();
+    EventBatch { time: batch.time, events, resource_version: batch.resource_version.clone() }
+}
+
 /// Hands the checkpointer every batch all sinks have written, in order, and saves if due.
 fn acknowledge(
-    unwritten: &mut VecDeque<Arc<EventBatch>>,
+    unwritten: &mut VecDeque<EventBatch>,
     sinks: &[Arc<SinkStats>],
     checkpointer: Option<&mut Checkpointer>,
 ) {
     let Some(checkpointer) = checkpointer else { return };
-    if sinks.iter().any(|s| s.events_failed.load(Ordering::Relaxed)) {
-        return;
-    }
     let written =
         sinks.iter().map(|s| s.events_written_through.load(Ordering::Relaxed)).min().unwrap_or(u64::MAX);
     while let Some(batch) = unwritten.front() {

@@ -16,7 +16,7 @@ use crate::cluster::connect::ConnectError;
 use crate::cluster::{ClusterConfig, Share};
 use crate::config::ConfigError;
 use crate::dispatch::dispatch;
-use crate::sinks::{Overflow, SinkConfig, SinkHandle, SinkStats};
+use crate::sinks::{Overflow, SinkConfig, SinkContext, SinkHandle, SinkStats};
 use crate::sources::kubernetes::config::{ClientError, KubernetesConfig};
 use crate::sources::kubernetes::{event_watch, source};
 use crate::sources::replay::{Replay, ReplayConfig, ReplayError};
@@ -175,12 +175,14 @@ pub fn run(config: RunConfig, stop: Arc<AtomicBool>) -> Result<RunReport, RunErr
         .map_err(RunError::Runtime)?;
     runtime.spawn(stop_on_signal(Arc::clone(&stop)));
     let mut sinks = Vec::with_capacity(config.sinks.len());
+    let sink_context = SinkContext { state_dir: config.state_dir.clone(), stop: Arc::clone(&stop) };
     for sink in config.sinks {
         let name = format!("{sink:?}");
         // Replay waits for sinks, so a short queue suffices; live collection rides out a slow
-        // sink for a few windows (and event ticks) before dropping.
+        // sink for a few windows before dropping (a buffered sink's queue is drained at once into
+        // its buffer).
         let queue = if overflow == Overflow::Wait { 2 } else { 16 };
-        let handle = SinkHandle::spawn(sink, queue, overflow)
+        let handle = SinkHandle::spawn_in(sink, queue, overflow, &sink_context)
             .map_err(|source| RunError::Sink { name: crate::config::redact(&name), source })?;
         sinks.push(handle);
     }

@@ -49,6 +49,7 @@ use heapster_dataflows::Event;
 use super::Window;
 pub use super::events::EventEncoder;
 use super::line_protocol::{Cursor, EncodeStats, LineEncoder, LineOptions};
+use super::queue::{BufferConfig, Chunk, Deliver, Encode, Encoded, Sent};
 use crate::config::{ConfigError, UriOptions, redact};
 use crate::errors::error_chain;
 
@@ -72,6 +73,8 @@ const ACCEPTED: &[&str] = &[
     "insecuressl",
     "disable_counter_metrics",
     "concurrency",
+    "buffer",
+    "max_buffer_bytes",
 ];
 const FORM: &str = "application/x-www-form-urlencoded";
 const LINES: &str = "text/plain; charset=utf-8";
@@ -207,6 +210,8 @@ pub struct InfluxConfig {
     pub backoff: Backoff,
     /// For one request, from connecting to the end of the answer.
     pub timeout: Duration,
+    /// Where writes wait while InfluxDB is away (`buffer=`, `max_buffer_bytes=`).
+    pub buffer: BufferConfig,
 }
 
 impl InfluxConfig {
@@ -243,6 +248,7 @@ impl InfluxConfig {
         if concurrency == 0 {
             return Err(error("option concurrency=0: expected at least 1".into()));
         }
+        let buffer = BufferConfig::from_options(&mut opts, FLAG, uri)?;
         opts.finish(KIND, ACCEPTED)?;
 
         Ok(InfluxConfig {
@@ -259,7 +265,19 @@ impl InfluxConfig {
             concurrency: usize::try_from(concurrency).unwrap_or(usize::MAX),
             backoff: Backoff::default(),
             timeout: Duration::from_secs(30),
+            buffer,
         })
+    }
+
+    /// The disk buffer's folder name: the server and database, so two sinks never share one.
+    pub fn buffer_name(&self) -> String {
+        let raw = format!(
+            "influxdb-{}-{}-{}",
+            self.url.host_str().unwrap_or(""),
+            self.url.port_or_known_default().unwrap_or(0),
+            self.db
+        );
+        raw.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '.' { c } else { '_' }).collect()
     }
 
     fn line_options(&self) -> LineOptions {
@@ -504,6 +522,13 @@ fn dropped_count(message: &str) -> Option<usize> {
     digits.parse().ok()
 }
 
+/// Points a partial write did not store: `dropped=N` counts only points InfluxDB parsed and then
+/// refused; lines it could not parse are listed, one `unable to parse '...'` each, and not in N.
+fn refused_count(body: &str, points: usize) -> usize {
+    let unparsed = body.matches("unable to parse '").count();
+    (dropped_count(body).unwrap_or(points) + unparsed).min(points)
+}
+
 /// What became of one chunk.
 #[derive(Default)]
 struct ChunkOutcome {
@@ -533,7 +558,7 @@ async fn write_chunk(endpoint: Arc<Endpoint>, body: Bytes, points: usize, resent
     }
     let message = server_message(&answer);
     if answer.status == StatusCode::BAD_REQUEST && message.contains("partial write") {
-        let dropped = dropped_count(&message).unwrap_or(points).min(points);
+        let dropped = refused_count(&answer.body, points);
         warn!(dropped, points, message = %message, "InfluxDB dropped part of a write");
         outcome.written = points - dropped;
         outcome.dropped = dropped;
@@ -812,6 +837,131 @@ fn quote_ident(s: &str) -> String {
     format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
 }
 
+/// The InfluxDB sink's two halves for [`super::queue`]: the encoders, and a writer that makes one
+/// attempt per chunk (the queue retries).
+pub fn buffered(mut config: InfluxConfig) -> Result<(InfluxEncode, InfluxDeliver), InfluxError> {
+    config.backoff.attempts = 1;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| InfluxError::Client(format!("cannot start the sink's runtime: {e}")))?;
+    let endpoint = Arc::new(Endpoint::new(&config)?);
+    let encode = InfluxEncode {
+        encoder: LineEncoder::new(config.line_options()),
+        events: EventEncoder::new(config.with_fields, config.cluster_name.clone()),
+    };
+    Ok((encode, InfluxDeliver { writer: Writer { config, endpoint, db_ready: false }, runtime }))
+}
+
+/// Encodes windows and events as line-protocol chunks of at most [`MAX_POINTS_PER_WRITE`] points.
+pub struct InfluxEncode {
+    encoder: LineEncoder,
+    events: EventEncoder,
+}
+
+impl Encode for InfluxEncode {
+    fn metrics(&mut self, window: Window<'_>, emit: &mut dyn FnMut(Chunk)) -> Encoded {
+        let before = self.encoder.shortened();
+        let mut chunks = MetricChunks { encoder: &mut self.encoder, window, cursor: Cursor::default() };
+        let skipped = emit_all(&mut chunks, emit);
+        Encoded { skipped, shortened: self.encoder.shortened() - before }
+    }
+
+    fn events(&mut self, events: &[Event], emit: &mut dyn FnMut(Chunk)) -> Encoded {
+        let selection = self.events.select(events);
+        let mut chunks = EventChunks { encoder: &self.events, events: &selection.events, next: 0 };
+        let skipped = emit_all(&mut chunks, emit) + selection.unwritable as u64;
+        Encoded { skipped, shortened: 0 }
+    }
+}
+
+/// Hands every chunk to `emit`; returns the points skipped.
+fn emit_all(chunks: &mut impl ChunkSource, emit: &mut dyn FnMut(Chunk)) -> u64 {
+    let mut capacity = 0;
+    let mut skipped = 0;
+    loop {
+        let mut body = Vec::with_capacity(capacity);
+        let Some(stats) = chunks.next_chunk(&mut body) else { break };
+        skipped += stats.skipped as u64;
+        if stats.written > 0 {
+            capacity = capacity.max(body.len());
+            emit(Chunk { body: Bytes::from(body), points: stats.written as u64 });
+        }
+    }
+    skipped
+}
+
+/// Writes chunks to InfluxDB, `concurrency` at a time, creating the database when needed.
+pub struct InfluxDeliver {
+    writer: Writer,
+    runtime: tokio::runtime::Runtime,
+}
+
+impl Deliver for InfluxDeliver {
+    fn send(&mut self, chunks: &[Chunk]) -> Vec<Sent> {
+        let writer = &mut self.writer;
+        self.runtime.block_on(async {
+            if !writer.db_ready {
+                let mut requests = 0;
+                if let Err(e) = writer.ensure_database(&mut requests).await {
+                    return chunks.iter().map(|_| Sent::Retry(e.to_string())).collect();
+                }
+            }
+            let mut tasks = JoinSet::new();
+            for (i, chunk) in chunks.iter().enumerate() {
+                let endpoint = Arc::clone(&writer.endpoint);
+                let (body, points) = (chunk.body.clone(), chunk.points as usize);
+                tasks.spawn(async move { (i, write_once(&endpoint, body, points).await) });
+            }
+            let mut outcomes: Vec<Sent> =
+                chunks.iter().map(|_| Sent::Retry("write task failed".into())).collect();
+            while let Some(joined) = tasks.join_next().await {
+                if let Ok((i, outcome)) = joined
+                    && let Some(slot) = outcomes.get_mut(i)
+                {
+                    *slot = outcome;
+                }
+            }
+            if outcomes.iter().any(|o| matches!(o, Sent::Retry(m) if m.contains("database not found"))) {
+                warn!(db = %writer.config.db, "InfluxDB database not found; creating it again");
+                writer.db_ready = false;
+            }
+            outcomes
+        })
+    }
+
+    fn parallel(&self) -> usize {
+        self.writer.config.concurrency
+    }
+}
+
+/// One attempt at writing a chunk, classified for the queue.
+async fn write_once(endpoint: &Endpoint, body: Bytes, points: usize) -> Sent {
+    let (result, _) = endpoint.post_retrying("write", &endpoint.write_url, LINES, body).await;
+    let answer = match result {
+        Ok(answer) => answer,
+        Err(e @ InfluxError::Client(_)) => {
+            error!(points, error = %e, "InfluxDB write impossible; points dropped");
+            return Sent::Refused(e.to_string());
+        }
+        Err(e) => return Sent::Retry(e.to_string()),
+    };
+    if answer.status.is_success() {
+        return Sent::Written { refused: 0 };
+    }
+    let message = server_message(&answer);
+    if answer.status == StatusCode::BAD_REQUEST && answer.body.contains("partial write") {
+        let refused = refused_count(&answer.body, points);
+        warn!(refused, points, message = %message, "InfluxDB refused part of a write");
+        return Sent::Written { refused: refused as u64 };
+    }
+    if answer.status == StatusCode::NOT_FOUND && message.contains("database not found") {
+        return Sent::Retry(message);
+    }
+    error!(points, status = answer.status.as_u16(), message = %message, "InfluxDB refused a write; points dropped");
+    Sent::Refused(format!("InfluxDB answered {}: {message}", answer.status.as_u16()))
+}
+
 #[cfg(test)]
 mod tests {
     use crate::sinks::MetricBatch;
@@ -1050,6 +1200,41 @@ mod tests {
             assert_eq!(count[0]["count"], 1, "{m}");
         }
         assert_eq!(field_types(&influxd, "k8s", "custom/conflict"), [("value".into(), "integer".into())]);
+    }
+
+    /// Pod labels of about 70 KiB as Heapster's `labels` tag: `k0:v0,k1:v1,...`.
+    fn huge_labels() -> String {
+        (0..5_000).map(|i| format!("label-{i}:value-{i}")).collect::<Vec<_>>().join(",")
+    }
+
+    #[tokio::test]
+    async fn a_series_key_over_influxdbs_limit_is_shortened_not_refused() {
+        let influxd = Influxd::start().unwrap();
+        let mut sink = sink_for(&influxd.url(), "db=k8s");
+        let mut batch = small_batch();
+        let labels = huge_labels();
+        assert!(labels.len() > 65_535);
+        batch.sets[1].labels.set(LabelId::Labels, labels.as_str().into());
+        let report = sink.write(&batch).await.unwrap();
+        assert_eq!((report.points_written, report.points_dropped, report.points_skipped), (4, 0, 0));
+        assert_eq!(sink.encoder.shortened(), 1);
+        let rows = rows(&influxd, "k8s", r#"SELECT * FROM "memory/usage""#);
+        assert_eq!(rows.len(), 1);
+        let stored = rows[0]["labels"].as_str().unwrap();
+        assert!(stored.len() < 65_535 && stored.len() > 55_000, "{}", stored.len());
+        assert!(labels.starts_with(stored) && labels[stored.len()..].starts_with(','), "cut at a label");
+    }
+
+    #[tokio::test]
+    async fn lines_influxdb_could_not_parse_are_counted_as_refused() {
+        let influxd = Influxd::start().unwrap();
+        let sink = sink_for(&influxd.url(), "db=k8s");
+        influxd.query("", "CREATE DATABASE k8s").unwrap();
+        let long = "x".repeat(70_000);
+        let body = format!("m,a=b value=1 1\nm,l={long} value=2 1\nm,a=c value=3 1\nm,l=y{long} value=4 1\n");
+        let outcome = write_once(&sink.writer.endpoint, Bytes::from(body), 4).await;
+        assert_eq!(outcome, Sent::Written { refused: 2 }, "InfluxDB says dropped=0 for unparsable lines");
+        assert_eq!(rows(&influxd, "k8s", "SELECT count(value) FROM m")[0]["count"], 2);
     }
 
     #[tokio::test]

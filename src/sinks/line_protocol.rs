@@ -39,12 +39,19 @@ impl Default for LineOptions {
     }
 }
 
+/// InfluxDB refuses a line whose series key (measurement and tags, as sent) is longer.
+pub const MAX_KEY_BYTES: usize = 65_535;
+/// A set's tags get at most this much of a key: the rest is room for the measurement and a
+/// labeled value's resource tags.
+const SET_TAG_BUDGET: usize = MAX_KEY_BYTES - 1_024;
+
 /// What an encoding pass did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct EncodeStats {
     /// Points written as lines.
     pub written: usize,
-    /// Float values that are NaN or infinite: InfluxDB cannot store them.
+    /// Points InfluxDB cannot store: float values that are NaN or infinite, and points whose
+    /// series key would be too long even with the `labels` tag shortened.
     pub skipped: usize,
 }
 
@@ -93,6 +100,8 @@ pub struct LineEncoder {
     /// Escaped measurement and ` field=` of every catalog metric, computed once.
     heads: Vec<Head>,
     labeled_heads: Vec<Head>,
+    /// Sets whose `labels` tag was shortened to fit InfluxDB's key limit.
+    shortened: u64,
 }
 
 /// What a point of one metric starts with and what precedes its value.
@@ -150,7 +159,13 @@ impl LineEncoder {
             set_tags: TagBlock::default(),
             point_tags: Vec::with_capacity(512),
             out: Vec::new(),
+            shortened: 0,
         }
+    }
+
+    /// Sets whose `labels` tag was shortened so that InfluxDB takes their points.
+    pub fn shortened(&self) -> u64 {
+        self.shortened
     }
 
     pub fn options(&self) -> &LineOptions {
@@ -208,12 +223,36 @@ impl LineEncoder {
             out: _,
             heads,
             labeled_heads,
+            shortened,
         } = self;
         let mut custom_head;
         let mut tags: Vec<Tag<'_>> = Vec::with_capacity(24);
 
         while let Some(set) = batch.sets.get(cursor.set) {
-            set_tag_block(set, &opts.cluster_name, &mut tags, set_tags);
+            let fresh = cursor.value == 0 && cursor.labeled == 0;
+            match set_tag_block(set, &opts.cluster_name, &mut tags, set_tags) {
+                Fit::Fits => {}
+                Fit::Shortened => {
+                    if fresh {
+                        *shortened += 1;
+                        tracing::warn!(
+                            entity = %set.key,
+                            "labels tag shortened: the series key would be over InfluxDB's {MAX_KEY_BYTES} bytes"
+                        );
+                    }
+                }
+                Fit::TooLong => {
+                    let points = set.point_count();
+                    tracing::warn!(
+                        entity = %set.key,
+                        points,
+                        "points skipped: their series key is over InfluxDB's {MAX_KEY_BYTES} bytes"
+                    );
+                    stats.skipped += points;
+                    *cursor = Cursor { set: cursor.set + 1, value: 0, labeled: 0 };
+                    continue;
+                }
+            }
 
             while let Some(&id) = MetricId::ALL.get(cursor.value) {
                 let Some(value) = set.values.get(id) else {
@@ -277,6 +316,12 @@ impl LineEncoder {
                         &custom_head
                     }
                 };
+                if head.measurement.len() + tag_block.len() > MAX_KEY_BYTES {
+                    tracing::warn!(entity = %set.key, "a point skipped: its series key is over InfluxDB's {MAX_KEY_BYTES} bytes");
+                    stats.skipped += 1;
+                    cursor.labeled += 1;
+                    continue;
+                }
                 write_point(out, head, tag_block, labeled.value, timestamp);
                 stats.written += 1;
                 cursor.labeled += 1;
@@ -322,9 +367,58 @@ impl TagBlock {
     }
 }
 
+/// Whether a set's tags fit in a series key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Fit {
+    Fits,
+    /// Only with the `labels` tag cut short (at a label boundary) or left out.
+    Shortened,
+    /// Not even without the `labels` tag.
+    TooLong,
+}
+
 /// Collects the set's tags sorted by key into `tags` (kept for merging resource tags in later)
-/// and escapes them into `block`, one segment per entry of `tags`.
+/// and escapes them into `block`, one segment per entry of `tags`. A block over the key budget
+/// gets its `labels` tag shortened.
 fn set_tag_block<'a>(
+    set: &'a MetricSet,
+    cluster_name: &'a str,
+    tags: &mut Vec<Tag<'a>>,
+    block: &mut TagBlock,
+) -> Fit {
+    collect_tags(set, cluster_name, tags, block);
+    if block.bytes.len() <= SET_TAG_BUDGET {
+        return Fit::Fits;
+    }
+    let excess = block.bytes.len() - SET_TAG_BUDGET;
+    let Some(at) = tags.iter().position(|t| t.key == "labels") else { return Fit::TooLong };
+    // The longest prefix whose escaped form is `excess` bytes shorter than the whole.
+    let value = tags[at].value;
+    let escaped = |b: &u8| if TAG_TABLE[usize::from(*b)] { 2 } else { 1 };
+    let room = value.as_bytes().iter().map(escaped).sum::<usize>().saturating_sub(excess);
+    let mut used = 0;
+    let mut cut = 0;
+    for b in value.as_bytes() {
+        used += escaped(b);
+        if used > room {
+            break;
+        }
+        cut += 1;
+    }
+    while !value.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    let kept = value[..cut].rfind(',').map_or("", |comma| &value[..comma]);
+    if kept.is_empty() {
+        tags.remove(at);
+    } else {
+        tags[at].value = kept;
+    }
+    escape_tags(tags, block);
+    if block.bytes.len() <= SET_TAG_BUDGET { Fit::Shortened } else { Fit::TooLong }
+}
+
+fn collect_tags<'a>(
     set: &'a MetricSet,
     cluster_name: &'a str,
     tags: &mut Vec<Tag<'a>>,
@@ -344,7 +438,10 @@ fn set_tag_block<'a>(
     tags.retain(|t| !t.key.is_empty() && !t.value.is_empty() && !EXCLUDED_TAGS.contains(&t.key));
     tags.sort_unstable_by(|a, b| a.key.cmp(b.key).then(b.rank.cmp(&a.rank)));
     tags.dedup_by(|later, first| later.key == first.key);
+    escape_tags(tags, block);
+}
 
+fn escape_tags(tags: &[Tag<'_>], block: &mut TagBlock) {
     block.bytes.clear();
     block.starts.clear();
     for tag in tags.iter() {
@@ -732,5 +829,23 @@ mod tests {
             "m value=1e20 0\nm value=1.5e-7 0\nm value=123.0 0\nm value=-0.0 0\n\
              m value=1.7976931348623157e308 0\nm value=5e-324 0\n"
         );
+    }
+
+    #[test]
+    fn tags_too_long_even_without_labels_skip_the_set() {
+        let mut pod = MetricSet::new(EntityKey::Pod { ns: "ns".into(), pod: "p".into() });
+        pod.labels.set(LabelId::Labels, "a:b".into());
+        pod.labels.extra.push(("huge".into(), "v".repeat(70_000).as_str().into()));
+        pod.values.set(MetricId::MemoryUsage, Value::Int(1));
+        pod.values.set(MetricId::CpuUsageRate, Value::Int(2));
+        let mut node = MetricSet::new(EntityKey::Node { node: "n1".into() });
+        node.values.set(MetricId::MemoryUsage, Value::Int(3));
+        let batch = MetricBatch { time: T, sets: vec![pod, node] };
+        let mut encoder = LineEncoder::new(LineOptions::default());
+        let mut out = Vec::new();
+        let stats = encoder.encode_chunk(&batch, &mut Cursor::default(), 100, &mut out);
+        assert_eq!(stats, EncodeStats { written: 1, skipped: 2 });
+        assert_eq!(encoder.shortened(), 0);
+        assert!(String::from_utf8(out).unwrap().starts_with("memory/usage,cluster_name=default,type=node "));
     }
 }

@@ -5,21 +5,27 @@
 //! - [`influxdb`]: Heapster's InfluxDB schema over HTTP, for metrics and events.
 //! - [`events`]: events as InfluxDB points, shared by the event sinks.
 //!
-//! Each sink runs on its own thread behind its own bounded queue, so a slow or broken sink never
-//! holds up the graph or the other sinks. Past its queue, a sink either makes the collector wait
-//! (replay: nothing may be lost) or drops the oldest window and counts it (live collection).
+//! - [`queue`]: the byte-bounded buffer (memory or disk), retries and threads every network sink
+//!   runs behind.
+//!
+//! Each sink runs on its own thread behind its own queue, so a slow or broken sink never holds up
+//! the graph or the other sinks. Past its queue, a sink either makes the collector wait (replay:
+//! nothing may be lost) or drops the window and counts it (live collection). Event batches are
+//! never dropped: the event checkpoint waits for every sink to write each of them.
 
 pub mod events;
 pub mod file;
 pub mod influxdb;
 pub mod line_protocol;
 pub mod log;
+pub mod queue;
 
+use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::thread::JoinHandle;
 
-use crossbeam_channel::{Receiver, Sender, TrySendError};
+use crossbeam_channel::{Receiver, Sender};
 use heapster_dataflows::{MetricSet, Time};
 
 use crate::bridge::EventBatch;
@@ -123,9 +129,12 @@ pub struct SinkStats {
     /// One past the last events tick written in full (0: none yet). Checkpoints never go past
     /// what every sink has written.
     pub events_written_through: AtomicU64,
-    /// Set when an events batch was lost: the checkpoint stops advancing, so a restart sends
-    /// again what this sink may not have.
-    pub events_failed: AtomicBool,
+    /// Sends tried again after a failure that may pass.
+    pub retries: AtomicU64,
+    /// Points never sent because the backend cannot store them (NaN, a series key too long).
+    pub skipped_points: AtomicU64,
+    /// Entities whose points were sent with their `labels` tag shortened to fit.
+    pub shortened: AtomicU64,
 }
 
 /// What a sink's queue carries.
@@ -141,63 +150,137 @@ pub struct SinkHandle {
     pub stats: Arc<SinkStats>,
     queue: Sender<SinkInput>,
     overflow: Overflow,
-    thread: JoinHandle<()>,
+    /// Windows in the queue (live collection drops a window past `slots` of them).
+    pending: Arc<AtomicUsize>,
+    slots: usize,
+    thread: Running,
+}
+
+/// The threads behind a sink.
+enum Running {
+    Direct(JoinHandle<()>),
+    Buffered(queue::Buffered),
+}
+
+/// What a sink needs from the run besides its URI.
+#[derive(Clone, Debug, Default)]
+pub struct SinkContext {
+    /// `--state_dir`: the disk buffers live under it.
+    pub state_dir: Option<PathBuf>,
+    /// Set when the collector is told to stop.
+    pub stop: Arc<AtomicBool>,
 }
 
 impl SinkHandle {
     /// Starts the sink's thread. Set-up failures that a retry may fix (InfluxDB not up yet) are
     /// logged by the sink and retried; only a sink that can never work fails here.
     pub fn spawn(config: SinkConfig, queue: usize, overflow: Overflow) -> std::io::Result<SinkHandle> {
+        Self::spawn_in(config, queue, overflow, &SinkContext::default())
+    }
+
+    /// [`SinkHandle::spawn`] with the run's state directory and stop flag.
+    pub fn spawn_in(
+        config: SinkConfig,
+        slots: usize,
+        overflow: Overflow,
+        context: &SinkContext,
+    ) -> std::io::Result<SinkHandle> {
         let name = match &config {
             SinkConfig::Log => "log".to_string(),
             SinkConfig::File(c) => format!("file:{}", c.path.display()),
             SinkConfig::Influx(c) => redact(&c.to_string()),
         };
         let stats = Arc::new(SinkStats::default());
-        let (tx, rx) = crossbeam_channel::bounded(queue.max(1));
+        let slots = slots.max(1);
+        // Live collection never blocks on the queue: windows past `slots` are dropped at `send`,
+        // and event batches are never dropped. Replay waits at a short queue.
+        let (tx, rx) = match overflow {
+            Overflow::Wait => crossbeam_channel::bounded(slots),
+            Overflow::Drop => crossbeam_channel::unbounded(),
+        };
+        let pending = Arc::new(AtomicUsize::new(0));
         let thread_stats = Arc::clone(&stats);
-        let target = match config {
-            SinkConfig::Log => Target::Log(log::LogSink::stdout()),
-            SinkConfig::File(c) => Target::File(file::FileSink::create(&c)?),
+        let thread = match config {
             SinkConfig::Influx(c) => {
-                let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-                let mut sink = influxdb::InfluxSink::new(*c).map_err(std::io::Error::other)?;
-                if let Err(e) = runtime.block_on(sink.start()) {
-                    tracing::warn!("InfluxDB not ready yet, will retry on the first window: {e}");
-                }
-                Target::Influx(Box::new(sink), runtime)
+                let at_bound = match overflow {
+                    Overflow::Wait => queue::AtBound::Wait,
+                    Overflow::Drop => queue::AtBound::DropOldest,
+                };
+                let plan = queue::Plan {
+                    name: name.clone(),
+                    config: c.buffer.clone(),
+                    dir: context.state_dir.as_ref().map(|d| d.join(queue::BUFFER_DIR).join(c.buffer_name())),
+                    at_bound,
+                    retry: queue::Retry::default(),
+                    stop: Arc::clone(&context.stop),
+                    stop_grace: queue::STOP_GRACE,
+                };
+                let (encode, deliver) = influxdb::buffered(*c).map_err(std::io::Error::other)?;
+                Running::Buffered(queue::Buffered::start(
+                    plan,
+                    rx,
+                    Arc::clone(&pending),
+                    thread_stats,
+                    encode,
+                    deliver,
+                )?)
+            }
+            SinkConfig::Log => {
+                let target = Target::Log(log::LogSink::stdout());
+                Running::Direct(Self::direct(&name, rx, Arc::clone(&pending), thread_stats, target)?)
+            }
+            SinkConfig::File(c) => {
+                let target = Target::File(Box::new(file::FileSink::create(&c)?));
+                Running::Direct(Self::direct(&name, rx, Arc::clone(&pending), thread_stats, target)?)
             }
         };
-        let thread = std::thread::Builder::new()
+        Ok(SinkHandle { name, stats, queue: tx, overflow, pending, slots, thread })
+    }
+
+    fn direct(
+        name: &str,
+        rx: Receiver<SinkInput>,
+        pending: Arc<AtomicUsize>,
+        stats: Arc<SinkStats>,
+        target: Target,
+    ) -> std::io::Result<JoinHandle<()>> {
+        std::thread::Builder::new()
             .name(format!("sink {name}"))
-            .spawn(move || drain(rx, &thread_stats, target))?;
-        Ok(SinkHandle { name, stats, queue: tx, overflow, thread })
+            .spawn(move || drain(rx, &pending, &stats, target))
     }
 
     /// Queues a window or an events batch for the sink.
     pub fn send(&self, input: SinkInput) {
-        let describe = |input: &SinkInput| match input {
-            SinkInput::Metrics(b) => format!("window {}", b.time),
-            SinkInput::Events(b) => format!("{} events of tick {}", b.events.len(), b.time),
-        };
-        let lost = match self.overflow {
-            Overflow::Wait => self.queue.send(input).err().map(|e| (e.0, "sink stopped")),
-            Overflow::Drop => match self.queue.try_send(input) {
-                Ok(()) => None,
-                Err(TrySendError::Full(input)) => Some((input, "sink is behind")),
-                Err(TrySendError::Disconnected(input)) => Some((input, "sink stopped")),
-            },
+        let lost = match (&input, self.overflow) {
+            (SinkInput::Metrics(_), Overflow::Drop) if self.pending.load(Ordering::Relaxed) >= self.slots => {
+                Some((input, "sink is behind"))
+            }
+            _ => {
+                let metrics = matches!(input, SinkInput::Metrics(_));
+                if metrics {
+                    self.pending.fetch_add(1, Ordering::Relaxed);
+                }
+                match self.queue.send(input) {
+                    Ok(()) => None,
+                    Err(e) => {
+                        if metrics {
+                            self.pending.fetch_sub(1, Ordering::Relaxed);
+                        }
+                        Some((e.0, "sink stopped"))
+                    }
+                }
+            }
         };
         let Some((input, why)) = lost else { return };
-        tracing::warn!(sink = %self.name, "{why}: {} dropped", describe(&input));
         match input {
             SinkInput::Metrics(batch) => {
+                tracing::warn!(sink = %self.name, "{why}: window {} dropped", batch.time);
                 self.stats.dropped_windows.fetch_add(1, Ordering::Relaxed);
                 self.stats.dropped_points.fetch_add(batch.point_count() as u64, Ordering::Relaxed);
             }
             SinkInput::Events(batch) => {
+                tracing::error!(sink = %self.name, "{why}: {} events of tick {} not written", batch.events.len(), batch.time);
                 self.stats.dropped_events.fetch_add(batch.events.len() as u64, Ordering::Relaxed);
-                self.stats.events_failed.store(true, Ordering::Relaxed);
             }
         }
     }
@@ -205,9 +288,30 @@ impl SinkHandle {
     /// Closes the queue and waits for the sink to write what it holds.
     pub fn finish(self) -> Arc<SinkStats> {
         drop(self.queue);
-        if self.thread.join().is_err() {
-            tracing::error!(sink = %self.name, "sink thread panicked");
+        match self.thread {
+            Running::Direct(thread) => {
+                if thread.join().is_err() {
+                    tracing::error!(sink = %self.name, "sink thread panicked");
+                }
+            }
+            Running::Buffered(buffered) => buffered.join(),
         }
+        let s = &self.stats;
+        let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        tracing::info!(
+            sink = %self.name,
+            windows = load(&s.windows),
+            points = load(&s.points),
+            dropped_windows = load(&s.dropped_windows),
+            dropped_points = load(&s.dropped_points),
+            events = load(&s.events),
+            dropped_events = load(&s.dropped_events),
+            retries = load(&s.retries),
+            skipped_points = load(&s.skipped_points),
+            shortened = load(&s.shortened),
+            errors = load(&s.errors),
+            "sink finished"
+        );
         self.stats
     }
 }
@@ -215,9 +319,7 @@ impl SinkHandle {
 /// The writer behind a sink's thread.
 enum Target {
     Log(log::LogSink<std::io::Stdout>),
-    File(file::FileSink),
-    /// The InfluxDB client is async: the thread has its own small runtime.
-    Influx(Box<influxdb::InfluxSink>, tokio::runtime::Runtime),
+    File(Box<file::FileSink>),
 }
 
 impl Target {
@@ -226,10 +328,6 @@ impl Target {
         match self {
             Target::Log(sink) => sink.write(window.batch()).map(|()| 0).map_err(|e| e.to_string()),
             Target::File(sink) => sink.write(window).map(|()| 0).map_err(|e| e.to_string()),
-            Target::Influx(sink, runtime) => match runtime.block_on(sink.write(window)) {
-                Ok(report) => Ok(report.points_dropped as u64),
-                Err(e) => Err(e.to_string()),
-            },
         }
     }
 
@@ -239,19 +337,16 @@ impl Target {
             Target::Log(sink) => sink.write_events(&batch.events).map(|()| 0).map_err(|e| e.to_string()),
             // Line protocol of metrics only: events have their own sinks.
             Target::File(_) => Ok(0),
-            Target::Influx(sink, runtime) => match runtime.block_on(sink.write_events(&batch.events)) {
-                Ok(report) => Ok(report.points_dropped as u64),
-                Err(e) => Err(e.to_string()),
-            },
         }
     }
 }
 
 /// Writes everything queued, in order.
-fn drain(rx: Receiver<SinkInput>, stats: &SinkStats, mut target: Target) {
+fn drain(rx: Receiver<SinkInput>, pending: &AtomicUsize, stats: &SinkStats, mut target: Target) {
     for input in rx {
         match input {
             SinkInput::Metrics(batch) => {
+                pending.fetch_sub(1, Ordering::Relaxed);
                 let points = batch.point_count() as u64;
                 let time = batch.time;
                 let written = match Arc::try_unwrap(batch) {
@@ -279,14 +374,12 @@ fn drain(rx: Receiver<SinkInput>, stats: &SinkStats, mut target: Target) {
                     stats.events_written_through.fetch_max(batch.time + 1, Ordering::Relaxed);
                 }
                 Err(e) => {
+                    // A local sink's failure does not pass with time: counted, and the
+                    // checkpoint moves on rather than freezing.
                     stats.errors.fetch_add(1, Ordering::Relaxed);
                     stats.dropped_events.fetch_add(batch.events.len() as u64, Ordering::Relaxed);
-                    if !stats.events_failed.swap(true, Ordering::Relaxed) {
-                        tracing::error!(
-                            "{} events not written: {e}; the event checkpoint stops here until a restart",
-                            batch.events.len()
-                        );
-                    }
+                    stats.events_written_through.fetch_max(batch.time + 1, Ordering::Relaxed);
+                    tracing::error!("{} events not written: {e}", batch.events.len());
                 }
             },
         }

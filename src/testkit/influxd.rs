@@ -75,15 +75,8 @@ impl Influxd {
         let rpc_port = free_port()?;
         let config = dir.path().join("influxdb.conf");
         fs::write(&config, config_text(dir.path(), port, rpc_port, auth))?;
-        let log = fs::File::create(dir.path().join("influxd.log"))?;
-        let child = Command::new(binary)
-            .arg("run")
-            .arg("-config")
-            .arg(&config)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .spawn()?;
+        fs::File::create(dir.path().join("influxd.log"))?;
+        let child = launch(binary, dir.path())?;
         let mut influxd = Influxd { child, dir, port, rpc_port, admin: None };
         influxd.wait_ready()?;
         Ok(influxd)
@@ -113,6 +106,36 @@ impl Influxd {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// Freezes the server (SIGSTOP): connections are accepted by the kernel, never answered.
+    pub fn pause(&self) -> io::Result<()> {
+        self.signal("STOP")
+    }
+
+    /// Thaws a paused server (SIGCONT).
+    pub fn resume(&self) -> io::Result<()> {
+        self.signal("CONT")
+    }
+
+    fn signal(&self, name: &str) -> io::Result<()> {
+        let status =
+            Command::new("kill").arg(format!("-{name}")).arg(self.child.id().to_string()).status()?;
+        if status.success() { Ok(()) } else { Err(io::Error::other(format!("kill -{name}: {status}"))) }
+    }
+
+    /// Kills the server (SIGKILL), keeping its data, port and configuration.
+    pub fn kill(&mut self) -> io::Result<()> {
+        let _ = self.child.kill();
+        self.child.wait().map(|_| ())
+    }
+
+    /// Starts a killed server again, on the same port with the same data.
+    pub fn restart(&mut self) -> io::Result<()> {
+        let binary = find_on_path("influxd")
+            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "influxd not found"))?;
+        self.child = launch(&binary, self.dir.path())?;
+        self.wait_ready()
     }
 
     /// `http://127.0.0.1:<port>`.
@@ -246,6 +269,19 @@ bind-address = "127.0.0.1:{rpc_port}"
         data = d("data"),
         wal = d("wal"),
     )
+}
+
+/// Runs influxd with the configuration in `dir`, appending to its log.
+fn launch(binary: &Path, dir: &Path) -> io::Result<Child> {
+    let log = fs::OpenOptions::new().append(true).create(true).open(dir.join("influxd.log"))?;
+    Command::new(binary)
+        .arg("run")
+        .arg("-config")
+        .arg(dir.join("influxdb.conf"))
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .spawn()
 }
 
 /// A port nobody listens on right now.
