@@ -99,6 +99,9 @@ impl Replay {
 
     /// Feeds every window to the workers; stops early when `stop` is set.
     pub fn run(&self, feeds: &[Sender<Feed>], stop: &AtomicBool) -> Result<ReplayReport, ReplayError> {
+        if self.scenario.is_cadvisor() {
+            return crate::sources::cadvisor::replay::run(&self.scenario, self.pace, feeds, stop);
+        }
         let mut interner = Interner::default();
         let mut meta = MetaState::default();
         let mut targets: Vec<NodeTarget> = Vec::new();
