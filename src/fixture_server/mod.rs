@@ -63,6 +63,7 @@
 //! `ca.crt` and a `kubeconfig` (JSON) that trusts it are written into `tls_dir`.
 
 mod apiserver;
+mod cadvisor;
 mod clock;
 mod faults;
 mod http;
@@ -94,6 +95,7 @@ use faults::Faults;
 use load::KubeletAddrs;
 use store::Store;
 
+pub use cadvisor::{CadvisorFixture, CadvisorFixtureConfig};
 pub use faults::{ApiFaults, KubeletFault};
 
 #[derive(Debug, thiserror::Error)]
