@@ -471,3 +471,43 @@ async fn bad_hosts_are_named_and_the_others_complete_their_window() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn record_then_replay_gives_the_live_points() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (scenario, _) = synth(tmp.path(), 3, 3);
+    let fixture = serve(&scenario, |_| {}).await;
+    let source =
+        format!("cadvisor:coreos?fleetEndpoint={}&cadvisorPort={}", fixture.fleet_url(), fixture.port());
+    let recorded = tmp.path().join("recorded");
+    let args = [
+        "record".to_string(),
+        format!("--source={source}"),
+        "--windows=3".into(),
+        format!("--out={}", recorded.display()),
+        "--metric_resolution=5s".into(),
+    ];
+    let run = tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        heapster(&args)
+    })
+    .await
+    .expect("record");
+    assert!(run.status.success(), "{}", stderr(&run));
+    assert!(recorded.join("windows/0000/cadvisor/hosts.json").is_file());
+    let from_recording = replay_windows(&recorded, &tmp.path().join("r1").tap_mkdir());
+    let from_source = replay_windows(&scenario, &tmp.path().join("r2").tap_mkdir());
+    assert_eq!(from_recording.len(), 3);
+    assert_same_windows(&from_recording, &from_source);
+}
+
+trait TapMkdir {
+    fn tap_mkdir(self) -> Self;
+}
+
+impl TapMkdir for PathBuf {
+    fn tap_mkdir(self) -> Self {
+        std::fs::create_dir_all(&self).expect("mkdir");
+        self
+    }
+}

@@ -47,6 +47,7 @@ pub struct Fleet {
 
 impl Fleet {
     pub fn new(endpoints: Vec<url::Url>, api: FleetApi, timeout: Duration) -> Result<Fleet, String> {
+        crate::tls::install_crypto_provider();
         let client = reqwest::Client::builder()
             .timeout(timeout)
             .build()

@@ -24,6 +24,7 @@ pub struct CadvisorClient {
 
 impl CadvisorClient {
     pub fn new(port: u16, timeout: Duration) -> Result<CadvisorClient, String> {
+        crate::tls::install_crypto_provider();
         let client = reqwest::Client::builder()
             .connect_timeout(timeout)
             .pool_max_idle_per_host(1)
