@@ -56,6 +56,10 @@
 //! bytes that are not JSON; `{"truncate": 1000}` declare the full `Content-Length`, send only the
 //! first 1000 bytes, then close. A missing summary file answers 404.
 //!
+//! # cAdvisor
+//! cAdvisor scenarios (`windows/NNNN/cadvisor/`) are served by [`CadvisorFixture`]: one cAdvisor
+//! per host on 127.0.0.x, same port for all, and fleet's HTTP API (format in its module).
+//!
 //! # Security
 //! With a token, every apiserver path and the kubelets' HTTPS port need `Authorization: Bearer`
 //! (401 otherwise: a `Status` from the apiserver, plain text from a kubelet, as the real ones);

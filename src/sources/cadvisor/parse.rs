@@ -277,8 +277,8 @@ impl<'t> Decoder<'t> {
         };
         let create_time = spec.and_then(|s| self.time(&s.creation_time, at.field("spec.creation_time")));
 
-        let (key, labels, kind) = if name == "/" {
-            (EntityKey::Node { node: self.target.name.clone() }, self.node_labels.clone(), Kind::Node)
+        let (key, labels, role) = if name == "/" {
+            (EntityKey::Node { node: self.target.name.clone() }, self.node_labels.clone(), Role::Node)
         } else {
             match self.kubernetes(info, spec, at) {
                 Some((ns, pod, container, uid)) => {
@@ -289,13 +289,13 @@ impl<'t> Decoder<'t> {
                     labels.set(LabelId::PodName, pod.clone());
                     labels.set(LabelId::NamespaceName, ns.clone());
                     if &*container == INFRA_CONTAINER {
-                        (EntityKey::Pod { ns, pod }, labels, Kind::Pod)
+                        (EntityKey::Pod { ns, pod }, labels, Role::Pod)
                     } else {
                         labels.set(LabelId::ContainerName, container.clone());
                         if let Some(image) = spec.and_then(|s| self.text(&s.image, at.field("spec.image"))) {
                             labels.set(LabelId::ContainerBaseImage, self.interner.intern(image));
                         }
-                        (EntityKey::PodContainer { ns, pod, container }, labels, Kind::Container)
+                        (EntityKey::PodContainer { ns, pod, container }, labels, Role::Container)
                     }
                 }
                 None => {
@@ -306,7 +306,7 @@ impl<'t> Decoder<'t> {
                     (
                         EntityKey::SysContainer { node: self.target.name.clone(), name: short },
                         labels,
-                        Kind::Container,
+                        Role::Container,
                     )
                 }
             }
@@ -319,16 +319,16 @@ impl<'t> Decoder<'t> {
             let ms = scrape_time.saturating_sub(start).max(0) / 1_000_000;
             set.values.set(MetricId::Uptime, Value::Int(ms));
         }
-        if kind != Kind::Pod {
+        if role != Role::Pod {
             self.cpu(&mut set, sample, at);
             self.memory(&mut set, sample, at);
-            self.filesystems(&mut set, sample, at, kind == Kind::Node);
+            self.filesystems(&mut set, sample, at, role == Role::Node);
             self.disk_io(&mut set, sample, at);
         }
-        if kind != Kind::Container {
+        if role != Role::Container {
             self.network(&mut set, sample, at);
         }
-        if kind == Kind::Node
+        if role == Role::Node
             && let Some((cores, memory)) = self.capacity
         {
             for (id, value) in [
@@ -506,9 +506,11 @@ impl<'t> Decoder<'t> {
     }
 }
 
+/// What a cAdvisor container stands for, which decides the metrics it gives.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Kind {
+enum Role {
     Node,
+    /// A pod's `POD` container: the pod's network, nothing summed from containers.
     Pod,
     Container,
 }

@@ -42,7 +42,7 @@ async fn record_windows(
     let timeout = config.timeout.min(resolution / 2);
     let client = CadvisorClient::new(config.port, timeout)
         .map_err(|e| source_error(CadvisorSourceError::Client(e)))?;
-    let mut hosts = Hosts::start(&config).map_err(source_error)?;
+    let mut hosts = Hosts::start(&config, timeout).map_err(source_error)?;
     let write_error = |source| RecordError::Write { path: out.clone(), source };
     let mut writer =
         ScenarioWriter::create(&out, "recorded with heapster record (cAdvisor)", resolution.as_secs().max(1))

@@ -47,12 +47,15 @@ pub enum Hosts {
 }
 
 impl Hosts {
-    pub fn start(config: &CadvisorConfig) -> Result<Hosts, CadvisorSourceError> {
+    /// `discovery_timeout` bounds each fleet request: discovery happens at the start of a
+    /// window, before any scrape.
+    pub fn start(config: &CadvisorConfig, discovery_timeout: Duration) -> Result<Hosts, CadvisorSourceError> {
         Ok(match &config.discovery {
             Discovery::External { standalone: true, .. } => Hosts::Standalone,
             Discovery::External { hosts_file, .. } => Hosts::File(HostsWatcher::start(hosts_file)?),
             Discovery::Coreos { endpoints, api } => Hosts::Fleet(
-                Fleet::new(endpoints.clone(), *api, config.timeout).map_err(CadvisorSourceError::Client)?,
+                Fleet::new(endpoints.clone(), *api, discovery_timeout)
+                    .map_err(CadvisorSourceError::Client)?,
             ),
         })
     }
@@ -127,7 +130,7 @@ pub async fn run(
 ) -> Result<(), CadvisorSourceError> {
     let timeout = config.timeout.min(resolution.saturating_sub(resolution / 5 + jitter_max(resolution)));
     let client = CadvisorClient::new(config.port, timeout).map_err(CadvisorSourceError::Client)?;
-    let mut hosts = Hosts::start(&config)?;
+    let mut hosts = Hosts::start(&config, timeout.min(resolution / 5))?;
     let machines = MachineCache::default();
     let health = Arc::new(Health::default());
     let step = resolution.as_millis().max(1) as u64;
