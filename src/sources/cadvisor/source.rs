@@ -210,3 +210,30 @@ async fn feed_window(
 fn send(feed: &Sender<Feed>, message: Feed) -> Result<(), SourceError> {
     tokio::task::block_in_place(|| feed.send(message)).map_err(|_| SourceError::WorkersGone)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn standalone_scrapes_localhost_only() {
+        let config =
+            CadvisorConfig::from_uri("cadvisor:external?standalone=true&hostsFile=/nonexistent/hosts")
+                .expect("config");
+        let mut hosts = Hosts::start(&config, Duration::from_secs(1)).expect("no hosts file needed");
+        let list = hosts.current().await;
+        assert_eq!(list.len(), 1);
+        assert_eq!((list[0].name.as_str(), list[0].ip.as_str()), ("localhost", "127.0.0.1"));
+    }
+
+    #[test]
+    fn a_missing_hosts_directory_is_named() {
+        let config =
+            CadvisorConfig::from_uri("cadvisor:external?hostsFile=/nonexistent/dir/hosts").expect("config");
+        let Err(err) = Hosts::start(&config, Duration::from_secs(1)) else { panic!("no directory to watch") };
+        assert!(
+            err.to_string().contains("hosts file /nonexistent/dir/hosts: cannot watch /nonexistent/dir"),
+            "{err}"
+        );
+    }
+}
