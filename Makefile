@@ -10,13 +10,13 @@ WORKERS ?= 1
 run:
 	$(CARGO) run --quiet -- --source=replay:$(SCENARIO) -w $(WORKERS)
 
-## Install what the tests need (influxd), then run every test, formatting and lints.
+## Install what the tests need (influxd, etcd), then run every test, formatting and lints.
 test: deps
 	$(CARGO) fmt --all --check
 	$(CARGO) test --workspace --all-targets
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
-## Test dependencies: InfluxDB from Debian's packages, when influxd is absent.
+## Test dependencies: InfluxDB and etcd from Debian's packages, when absent.
 deps:
 	scripts/test-deps.sh
 
@@ -24,12 +24,13 @@ lint:
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
-## Throughput harness (1,000 nodes x 30 pods, -w 1 and -w 2), the events harness (a 100,000-event
-## burst; memory under a TTL), the live harness (fixture server and collector as processes, live
-## beside replay, null sink and InfluxDB), the sink-outage harness (disk buffer through a dead
-## InfluxDB) and criterion micro-benchmarks.
+## Throughput harness (1,000 nodes x 30 pods, -w 1 and -w 2), the cAdvisor harness (1,000 hosts x
+## 30 pods), the events harness (a 100,000-event burst; memory under a TTL), the live harness
+## (fixture server and collector as processes, live beside replay, null sink and InfluxDB), the
+## sink-outage harness (disk buffer through a dead InfluxDB) and criterion micro-benchmarks.
 bench:
 	$(CARGO) bench --bench throughput
+	$(CARGO) bench --bench cadvisor
 	$(CARGO) bench --bench events
 	$(CARGO) bench --bench live
 	$(CARGO) bench --bench sink_outage

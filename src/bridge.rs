@@ -26,6 +26,8 @@ use crate::cluster::Share;
 use crate::cluster::connect::Network;
 use crate::sinks::MetricBatch;
 use crate::sources::NodeTarget;
+use crate::sources::cadvisor::CadvisorScrape;
+use crate::sources::cadvisor::parse::{Bodies, parse_cadvisor};
 use crate::sources::kubelet::summary::parse_summary;
 
 /// Why a node gave no summary this window.
@@ -53,6 +55,8 @@ pub enum Feed {
     Meta { time: Time, changes: Vec<(MetaRecord, isize)> },
     /// One of this worker's nodes for the window ending at `time`.
     Scrape { time: Time, scrape: Scrape },
+    /// One of this worker's cAdvisor hosts for the window ending at `time`.
+    Cadvisor { time: Time, scrape: Box<CadvisorScrape> },
     /// The window ending at `time` is complete at the source. Every worker gets one per window,
     /// with or without scrapes: it is what closes the window.
     Close { time: Time },
@@ -252,7 +256,8 @@ pub fn run_workers_on(
                     }
                     continue;
                 }
-                Feed::Scrape { time, scrape } => (time, Some(scrape)),
+                Feed::Scrape { time, scrape } => (time, Some(Fetched::Summary(scrape))),
+                Feed::Cadvisor { time, scrape } => (time, Some(Fetched::Cadvisor(*scrape))),
                 Feed::Close { time } => (time, None),
                 Feed::Events { time, mut events } => {
                     match events_in.as_mut() {
@@ -293,8 +298,15 @@ pub fn run_workers_on(
                 open = Some(time);
             }
             match scrape {
-                Some(scrape) => {
-                    parse_scrape(scrape, time, &mut interner, &mut parsed, &stats);
+                Some(fetched) => {
+                    match fetched {
+                        Fetched::Summary(scrape) => {
+                            parse_scrape(scrape, time, &mut interner, &mut parsed, &stats)
+                        }
+                        Fetched::Cadvisor(scrape) => {
+                            parse_cadvisor_scrape(scrape, &mut interner, &mut parsed, &stats)
+                        }
+                    }
                     sets_in.send_batch(&mut parsed);
                     parsed.clear();
                     // Let the sets flow on (rate and enrich stream) rather than pile up.
@@ -367,6 +379,45 @@ fn parse_scrape(
         Err(err) => {
             Stats::add(&stats.scrape_errors, 1);
             tracing::error!(node = %node, "summary rejected: {err}");
+        }
+    }
+}
+
+/// A body a source fetched, in one of the formats workers parse.
+enum Fetched {
+    Summary(Scrape),
+    Cadvisor(CadvisorScrape),
+}
+
+fn parse_cadvisor_scrape(
+    scrape: CadvisorScrape,
+    interner: &mut Interner,
+    out: &mut Vec<MetricSet>,
+    stats: &Stats,
+) {
+    Stats::add(&stats.scrapes, 1);
+    let body = match scrape.body {
+        Ok(body) => body,
+        // The source logged it when the host's state changed.
+        Err(_) => {
+            Stats::add(&stats.scrape_errors, 1);
+            return;
+        }
+    };
+    let machine = scrape.machine.as_deref();
+    Stats::add(&stats.summary_bytes, (body.len() + machine.map_or(0, <[u8]>::len)) as u64);
+    let bodies = Bodies { subcontainers: &body, machine };
+    let host = &scrape.host;
+    match parse_cadvisor(bodies, &host.target, host.labels.as_ref(), interner, out) {
+        Ok(report) => {
+            Stats::add(&stats.parse_warnings, report.warnings.len() as u64);
+            for warning in report.warnings {
+                tracing::warn!(node = %host.target.name, "{warning}");
+            }
+        }
+        Err(err) => {
+            Stats::add(&stats.scrape_errors, 1);
+            tracing::error!(node = %host.target.name, "cAdvisor body rejected: {err}");
         }
     }
 }

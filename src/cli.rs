@@ -195,6 +195,13 @@ impl CollectArgs {
             self.hostfile.as_deref(),
             self.cluster_connect_timeout,
         )?;
+        if cluster.is_some() && matches!(source, SourceConfig::Cadvisor(_)) {
+            return Err(ConfigError::new(
+                "--processes",
+                &self.processes.to_string(),
+                "cluster mode runs the kubernetes and replay sources; a cadvisor source runs in one process",
+            ));
+        }
         Ok(RunConfig {
             source,
             sinks,

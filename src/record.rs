@@ -52,6 +52,11 @@ const LISTS: [(ApiList, &str); 3] = [
 ];
 
 pub fn record(args: &RecordArgs) -> Result<RecordReport, RecordError> {
+    if args.source.starts_with("cadvisor:") {
+        let config = crate::sources::cadvisor::config::CadvisorConfig::from_uri(&args.source)?;
+        let (windows, out) = (args.windows, args.out.clone());
+        return crate::sources::cadvisor::record::record(config, windows, out, args.metric_resolution);
+    }
     let config = KubernetesConfig::from_uri(&args.source)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

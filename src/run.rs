@@ -17,6 +17,7 @@ use crate::cluster::{ClusterConfig, Share};
 use crate::config::ConfigError;
 use crate::dispatch::dispatch;
 use crate::sinks::{Overflow, SinkConfig, SinkContext, SinkHandle, SinkStats};
+use crate::sources::cadvisor::config::CadvisorConfig;
 use crate::sources::kubernetes::config::{ClientError, KubernetesConfig};
 use crate::sources::kubernetes::{event_watch, source};
 use crate::sources::replay::{Replay, ReplayConfig, ReplayError};
@@ -27,9 +28,10 @@ use crate::state_lock::{StateLock, StateLockError};
 pub enum SourceConfig {
     Replay(ReplayConfig),
     Kubernetes(KubernetesConfig),
+    Cadvisor(CadvisorConfig),
 }
 
-const SOURCES: &[&str] = &["kubernetes", "kubernetes.summary_api", "kubernetes.events", "replay"];
+const SOURCES: &[&str] = &["kubernetes", "kubernetes.summary_api", "kubernetes.events", "cadvisor", "replay"];
 
 impl SourceConfig {
     pub fn from_uri(uri: &str) -> Result<SourceConfig, ConfigError> {
@@ -39,6 +41,7 @@ impl SourceConfig {
             "kubernetes" | "kubernetes.summary_api" | "kubernetes.events" => {
                 KubernetesConfig::from_uri(uri).map(SourceConfig::Kubernetes)
             }
+            "cadvisor" => CadvisorConfig::from_uri(uri).map(SourceConfig::Cadvisor),
             other => Err(ConfigError::new(
                 "--source",
                 uri,
@@ -165,7 +168,7 @@ pub fn run(config: RunConfig, stop: Arc<AtomicBool>) -> Result<RunReport, RunErr
 
     let overflow = match config.source {
         SourceConfig::Replay(_) => Overflow::Wait,
-        SourceConfig::Kubernetes(_) => Overflow::Drop,
+        SourceConfig::Kubernetes(_) | SourceConfig::Cadvisor(_) => Overflow::Drop,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -190,6 +193,7 @@ pub fn run(config: RunConfig, stop: Arc<AtomicBool>) -> Result<RunReport, RunErr
     let events = match &config.source {
         SourceConfig::Replay(_) => true,
         SourceConfig::Kubernetes(k) => k.events(),
+        SourceConfig::Cadvisor(_) => false,
     };
     let (checkpointer, seed, resume_from) = match (&config.state_dir, events) {
         (Some(dir), true) => {
@@ -235,7 +239,7 @@ pub fn run(config: RunConfig, stop: Arc<AtomicBool>) -> Result<RunReport, RunErr
     }
     let source: Box<dyn FnOnce() -> Result<(), RunError>> = match config.source {
         SourceConfig::Replay(replay) => {
-            let replay = Replay::open(&replay)?.with_share(share);
+            let replay = Replay::open(&replay)?.with_share(share)?;
             tracing::info!(
                 scenario = %replay.scenario().dir.display(),
                 windows = replay.scenario().windows.len(),
@@ -291,6 +295,19 @@ pub fn run(config: RunConfig, stop: Arc<AtomicBool>) -> Result<RunReport, RunErr
                     }
                 }
                 metrics
+            })
+        }
+        SourceConfig::Cadvisor(cadvisor) => {
+            let task = runtime.spawn(crate::sources::cadvisor::source::run(
+                cadvisor,
+                feeds,
+                config.resolution,
+                Arc::clone(&stop),
+            ));
+            let handle = runtime.handle().clone();
+            Box::new(move || match handle.block_on(task) {
+                Ok(result) => result.map_err(|e| RunError::Thread(e.to_string())),
+                Err(e) => Err(RunError::Thread(format!("cAdvisor source: {e}"))),
             })
         }
     };

@@ -12,6 +12,18 @@
 //! expected/                      golden sink output
 //! ```
 //!
+//! A cAdvisor scenario (the `cadvisor:` sources) has no API lists; window 0 has a host list
+//! instead, and each window one body per host:
+//!
+//! ```text
+//! windows/0000/cadvisor/hosts.json           Heapster's hosts file {"Items": [{"Name", "IP",
+//!                                            "ID", "Labels"}]}; optional after window 0 (inherited)
+//! windows/0000/cadvisor/<host>.json          POST /api/v1.3/subcontainers/ body of that host
+//! windows/0000/cadvisor/<host>.machine.json  GET /api/v1.3/machine body (optional; inherited)
+//! windows/0000/cadvisor/<host>.fault.json    optional: how that cAdvisor misbehaves (fixture
+//!                                            server; the kubelet fault format)
+//! ```
+//!
 //! The same files drive `replay:` and the fixture server, so a scenario runs both in memory and
 //! over real HTTP. `heapster synth` and `heapster record` write them with [`ScenarioWriter`].
 
@@ -124,8 +136,10 @@ impl Scenario {
         if windows.is_empty() {
             return Err(invalid("no windows".into()));
         }
-        if !windows[0].dir.join("api").join(ApiList::Nodes.file_name()).is_file() {
-            return Err(invalid("window 0 has no api/nodes.json".into()));
+        if !windows[0].dir.join("api").join(ApiList::Nodes.file_name()).is_file()
+            && !windows[0].dir.join(CADVISOR_DIR).join(CADVISOR_HOSTS_FILE).is_file()
+        {
+            return Err(invalid("window 0 has no api/nodes.json (nor cadvisor/hosts.json)".into()));
         }
         Ok(Scenario {
             dir: dir.to_path_buf(),
@@ -164,7 +178,41 @@ impl Scenario {
     pub fn expected_dir(&self) -> PathBuf {
         self.dir.join("expected")
     }
+
+    /// Whether this is a cAdvisor scenario (window 0 lists hosts rather than API objects).
+    pub fn is_cadvisor(&self) -> bool {
+        self.windows[0].dir.join(CADVISOR_DIR).join(CADVISOR_HOSTS_FILE).is_file()
+    }
+
+    /// The cAdvisor host list in force in `window`: its own, or the latest earlier one.
+    pub fn cadvisor_hosts_file(&self, window: usize) -> Option<PathBuf> {
+        (0..=window.min(self.windows.len().saturating_sub(1)))
+            .rev()
+            .map(|w| self.windows[w].dir.join(CADVISOR_DIR).join(CADVISOR_HOSTS_FILE))
+            .find(|p| p.is_file())
+    }
+
+    /// `window`'s subcontainers body of `host`.
+    pub fn cadvisor_path(&self, window: usize, host: &str) -> PathBuf {
+        self.windows[window].dir.join(CADVISOR_DIR).join(format!("{host}.json"))
+    }
+
+    /// The machine body of `host` in force in `window`.
+    pub fn cadvisor_machine_path(&self, window: usize, host: &str) -> Option<PathBuf> {
+        (0..=window.min(self.windows.len().saturating_sub(1)))
+            .rev()
+            .map(|w| self.windows[w].dir.join(CADVISOR_DIR).join(format!("{host}.machine.json")))
+            .find(|p| p.is_file())
+    }
+
+    pub fn cadvisor_fault_path(&self, window: usize, host: &str) -> PathBuf {
+        self.windows[window].dir.join(CADVISOR_DIR).join(format!("{host}.fault.json"))
+    }
 }
+
+/// A window's cAdvisor folder and its host list.
+pub const CADVISOR_DIR: &str = "cadvisor";
+pub const CADVISOR_HOSTS_FILE: &str = "hosts.json";
 
 fn window_dir(dir: &Path, index: usize) -> PathBuf {
     dir.join("windows").join(format!("{index:04}"))
@@ -234,6 +282,28 @@ impl WindowWriter {
 
     pub fn fault(&self, node: &str, body: &[u8]) -> io::Result<()> {
         fs::write(self.dir.join("kubelet").join(format!("{node}.fault.json")), body)
+    }
+
+    fn cadvisor_file(&self, name: &str, body: &[u8]) -> io::Result<()> {
+        let dir = self.dir.join(CADVISOR_DIR);
+        fs::create_dir_all(&dir)?;
+        fs::write(dir.join(name), body)
+    }
+
+    pub fn cadvisor_hosts(&self, body: &[u8]) -> io::Result<()> {
+        self.cadvisor_file(CADVISOR_HOSTS_FILE, body)
+    }
+
+    pub fn cadvisor(&self, host: &str, body: &[u8]) -> io::Result<()> {
+        self.cadvisor_file(&format!("{host}.json"), body)
+    }
+
+    pub fn cadvisor_machine(&self, host: &str, body: &[u8]) -> io::Result<()> {
+        self.cadvisor_file(&format!("{host}.machine.json"), body)
+    }
+
+    pub fn cadvisor_fault(&self, host: &str, body: &[u8]) -> io::Result<()> {
+        self.cadvisor_file(&format!("{host}.fault.json"), body)
     }
 }
 

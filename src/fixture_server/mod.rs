@@ -63,6 +63,10 @@
 //! that `Content-Length` and send the summary, then whitespace up to it. A missing summary file
 //! answers 404.
 //!
+//! # cAdvisor
+//! cAdvisor scenarios (`windows/NNNN/cadvisor/`) are served by [`CadvisorFixture`]: one cAdvisor
+//! per host on 127.0.0.x, same port for all, and fleet's HTTP API (format in its module).
+//!
 //! # Security
 //! With a token, every apiserver path and the kubelets' HTTPS port need `Authorization: Bearer`
 //! (401 otherwise: a `Status` from the apiserver, plain text from a kubelet, as the real ones);
@@ -70,6 +74,7 @@
 //! `ca.crt` and a `kubeconfig` (JSON) that trusts it are written into `tls_dir`.
 
 mod apiserver;
+mod cadvisor;
 mod clock;
 mod faults;
 mod filler;
@@ -103,6 +108,7 @@ use faults::Faults;
 use load::KubeletAddrs;
 use store::Store;
 
+pub use cadvisor::{CadvisorFixture, CadvisorFixtureConfig};
 pub use faults::{ApiFaults, KubeletFault};
 
 #[derive(Debug, thiserror::Error)]

@@ -19,12 +19,12 @@ impl Health {
         match outcome {
             Ok(()) => {
                 if failing.remove(node).is_some() {
-                    tracing::info!(node = %node, "kubelet answers again");
+                    tracing::info!(node = %node, "node answers again");
                 }
             }
             Err(error) => {
                 if failing.get(node).map(String::as_str) != Some(error) {
-                    tracing::warn!(node = %node, "kubelet scrape failed: {error}");
+                    tracing::warn!(node = %node, "scrape failed: {error}");
                     failing.insert(node.clone(), error.to_string());
                 }
             }

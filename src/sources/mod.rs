@@ -3,10 +3,12 @@
 //! - [`kubelet`]: the kubelet Summary API (`/stats/summary`) and its parser.
 //! - [`kubernetes`]: API-server objects (nodes, pods, namespaces) turned into scrape targets and
 //!   enrichment metadata.
+//! - [`cadvisor`]: machines running cAdvisor, from a hosts file or CoreOS fleet.
 //! - [`replay`]: a recorded scenario, window by window.
 //! - [`health`]: per-node scrape outcomes, logged on change.
 //! - [`meta_state`]: the metadata in force, as differential changes.
 
+pub mod cadvisor;
 pub mod health;
 pub mod kubelet;
 pub mod kubernetes;

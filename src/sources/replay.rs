@@ -77,6 +77,8 @@ pub enum ReplayError {
     Scenario(#[from] ScenarioError),
     #[error("scenario {file}: {message}")]
     List { file: PathBuf, message: String },
+    #[error("scenario {0}: cAdvisor scenarios replay in one process, not in cluster mode")]
+    CadvisorInCluster(PathBuf),
 }
 
 /// What a replay did.
@@ -108,9 +110,12 @@ impl Replay {
     }
 
     /// Replays only the nodes `share` owns.
-    pub fn with_share(mut self, share: Share) -> Replay {
+    pub fn with_share(mut self, share: Share) -> Result<Replay, ReplayError> {
+        if share.processes > 1 && self.scenario.is_cadvisor() {
+            return Err(ReplayError::CadvisorInCluster(self.scenario.dir.clone()));
+        }
         self.share = Some(share);
-        self
+        Ok(self)
     }
 
     pub fn scenario(&self) -> &Scenario {
@@ -119,6 +124,9 @@ impl Replay {
 
     /// Feeds every window to the workers; stops early when `stop` is set.
     pub fn run(&self, feeds: &[Sender<Feed>], stop: &AtomicBool) -> Result<ReplayReport, ReplayError> {
+        if self.scenario.is_cadvisor() {
+            return crate::sources::cadvisor::replay::run(&self.scenario, self.pace, feeds, stop);
+        }
         let mut interner = Interner::default();
         let mut meta = MetaState::default();
         let mut targets: Vec<NodeTarget> = Vec::new();

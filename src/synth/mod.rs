@@ -9,6 +9,7 @@
 //! against its generator. Bodies are written node by node: at most one
 //! window's bodies are ever in memory, whatever the cluster size.
 
+pub mod cadvisor;
 mod catalog;
 mod cluster;
 mod events;

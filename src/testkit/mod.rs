@@ -1,3 +1,5 @@
-//! Real servers on loopback for tests and benchmarks: an `influxd` started on a free port.
+//! Real servers on loopback for tests and benchmarks: an `influxd` and an `etcd` started on free
+//! ports.
 
+pub mod etcd;
 pub mod influxd;

@@ -1,3 +1,3 @@
 //! The kubelet Summary API.
-mod lenient;
+pub(crate) mod lenient;
 pub mod summary;

@@ -121,7 +121,7 @@ pub async fn sleep_until(deadline_ms: u64, stop: &AtomicBool) -> bool {
 
 /// Where in the window a node's scrape starts: a stable spread over the first tenth of the
 /// window, at most 5 s.
-fn jitter(node: &str, resolution: Duration) -> Duration {
+pub fn jitter(node: &str, resolution: Duration) -> Duration {
     let spread = (resolution / 10).min(Duration::from_secs(5)).as_millis() as u64;
     Duration::from_millis(stable_hash(&["jitter", node]) % spread.max(1))
 }
@@ -193,7 +193,7 @@ pub async fn run_share(
     Ok(())
 }
 
-fn jitter_max(resolution: Duration) -> Duration {
+pub fn jitter_max(resolution: Duration) -> Duration {
     (resolution / 10).min(Duration::from_secs(5))
 }
 

@@ -1,0 +1,85 @@
+//! A recorded cAdvisor scenario fed window by window, as the live source would: each window's
+//! host list decides which hosts are scraped; a host without a body that window is a failed
+//! scrape. Deterministic, whatever the number of workers.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::Sender;
+use heapster_dataflows::Name;
+use heapster_dataflows::model::node_owner;
+
+use super::hosts::read_hosts;
+use super::{CadvisorScrape, Host};
+use crate::bridge::{Feed, ScrapeError};
+use crate::scenario::Scenario;
+use crate::sources::health::Health;
+use crate::sources::replay::{Pace, ReplayError, ReplayReport};
+
+/// Feeds every window to the workers; stops early when `stop` is set.
+pub fn run(
+    scenario: &Scenario,
+    pace: Pace,
+    feeds: &[Sender<Feed>],
+    stop: &AtomicBool,
+) -> Result<ReplayReport, ReplayError> {
+    let mut report = ReplayReport::default();
+    let health = Health::default();
+    let started = Instant::now();
+    let first = scenario.windows.first().map_or(0, |w| w.time);
+    let mut hosts: Vec<Host> = Vec::new();
+    let mut hosts_file = None;
+    for window in &scenario.windows {
+        if stop.load(Ordering::Relaxed) {
+            tracing::info!(window = window.index, "replay stopped");
+            break;
+        }
+        if pace == Pace::Real {
+            let due = Duration::from_millis(window.time - first);
+            if let Some(wait) = due.checked_sub(started.elapsed()) {
+                std::thread::sleep(wait);
+            }
+        }
+        let file = scenario.cadvisor_hosts_file(window.index);
+        if file != hosts_file {
+            if let Some(file) = &file {
+                hosts = read_hosts(file)
+                    .map_err(|e| ReplayError::List { file: file.clone(), message: e.to_string() })?;
+            }
+            hosts_file = file;
+        }
+        for host in &hosts {
+            let body = std::fs::read(scenario.cadvisor_path(window.index, &host.name))
+                .map_err(|e| ScrapeError::Missing(e.kind().to_string()));
+            let machine =
+                scenario.cadvisor_machine_path(window.index, &host.name).and_then(|p| std::fs::read(p).ok());
+            report.missing += usize::from(body.is_err());
+            report.scrapes += 1;
+            match &body {
+                Ok(_) => health.record(&Name::new(&host.name), Ok(())),
+                Err(e) => health.record(&Name::new(&host.name), Err(&e.to_string())),
+            }
+            let scrape = CadvisorScrape { host: host.target(), machine, body };
+            let owner = node_owner(&host.name, feeds.len());
+            if send(&feeds[owner], Feed::Cadvisor { time: window.time, scrape: Box::new(scrape) }).is_err() {
+                return Ok(report);
+            }
+        }
+        for feed in feeds {
+            if send(feed, Feed::Close { time: window.time }).is_err() {
+                return Ok(report);
+            }
+        }
+        for feed in feeds {
+            if send(feed, Feed::EventsTick { time: window.time, resource_version: None }).is_err() {
+                return Ok(report);
+            }
+        }
+        report.windows += 1;
+    }
+    Ok(report)
+}
+
+fn send(feed: &Sender<Feed>, message: Feed) -> Result<(), ()> {
+    feed.send(message).map_err(|_| tracing::warn!("workers stopped before the replay ended"))
+}
