@@ -42,6 +42,7 @@ fn main() -> ExitCode {
             let mut config = heapster::fixture_server::FixtureConfig::new(&args.scenario, &args.tls_dir);
             config.listen = args.listen;
             config.token = args.token;
+            config.google_listen = args.google;
             match heapster::fixture_server::serve_forever(config) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
@@ -90,7 +91,12 @@ fn main() -> ExitCode {
                 }
                 Err(e) => {
                     eprintln!("heapster: {e}");
-                    ExitCode::FAILURE
+                    // A sink that cannot start (bad credentials, say) is the operator's to fix.
+                    if matches!(e, run::RunError::Sink { .. }) {
+                        ExitCode::from(2)
+                    } else {
+                        ExitCode::FAILURE
+                    }
                 }
             }
         }

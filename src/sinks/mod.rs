@@ -4,6 +4,7 @@
 //! - [`file`]: line protocol into a file.
 //! - [`influxdb`]: Heapster's InfluxDB schema over HTTP, for metrics and events.
 //! - [`events`]: events as InfluxDB points, shared by the event sinks.
+//! - [`gcl`]: events to Google Cloud Logging; [`google`]: what the Google sinks share.
 //!
 //! Each sink runs on its own thread behind its own bounded queue, so a slow or broken sink never
 //! holds up the graph or the other sinks. Past its queue, a sink either makes the collector wait
@@ -11,6 +12,8 @@
 
 pub mod events;
 pub mod file;
+pub mod gcl;
+pub mod google;
 pub mod influxdb;
 pub mod line_protocol;
 pub mod log;
@@ -81,17 +84,20 @@ pub enum SinkConfig {
     Log,
     File(file::FileConfig),
     Influx(Box<influxdb::InfluxConfig>),
+    Gcl(Box<gcl::GclConfig>),
 }
 
-const SCHEMES: &[&str] = &["log", "file", "influxdb"];
+const SCHEMES: &[&str] = &["log", "file", "influxdb", "gcl"];
 
 impl SinkConfig {
     pub fn from_uri(uri: &str) -> Result<SinkConfig, ConfigError> {
-        let scheme = uri.split_once(':').map_or(uri, |(scheme, _)| scheme);
+        // `gcl?project=p` has options but no target.
+        let scheme = uri.split([':', '?']).next().unwrap_or(uri);
         match scheme {
             "log" => Ok(SinkConfig::Log),
             "file" => file::FileConfig::from_uri(uri).map(SinkConfig::File),
             "influxdb" => influxdb::InfluxConfig::from_uri(uri).map(|c| SinkConfig::Influx(Box::new(c))),
+            "gcl" => gcl::GclConfig::from_uri(uri).map(|c| SinkConfig::Gcl(Box::new(c))),
             other => Err(ConfigError::new(
                 "--sink",
                 uri,
@@ -152,6 +158,7 @@ impl SinkHandle {
             SinkConfig::Log => "log".to_string(),
             SinkConfig::File(c) => format!("file:{}", c.path.display()),
             SinkConfig::Influx(c) => redact(&c.to_string()),
+            SinkConfig::Gcl(c) => c.to_string(),
         };
         let stats = Arc::new(SinkStats::default());
         let (tx, rx) = crossbeam_channel::bounded(queue.max(1));
@@ -166,6 +173,12 @@ impl SinkHandle {
                     tracing::warn!("InfluxDB not ready yet, will retry on the first window: {e}");
                 }
                 Target::Influx(Box::new(sink), runtime)
+            }
+            SinkConfig::Gcl(c) => {
+                let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+                // Unlike a database still starting, bad credentials never fix themselves.
+                let sink = runtime.block_on(gcl::GclSink::start(*c)).map_err(std::io::Error::other)?;
+                Target::Gcl(Box::new(sink), runtime)
             }
         };
         let thread = std::thread::Builder::new()
@@ -208,6 +221,17 @@ impl SinkHandle {
         if self.thread.join().is_err() {
             tracing::error!(sink = %self.name, "sink thread panicked");
         }
+        let s = &self.stats;
+        tracing::info!(
+            sink = %self.name,
+            windows = s.windows.load(Ordering::Relaxed),
+            points = s.points.load(Ordering::Relaxed),
+            dropped_points = s.dropped_points.load(Ordering::Relaxed),
+            events = s.events.load(Ordering::Relaxed),
+            dropped_events = s.dropped_events.load(Ordering::Relaxed),
+            errors = s.errors.load(Ordering::Relaxed),
+            "sink finished"
+        );
         self.stats
     }
 }
@@ -218,6 +242,7 @@ enum Target {
     File(file::FileSink),
     /// The InfluxDB client is async: the thread has its own small runtime.
     Influx(Box<influxdb::InfluxSink>, tokio::runtime::Runtime),
+    Gcl(Box<gcl::GclSink>, tokio::runtime::Runtime),
 }
 
 impl Target {
@@ -230,6 +255,8 @@ impl Target {
                 Ok(report) => Ok(report.points_dropped as u64),
                 Err(e) => Err(e.to_string()),
             },
+            // Events only.
+            Target::Gcl(..) => Ok(0),
         }
     }
 
@@ -242,6 +269,10 @@ impl Target {
             Target::Influx(sink, runtime) => match runtime.block_on(sink.write_events(&batch.events)) {
                 Ok(report) => Ok(report.points_dropped as u64),
                 Err(e) => Err(e.to_string()),
+            },
+            Target::Gcl(sink, runtime) => match runtime.block_on(sink.write_events(&batch.events)) {
+                Ok(report) => Ok(report.dropped as u64),
+                Err((_, e)) => Err(e.to_string()),
             },
         }
     }
