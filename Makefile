@@ -25,10 +25,12 @@ lint:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 ## Throughput harness (1,000 nodes x 30 pods, -w 1 and -w 2), the events harness (a 100,000-event
-## burst; memory under a TTL) and criterion micro-benchmarks.
+## burst; memory under a TTL), the Google sinks' encoding (a 1,000 x 30 window into Cloud
+## Monitoring series, 100,000 events into Cloud Logging entries) and criterion micro-benchmarks.
 bench:
 	$(CARGO) bench --bench throughput
 	$(CARGO) bench --bench events
+	$(CARGO) bench --bench google
 	$(CARGO) bench --bench micro
 
 ## Replay any scenario: make replay SCENARIO=dir WORKERS=2

@@ -4,7 +4,8 @@
 //! - [`file`]: line protocol into a file.
 //! - [`influxdb`]: Heapster's InfluxDB schema over HTTP, for metrics and events.
 //! - [`events`]: events as InfluxDB points, shared by the event sinks.
-//! - [`gcl`]: events to Google Cloud Logging; [`google`]: what the Google sinks share.
+//! - [`gcm`]: metrics to Google Cloud Monitoring; [`gcl`]: events to Google Cloud Logging;
+//!   [`google`]: what the two share.
 //!
 //! Each sink runs on its own thread behind its own bounded queue, so a slow or broken sink never
 //! holds up the graph or the other sinks. Past its queue, a sink either makes the collector wait
@@ -13,6 +14,7 @@
 pub mod events;
 pub mod file;
 pub mod gcl;
+pub mod gcm;
 pub mod google;
 pub mod influxdb;
 pub mod line_protocol;
@@ -85,9 +87,10 @@ pub enum SinkConfig {
     File(file::FileConfig),
     Influx(Box<influxdb::InfluxConfig>),
     Gcl(Box<gcl::GclConfig>),
+    Gcm(Box<gcm::GcmConfig>),
 }
 
-const SCHEMES: &[&str] = &["log", "file", "influxdb", "gcl"];
+const SCHEMES: &[&str] = &["log", "file", "influxdb", "gcm", "gcl"];
 
 impl SinkConfig {
     pub fn from_uri(uri: &str) -> Result<SinkConfig, ConfigError> {
@@ -98,6 +101,7 @@ impl SinkConfig {
             "file" => file::FileConfig::from_uri(uri).map(SinkConfig::File),
             "influxdb" => influxdb::InfluxConfig::from_uri(uri).map(|c| SinkConfig::Influx(Box::new(c))),
             "gcl" => gcl::GclConfig::from_uri(uri).map(|c| SinkConfig::Gcl(Box::new(c))),
+            "gcm" => gcm::GcmConfig::from_uri(uri).map(|c| SinkConfig::Gcm(Box::new(c))),
             other => Err(ConfigError::new(
                 "--sink",
                 uri,
@@ -159,6 +163,7 @@ impl SinkHandle {
             SinkConfig::File(c) => format!("file:{}", c.path.display()),
             SinkConfig::Influx(c) => redact(&c.to_string()),
             SinkConfig::Gcl(c) => c.to_string(),
+            SinkConfig::Gcm(c) => c.to_string(),
         };
         let stats = Arc::new(SinkStats::default());
         let (tx, rx) = crossbeam_channel::bounded(queue.max(1));
@@ -179,6 +184,11 @@ impl SinkHandle {
                 // Unlike a database still starting, bad credentials never fix themselves.
                 let sink = runtime.block_on(gcl::GclSink::start(*c)).map_err(std::io::Error::other)?;
                 Target::Gcl(Box::new(sink), runtime)
+            }
+            SinkConfig::Gcm(c) => {
+                let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+                let sink = runtime.block_on(gcm::GcmSink::start(*c)).map_err(std::io::Error::other)?;
+                Target::Gcm(Box::new(sink), runtime)
             }
         };
         let thread = std::thread::Builder::new()
@@ -243,6 +253,7 @@ enum Target {
     /// The InfluxDB client is async: the thread has its own small runtime.
     Influx(Box<influxdb::InfluxSink>, tokio::runtime::Runtime),
     Gcl(Box<gcl::GclSink>, tokio::runtime::Runtime),
+    Gcm(Box<gcm::GcmSink>, tokio::runtime::Runtime),
 }
 
 impl Target {
@@ -257,6 +268,10 @@ impl Target {
             },
             // Events only.
             Target::Gcl(..) => Ok(0),
+            Target::Gcm(sink, runtime) => match runtime.block_on(sink.write(window)) {
+                Ok(report) => Ok(report.dropped as u64),
+                Err((_, e)) => Err(e.to_string()),
+            },
         }
     }
 
@@ -274,6 +289,8 @@ impl Target {
                 Ok(report) => Ok(report.dropped as u64),
                 Err((_, e)) => Err(e.to_string()),
             },
+            // Metrics only.
+            Target::Gcm(..) => Ok(0),
         }
     }
 }

@@ -120,7 +120,9 @@ fn create_time_series(shared: &Shared, body: &Bytes) -> Response<Body> {
     if !errors.is_empty() {
         return shape_error(shared, errors);
     }
-    let series = request["timeSeries"].as_array().cloned().unwrap_or_default();
+    let Some(series) = request["timeSeries"].as_array() else {
+        return shape_error(shared, vec!["Request was missing field timeSeries.".into()]);
+    };
     if series.is_empty() {
         return shape_error(shared, vec!["Request was missing field timeSeries.".into()]);
     }
@@ -144,11 +146,13 @@ fn create_time_series(shared: &Shared, body: &Bytes) -> Response<Body> {
         let resource_labels = label_pairs(&ts["resource"]["labels"]);
         let key =
             (metric_type.clone(), metric_labels.clone(), resource_type.clone(), resource_labels.clone());
+        let descriptors = &state.descriptors;
+        let stored_series = &state.series;
         let problem = (|| -> Option<(String, u16)> {
             if let Some(problem) = check_resource(shared, &ts["resource"]) {
                 return Some((problem, 3));
             }
-            let Some(descriptor) = state.descriptors.get(&metric_type) else {
+            let Some(descriptor) = descriptors.get(&metric_type) else {
                 return Some((format!("Could not find descriptor for metric '{metric_type}'."), 5));
             };
             let declared: Vec<&str> = descriptor["labels"]
@@ -220,7 +224,7 @@ fn create_time_series(shared: &Shared, body: &Bytes) -> Response<Body> {
                     3,
                 ));
             }
-            if let Some(stored) = state.series.get(&key)
+            if let Some(stored) = stored_series.get(&key)
                 && stored.last_end.is_some_and(|last| end <= last)
             {
                 return Some((
@@ -248,14 +252,20 @@ fn create_time_series(shared: &Shared, body: &Bytes) -> Response<Body> {
         }
         let point = ts["points"][0].clone();
         let end = point["interval"]["endTime"].as_str().and_then(|t| t.parse::<jiff::Timestamp>().ok());
-        let descriptor = state.descriptors.get(&metric_type).cloned().unwrap_or_default();
+        let (kind, value_type) =
+            state.descriptors.get(&metric_type).map_or((String::new(), String::new()), |d| {
+                (
+                    d["metricKind"].as_str().unwrap_or_default().to_string(),
+                    d["valueType"].as_str().unwrap_or_default().to_string(),
+                )
+            });
         let stored = state.series.entry(key).or_insert_with(|| StoredSeries {
             metric_type,
             metric_labels: metric_labels.into_iter().collect::<BTreeMap<_, _>>(),
             resource_type,
             resource_labels: resource_labels.into_iter().collect::<BTreeMap<_, _>>(),
-            metric_kind: descriptor["metricKind"].as_str().unwrap_or_default().to_string(),
-            value_type: descriptor["valueType"].as_str().unwrap_or_default().to_string(),
+            metric_kind: kind,
+            value_type,
             points: Vec::new(),
             last_end: None,
         });

@@ -35,11 +35,17 @@ impl Discovery {
     /// Every way `value` departs from schema `name`; empty when it conforms.
     pub fn check(&self, name: &str, value: &Value) -> Vec<String> {
         let mut errors = Vec::new();
-        self.check_ref(name, value, "", &mut errors);
+        self.check_ref(name, value, &mut Vec::new(), &mut errors);
         errors
     }
 
-    fn check_ref(&self, name: &str, value: &Value, path: &str, errors: &mut Vec<String>) {
+    fn check_ref<'a>(
+        &self,
+        name: &str,
+        value: &'a Value,
+        path: &mut Vec<Segment<'a>>,
+        errors: &mut Vec<String>,
+    ) {
         let Some(schema) = self.schemas.get(name) else {
             errors.push(format!("schema {name} unknown"));
             return;
@@ -47,44 +53,57 @@ impl Discovery {
         self.check_spec(schema, value, path, errors);
     }
 
-    fn check_spec(&self, spec: &Value, value: &Value, path: &str, errors: &mut Vec<String>) {
+    fn check_spec<'a>(
+        &self,
+        spec: &Value,
+        value: &'a Value,
+        path: &mut Vec<Segment<'a>>,
+        errors: &mut Vec<String>,
+    ) {
         if errors.len() >= 20 {
             return;
         }
         if let Some(Value::String(name)) = spec.get("$ref") {
             return self.check_ref(name, value, path, errors);
         }
-        let at = if path.is_empty() { String::new() } else { format!(" at '{path}'") };
         let ty = spec.get("type").and_then(Value::as_str).unwrap_or("any");
         let format = spec.get("format").and_then(Value::as_str).unwrap_or("");
         match ty {
             "any" => {}
             "object" => {
                 let Value::Object(members) = value else {
-                    errors.push(format!("Invalid value{at}: {value}: expected an object"));
+                    errors.push(format!("Invalid value{}: {value}: expected an object", at(path)));
                     return;
                 };
                 let properties = spec.get("properties").and_then(Value::as_object);
                 let additional = spec.get("additionalProperties");
                 for (key, member) in members {
-                    let child = if path.is_empty() { key.clone() } else { format!("{path}.{key}") };
-                    match (properties.and_then(|p| p.get(key)), additional) {
-                        (Some(field), _) => self.check_spec(field, member, &child, errors),
-                        (None, Some(extra)) => self.check_spec(extra, member, &child, errors),
-                        (None, None) => errors.push(format!(
-                            "Invalid JSON payload received. Unknown name \"{key}\"{at}: Cannot find field."
-                        )),
-                    }
+                    let spec = match (properties.and_then(|p| p.get(key)), additional) {
+                        (Some(field), _) => field,
+                        (None, Some(extra)) => extra,
+                        (None, None) => {
+                            errors.push(format!(
+                                "Invalid JSON payload received. Unknown name \"{key}\"{}: Cannot find field.",
+                                at(path)
+                            ));
+                            continue;
+                        }
+                    };
+                    path.push(Segment::Key(key));
+                    self.check_spec(spec, member, path, errors);
+                    path.pop();
                 }
             }
             "array" => {
                 let Value::Array(items) = value else {
-                    errors.push(format!("Invalid value{at}: {value}: expected a list"));
+                    errors.push(format!("Invalid value{}: {value}: expected a list", at(path)));
                     return;
                 };
-                let item_spec = spec.get("items").cloned().unwrap_or(Value::Null);
+                let item_spec = spec.get("items").unwrap_or(&Value::Null);
                 for (i, item) in items.iter().enumerate() {
-                    self.check_spec(&item_spec, item, &format!("{path}[{i}]"), errors);
+                    path.push(Segment::Index(i));
+                    self.check_spec(item_spec, item, path, errors);
+                    path.pop();
                 }
             }
             "string" => {
@@ -102,7 +121,7 @@ impl Discovery {
                 if !ok {
                     let expected =
                         if format.is_empty() { "TYPE_STRING".to_string() } else { format.to_uppercase() };
-                    errors.push(format!("Invalid value{at} ({expected}), {value}"));
+                    errors.push(format!("Invalid value{} ({expected}), {value}", at(path)));
                 }
             }
             "integer" => {
@@ -112,22 +131,48 @@ impl Discovery {
                     _ => false,
                 };
                 if !ok {
-                    errors.push(format!("Invalid value{at} (TYPE_INT32), {value}"));
+                    errors.push(format!("Invalid value{} (TYPE_INT32), {value}", at(path)));
                 }
             }
             "number" => {
                 if !(value.is_number() || matches!(value.as_str(), Some("NaN" | "Infinity" | "-Infinity"))) {
-                    errors.push(format!("Invalid value{at} (TYPE_DOUBLE), {value}"));
+                    errors.push(format!("Invalid value{} (TYPE_DOUBLE), {value}", at(path)));
                 }
             }
             "boolean" => {
                 if !value.is_boolean() {
-                    errors.push(format!("Invalid value{at} (TYPE_BOOL), {value}"));
+                    errors.push(format!("Invalid value{} (TYPE_BOOL), {value}", at(path)));
                 }
             }
-            other => errors.push(format!("schema type {other}{at} not understood")),
+            other => errors.push(format!("schema type {other}{} not understood", at(path))),
         }
     }
+}
+
+/// A step of the path to a member: `timeSeries[0].points`.
+pub enum Segment<'a> {
+    Key(&'a str),
+    Index(usize),
+}
+
+/// ` at 'path'` for an error message (only an error needs the path as text).
+fn at(path: &[Segment<'_>]) -> String {
+    if path.is_empty() { String::new() } else { format!(" at '{}'", render(path)) }
+}
+
+fn render(path: &[Segment<'_>]) -> String {
+    let mut out = String::new();
+    for segment in path {
+        match segment {
+            Segment::Key(key) if out.is_empty() => out.push_str(key),
+            Segment::Key(key) => {
+                out.push('.');
+                out.push_str(key);
+            }
+            Segment::Index(i) => out.push_str(&format!("[{i}]")),
+        }
+    }
+    out
 }
 
 #[cfg(test)]
