@@ -463,3 +463,86 @@ fn hash(bytes: &[u8]) -> u64 {
     use std::hash::{BuildHasher, BuildHasherDefault};
     BuildHasherDefault::<rustc_hash::FxHasher>::default().hash_one(bytes)
 }
+
+#[cfg(test)]
+mod tests {
+    use heapster_dataflows::Name;
+
+    use super::*;
+
+    const T: u64 = 1_700_000_000_000;
+
+    fn container(pod: &str, cpu: i64) -> MetricSet {
+        let key = EntityKey::PodContainer { ns: "web".into(), pod: Name::new(pod), container: "app".into() };
+        let mut set = MetricSet::new(key);
+        set.labels.set(LabelId::Hostname, "node-1".into());
+        set.create_time = (T - 60_000) as i64;
+        set.values.set(MetricId::CpuUsage, Value::Int(cpu));
+        set.values.set(MetricId::CpuUsageRate, Value::Int(cpu / 1000));
+        set.values.set(MetricId::MemoryPageFaultsRate, Value::Float(f64::NAN));
+        set
+    }
+
+    fn requests(batch: &MetricBatch) -> (Vec<serde_json::Value>, usize) {
+        let mut encoder = SeriesEncoder::new(Selection::All, "p", "l", "c");
+        let mut cursor = Cursor::default();
+        let (mut bodies, mut skipped) = (Vec::new(), 0);
+        while !cursor.is_done(batch) {
+            let mut out = Vec::new();
+            let encoded = encoder.request(batch, &mut cursor, &mut out);
+            skipped += encoded.skipped;
+            let body: serde_json::Value = serde_json::from_slice(&out).unwrap();
+            assert_eq!(body["timeSeries"].as_array().unwrap().len(), encoded.series);
+            bodies.push(body);
+        }
+        (bodies, skipped)
+    }
+
+    #[test]
+    fn series_carry_type_labels_resource_kind_and_one_point() {
+        let batch = MetricBatch { time: T, sets: vec![container("api-1", 5_000_000)] };
+        let (bodies, skipped) = requests(&batch);
+        assert_eq!(skipped, 1, "the NaN is left out");
+        let series = bodies[0]["timeSeries"].as_array().unwrap();
+        assert_eq!(series.len(), 2);
+        let usage = &series[0];
+        assert_eq!(usage["metric"]["type"], "custom.googleapis.com/kubernetes.io/cpu/usage");
+        assert_eq!(usage["metric"]["labels"]["type"], "pod_container");
+        assert_eq!(usage["metric"]["labels"]["pod_name"], "api-1");
+        assert_eq!(usage["metric"]["labels"]["hostname"], "node-1");
+        assert_eq!(usage["resource"]["type"], "k8s_container");
+        assert_eq!(usage["resource"]["labels"]["container_name"], "app");
+        assert_eq!(usage["metricKind"], "CUMULATIVE");
+        assert_eq!(usage["valueType"], "INT64");
+        let point = &usage["points"][0];
+        assert_eq!(point["value"]["int64Value"], "5000000");
+        assert_eq!(point["interval"]["startTime"], "2023-11-14T22:12:20.000Z");
+        assert_eq!(point["interval"]["endTime"], "2023-11-14T22:13:20.000Z");
+        assert!(series[1]["points"][0]["interval"].get("startTime").is_none(), "a gauge has no start");
+    }
+
+    #[test]
+    fn requests_hold_at_most_200_series_and_no_repeat() {
+        let sets: Vec<MetricSet> = (0..250).map(|i| container(&format!("p{i}"), 1_000 + i)).collect();
+        let mut batch = MetricBatch { time: T, sets };
+        let (bodies, _) = requests(&batch);
+        let counts: Vec<usize> = bodies.iter().map(|b| b["timeSeries"].as_array().unwrap().len()).collect();
+        assert_eq!(counts, vec![200, 200, 100]);
+        // The same set twice in a window: its repeat is not sent in the same request.
+        batch.sets.truncate(1);
+        batch.sets.push(container("p0", 7));
+        let (bodies, skipped) = requests(&batch);
+        assert_eq!(bodies[0]["timeSeries"].as_array().unwrap().len(), 2);
+        assert_eq!(skipped, 2 + 2, "two NaNs and two repeats");
+    }
+
+    #[test]
+    fn descriptors_stay_within_the_label_limit() {
+        for d in catalog_descriptors(Selection::All) {
+            assert!(d.labels.len() <= 10, "{}", d.name);
+            assert!(d.body()["type"].as_str().unwrap().starts_with(METRIC_PREFIX));
+        }
+        let autoscaling = catalog_descriptors(Selection::Autoscaling);
+        assert_eq!(autoscaling.len(), AUTOSCALING.len());
+    }
+}
