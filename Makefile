@@ -27,13 +27,16 @@ lint:
 ## Throughput harness (1,000 nodes x 30 pods, -w 1 and -w 2), the cAdvisor harness (1,000 hosts x
 ## 30 pods), the events harness (a 100,000-event burst; memory under a TTL), the live harness
 ## (fixture server and collector as processes, live beside replay, null sink and InfluxDB), the
-## sink-outage harness (disk buffer through a dead InfluxDB) and criterion micro-benchmarks.
+## sink-outage harness (disk buffer through a dead InfluxDB), the Google sinks' encoding (a
+## 1,000 x 30 window into Cloud Monitoring series, 100,000 events into Cloud Logging entries) and
+## criterion micro-benchmarks.
 bench:
 	$(CARGO) bench --bench throughput
 	$(CARGO) bench --bench cadvisor
 	$(CARGO) bench --bench events
 	$(CARGO) bench --bench live
 	$(CARGO) bench --bench sink_outage
+	$(CARGO) bench --bench google
 	$(CARGO) bench --bench micro
 
 ## Replay any scenario: make replay SCENARIO=dir WORKERS=2

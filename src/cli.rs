@@ -101,6 +101,10 @@ pub struct FixtureServerArgs {
     /// Where the CA certificate and a kubeconfig for clients are written.
     #[arg(long = "tls-dir", value_name = "DIR", default_value = ".tmp/fixture-tls")]
     pub tls_dir: PathBuf,
+    /// Also serve Google's metadata server, token endpoint, Cloud Monitoring and Cloud Logging
+    /// here (plain HTTP); a service-account key for it is written under the TLS dir.
+    #[arg(long, value_name = "ADDR")]
+    pub google: Option<std::net::SocketAddr>,
 }
 
 #[derive(Debug, Args)]

@@ -43,6 +43,7 @@ fn main() -> ExitCode {
             let mut config = heapster::fixture_server::FixtureConfig::new(&args.scenario, &args.tls_dir);
             config.listen = args.listen;
             config.token = args.token;
+            config.google_listen = args.google;
             match heapster::fixture_server::serve_forever(config) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
@@ -98,9 +99,11 @@ fn main() -> ExitCode {
                 }
                 Err(e) => {
                     eprintln!("heapster: {e}");
-                    // Another collector owns the state dir: a usage error, like a bad flag.
-                    let in_use = matches!(e, run::RunError::StateDir(StateLockError::Held { .. }));
-                    if in_use { ExitCode::from(2) } else { ExitCode::FAILURE }
+                    // Another collector owns the state dir, or a sink cannot start (bad
+                    // credentials, say): the operator's to fix, like a bad flag.
+                    let usage = matches!(e, run::RunError::StateDir(StateLockError::Held { .. }))
+                        || matches!(e, run::RunError::Sink { .. });
+                    if usage { ExitCode::from(2) } else { ExitCode::FAILURE }
                 }
             }
         }

@@ -78,6 +78,7 @@ mod cadvisor;
 mod clock;
 mod faults;
 mod filler;
+pub mod google;
 mod http;
 mod kubelet;
 mod listen;
@@ -154,6 +155,8 @@ pub struct FixtureConfig {
     /// Enter the next window this long after entering the current one, instead of when every
     /// Ready node has been scraped. `None` (the default) keeps the scrape-driven clock.
     pub advance_every: Option<Duration>,
+    /// Also serve the Google emulation ([`google`]) here, from [`serve_forever`].
+    pub google_listen: Option<SocketAddr>,
 }
 
 impl FixtureConfig {
@@ -171,6 +174,7 @@ impl FixtureConfig {
             event_log_capacity: 10_000,
             bookmark_interval: Duration::from_secs(5),
             advance_every: None,
+            google_listen: None,
         }
     }
 }
@@ -483,6 +487,7 @@ pub fn serve_forever(config: FixtureConfig) -> Result<(), FixtureError> {
         .enable_all()
         .build()
         .map_err(FixtureError::Runtime)?;
+    let config_google = config.google_listen.map(|addr| (addr, config.tls_dir.join("google")));
     runtime.block_on(async {
         let server = FixtureServer::start(config).await?;
         println!("api: {}", server.api_url());
@@ -500,7 +505,23 @@ pub fn serve_forever(config: FixtureConfig) -> Result<(), FixtureError> {
             println!("kubelet {node}: {addr}");
         }
         println!("windows: {}", server.windows());
+        let google = match config_google {
+            Some((addr, dir)) => {
+                let mut google_config = google::GoogleConfig::new(dir);
+                google_config.listen = addr;
+                let google = google::GoogleServer::start(google_config).await?;
+                println!(
+                    "google: {} (metadata_host={}, key {})",
+                    google.url(),
+                    google.metadata_host(),
+                    google.key_file().display()
+                );
+                Some(google)
+            }
+            None => None,
+        };
         tokio::signal::ctrl_c().await.map_err(FixtureError::Runtime)?;
+        drop(google);
         server.shutdown().await;
         Ok(())
     })

@@ -4,6 +4,8 @@
 //! - [`file`]: line protocol into a file.
 //! - [`influxdb`]: Heapster's InfluxDB schema over HTTP, for metrics and events.
 //! - [`events`]: events as InfluxDB points, shared by the event sinks.
+//! - [`gcm`]: metrics to Google Cloud Monitoring; [`gcl`]: events to Google Cloud Logging;
+//!   [`google`]: what the two share.
 //!
 //! - [`queue`]: the byte-bounded buffer (memory or disk), retries and threads every network sink
 //!   runs behind.
@@ -15,6 +17,9 @@
 
 pub mod events;
 pub mod file;
+pub mod gcl;
+pub mod gcm;
+pub mod google;
 pub mod influxdb;
 pub mod line_protocol;
 pub mod log;
@@ -87,17 +92,22 @@ pub enum SinkConfig {
     Log,
     File(file::FileConfig),
     Influx(Box<influxdb::InfluxConfig>),
+    Gcl(Box<gcl::GclConfig>),
+    Gcm(Box<gcm::GcmConfig>),
 }
 
-const SCHEMES: &[&str] = &["log", "file", "influxdb"];
+const SCHEMES: &[&str] = &["log", "file", "influxdb", "gcm", "gcl"];
 
 impl SinkConfig {
     pub fn from_uri(uri: &str) -> Result<SinkConfig, ConfigError> {
-        let scheme = uri.split_once(':').map_or(uri, |(scheme, _)| scheme);
+        // `gcl?project=p` has options but no target.
+        let scheme = uri.split([':', '?']).next().unwrap_or(uri);
         match scheme {
             "log" => Ok(SinkConfig::Log),
             "file" => file::FileConfig::from_uri(uri).map(SinkConfig::File),
             "influxdb" => influxdb::InfluxConfig::from_uri(uri).map(|c| SinkConfig::Influx(Box::new(c))),
+            "gcl" => gcl::GclConfig::from_uri(uri).map(|c| SinkConfig::Gcl(Box::new(c))),
+            "gcm" => gcm::GcmConfig::from_uri(uri).map(|c| SinkConfig::Gcm(Box::new(c))),
             other => Err(ConfigError::new(
                 "--sink",
                 uri,
@@ -189,6 +199,8 @@ impl SinkHandle {
             SinkConfig::Log => "log".to_string(),
             SinkConfig::File(c) => format!("file:{}", c.path.display()),
             SinkConfig::Influx(c) => redact(&c.to_string()),
+            SinkConfig::Gcl(c) => c.to_string(),
+            SinkConfig::Gcm(c) => c.to_string(),
         };
         let stats = Arc::new(SinkStats::default());
         let slots = slots.max(1);
@@ -227,11 +239,52 @@ impl SinkHandle {
             }
             SinkConfig::Log => {
                 let target = Target::Log(log::LogSink::stdout());
-                Running::Direct(Self::direct(&name, rx, Arc::clone(&pending), thread_stats, target)?)
+                Running::Direct(Self::direct(
+                    &name,
+                    rx,
+                    Arc::clone(&pending),
+                    thread_stats,
+                    target,
+                    &context.stop,
+                )?)
             }
             SinkConfig::File(c) => {
                 let target = Target::File(Box::new(file::FileSink::create(&c)?));
-                Running::Direct(Self::direct(&name, rx, Arc::clone(&pending), thread_stats, target)?)
+                Running::Direct(Self::direct(
+                    &name,
+                    rx,
+                    Arc::clone(&pending),
+                    thread_stats,
+                    target,
+                    &context.stop,
+                )?)
+            }
+            SinkConfig::Gcl(c) => {
+                let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+                // Unlike a database still starting, bad credentials never fix themselves.
+                let sink = runtime.block_on(gcl::GclSink::start(*c)).map_err(std::io::Error::other)?;
+                let target = Target::Gcl(Box::new(sink), runtime);
+                Running::Direct(Self::direct(
+                    &name,
+                    rx,
+                    Arc::clone(&pending),
+                    thread_stats,
+                    target,
+                    &context.stop,
+                )?)
+            }
+            SinkConfig::Gcm(c) => {
+                let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+                let sink = runtime.block_on(gcm::GcmSink::start(*c)).map_err(std::io::Error::other)?;
+                let target = Target::Gcm(Box::new(sink), runtime);
+                Running::Direct(Self::direct(
+                    &name,
+                    rx,
+                    Arc::clone(&pending),
+                    thread_stats,
+                    target,
+                    &context.stop,
+                )?)
             }
         };
         Ok(SinkHandle { name, stats, queue: tx, overflow, pending, slots, thread })
@@ -243,10 +296,12 @@ impl SinkHandle {
         pending: Arc<AtomicUsize>,
         stats: Arc<SinkStats>,
         target: Target,
+        stop: &Arc<AtomicBool>,
     ) -> std::io::Result<JoinHandle<()>> {
+        let stop = Arc::clone(stop);
         std::thread::Builder::new()
             .name(format!("sink {name}"))
-            .spawn(move || drain(rx, &pending, &stats, target))
+            .spawn(move || drain(rx, &pending, &stats, target, &stop))
     }
 
     /// Queues a window or an events batch for the sink.
@@ -320,14 +375,53 @@ impl SinkHandle {
 enum Target {
     Log(log::LogSink<std::io::Stdout>),
     File(Box<file::FileSink>),
+    /// The Google clients are async and retry on their own: the thread has its own runtime.
+    Gcl(Box<gcl::GclSink>, tokio::runtime::Runtime),
+    Gcm(Box<gcm::GcmSink>, tokio::runtime::Runtime),
 }
 
 impl Target {
+    /// A backend across the network, whose failures may pass.
+    fn remote(&self) -> bool {
+        matches!(self, Target::Gcl(..) | Target::Gcm(..))
+    }
+
+    /// Writes an events batch; a remote backend's failure is retried (capped backoff) until
+    /// it passes or the collector stops, so no event batch is lost to an outage.
+    fn events_until_written(
+        &mut self,
+        batch: &EventBatch,
+        stats: &SinkStats,
+        stop: &AtomicBool,
+    ) -> Result<u64, String> {
+        let mut wait = std::time::Duration::from_millis(200);
+        loop {
+            match self.events(batch) {
+                Err(e) if self.remote() && !stop.load(Ordering::Relaxed) => {
+                    tracing::warn!(
+                        "{} events not written yet, retrying in {wait:?}: {e}",
+                        batch.events.len()
+                    );
+                    stats.retries.fetch_add(1, Ordering::Relaxed);
+                    std::thread::sleep(wait);
+                    wait = (wait * 2).min(std::time::Duration::from_secs(5));
+                }
+                result => return result,
+            }
+        }
+    }
+
     /// Writes a window; returns the points the backend dropped.
     fn metrics(&mut self, window: Window<'_>) -> Result<u64, String> {
         match self {
             Target::Log(sink) => sink.write(window.batch()).map(|()| 0).map_err(|e| e.to_string()),
             Target::File(sink) => sink.write(window).map(|()| 0).map_err(|e| e.to_string()),
+            // Events only.
+            Target::Gcl(..) => Ok(0),
+            Target::Gcm(sink, runtime) => match runtime.block_on(sink.write(window)) {
+                Ok(report) => Ok(report.dropped as u64),
+                Err((_, e)) => Err(e.to_string()),
+            },
         }
     }
 
@@ -337,12 +431,24 @@ impl Target {
             Target::Log(sink) => sink.write_events(&batch.events).map(|()| 0).map_err(|e| e.to_string()),
             // Line protocol of metrics only: events have their own sinks.
             Target::File(_) => Ok(0),
+            Target::Gcl(sink, runtime) => match runtime.block_on(sink.write_events(&batch.events)) {
+                Ok(report) => Ok(report.dropped as u64),
+                Err((_, e)) => Err(e.to_string()),
+            },
+            // Metrics only.
+            Target::Gcm(..) => Ok(0),
         }
     }
 }
 
 /// Writes everything queued, in order.
-fn drain(rx: Receiver<SinkInput>, pending: &AtomicUsize, stats: &SinkStats, mut target: Target) {
+fn drain(
+    rx: Receiver<SinkInput>,
+    pending: &AtomicUsize,
+    stats: &SinkStats,
+    mut target: Target,
+    stop: &AtomicBool,
+) {
     for input in rx {
         match input {
             SinkInput::Metrics(batch) => {
@@ -366,12 +472,20 @@ fn drain(rx: Receiver<SinkInput>, pending: &AtomicUsize, stats: &SinkStats, mut 
                     }
                 }
             }
-            SinkInput::Events(batch) => match target.events(&batch) {
+            SinkInput::Events(batch) => match target.events_until_written(&batch, stats, stop) {
                 Ok(dropped) => {
                     let count = batch.events.len() as u64;
                     stats.events.fetch_add(count - dropped.min(count), Ordering::Relaxed);
                     stats.dropped_events.fetch_add(dropped, Ordering::Relaxed);
                     stats.events_written_through.fetch_max(batch.time + 1, Ordering::Relaxed);
+                }
+                Err(e) if target.remote() => {
+                    // Stopped while the backend was still failing: the checkpoint stays before
+                    // these events, so the next start exports them again (Cloud Logging keeps
+                    // one entry per insertId, so nothing doubles).
+                    stats.errors.fetch_add(1, Ordering::Relaxed);
+                    stats.dropped_events.fetch_add(batch.events.len() as u64, Ordering::Relaxed);
+                    tracing::error!("{} events not written before the stop: {e}", batch.events.len());
                 }
                 Err(e) => {
                     // A local sink's failure does not pass with time: counted, and the
