@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the tests need that cargo does not bring: InfluxDB 1.x's `influxd` (Debian
-# package `influxdb`). Idempotent. The tests start their own influxd on loopback, so the
-# package's service must not be left running on 8086.
+# package `influxdb`), Prometheus (`prometheus`) and `kubectl` (`kubernetes-client`, unless a
+# kubectl is already on PATH). Idempotent. The tests start their own servers on loopback, so the
+# packages' services must not be left running.
 set -euo pipefail
 
 if [ "$(id -u)" -eq 0 ]; then
@@ -10,8 +11,13 @@ else
     SUDO=(sudo)
 fi
 
-if command -v influxd >/dev/null 2>&1; then
-    echo "influxd already installed: $(command -v influxd)"
+# command -> Debian package, for each command still missing.
+packages=()
+command -v influxd >/dev/null 2>&1 || packages+=(influxdb)
+command -v prometheus >/dev/null 2>&1 || packages+=(prometheus)
+command -v kubectl >/dev/null 2>&1 || packages+=(kubernetes-client)
+if [ "${#packages[@]}" -eq 0 ]; then
+    echo "influxd, prometheus and kubectl already installed"
     exit 0
 fi
 
@@ -31,15 +37,19 @@ cleanup() {
 trap cleanup EXIT
 
 "${SUDO[@]}" apt-get update
-DEBIAN_FRONTEND=noninteractive "${SUDO[@]}" apt-get install -y --no-install-recommends influxdb
+DEBIAN_FRONTEND=noninteractive "${SUDO[@]}" apt-get install -y --no-install-recommends "${packages[@]}"
 
-# Belt and braces: if a service manager started it anyway, stop it.
-if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet influxdb 2>/dev/null; then
-    "${SUDO[@]}" systemctl stop influxdb || true
-fi
-if command -v service >/dev/null 2>&1; then
-    "${SUDO[@]}" service influxdb stop >/dev/null 2>&1 || true
-fi
+# Belt and braces: if a service manager started one anyway, stop it.
+for service in influxdb prometheus; do
+    if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet "$service" 2>/dev/null; then
+        "${SUDO[@]}" systemctl stop "$service" || true
+    fi
+    if command -v service >/dev/null 2>&1; then
+        "${SUDO[@]}" service "$service" stop >/dev/null 2>&1 || true
+    fi
+done
 
-command -v influxd >/dev/null 2>&1 || { echo "influxd still not on PATH after install" >&2; exit 1; }
-echo "installed $(influxd version 2>/dev/null || command -v influxd)"
+for cmd in influxd prometheus kubectl; do
+    command -v "$cmd" >/dev/null 2>&1 || { echo "$cmd still not on PATH after install" >&2; exit 1; }
+done
+echo "installed ${packages[*]}"

@@ -7,8 +7,11 @@
 //! - [`checkpoint`]: the event dedup state on disk (`--state_dir`), saved atomically.
 //! - [`config`]: `--source`/`--sink` URIs into typed configs.
 //! - [`errors`]: an error with its causes, as logs and reports print it.
+//! - [`api`]: `/healthz`, `/readyz`, `/metrics` and `metrics.k8s.io` over HTTP(S).
+//! - [`telemetry`]: the collector's own metrics and the last window, for the API.
 //! - [`testkit`]: real servers (influxd) on loopback for tests and benchmarks.
 
+pub mod api;
 pub mod bridge;
 pub mod checkpoint;
 pub mod cli;
@@ -16,12 +19,14 @@ pub mod config;
 pub mod dispatch;
 pub mod errors;
 pub mod fixture_server;
+pub mod logging;
 pub mod record;
 pub mod run;
 pub mod scenario;
 pub mod sinks;
 pub mod sources;
 pub mod synth;
+pub mod telemetry;
 #[doc(hidden)]
 pub mod testkit;
 pub mod tls;

@@ -56,6 +56,8 @@ pub struct RunConfig {
     pub dedup: DedupConfig,
     /// Where the event checkpoint lives (`--state_dir`); none: no checkpoint.
     pub state_dir: Option<PathBuf>,
+    /// The HTTP(S) API (`--heapster-port`...); none: no port opened.
+    pub api: Option<crate::api::ApiConfig>,
 }
 
 impl RunConfig {
@@ -69,6 +71,7 @@ impl RunConfig {
             resolution: Duration::from_secs(60),
             dedup: DedupConfig::default(),
             state_dir: None,
+            api: None,
         }
     }
 }
@@ -92,6 +95,8 @@ pub enum RunError {
     Workers(String),
     #[error("{0}")]
     Thread(String),
+    #[error("the API server: {0}")]
+    Api(#[from] crate::api::ApiError),
 }
 
 /// What a run did, for the caller's summary line and for benchmarks.
@@ -146,6 +151,18 @@ pub fn run(config: RunConfig, stop: Arc<AtomicBool>) -> Result<RunReport, RunErr
         .build()
         .map_err(RunError::Runtime)?;
     runtime.spawn(stop_on_signal(Arc::clone(&stop)));
+    // Another process on the port must not stop collection: the API is off then, and says so.
+    let _api = match &config.api {
+        Some(api) => match runtime.block_on(crate::api::start(api)) {
+            Ok(server) => Some(server),
+            Err(e @ crate::api::ApiError::Bind { .. }) => {
+                tracing::error!("{e}; /healthz, /metrics and metrics.k8s.io are not served");
+                None
+            }
+            Err(e) => return Err(e.into()),
+        },
+        None => None,
+    };
     let mut sinks = Vec::with_capacity(config.sinks.len());
     for sink in config.sinks {
         let name = format!("{sink:?}");
@@ -185,6 +202,13 @@ pub fn run(config: RunConfig, stop: Arc<AtomicBool>) -> Result<RunReport, RunErr
         _ => (None, Arc::new(Vec::new()), None),
     };
     let counters = Arc::new(DedupCounters::default());
+    crate::telemetry::global().attach(crate::telemetry::RunCounters {
+        stats: Arc::clone(&stats),
+        sinks: sinks.iter().map(|s| (s.name.clone(), Arc::clone(&s.stats))).collect(),
+        events: events.then(|| Arc::clone(&counters)),
+        resolution: config.resolution,
+        label_separator: config.labels.separator.clone(),
+    });
 
     let (collected_tx, collected_rx) = crossbeam_channel::unbounded();
     let collector_stats = Arc::clone(&stats);
