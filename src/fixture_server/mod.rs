@@ -62,6 +62,7 @@
 //! the kubelets' read-only HTTP port needs nothing. Certificates come from a CA made at start;
 //! `ca.crt` and a `kubeconfig` (JSON) that trusts it are written into `tls_dir`.
 
+mod aggregation;
 mod apiserver;
 mod clock;
 mod faults;
@@ -94,6 +95,7 @@ use faults::Faults;
 use load::KubeletAddrs;
 use store::Store;
 
+pub use aggregation::ApiRequest;
 pub use faults::{ApiFaults, KubeletFault};
 
 #[derive(Debug, thiserror::Error)]
@@ -208,6 +210,8 @@ struct Shared {
     /// Bumped after every window change, waking watches.
     changes: tokio::sync::watch::Sender<u64>,
     stats: Mutex<FixtureStats>,
+    /// The aggregated `metrics.k8s.io` backend and the requests seen.
+    aggregation: aggregation::Aggregation,
 }
 
 impl Shared {
@@ -321,6 +325,7 @@ impl FixtureServer {
             }),
             changes: tokio::sync::watch::Sender::new(0),
             stats: Mutex::new(FixtureStats::default()),
+            aggregation: aggregation::Aggregation::default(),
         });
 
         if let Some(every) = config.advance_every {
@@ -423,6 +428,16 @@ impl FixtureServer {
     /// Enters the next window now (no-op on the last one).
     pub fn advance(&self) {
         self.shared.advance();
+    }
+
+    /// Serves `metrics.k8s.io` from `backend` (`http://host:port`), as an `APIService` does.
+    pub fn register_metrics_api(&self, backend: &str) {
+        self.shared.aggregation.register(backend);
+    }
+
+    /// Every authorized request so far, in RBAC's terms.
+    pub fn requests(&self) -> std::collections::BTreeSet<ApiRequest> {
+        self.shared.aggregation.requests()
     }
 
     pub fn stats(&self) -> FixtureStats {
