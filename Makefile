@@ -10,13 +10,13 @@ WORKERS ?= 1
 run:
 	$(CARGO) run --quiet -- --source=replay:$(SCENARIO) -w $(WORKERS)
 
-## Install what the tests need (influxd), then run every test, formatting and lints.
+## Install what the tests need (influxd, prometheus, kubectl), then run every test, formatting and lints.
 test: deps
 	$(CARGO) fmt --all --check
 	$(CARGO) test --workspace --all-targets
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
-## Test dependencies: InfluxDB from Debian's packages, when influxd is absent.
+## Test dependencies from Debian's packages, when absent: influxd, prometheus, kubectl.
 deps:
 	scripts/test-deps.sh
 
