@@ -20,6 +20,7 @@ pub mod dispatch;
 pub mod errors;
 pub mod fixture_server;
 pub mod logging;
+pub mod progress;
 pub mod record;
 pub mod run;
 pub mod scenario;

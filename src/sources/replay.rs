@@ -106,6 +106,7 @@ impl Replay {
         let health = Health::default();
         let started = Instant::now();
         let first = self.scenario.windows.first().map_or(0, |w| w.time);
+        let mut progress = crate::progress::Progress::windows("replay", self.scenario.windows.len() as u64);
 
         for window in &self.scenario.windows {
             if stop.load(Ordering::Relaxed) {
@@ -139,9 +140,11 @@ impl Replay {
             if !changes.is_empty() && send(&feeds[0], Feed::Meta { time: window.time, changes }).is_err() {
                 break;
             }
+            let mut window_bytes = 0u64;
             for target in targets.iter().filter(|t| t.ready) {
                 let path = self.scenario.summary_path(window.index, &target.name);
                 let body = std::fs::read(&path).map_err(|e| ScrapeError::Missing(e.kind().to_string()));
+                window_bytes += body.as_ref().map_or(0, |b| b.len() as u64);
                 report.missing += usize::from(body.is_err());
                 match &body {
                     Ok(_) => health.record(&target.name, Ok(())),
@@ -163,8 +166,10 @@ impl Replay {
                 return Ok(report);
             }
             report.windows += 1;
+            progress.window(window_bytes);
             interner.sweep();
         }
+        progress.finish();
         Ok(report)
     }
 }
