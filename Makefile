@@ -10,13 +10,13 @@ WORKERS ?= 1
 run:
 	$(CARGO) run --quiet -- --source=replay:$(SCENARIO) -w $(WORKERS)
 
-## Install what the tests need (influxd, etcd), then run every test, formatting and lints.
+## Install what the tests need (influxd, etcd, prometheus, kubectl), then run every test, formatting and lints.
 test: deps
 	$(CARGO) fmt --all --check
 	$(CARGO) test --workspace --all-targets
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
-## Test dependencies: InfluxDB and etcd from Debian's packages, when absent.
+## Test dependencies from Debian's packages, when absent: influxd, etcd, prometheus, kubectl.
 deps:
 	scripts/test-deps.sh
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the tests need that cargo does not bring: InfluxDB 1.x's `influxd` (Debian
-# package `influxdb`) and etcd 3.4 (`etcd-server`, for fleet's registry). Idempotent. The tests
+# package `influxdb`), etcd 3.4 (`etcd-server`, for fleet's registry), Prometheus (`prometheus`)
+# and `kubectl` (`kubernetes-client`, unless a kubectl is already on PATH). Idempotent. The tests
 # start their own servers on loopback, so the packages' services must not be left running.
 set -euo pipefail
 
@@ -10,11 +11,14 @@ else
     SUDO=(sudo)
 fi
 
+# command -> Debian package, for each command still missing.
 packages=()
 command -v influxd >/dev/null 2>&1 || packages+=(influxdb)
 command -v etcd >/dev/null 2>&1 || packages+=(etcd-server)
+command -v prometheus >/dev/null 2>&1 || packages+=(prometheus)
+command -v kubectl >/dev/null 2>&1 || packages+=(kubernetes-client)
 if [ "${#packages[@]}" -eq 0 ]; then
-    echo "influxd and etcd already installed: $(command -v influxd) $(command -v etcd)"
+    echo "influxd, etcd, prometheus and kubectl already installed"
     exit 0
 fi
 
@@ -36,8 +40,8 @@ trap cleanup EXIT
 "${SUDO[@]}" apt-get update
 DEBIAN_FRONTEND=noninteractive "${SUDO[@]}" apt-get install -y --no-install-recommends "${packages[@]}"
 
-# Belt and braces: if a service manager started them anyway, stop them.
-for service in influxdb etcd; do
+# Belt and braces: if a service manager started one anyway, stop it.
+for service in influxdb etcd prometheus; do
     if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet "$service" 2>/dev/null; then
         "${SUDO[@]}" systemctl stop "$service" || true
     fi
@@ -46,6 +50,7 @@ for service in influxdb etcd; do
     fi
 done
 
-command -v influxd >/dev/null 2>&1 || { echo "influxd still not on PATH after install" >&2; exit 1; }
-command -v etcd >/dev/null 2>&1 || { echo "etcd still not on PATH after install" >&2; exit 1; }
-echo "installed $(influxd version 2>/dev/null || command -v influxd), $(etcd --version 2>/dev/null | head -1)"
+for cmd in influxd etcd prometheus kubectl; do
+    command -v "$cmd" >/dev/null 2>&1 || { echo "$cmd still not on PATH after install" >&2; exit 1; }
+done
+echo "installed ${packages[*]}"

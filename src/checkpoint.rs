@@ -319,6 +319,7 @@ impl Checkpointer {
         self.seen.retain(|_, (_, last_timestamp)| *last_timestamp >= horizon);
         self.store.save(&self.checkpoint())?;
         self.dirty = false;
+        crate::telemetry::global().checkpoint_saved();
         Ok(())
     }
 }

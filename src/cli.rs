@@ -10,6 +10,7 @@ use clap::{Args, Parser, Subcommand};
 use heapster_dataflows::events::DedupConfig;
 use heapster_dataflows::meta::LabelPolicy;
 
+use crate::api::{ApiConfig, TlsFiles};
 use crate::config::ConfigError;
 use crate::run::{RunConfig, SourceConfig};
 use crate::sinks::SinkConfig;
@@ -29,14 +30,32 @@ pub struct Cli {
     pub command: Option<Command>,
     #[command(flatten)]
     pub collect: CollectArgs,
+    /// How log lines on stderr look: text (colour only on a terminal) or json (one object a line).
+    #[arg(long = "log_format", value_name = "FORMAT", value_enum, default_value = "text", global = true)]
+    pub log_format: LogFormat,
+}
+
+/// `--log_format`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Args)]
 pub struct CollectArgs {
-    /// Where metrics come from: replay:PATH (a recorded scenario).
+    /// Where metrics come from, one of:
+    /// kubernetes:https://APISERVER?OPTIONS (alias kubernetes.summary_api:; kubernetes.events:
+    /// collects events only), with Heapster's options inClusterConfig (default true; outside a
+    /// cluster use inClusterConfig=false&auth=KUBECONFIG), auth (a kubeconfig), insecure,
+    /// useServiceAccount, kubeletPort (10255, or 10250 with kubeletHttps), kubeletHttps, plus
+    /// kubeletTimeout (default 10s) and events (default true);
+    /// replay:PATH[?pace=real] (a recorded scenario, as `heapster record` or `synth` writes).
     #[arg(long = "source", value_name = "URI")]
     pub sources: Vec<String>,
-    /// Where metrics go, repeatable: log (default), file:PATH, influxdb:http://HOST:8086?db=k8s...
+    /// Where metrics go, repeatable: log (default; a table per window on stdout),
+    /// file:PATH[?withfields=&cluster_name=] (line protocol), or
+    /// influxdb:http://HOST:8086?db=k8s&user=&pw=&retention=&withfields=&cluster_name=&secure=&insecuressl=
     #[arg(long = "sink", value_name = "URI")]
     pub sinks: Vec<String>,
     /// The window length: how often nodes are scraped (at least 5s).
@@ -75,6 +94,25 @@ pub struct CollectArgs {
     /// How long a process waits for its peers at start before giving up.
     #[arg(long = "cluster_connect_timeout", value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]
     pub cluster_connect_timeout: Duration,
+    /// The port of /healthz, /readyz, /metrics and metrics.k8s.io (0: any free port, logged).
+    #[arg(long = "heapster-port", value_name = "PORT", default_value_t = 8082)]
+    pub heapster_port: u16,
+    /// The address to serve on (default: every interface).
+    #[arg(long = "listen_ip", value_name = "IP", default_value = "0.0.0.0")]
+    pub listen_ip: std::net::IpAddr,
+    /// Serve HTTPS with this certificate (PEM; needs --tls_key).
+    #[arg(long = "tls_cert", value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of --tls_cert (PEM).
+    #[arg(long = "tls_key", value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
+    /// Require client certificates signed by this CA (PEM; needs --tls_cert).
+    #[arg(long = "tls_client_ca", value_name = "FILE")]
+    pub tls_client_ca: Option<PathBuf>,
+    /// Client certificate common names allowed in, comma-separated (needs --tls_client_ca;
+    /// default: any certificate the CA signed).
+    #[arg(long = "allowed_users", value_name = "CN,...", value_delimiter = ',')]
+    pub allowed_users: Vec<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -118,6 +156,7 @@ pub struct RecordArgs {
     /// The scenario directory to write.
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
+    /// The window length: how often nodes are scraped (at least 5s).
     #[arg(long = "metric_resolution", value_name = "DURATION", default_value = "60s", value_parser = parse_resolution)]
     pub metric_resolution: Duration,
 }
@@ -130,14 +169,19 @@ pub struct SynthArgs {
     /// Write the bundled `fixtures/events` scenario (an event timeline).
     #[arg(long = "events-scenario", conflicts_with_all = ["nodes", "pods_per_node"])]
     pub events_scenario: bool,
+    /// How many nodes the cluster has.
     #[arg(long, value_name = "N", required_unless_present_any = ["small", "events_scenario"])]
     pub nodes: Option<usize>,
+    /// How many pods run on each node.
     #[arg(long = "pods-per-node", value_name = "P", required_unless_present_any = ["small", "events_scenario"])]
     pub pods_per_node: Option<usize>,
+    /// How many windows to write.
     #[arg(long, value_name = "W", default_value_t = 5)]
     pub windows: usize,
+    /// The scenario directory to write.
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
+    /// The random seed: the same seed writes the same scenario.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
 }
@@ -156,6 +200,49 @@ fn parse_resolution(text: &str) -> Result<Duration, String> {
 }
 
 impl CollectArgs {
+    /// The API server's flags, checked together.
+    fn api_config(&self) -> Result<ApiConfig, ConfigError> {
+        let tls = match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => {
+                Some(TlsFiles { cert: cert.clone(), key: key.clone(), client_ca: self.tls_client_ca.clone() })
+            }
+            (None, None) => None,
+            (Some(cert), None) => {
+                return Err(ConfigError::new(
+                    "--tls_cert",
+                    &cert.display().to_string(),
+                    "needs --tls_key too",
+                ));
+            }
+            (None, Some(key)) => {
+                return Err(ConfigError::new(
+                    "--tls_key",
+                    &key.display().to_string(),
+                    "needs --tls_cert too",
+                ));
+            }
+        };
+        if let (Some(ca), None) = (&self.tls_client_ca, &tls) {
+            return Err(ConfigError::new(
+                "--tls_client_ca",
+                &ca.display().to_string(),
+                "needs --tls_cert and --tls_key (client certificates are checked over TLS)",
+            ));
+        }
+        if !self.allowed_users.is_empty() && self.tls_client_ca.is_none() {
+            return Err(ConfigError::new(
+                "--allowed_users",
+                &self.allowed_users.join(","),
+                "needs --tls_client_ca (users are client certificate common names)",
+            ));
+        }
+        Ok(ApiConfig {
+            listen: std::net::SocketAddr::new(self.listen_ip, self.heapster_port),
+            tls,
+            allowed_users: self.allowed_users.iter().filter(|u| !u.is_empty()).cloned().collect(),
+        })
+    }
+
     /// Turns the flags into a run, validating every URI.
     pub fn to_config(&self) -> Result<RunConfig, ConfigError> {
         let source = match self.sources.as_slice() {
@@ -206,7 +293,9 @@ impl CollectArgs {
                 "cluster mode runs the kubernetes and replay sources; a cadvisor source runs in one process",
             ));
         }
+        let api = self.api_config()?;
         Ok(RunConfig {
+            api: Some(api),
             source,
             sinks,
             workers: usize::from(self.workers),

@@ -33,6 +33,7 @@ pub fn dispatch(
                     match completed {
                         Completed::Metrics(batch) => {
                             stats.add_window(&batch);
+                            crate::telemetry::global().window_complete(&batch);
                             // The last sink gets the collector's own reference: a lone sink
                             // then owns the window and frees it as it writes.
                             let batch = Arc::new(batch);
@@ -59,6 +60,9 @@ pub fn dispatch(
             }
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => break,
+        }
+        for sink in &sinks {
+            crate::telemetry::global().sink_queue_depth(&sink.name, sink.queue_depth());
         }
         let stats: Vec<Arc<SinkStats>> = sinks.iter().map(|s| Arc::clone(&s.stats)).collect();
         acknowledge(&mut unwritten, &stats, checkpointer.as_mut());

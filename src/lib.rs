@@ -9,8 +9,11 @@
 //! - [`cluster`]: one dataflow across several processes (`--processes`, `--hostfile`).
 //! - [`config`]: `--source`/`--sink` URIs into typed configs.
 //! - [`errors`]: an error with its causes, as logs and reports print it.
+//! - [`api`]: `/healthz`, `/readyz`, `/metrics` and `metrics.k8s.io` over HTTP(S).
+//! - [`telemetry`]: the collector's own metrics and the last window, for the API.
 //! - [`testkit`]: real servers (influxd) on loopback for tests and benchmarks.
 
+pub mod api;
 pub mod bridge;
 pub mod checkpoint;
 pub mod cli;
@@ -19,6 +22,8 @@ pub mod config;
 pub mod dispatch;
 pub mod errors;
 pub mod fixture_server;
+pub mod logging;
+pub mod progress;
 pub mod record;
 pub mod run;
 pub mod scenario;
@@ -26,6 +31,7 @@ pub mod sinks;
 pub mod sources;
 pub mod state_lock;
 pub mod synth;
+pub mod telemetry;
 #[doc(hidden)]
 pub mod testkit;
 pub mod tls;

@@ -9,13 +9,7 @@ use heapster::{run, synth};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
+    heapster::logging::init(cli.log_format);
 
     match cli.command {
         Some(Command::Synth(args)) => {

@@ -85,6 +85,7 @@ async fn record_windows(
     let mut next = (now_ms() / step + 1) * step;
     let mut report = RecordReport::default();
     let mut interner = Interner::default();
+    let mut progress = crate::progress::Progress::windows("record", windows as u64);
     while report.windows < windows {
         if !sleep_until(next, &stop).await {
             return Err(RecordError::Stopped(report.windows));
@@ -119,12 +120,15 @@ async fn record_windows(
             .await;
 
         let window = writer.window(next).map_err(write_error)?;
+        let mut window_bytes = 0u64;
         for (list, body) in &lists {
+            window_bytes += body.len() as u64;
             window.api(*list, body.as_bytes()).map_err(write_error)?;
         }
         for (target, body) in bodies {
             match body {
                 Ok(body) => {
+                    window_bytes += body.len() as u64;
                     health.record(&target.name, Ok(()));
                     window.summary(&target.name, &body).map_err(write_error)?;
                     report.summaries += 1;
@@ -136,10 +140,14 @@ async fn record_windows(
             }
         }
         report.windows += 1;
-        tracing::info!(window = report.windows, of = windows, "recorded");
+        progress.window(window_bytes);
+        if !progress.visible() {
+            tracing::info!(window = report.windows, of = windows, "recorded");
+        }
         next += step;
         interner.sweep();
     }
+    progress.finish();
     writer.finish().map_err(write_error)?;
     Ok(report)
 }

@@ -64,6 +64,8 @@ pub struct RunConfig {
     pub state_dir: Option<PathBuf>,
     /// One process of several (`--processes`); none: this process alone.
     pub cluster: Option<ClusterConfig>,
+    /// The HTTP(S) API (`--heapster-port`...); none: no port opened.
+    pub api: Option<crate::api::ApiConfig>,
 }
 
 impl RunConfig {
@@ -78,6 +80,7 @@ impl RunConfig {
             dedup: DedupConfig::default(),
             state_dir: None,
             cluster: None,
+            api: None,
         }
     }
 }
@@ -105,6 +108,8 @@ pub enum RunError {
     Cluster(#[from] ConnectError),
     #[error("{0}")]
     Thread(String),
+    #[error("the API server: {0}")]
+    Api(#[from] crate::api::ApiError),
 }
 
 /// What a run did, for the caller's summary line and for benchmarks.
@@ -177,6 +182,18 @@ pub fn run(config: RunConfig, stop: Arc<AtomicBool>) -> Result<RunReport, RunErr
         .build()
         .map_err(RunError::Runtime)?;
     runtime.spawn(stop_on_signal(Arc::clone(&stop)));
+    // Another process on the port must not stop collection: the API is off then, and says so.
+    let _api = match &config.api {
+        Some(api) => match runtime.block_on(crate::api::start(api)) {
+            Ok(server) => Some(server),
+            Err(e @ crate::api::ApiError::Bind { .. }) => {
+                tracing::error!("{e}; /healthz, /metrics and metrics.k8s.io are not served");
+                None
+            }
+            Err(e) => return Err(e.into()),
+        },
+        None => None,
+    };
     let mut sinks = Vec::with_capacity(config.sinks.len());
     let sink_context = SinkContext { state_dir: config.state_dir.clone(), stop: Arc::clone(&stop) };
     for sink in config.sinks {
@@ -221,6 +238,13 @@ pub fn run(config: RunConfig, stop: Arc<AtomicBool>) -> Result<RunReport, RunErr
         _ => (None, Arc::new(Vec::new()), None),
     };
     let counters = Arc::new(DedupCounters::default());
+    crate::telemetry::global().attach(crate::telemetry::RunCounters {
+        stats: Arc::clone(&stats),
+        sinks: sinks.iter().map(|s| (s.name.clone(), Arc::clone(&s.stats))).collect(),
+        events: events.then(|| Arc::clone(&counters)),
+        resolution: config.resolution,
+        label_separator: config.labels.separator.clone(),
+    });
 
     let (collected_tx, collected_rx) = crossbeam_channel::unbounded();
     let collector_stats = Arc::clone(&stats);

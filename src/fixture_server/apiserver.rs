@@ -10,7 +10,7 @@ use serde_json::json;
 
 use super::http::{self, Body};
 use super::store::{self, Key, View, status_value};
-use super::{Shared, paging, watch};
+use super::{Shared, aggregation, paging, watch};
 use crate::scenario::ApiList;
 
 #[derive(Debug, PartialEq, Eq)]
@@ -92,6 +92,16 @@ pub async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Response
     if !http::authorized(&request, shared.token.as_deref()) {
         shared.count(|s| s.api_unauthorized += 1);
         return status(StatusCode::UNAUTHORIZED, "Unauthorized", "Unauthorized");
+    }
+    let uri = request.uri();
+    shared.aggregation.record(aggregation::classify(request.method(), uri.path(), uri.query()));
+    if aggregation::is_metrics_path(uri.path()) {
+        return aggregation::proxy(&shared.aggregation, request).await;
+    }
+    if uri.path().trim_end_matches('/') == "/apis" && shared.aggregation.backend().is_some() {
+        let body = json!({"kind": "APIGroupList", "apiVersion": "v1",
+                          "groups": [events_group(), aggregation::metrics_group()]});
+        return http::json(StatusCode::OK, body.to_string());
     }
     let query: HashMap<String, String> = request
         .uri()

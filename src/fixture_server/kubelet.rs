@@ -44,6 +44,9 @@ pub async fn handle(
         shared.count(|s| s.kubelet_unauthorized += 1);
         return http::text(StatusCode::UNAUTHORIZED, "Unauthorized");
     }
+    if secure {
+        shared.aggregation.record_kubelet_stats();
+    }
     let fault = shared.faults.kubelet(window, &node).cloned().unwrap_or_default();
     if fault != Default::default() {
         shared.count(|s| s.kubelet_faults += 1);

@@ -73,6 +73,7 @@
 //! the kubelets' read-only HTTP port needs nothing. Certificates come from a CA made at start;
 //! `ca.crt` and a `kubeconfig` (JSON) that trusts it are written into `tls_dir`.
 
+mod aggregation;
 mod apiserver;
 mod cadvisor;
 mod clock;
@@ -109,6 +110,7 @@ use faults::Faults;
 use load::KubeletAddrs;
 use store::Store;
 
+pub use aggregation::ApiRequest;
 pub use cadvisor::{CadvisorFixture, CadvisorFixtureConfig};
 pub use faults::{ApiFaults, KubeletFault};
 
@@ -233,6 +235,8 @@ struct Shared {
     stats: Mutex<FixtureStats>,
     /// The snapshots behind `continue` tokens.
     pager: paging::Pager,
+    /// The aggregated `metrics.k8s.io` backend and the requests seen.
+    aggregation: aggregation::Aggregation,
 }
 
 impl Shared {
@@ -347,6 +351,7 @@ impl FixtureServer {
             changes: tokio::sync::watch::Sender::new(0),
             stats: Mutex::new(FixtureStats::default()),
             pager: paging::Pager::default(),
+            aggregation: aggregation::Aggregation::default(),
         });
 
         if let Some(every) = config.advance_every {
@@ -449,6 +454,16 @@ impl FixtureServer {
     /// Enters the next window now (no-op on the last one).
     pub fn advance(&self) {
         self.shared.advance();
+    }
+
+    /// Serves `metrics.k8s.io` from `backend` (`http://host:port`), as an `APIService` does.
+    pub fn register_metrics_api(&self, backend: &str) {
+        self.shared.aggregation.register(backend);
+    }
+
+    /// Every authorized request so far, in RBAC's terms.
+    pub fn requests(&self) -> std::collections::BTreeSet<ApiRequest> {
+        self.shared.aggregation.requests()
     }
 
     pub fn stats(&self) -> FixtureStats {

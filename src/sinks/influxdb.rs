@@ -467,6 +467,7 @@ impl Endpoint {
             }
             let delay = self.backoff.delay(attempt);
             debug!(%failure, attempt, ?delay, "InfluxDB request failed; retrying");
+            crate::telemetry::global().sink_retry("influxdb");
             tokio::time::sleep(delay).await;
         }
     }

@@ -340,6 +340,11 @@ impl SinkHandle {
         }
     }
 
+    /// Inputs waiting in the sink's queue.
+    pub fn queue_depth(&self) -> usize {
+        self.queue.len()
+    }
+
     /// Closes the queue and waits for the sink to write what it holds.
     pub fn finish(self) -> Arc<SinkStats> {
         drop(self.queue);

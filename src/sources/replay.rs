@@ -135,6 +135,7 @@ impl Replay {
         let started = Instant::now();
         let first = self.scenario.windows.first().map_or(0, |w| w.time);
         let share = self.share.unwrap_or_else(|| Share::single(feeds.len()));
+        let mut progress = crate::progress::Progress::windows("replay", self.scenario.windows.len() as u64);
 
         for window in &self.scenario.windows {
             if self.pace == Pace::Real {
@@ -173,10 +174,12 @@ impl Replay {
             {
                 break;
             }
+            let mut window_bytes = 0u64;
             for target in targets.iter().filter(|t| t.ready) {
                 let Some(owner) = share.local_owner(&target.name) else { continue };
                 let path = self.scenario.summary_path(window.index, &target.name);
                 let body = std::fs::read(&path).map_err(|e| ScrapeError::Missing(e.kind().to_string()));
+                window_bytes += body.as_ref().map_or(0, |b| b.len() as u64);
                 report.missing += usize::from(body.is_err());
                 match &body {
                     Ok(_) => health.record(&target.name, Ok(())),
@@ -199,8 +202,10 @@ impl Replay {
                 return Ok(report);
             }
             report.windows += 1;
+            progress.window(window_bytes);
             interner.sweep();
         }
+        progress.finish();
         Ok(report)
     }
 }

@@ -446,7 +446,9 @@ pub fn synth(spec: &SynthSpec, out: &Path) -> Result<SynthReport, SynthError> {
         ScenarioWriter::create(out, &spec.description(), spec.resolution_seconds).map_err(io_err)?;
     let mut bytes = 0u64;
     let mut events = spec.events.enabled.then(|| events::EventLog::new(spec));
+    let mut progress = crate::progress::Progress::windows("synth", spec.windows as u64);
     for window in 0..spec.windows {
+        let bytes_before = bytes;
         let end_ms = spec.start_ms + window as u64 * res_ms;
         let now = (end_ms / 1000) as i64;
         let changes = cluster.apply(window, now, &spec.timeline)?;
@@ -483,7 +485,9 @@ pub fn synth(spec: &SynthSpec, out: &Path) -> Result<SynthReport, SynthError> {
             bytes += body.len() as u64;
             w.summary(&cluster.nodes[node].name, &body).map_err(io_err)?;
         }
+        progress.window(bytes - bytes_before);
     }
+    progress.finish();
     let dir = writer.finish().map_err(io_err)?;
     bytes += fs::metadata(dir.join("scenario.json")).map_err(io_err)?.len();
     Ok(SynthReport {

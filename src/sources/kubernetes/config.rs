@@ -167,7 +167,11 @@ pub struct Clients {
 pub async fn clients(config: &KubernetesConfig) -> Result<Clients, ClientError> {
     crate::tls::install_crypto_provider();
     let mut kube_config = if config.in_cluster {
-        kube::Config::incluster().map_err(|e| ClientError::InCluster(e.to_string()))?
+        kube::Config::incluster().map_err(|e| {
+            ClientError::InCluster(format!(
+                "{e}; outside a cluster, use kubernetes:https://APISERVER?inClusterConfig=false&auth=KUBECONFIG"
+            ))
+        })?
     } else if let Some(path) = &config.kubeconfig {
         let kubeconfig = kube::config::Kubeconfig::read_from(path)
             .map_err(|e| ClientError::Kubeconfig { path: path.clone(), message: e.to_string() })?;
@@ -184,6 +188,7 @@ pub async fn clients(config: &KubernetesConfig) -> Result<Clients, ClientError> 
     if config.insecure {
         kube_config.accept_invalid_certs = true;
     }
+    super::reach::set_url(&kube_config.cluster_url.to_string());
     let mut token = kube_config.auth_info.token.as_ref().map(|t| t.expose_secret().to_string());
     if config.use_service_account || (config.in_cluster && token.is_none()) {
         let path = PathBuf::from(SERVICE_ACCOUNT_DIR).join("token");

@@ -102,7 +102,8 @@ pub async fn run(
     let mut last_error: Option<String> = None;
     let report = |error: String, last_error: &mut Option<String>| {
         if last_error.as_deref() != Some(error.as_str()) {
-            tracing::warn!("event watch: {error}; retrying with backoff");
+            tracing::debug!("event watch: {error}; retrying with backoff");
+            super::reach::failed(&error);
             *last_error = Some(error);
         }
     };
@@ -147,6 +148,7 @@ pub async fn run(
             Ok(stream) => stream,
             Err(kube::Error::Api(status)) if status.code == 410 => {
                 tracing::info!(resource_version = %rv, "the event watch's version expired (410); listing again");
+                crate::telemetry::global().watch_restart("events");
                 progress.resource_version = None;
                 continue;
             }
@@ -160,6 +162,7 @@ pub async fn run(
         };
         if last_error.take().is_some() {
             tracing::info!("event watch resumed");
+            super::reach::answered();
         }
         backoff.succeeded();
         let mut lines = stream.lines();
@@ -217,6 +220,7 @@ fn apply(line: &str, progress: &mut Progress) -> bool {
                 }
                 WatchEvent::Gone { message } => {
                     tracing::info!("the event watch expired (410: {message}); listing again");
+                    crate::telemetry::global().watch_restart("events");
                     progress.resource_version = None;
                     false
                 }

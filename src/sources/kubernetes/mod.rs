@@ -6,6 +6,7 @@
 //! - [`objects`]: nodes, pods and namespaces into scrape targets and enrichment metadata.
 //! - [`quantity`]: resource quantities (`100m`, `1.5Gi`) as exact integers.
 //! - [`watch`]: reflectors keeping the objects current.
+//! - [`reach`]: the API server's reachability, logged once per change.
 //! - [`scrape`]: kubelet `/stats/summary` requests.
 //! - [`source`]: the window loop feeding the workers.
 
@@ -15,6 +16,7 @@ pub mod events;
 pub mod objects;
 pub mod quantity;
 mod raw_list;
+pub mod reach;
 pub mod scrape;
 pub mod source;
 pub mod watch;

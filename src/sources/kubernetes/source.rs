@@ -251,7 +251,9 @@ async fn scrape_worker(
             let scraper = &scraper;
             async move {
                 tokio::time::sleep(jitter(&target.name, resolution)).await;
+                let started = std::time::Instant::now();
                 let body = scraper.scrape(&target).await;
+                crate::telemetry::global().scrape(&target.name, body.is_ok(), started.elapsed());
                 (target, body)
             }
         })

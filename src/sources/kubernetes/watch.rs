@@ -138,6 +138,15 @@ impl Convert for Namespace {
     }
 }
 
+/// The API resource a kind is listed as, for the self-metrics.
+fn resource_name(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Node => "nodes",
+        Kind::Pod => "pods",
+        Kind::Namespace => "namespaces",
+    }
+}
+
 fn warn_all(warnings: &[String]) {
     for w in warnings {
         tracing::warn!("{w}");
@@ -173,14 +182,22 @@ where
             Err(e) => {
                 let message = crate::errors::error_chain(&e);
                 if failing.as_deref() != Some(message.as_str()) {
-                    tracing::warn!(kind = ?K::KIND, "watch failed, retrying with backoff: {message}");
+                    tracing::debug!(kind = ?K::KIND, "watch failed, retrying with backoff: {message}");
+                    super::reach::failed(&message);
+                    if K::KIND == Kind::Node {
+                        crate::telemetry::global().nodes_failing(Some(message.clone()));
+                    }
                     failing = Some(message);
                 }
                 continue;
             }
         };
         if matches!(event, Event::InitDone | Event::Apply(_) | Event::Delete(_)) && failing.take().is_some() {
-            tracing::info!(kind = ?K::KIND, "watch recovered");
+            tracing::debug!(kind = ?K::KIND, "watch recovered");
+            super::reach::answered();
+            if K::KIND == Kind::Node {
+                crate::telemetry::global().nodes_failing(None);
+            }
         }
         match event {
             Event::Init => relist = Some(BTreeMap::new()),
@@ -195,7 +212,9 @@ where
                 tracing::debug!(kind = ?K::KIND, objects = listed.len(), "listed");
                 let mut state = state.lock();
                 state.objects.insert(K::KIND, listed);
-                state.synced.insert(K::KIND, true);
+                if state.synced.insert(K::KIND, true).is_some() {
+                    crate::telemetry::global().watch_restart(resource_name(K::KIND));
+                }
                 state.relists += 1;
             }
             Event::Apply(object) => {

@@ -1,0 +1,258 @@
+//! What operators look at, over HTTP(S) on `--listen_ip`:`--heapster-port`:
+//!
+//! - `/healthz`: 200 unless the source cannot list nodes or no window reached the sinks for
+//!   longer than [`STALE_WINDOWS`] resolutions; the body says which.
+//! - `/readyz`: 200 once the first window reached the sinks.
+//! - `/metrics`: the collector's own metrics ([`crate::telemetry`]).
+//! - `/apis/metrics.k8s.io/v1beta1/...`: what `kubectl top` and the HPA read ([`metrics_api`]).
+//!
+//! Handlers read only the published snapshot and atomics ([`crate::telemetry`]), so serving
+//! never holds up the workers or the collector.
+
+pub mod metrics_api;
+pub mod selector;
+pub mod snapshot;
+pub mod tls;
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::header::{CONTENT_TYPE, HeaderValue};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+use tokio::task::{JoinHandle, JoinSet};
+use tokio_rustls::TlsAcceptor;
+
+use crate::sources::kubernetes::source::now_ms;
+use crate::telemetry::{self, Telemetry};
+use metrics_api::Query;
+pub use tls::TlsFiles;
+
+/// `/healthz` fails once no window reached the sinks for this many resolutions.
+pub const STALE_WINDOWS: u32 = 3;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("TLS: {0}")]
+    Tls(String),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind { addr: SocketAddr, source: std::io::Error },
+}
+
+/// The API server's settings (Heapster's flags).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ApiConfig {
+    /// `--listen_ip` and `--heapster-port` (0 picks a free port, logged at start).
+    pub listen: SocketAddr,
+    pub tls: Option<TlsFiles>,
+    /// `--allowed_users`: client certificate common names let in (empty: any the CA signed).
+    pub allowed_users: Vec<String>,
+}
+
+/// A running API server; stops when dropped.
+pub struct ApiServer {
+    pub addr: SocketAddr,
+    task: JoinHandle<()>,
+}
+
+impl Drop for ApiServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Binds and serves on the current runtime; windows are published from now on.
+pub async fn start(config: &ApiConfig) -> Result<ApiServer, ApiError> {
+    let tls = config.tls.as_ref().map(tls::server_config).transpose()?;
+    let client_ca = config.tls.as_ref().is_some_and(|t| t.client_ca.is_some());
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| ApiError::Bind { addr: config.listen, source })?;
+    let addr = listener.local_addr().map_err(|source| ApiError::Bind { addr: config.listen, source })?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    tracing::info!(address = %addr, "serving /healthz, /readyz, /metrics and metrics.k8s.io on {scheme}://{addr}");
+    telemetry::global().start_publishing();
+    let gate = Arc::new(Gate { client_ca, allowed_users: config.allowed_users.clone() });
+    let task = tokio::spawn(accept_loop(listener, tls.map(TlsAcceptor::from), gate));
+    Ok(ApiServer { addr, task })
+}
+
+/// Who may in, decided per connection from its client certificate.
+struct Gate {
+    client_ca: bool,
+    allowed_users: Vec<String>,
+}
+
+async fn accept_loop(listener: TcpListener, tls: Option<TlsAcceptor>, gate: Arc<Gate>) {
+    let mut connections = JoinSet::new();
+    loop {
+        while connections.try_join_next().is_some() {}
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                tracing::debug!("API: accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let (tls, gate) = (tls.clone(), Arc::clone(&gate));
+        connections.spawn(async move {
+            let result = match tls {
+                Some(acceptor) => match acceptor.accept(stream).await {
+                    Ok(stream) => {
+                        let cn = stream
+                            .get_ref()
+                            .1
+                            .peer_certificates()
+                            .and_then(|chain| chain.first())
+                            .and_then(|der| tls::common_name(der));
+                        let allowed = tls::allowed(cn.as_deref(), gate.client_ca, &gate.allowed_users);
+                        if !allowed {
+                            tracing::debug!(user = cn.as_deref().unwrap_or("-"), "API: client not allowed");
+                        }
+                        serve(TokioIo::new(stream), allowed, cn).await
+                    }
+                    Err(e) => {
+                        tracing::debug!("API: TLS handshake failed: {e}");
+                        return;
+                    }
+                },
+                None => serve(TokioIo::new(stream), true, None).await,
+            };
+            if let Err(e) = result {
+                tracing::debug!("API: connection ended: {e}");
+            }
+        });
+    }
+}
+
+async fn serve<IO>(io: TokioIo<IO>, allowed: bool, user: Option<String>) -> Result<(), hyper::Error>
+where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let user = Arc::new(user);
+    let service = service_fn(move |request: Request<Incoming>| {
+        let user = Arc::clone(&user);
+        async move {
+            let response = if allowed {
+                handle(telemetry::global(), request.method(), request.uri().path(), request.uri().query())
+            } else {
+                let who = user.as_deref().unwrap_or("anonymous");
+                json(metrics_api::status(
+                    403,
+                    "Forbidden",
+                    &format!("user {who:?} is not in --allowed_users"),
+                ))
+            };
+            Ok::<_, Infallible>(response)
+        }
+    });
+    http1::Builder::new().serve_connection(io, service).await
+}
+
+type Body = Full<Bytes>;
+
+fn respond(code: u16, content_type: &'static str, body: impl Into<Bytes>) -> Response<Body> {
+    let mut response = Response::new(Full::new(body.into()));
+    *response.status_mut() =
+        hyper::StatusCode::from_u16(code).unwrap_or(hyper::StatusCode::INTERNAL_SERVER_ERROR);
+    response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response
+}
+
+fn json((code, body): metrics_api::Answer) -> Response<Body> {
+    respond(code, "application/json", body.to_string())
+}
+
+fn text(code: u16, body: String) -> Response<Body> {
+    respond(code, "text/plain; charset=utf-8", body)
+}
+
+/// Answers one request; every path and query is checked, nothing here can panic on input.
+pub fn handle(telemetry: &Telemetry, method: &Method, path: &str, query: Option<&str>) -> Response<Body> {
+    if method != Method::GET && method != Method::HEAD {
+        return json(metrics_api::status(405, "MethodNotAllowed", &format!("{method} is not supported")));
+    }
+    let params: HashMap<String, String> =
+        query.map(|q| url::form_urlencoded::parse(q.as_bytes()).into_owned().collect()).unwrap_or_default();
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let api_query = match segments.as_slice() {
+        ["healthz"] => {
+            let (ok, why) = health(telemetry, now_ms());
+            return text(if ok { 200 } else { 503 }, why);
+        }
+        ["readyz"] => {
+            let (ok, why) = readiness(telemetry);
+            return text(if ok { 200 } else { 503 }, why);
+        }
+        ["metrics"] => return respond(200, telemetry::CONTENT_TYPE, telemetry.encode()),
+        ["apis"] => return json(metrics_api::group_list()),
+        ["apis", "metrics.k8s.io"] => return json(metrics_api::api_group()),
+        ["apis", "metrics.k8s.io", "v1beta1"] => return json(metrics_api::resource_list()),
+        ["apis", "metrics.k8s.io", "v1beta1", "nodes"] => Query::Nodes,
+        ["apis", "metrics.k8s.io", "v1beta1", "nodes", name] => Query::Node(name),
+        ["apis", "metrics.k8s.io", "v1beta1", "pods"] => Query::Pods(None),
+        ["apis", "metrics.k8s.io", "v1beta1", "namespaces", ns, "pods"] => Query::Pods(Some(ns)),
+        ["apis", "metrics.k8s.io", "v1beta1", "namespaces", ns, "pods", name] => Query::Pod(ns, name),
+        _ => {
+            return json(metrics_api::not_found(&format!(
+                "the server could not find the requested resource {path:?}"
+            )));
+        }
+    };
+    if params.get("watch").is_some_and(|w| w == "1" || w == "true") {
+        return json(metrics_api::status(405, "MethodNotAllowed", "metrics cannot be watched"));
+    }
+    let snapshot = telemetry.snapshot();
+    json(metrics_api::answer(
+        snapshot.as_deref(),
+        api_query,
+        params.get("labelSelector").map(String::as_str),
+        params.get("fieldSelector").map(String::as_str),
+    ))
+}
+
+/// Heapster's health: the node list works and a window reached the sinks recently enough.
+pub fn health(telemetry: &Telemetry, now_ms: u64) -> (bool, String) {
+    if let Some(why) = telemetry.nodes_failure() {
+        return (false, format!("unhealthy: the source cannot list nodes: {why}\n"));
+    }
+    let resolution = telemetry.run().map_or(Duration::from_secs(60), |r| r.resolution);
+    let limit = (resolution * STALE_WINDOWS).as_millis() as u64;
+    match telemetry.last_window_at_ms() {
+        Some(at) if now_ms.saturating_sub(at) > limit => (
+            false,
+            format!(
+                "unhealthy: no window exported for {}s (more than {STALE_WINDOWS} resolutions)\n",
+                now_ms.saturating_sub(at) / 1000
+            ),
+        ),
+        Some(at) => (true, format!("ok: last window exported {}s ago\n", now_ms.saturating_sub(at) / 1000)),
+        None if now_ms.saturating_sub(telemetry.started_ms()) > limit => (
+            false,
+            format!(
+                "unhealthy: no window exported in {}s since start\n",
+                now_ms.saturating_sub(telemetry.started_ms()) / 1000
+            ),
+        ),
+        None => (true, "ok: starting, no window exported yet\n".to_string()),
+    }
+}
+
+/// Ready once the first window reached the sinks.
+pub fn readiness(telemetry: &Telemetry) -> (bool, String) {
+    match telemetry.last_window_at_ms() {
+        Some(_) => (true, "ready: a window has been exported\n".to_string()),
+        None => (false, "not ready: no window exported yet\n".to_string()),
+    }
+}

@@ -1,0 +1,183 @@
+//! The last complete window as `metrics.k8s.io` serves it: per node and per pod container, CPU
+//! (the usage rate, millicores) and memory (the working set, bytes), with the labels label
+//! selectors match. Built once per window on the collector thread; requests only read it.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use heapster_dataflows::{EntityKey, LabelId, MetricId, MetricSet};
+
+use crate::sinks::MetricBatch;
+
+/// CPU and memory of one node or container. Both are needed to be served (as metrics-server:
+/// the first window has no rate yet, so nothing is served before the second).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Usage {
+    pub cpu_millicores: i64,
+    pub memory_bytes: i64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeUsage {
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+    pub usage: Usage,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PodUsage {
+    pub namespace: String,
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+    /// By container name.
+    pub containers: Vec<(String, Usage)>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Snapshot {
+    /// Window end, ms since the epoch.
+    pub time_ms: u64,
+    /// The window length.
+    pub window: Duration,
+    /// By name.
+    pub nodes: Vec<NodeUsage>,
+    /// By namespace, then name.
+    pub pods: Vec<PodUsage>,
+}
+
+/// A pod's containers by name; `None` once one lacks a value.
+type Containers = Vec<(String, Usage)>;
+
+fn usage(set: &MetricSet) -> Option<Usage> {
+    Some(Usage {
+        cpu_millicores: set.values.get_i64(MetricId::CpuUsageRate)?,
+        memory_bytes: set.values.get_i64(MetricId::MemoryWorkingSet)?,
+    })
+}
+
+/// The `labels` label (`k:v` pairs joined by `separator`) back into a map.
+pub fn parse_labels(text: &str, separator: &str) -> BTreeMap<String, String> {
+    if text.is_empty() {
+        return BTreeMap::new();
+    }
+    let parts: Vec<&str> = if separator.is_empty() { vec![text] } else { text.split(separator).collect() };
+    parts
+        .into_iter()
+        .filter(|p| !p.is_empty())
+        .map(|p| match p.split_once(':') {
+            Some((k, v)) => (k.to_string(), v.to_string()),
+            None => (p.to_string(), String::new()),
+        })
+        .collect()
+}
+
+impl Snapshot {
+    pub fn of(batch: &MetricBatch, window: Duration, separator: &str) -> Snapshot {
+        let labels_of =
+            |set: &MetricSet| set.labels.get(LabelId::Labels).map(|l| parse_labels(l.as_str(), separator));
+        let mut nodes = Vec::new();
+        let mut pod_labels: BTreeMap<(String, String), BTreeMap<String, String>> = BTreeMap::new();
+        // Pods with a container that lacks either value are left out whole, as metrics-server does.
+        let mut containers: BTreeMap<(String, String), Option<Containers>> = BTreeMap::new();
+        for set in &batch.sets {
+            match &set.key {
+                EntityKey::Node { node } => {
+                    if let Some(usage) = usage(set) {
+                        let labels = labels_of(set).unwrap_or_default();
+                        nodes.push(NodeUsage { name: node.to_string(), labels, usage });
+                    }
+                }
+                EntityKey::Pod { ns, pod } => {
+                    pod_labels.insert((ns.to_string(), pod.to_string()), labels_of(set).unwrap_or_default());
+                }
+                EntityKey::PodContainer { ns, pod, container } => {
+                    let entry = containers
+                        .entry((ns.to_string(), pod.to_string()))
+                        .or_insert_with(|| Some(Vec::new()));
+                    match (entry.as_mut(), usage(set)) {
+                        (Some(list), Some(usage)) => list.push((container.to_string(), usage)),
+                        _ => *entry = None,
+                    }
+                }
+                _ => {}
+            }
+        }
+        nodes.sort_by(|a, b| a.name.cmp(&b.name));
+        let pods = containers
+            .into_iter()
+            .filter_map(|((namespace, name), list)| {
+                let mut containers = list.filter(|l| !l.is_empty())?;
+                containers.sort_by(|a, b| a.0.cmp(&b.0));
+                let labels = pod_labels.remove(&(namespace.clone(), name.clone())).unwrap_or_default();
+                Some(PodUsage { namespace, name, labels, containers })
+            })
+            .collect();
+        Snapshot { time_ms: batch.time, window, nodes, pods }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use heapster_dataflows::{Name, Value};
+
+    fn with(key: EntityKey, cpu: Option<i64>, mem: i64, labels: &str) -> MetricSet {
+        let mut set = MetricSet::new(key);
+        if let Some(cpu) = cpu {
+            set.values.set(MetricId::CpuUsageRate, Value::Int(cpu));
+        }
+        set.values.set(MetricId::MemoryWorkingSet, Value::Int(mem));
+        if !labels.is_empty() {
+            set.labels.set(LabelId::Labels, Name::new(labels));
+        }
+        set
+    }
+
+    fn container(ns: &str, pod: &str, c: &str, cpu: Option<i64>) -> MetricSet {
+        with(
+            EntityKey::PodContainer { ns: ns.into(), pod: pod.into(), container: c.into() },
+            cpu,
+            1 << 20,
+            "",
+        )
+    }
+
+    #[test]
+    fn takes_rates_and_working_sets_and_skips_incomplete_pods() {
+        let sets = vec![
+            with(EntityKey::Node { node: "b".into() }, Some(250), 4 << 30, "zone:x"),
+            with(EntityKey::Node { node: "a".into() }, None, 4 << 30, ""),
+            with(
+                EntityKey::Pod { ns: "web".into(), pod: "p1".into() },
+                Some(30),
+                2 << 20,
+                "app:web,tier:front",
+            ),
+            container("web", "p1", "php", Some(10)),
+            container("web", "p1", "nginx", Some(20)),
+            container("web", "p2", "only", None),
+            container("kube-system", "dns", "dns", Some(5)),
+        ];
+        let snapshot = Snapshot::of(&MetricBatch { time: 60_000, sets }, Duration::from_secs(60), ",");
+        assert_eq!(snapshot.time_ms, 60_000);
+        assert_eq!(snapshot.nodes.len(), 1, "node a has no rate yet");
+        assert_eq!(snapshot.nodes[0].name, "b");
+        assert_eq!(snapshot.nodes[0].usage, Usage { cpu_millicores: 250, memory_bytes: 4 << 30 });
+        assert_eq!(snapshot.nodes[0].labels.get("zone").map(String::as_str), Some("x"));
+        let names: Vec<(&str, &str)> =
+            snapshot.pods.iter().map(|p| (p.namespace.as_str(), p.name.as_str())).collect();
+        assert_eq!(names, [("kube-system", "dns"), ("web", "p1")]);
+        let p1 = &snapshot.pods[1];
+        assert_eq!(p1.containers.iter().map(|c| c.0.as_str()).collect::<Vec<_>>(), ["nginx", "php"]);
+        assert_eq!(p1.labels.get("tier").map(String::as_str), Some("front"));
+    }
+
+    #[test]
+    fn labels_parse_with_any_separator() {
+        let labels = parse_labels("app.kubernetes.io/name:web;team:a:b;flag", ";");
+        assert_eq!(labels.get("app.kubernetes.io/name").map(String::as_str), Some("web"));
+        assert_eq!(labels.get("team").map(String::as_str), Some("a:b"));
+        assert_eq!(labels.get("flag").map(String::as_str), Some(""));
+        assert!(parse_labels("", ",").is_empty());
+    }
+}
