@@ -8,8 +8,6 @@
 
 use std::time::Instant;
 
-// Only the size and RSS helpers: encoding runs in this process, no child pipeline.
-#[allow(dead_code)]
 mod common;
 
 use common::{peak_rss_kib, size};

@@ -13,8 +13,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-// Shared with the other harnesses; this one needs only `size`.
-#[allow(dead_code)]
 mod common;
 
 use common::size;
