@@ -6,7 +6,7 @@
 //! and replay, `-w 1` and `-w 2`, a null sink and a real `influxd`) it prints, per process:
 //! CPU-s per steady window (from /proc, over `BENCH_STEADY` windows after the first), peak RSS,
 //! nodes scraped per window, start-up (seconds and collector CPU-s until the first window's
-//! scrapes are done) and how long SIGTERM took.
+//! scrapes are done), how long SIGTERM took, and the windows the sinks dropped.
 //!
 //! Under `cargo test` (no `--bench`) it runs a 3-node smoke size with 5 s windows, live and
 //! replay with the null sink only. `BENCH_CONFIGS` picks configurations by name, comma
@@ -168,7 +168,7 @@ impl Bench {
             cpu_per_window: usage.cpu_seconds / windows,
             peak_rss_mib: usage.max_rss_kib / 1024,
             stop_seconds: wall,
-            dropped: dropped_lines(log.path()),
+            dropped: dropped_windows(log.path()),
             ..Row::default()
         })
     }
@@ -248,7 +248,7 @@ impl Bench {
             nodes_per_window: Some((scraped1 - scraped0) as f64 / windows),
             startup: Some(startup),
             stop_seconds,
-            dropped: dropped_lines(log.path()),
+            dropped: dropped_windows(log.path()),
         })
     }
 }
@@ -296,9 +296,14 @@ fn collector(args: &[String], log: &Path) -> Result<Child, String> {
         .map_err(|e| format!("cannot start heapster: {e}"))
 }
 
-/// Lines where a sink reported dropping data.
-fn dropped_lines(log: &Path) -> usize {
-    std::fs::read_to_string(log).unwrap_or_default().lines().filter(|l| l.contains("dropped")).count()
+/// Windows the sinks dropped, from each sink's `sink finished` line at exit.
+fn dropped_windows(log: &Path) -> usize {
+    let log = std::fs::read_to_string(log).unwrap_or_default();
+    log.lines()
+        .filter(|l| l.contains("sink finished"))
+        .filter_map(|l| l.split("dropped_windows=").nth(1))
+        .filter_map(|rest| rest.split(|c: char| !c.is_ascii_digit()).next()?.parse::<usize>().ok())
+        .sum()
 }
 
 fn scenario_windows(scenario: &Path) -> Result<usize, String> {
