@@ -237,54 +237,10 @@ impl SinkHandle {
                     deliver,
                 )?)
             }
-            SinkConfig::Log => {
-                let target = Target::Log(log::LogSink::stdout());
-                Running::Direct(Self::direct(
-                    &name,
-                    rx,
-                    Arc::clone(&pending),
-                    thread_stats,
-                    target,
-                    &context.stop,
-                )?)
-            }
-            SinkConfig::File(c) => {
-                let target = Target::File(Box::new(file::FileSink::create(&c)?));
-                Running::Direct(Self::direct(
-                    &name,
-                    rx,
-                    Arc::clone(&pending),
-                    thread_stats,
-                    target,
-                    &context.stop,
-                )?)
-            }
-            SinkConfig::Gcl(c) => {
-                let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-                // Unlike a database still starting, bad credentials never fix themselves.
-                let sink = runtime.block_on(gcl::GclSink::start(*c)).map_err(std::io::Error::other)?;
-                let target = Target::Gcl(Box::new(sink), runtime);
-                Running::Direct(Self::direct(
-                    &name,
-                    rx,
-                    Arc::clone(&pending),
-                    thread_stats,
-                    target,
-                    &context.stop,
-                )?)
-            }
-            SinkConfig::Gcm(c) => {
-                let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-                let sink = runtime.block_on(gcm::GcmSink::start(*c)).map_err(std::io::Error::other)?;
-                let target = Target::Gcm(Box::new(sink), runtime);
-                Running::Direct(Self::direct(
-                    &name,
-                    rx,
-                    Arc::clone(&pending),
-                    thread_stats,
-                    target,
-                    &context.stop,
-                )?)
+            direct => {
+                let target = Target::open(direct)?;
+                let stop = &context.stop;
+                Running::Direct(Self::direct(&name, rx, Arc::clone(&pending), thread_stats, target, stop)?)
             }
         };
         Ok(SinkHandle { name, stats, queue: tx, overflow, pending, slots, thread })
@@ -386,6 +342,28 @@ enum Target {
 }
 
 impl Target {
+    /// The writer of a sink that runs on its own thread (InfluxDB runs behind the queue).
+    fn open(config: SinkConfig) -> std::io::Result<Target> {
+        Ok(match config {
+            SinkConfig::Log => Target::Log(log::LogSink::stdout()),
+            SinkConfig::File(c) => Target::File(Box::new(file::FileSink::create(&c)?)),
+            SinkConfig::Gcl(c) => {
+                let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+                // Unlike a database still starting, bad credentials never fix themselves.
+                let sink = runtime.block_on(gcl::GclSink::start(*c)).map_err(std::io::Error::other)?;
+                Target::Gcl(Box::new(sink), runtime)
+            }
+            SinkConfig::Gcm(c) => {
+                let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+                let sink = runtime.block_on(gcm::GcmSink::start(*c)).map_err(std::io::Error::other)?;
+                Target::Gcm(Box::new(sink), runtime)
+            }
+            SinkConfig::Influx(_) => {
+                return Err(std::io::Error::other("the InfluxDB sink runs behind its queue"));
+            }
+        })
+    }
+
     /// A backend across the network, whose failures may pass.
     fn remote(&self) -> bool {
         matches!(self, Target::Gcl(..) | Target::Gcm(..))
