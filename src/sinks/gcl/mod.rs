@@ -29,9 +29,9 @@ use heapster_dataflows::Event;
 use super::events::EventEncoder;
 use super::google::auth::{Authenticator, Credentials};
 use super::google::client::{ApiClient, http_client};
-use super::google::endpoints::{GoogleOptions, SHARED_OPTIONS};
+use super::google::endpoints::{GoogleOptions, SHARED_OPTIONS, sink_options};
 use super::google::error::GoogleError;
-use crate::config::{ConfigError, UriOptions};
+use crate::config::ConfigError;
 use encode::{EntryEncoder, Severity};
 
 pub const MAX_ENTRIES_PER_WRITE: usize = 1000;
@@ -49,16 +49,7 @@ pub struct GclConfig {
 
 impl GclConfig {
     pub fn from_uri(uri: &str) -> Result<GclConfig, ConfigError> {
-        let rest = uri.strip_prefix("gcl").unwrap_or(uri);
-        let rest = rest.strip_prefix(':').unwrap_or(rest);
-        let (target, query) = match rest.split_once('?') {
-            Some((t, q)) => (t, Some(q)),
-            None => (rest, None),
-        };
-        if !target.is_empty() {
-            return Err(ConfigError::new("--sink", uri, "expected gcl or gcl?option=value&..."));
-        }
-        let mut opts = UriOptions::parse("--sink", uri, query);
+        let mut opts = sink_options(uri, "gcl")?;
         let google = GoogleOptions::parse(&mut opts, uri, DEFAULT_ENDPOINT, ENDPOINT_ENV, 1)?;
         let severity = match opts.string("severity").as_deref() {
             None | Some("") => Severity::FromType,

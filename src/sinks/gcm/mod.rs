@@ -20,10 +20,10 @@ use url::Url;
 
 use super::google::auth::{Authenticator, Credentials};
 use super::google::client::{ApiClient, http_client};
-use super::google::endpoints::{GoogleOptions, SHARED_OPTIONS};
+use super::google::endpoints::{GoogleOptions, SHARED_OPTIONS, sink_options};
 use super::google::error::GoogleError;
 use super::{MetricBatch, Window};
-use crate::config::{ConfigError, UriOptions};
+use crate::config::ConfigError;
 use encode::{Cursor, Descriptor, Selection, SeriesEncoder};
 
 const SCOPE: &str = "https://www.googleapis.com/auth/monitoring";
@@ -40,16 +40,7 @@ pub struct GcmConfig {
 
 impl GcmConfig {
     pub fn from_uri(uri: &str) -> Result<GcmConfig, ConfigError> {
-        let rest = uri.strip_prefix("gcm").unwrap_or(uri);
-        let rest = rest.strip_prefix(':').unwrap_or(rest);
-        let (target, query) = match rest.split_once('?') {
-            Some((t, q)) => (t, Some(q)),
-            None => (rest, None),
-        };
-        if !target.is_empty() {
-            return Err(ConfigError::new("--sink", uri, "expected gcm or gcm?option=value&..."));
-        }
-        let mut opts = UriOptions::parse("--sink", uri, query);
+        let mut opts = sink_options(uri, "gcm")?;
         let google = GoogleOptions::parse(&mut opts, uri, DEFAULT_ENDPOINT, ENDPOINT_ENV, 4)?;
         let metrics = match opts.string("metrics").as_deref() {
             None | Some("" | "all") => Selection::All,

@@ -38,6 +38,25 @@ pub struct GoogleOptions {
     pub timeout: Duration,
 }
 
+/// The options of `--sink=<scheme>[?option=value&...]` (`<scheme>:` also accepted); a sink
+/// of this kind takes no address.
+pub fn sink_options(uri: &str, scheme: &str) -> Result<UriOptions, ConfigError> {
+    let rest = uri.strip_prefix(scheme).unwrap_or(uri);
+    let rest = rest.strip_prefix(':').unwrap_or(rest);
+    let (target, query) = match rest.split_once('?') {
+        Some((t, q)) => (t, Some(q)),
+        None => (rest, None),
+    };
+    if !target.is_empty() {
+        return Err(ConfigError::new(
+            "--sink",
+            uri,
+            format!("expected {scheme} or {scheme}?option=value&..."),
+        ));
+    }
+    Ok(UriOptions::parse("--sink", uri, query))
+}
+
 impl GoogleOptions {
     /// Reads the shared options from `opts`. `default_endpoint` is Google's URL for the API and
     /// `endpoint_env` the variable that overrides it.
