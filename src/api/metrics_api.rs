@@ -2,13 +2,12 @@
 //! and get, per namespace, with label selectors, and the discovery documents clients read first.
 //! The numbers are metrics-server's: CPU from the usage rate, memory from the working set.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde_json::{Value, json};
 
 use super::selector::Selector;
-use super::snapshot::{NodeUsage, PodUsage, Snapshot, Usage};
+use super::snapshot::{Labels, NodeUsage, PodUsage, Snapshot, Usage};
 
 pub const GROUP: &str = "metrics.k8s.io";
 pub const GROUP_VERSION: &str = "metrics.k8s.io/v1beta1";
@@ -86,8 +85,8 @@ fn timestamp(snapshot: &Snapshot) -> String {
     jiff::Timestamp::from_millisecond(snapshot.time_ms as i64).map(|t| t.to_string()).unwrap_or_default()
 }
 
-fn labels(labels: &BTreeMap<String, String>) -> Value {
-    json!(labels)
+fn labels(labels: &Labels) -> Value {
+    json!(labels.parse())
 }
 
 fn node_item(snapshot: &Snapshot, node: &NodeUsage) -> Value {
@@ -181,7 +180,7 @@ pub fn answer(
             snapshot
                 .nodes
                 .iter()
-                .filter(|n| selector.matches(&n.labels) && fields_match(&fields, &n.name, ""))
+                .filter(|n| selector.matches(&n.labels.parse()) && fields_match(&fields, &n.name, ""))
                 .map(|n| node_item(snapshot, n))
                 .collect(),
         ),
@@ -201,7 +200,9 @@ pub fn answer(
             list(
                 "PodMetricsList",
                 pods.iter()
-                    .filter(|p| selector.matches(&p.labels) && fields_match(&fields, &p.name, &p.namespace))
+                    .filter(|p| {
+                        selector.matches(&p.labels.parse()) && fields_match(&fields, &p.name, &p.namespace)
+                    })
                     .map(|p| pod_item(snapshot, p))
                     .collect(),
             )
@@ -222,8 +223,10 @@ mod tests {
 
     fn snapshot() -> Snapshot {
         let usage = Usage { cpu_millicores: 250, memory_bytes: 3 << 20 };
-        let labels =
-            |pairs: &[(&str, &str)]| pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let labels = |pairs: &[(&str, &str)]| {
+            let text: Vec<String> = pairs.iter().map(|(k, v)| format!("{k}:{v}")).collect();
+            Labels::new(Some(heapster_dataflows::Name::new(&text.join(","))), ",".into())
+        };
         Snapshot {
             time_ms: 1_793_527_260_000,
             window: Duration::from_secs(60),
