@@ -28,8 +28,8 @@ lint:
 ## 30 pods), the events harness (a 100,000-event burst; memory under a TTL), the live harness
 ## (fixture server and collector as processes, live beside replay, null sink and InfluxDB), the
 ## sink-outage harness (disk buffer through a dead InfluxDB), the Google sinks' encoding (a
-## 1,000 x 30 window into Cloud Monitoring series, 100,000 events into Cloud Logging entries) and
-## criterion micro-benchmarks.
+## 1,000 x 30 window into Cloud Monitoring series, 100,000 events into Cloud Logging entries), a
+## replay timed alone and under a 10,000-request storm at the HTTP API, and criterion micro-benchmarks.
 bench:
 	$(CARGO) bench --bench throughput
 	$(CARGO) bench --bench cadvisor
@@ -37,6 +37,7 @@ bench:
 	$(CARGO) bench --bench live
 	$(CARGO) bench --bench sink_outage
 	$(CARGO) bench --bench google
+	$(CARGO) bench --bench api_storm
 	$(CARGO) bench --bench micro
 
 ## Replay any scenario: make replay SCENARIO=dir WORKERS=2

@@ -1,0 +1,157 @@
+//! The HTTP API under a request storm: a fast replay of a synthetic 1,000-node x 30-pod cluster
+//! (3 windows) into `file:/dev/null`, timed alone and while one client sends up to 10,000
+//! requests (node and pod lists of metrics.k8s.io, /metrics, /healthz) to the collector's API.
+//! Runs alternate (quiet, storm, quiet, ...) so that the machine's drift hits both alike; prints
+//! each run's wall time and the requests answered, then the medians and the slowdown.
+//!
+//! Under `cargo test` (no `--bench`) it runs a 10 x 3 x 2 smoke size, one run of each.
+//! Sizes: `BENCH_NODES`, `BENCH_PODS`, `BENCH_WINDOWS`, `BENCH_RUNS`, `BENCH_REQUESTS`.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+mod common;
+
+use common::size;
+use heapster::synth::{SynthSpec, synth};
+
+/// The paths a storm cycles through: the two lists `kubectl top` reads, and the probes.
+const PATHS: [&str; 4] =
+    ["/apis/metrics.k8s.io/v1beta1/nodes", "/apis/metrics.k8s.io/v1beta1/pods", "/metrics", "/healthz"];
+
+fn main() {
+    let nodes = size("BENCH_NODES", 1000, 10);
+    let pods = size("BENCH_PODS", 30, 3);
+    let windows = size("BENCH_WINDOWS", 3, 2);
+    let runs = size("BENCH_RUNS", 3, 1);
+    let requests = size("BENCH_REQUESTS", 10_000, 200);
+    let dir = std::env::temp_dir().join(format!("heapster-bench-{nodes}x{pods}x{windows}"));
+    if !dir.join("scenario.json").is_file()
+        && let Err(e) = synth(&SynthSpec::new(nodes, pods, windows), &dir)
+    {
+        fail(&format!("synth failed: {e}"));
+    }
+    let work = std::env::temp_dir().join(format!("heapster-bench-api-storm-{}", std::process::id()));
+    if let Err(e) = std::fs::create_dir_all(&work) {
+        fail(&format!("{}: {e}", work.display()));
+    }
+    println!("replay of {nodes} nodes x {pods} pods x {windows} windows; storm of up to {requests} requests");
+    println!("{:<4} {:<6} {:>9} {:>10}", "run", "mode", "wall s", "answered");
+    let (mut quiet, mut storm) = (Vec::new(), Vec::new());
+    for run in 0..runs {
+        for loaded in [false, true] {
+            let log = work.join(format!("run{run}-{}.log", if loaded { "storm" } else { "quiet" }));
+            let (wall, answered) = replay(&dir, &log, if loaded { requests } else { 0 })
+                .unwrap_or_else(|e| fail(&format!("run {run}: {e}")));
+            let mode = if loaded { "storm" } else { "quiet" };
+            println!("{run:<4} {mode:<6} {wall:>9.2} {answered:>10}");
+            if loaded {
+                storm.push(wall);
+            } else {
+                quiet.push(wall);
+            }
+        }
+    }
+    let (q, s) = (median(&mut quiet), median(&mut storm));
+    println!("median wall s: quiet {q:.2}, storm {s:.2}; slowdown {:+.1}%", (s / q - 1.0) * 100.0);
+    let _ = std::fs::remove_dir_all(&work);
+}
+
+fn fail(message: &str) -> ! {
+    eprintln!("{message}");
+    std::process::exit(1);
+}
+
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values.get(values.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
+/// Kills the collector if the harness leaves early.
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// One replay; with `requests > 0`, a client sends up to that many while it runs. Returns the
+/// replay's wall time and the requests answered.
+fn replay(scenario: &Path, log: &Path, requests: usize) -> Result<(f64, usize), String> {
+    let stderr = std::fs::File::create(log).map_err(|e| format!("{}: {e}", log.display()))?;
+    let started = Instant::now();
+    let child = Command::new(heapster_bin())
+        .arg(format!("--source=replay:{}", scenario.display()))
+        .args(["--sink=file:/dev/null", "-w", "1", "--heapster-port=0", "--listen_ip=127.0.0.1"])
+        .stdout(Stdio::null())
+        .stderr(stderr)
+        .spawn()
+        .map_err(|e| format!("cannot start heapster: {e}"))?;
+    let mut child = KillOnDrop(child);
+    let done = Arc::new(AtomicBool::new(false));
+    let client = (requests > 0).then(|| {
+        let (log, done) = (log.to_path_buf(), done.clone());
+        std::thread::spawn(move || storm(&log, requests, &done))
+    });
+    let status = child.0.wait().map_err(|e| format!("wait: {e}"))?;
+    let wall = started.elapsed().as_secs_f64();
+    done.store(true, Ordering::Relaxed);
+    let answered = client.map_or(0, |c| c.join().unwrap_or(0));
+    if !status.success() {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        return Err(format!("heapster failed ({status}): {text}"));
+    }
+    Ok((wall, answered))
+}
+
+fn heapster_bin() -> PathBuf {
+    std::env::var_os("BENCH_HEAPSTER")
+        .map_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_heapster")), PathBuf::from)
+}
+
+/// Sends requests until `requests` were answered or the collector is gone.
+fn storm(log: &Path, requests: usize, done: &AtomicBool) -> usize {
+    let Some(addr) = api_address(log, done) else { return 0 };
+    let mut answered = 0;
+    while answered < requests && !done.load(Ordering::Relaxed) {
+        match get(&addr, PATHS[answered % PATHS.len()]) {
+            Ok(()) => answered += 1,
+            // The replay ended and the API went down with it.
+            Err(_) => break,
+        }
+    }
+    answered
+}
+
+/// The API's address from the collector's log line, once it is written.
+fn api_address(log: &Path, done: &AtomicBool) -> Option<String> {
+    while !done.load(Ordering::Relaxed) {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        if let Some(addr) = text.lines().find_map(|l| l.split("http://").nth(1)) {
+            return Some(addr.split_whitespace().next()?.trim_matches('"').to_string());
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    None
+}
+
+/// One HTTP/1.1 GET on its own connection; the body is read whole and dropped.
+fn get(addr: &str, path: &str) -> std::io::Result<()> {
+    let mut stream = TcpStream::connect(addr)?;
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n")?;
+    let mut reader = BufReader::new(stream);
+    let mut status = String::new();
+    reader.read_line(&mut status)?;
+    if !status.contains(" 200 ") {
+        return Err(std::io::Error::other(format!("{path}: {}", status.trim())));
+    }
+    std::io::copy(&mut reader.by_ref().take(u64::MAX), &mut std::io::sink())?;
+    Ok(())
+}
