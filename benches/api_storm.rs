@@ -2,12 +2,14 @@
 //! (3 windows) into `file:/dev/null`, timed alone and while one client sends up to 10,000
 //! requests (node and pod lists of metrics.k8s.io, /metrics, /healthz) to the collector's API.
 //! Runs alternate (quiet, storm, quiet, ...) so that the machine's drift hits both alike; prints
-//! each run's wall time and the requests answered, then the medians and the slowdown.
+//! each run's wall time, the collector's CPU time, the requests answered, the bytes they carried
+//! and the client's own CPU time (on a small machine the client competes with the replay for
+//! cores), then the medians and the slowdown.
 //!
 //! Under `cargo test` (no `--bench`) it runs a 10 x 3 x 2 smoke size, one run of each.
 //! Sizes: `BENCH_NODES`, `BENCH_PODS`, `BENCH_WINDOWS`, `BENCH_RUNS`, `BENCH_REQUESTS`.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -41,19 +43,29 @@ fn main() {
         fail(&format!("{}: {e}", work.display()));
     }
     println!("replay of {nodes} nodes x {pods} pods x {windows} windows; storm of up to {requests} requests");
-    println!("{:<4} {:<6} {:>9} {:>10}", "run", "mode", "wall s", "answered");
+    println!(
+        "{:<4} {:<6} {:>9} {:>13} {:>10} {:>12} {:>13}",
+        "run", "mode", "wall s", "collector s", "answered", "MB received", "client cpu s"
+    );
     let (mut quiet, mut storm) = (Vec::new(), Vec::new());
     for run in 0..runs {
         for loaded in [false, true] {
             let log = work.join(format!("run{run}-{}.log", if loaded { "storm" } else { "quiet" }));
-            let (wall, answered) = replay(&dir, &log, if loaded { requests } else { 0 })
+            let r = replay(&dir, &log, if loaded { requests } else { 0 })
                 .unwrap_or_else(|e| fail(&format!("run {run}: {e}")));
             let mode = if loaded { "storm" } else { "quiet" };
-            println!("{run:<4} {mode:<6} {wall:>9.2} {answered:>10}");
+            println!(
+                "{run:<4} {mode:<6} {:>9.2} {:>13.2} {:>10} {:>12.1} {:>13.2}",
+                r.wall,
+                r.collector_cpu,
+                r.client.answered,
+                r.client.bytes as f64 / 1e6,
+                r.client.cpu
+            );
             if loaded {
-                storm.push(wall);
+                storm.push(r.wall);
             } else {
-                quiet.push(wall);
+                quiet.push(r.wall);
             }
         }
     }
@@ -82,10 +94,33 @@ impl Drop for KillOnDrop {
     }
 }
 
-/// One replay; with `requests > 0`, a client sends up to that many while it runs. Returns the
-/// replay's wall time and the requests answered.
-fn replay(scenario: &Path, log: &Path, requests: usize) -> Result<(f64, usize), String> {
+struct Run {
+    wall: f64,
+    collector_cpu: f64,
+    client: Client,
+}
+
+#[derive(Default)]
+struct Client {
+    answered: usize,
+    bytes: u64,
+    cpu: f64,
+}
+
+/// CPU seconds (user + system) of this thread or of the reaped children.
+fn cpu_seconds(who: libc::c_int) -> f64 {
+    // SAFETY: an all-zero rusage is valid; getrusage writes it.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: usage points to a live local.
+    unsafe { libc::getrusage(who, &mut usage) };
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    secs(usage.ru_utime) + secs(usage.ru_stime)
+}
+
+/// One replay; with `requests > 0`, a client sends up to that many while it runs.
+fn replay(scenario: &Path, log: &Path, requests: usize) -> Result<Run, String> {
     let stderr = std::fs::File::create(log).map_err(|e| format!("{}: {e}", log.display()))?;
+    let children_before = cpu_seconds(libc::RUSAGE_CHILDREN);
     let started = Instant::now();
     let child = Command::new(heapster_bin())
         .arg(format!("--source=replay:{}", scenario.display()))
@@ -102,13 +137,14 @@ fn replay(scenario: &Path, log: &Path, requests: usize) -> Result<(f64, usize), 
     });
     let status = child.0.wait().map_err(|e| format!("wait: {e}"))?;
     let wall = started.elapsed().as_secs_f64();
+    let collector_cpu = cpu_seconds(libc::RUSAGE_CHILDREN) - children_before;
     done.store(true, Ordering::Relaxed);
-    let answered = client.map_or(0, |c| c.join().unwrap_or(0));
+    let client = client.map_or_else(Client::default, |c| c.join().unwrap_or_default());
     if !status.success() {
         let text = std::fs::read_to_string(log).unwrap_or_default();
         return Err(format!("heapster failed ({status}): {text}"));
     }
-    Ok((wall, answered))
+    Ok(Run { wall, collector_cpu, client })
 }
 
 fn heapster_bin() -> PathBuf {
@@ -117,17 +153,22 @@ fn heapster_bin() -> PathBuf {
 }
 
 /// Sends requests until `requests` were answered or the collector is gone.
-fn storm(log: &Path, requests: usize, done: &AtomicBool) -> usize {
-    let Some(addr) = api_address(log, done) else { return 0 };
-    let mut answered = 0;
-    while answered < requests && !done.load(Ordering::Relaxed) {
-        match get(&addr, PATHS[answered % PATHS.len()]) {
-            Ok(()) => answered += 1,
-            // The replay ended and the API went down with it.
-            Err(_) => break,
+fn storm(log: &Path, requests: usize, done: &AtomicBool) -> Client {
+    let mut client = Client::default();
+    if let Some(addr) = api_address(log, done) {
+        while client.answered < requests && !done.load(Ordering::Relaxed) {
+            match get(&addr, PATHS[client.answered % PATHS.len()]) {
+                Ok(bytes) => {
+                    client.answered += 1;
+                    client.bytes += bytes;
+                }
+                // The replay ended and the API went down with it.
+                Err(_) => break,
+            }
         }
     }
-    answered
+    client.cpu = cpu_seconds(libc::RUSAGE_THREAD);
+    client
 }
 
 /// The API's address from the collector's log line, once it is written.
@@ -142,8 +183,9 @@ fn api_address(log: &Path, done: &AtomicBool) -> Option<String> {
     None
 }
 
-/// One HTTP/1.1 GET on its own connection; the body is read whole and dropped.
-fn get(addr: &str, path: &str) -> std::io::Result<()> {
+/// One HTTP/1.1 GET on its own connection; the body is read whole and dropped. Returns the
+/// bytes received after the status line.
+fn get(addr: &str, path: &str) -> std::io::Result<u64> {
     let mut stream = TcpStream::connect(addr)?;
     write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n")?;
     let mut reader = BufReader::new(stream);
@@ -152,6 +194,5 @@ fn get(addr: &str, path: &str) -> std::io::Result<()> {
     if !status.contains(" 200 ") {
         return Err(std::io::Error::other(format!("{path}: {}", status.trim())));
     }
-    std::io::copy(&mut reader.by_ref().take(u64::MAX), &mut std::io::sink())?;
-    Ok(())
+    std::io::copy(&mut reader, &mut std::io::sink())
 }
