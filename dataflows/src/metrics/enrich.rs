@@ -5,15 +5,13 @@
 //! of exactly the pods and nodes whose sets it receives. A window is enriched against the index
 //! as of that window's time.
 
-use std::collections::BTreeMap;
-
 use rustc_hash::{FxHashMap, FxHashSet};
 use timely::dataflow::StreamVec;
 use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::Capability;
 use timely::dataflow::operators::generic::Operator;
 
-use super::window::{Updates, Windows};
+use super::window::{Held, Updates, Windows};
 use crate::catalog::{LabeledMetricId, MetricId};
 use crate::meta::{ContainerMeta, Meta, MetaKey, NodeInfo, PodInfo};
 use crate::model::{
@@ -217,7 +215,8 @@ pub fn enrich<'s>(
         let mut waiting = Windows::default();
         let mut updates = Updates::default();
         let mut index = MetaIndex::default();
-        let mut open: BTreeMap<Time, (Capability<Time>, WindowEnricher)> = BTreeMap::new();
+        // Windows being enriched, with what their stubs need.
+        let mut open: Held<(Capability<Time>, WindowEnricher)> = Held::default();
         move |(sets_in, sets_frontier), (index_in, index_frontier), output| {
             index_in.for_each(|_cap, data| {
                 for ((key, meta), time, diff) in data.drain(..) {
@@ -225,35 +224,22 @@ pub fn enrich<'s>(
                 }
             });
             sets_in.for_each(|cap, data| {
-                let Some(cap) = cap.retain_least(output.output_index()) else { return };
-                let time = *cap.time();
-                if index_frontier.less_equal(&time) || waiting.has_before(time + 1) {
+                if let Some(cap) = cap.retain_least(output.output_index()) {
                     waiting.stash(cap, data);
-                    return;
                 }
-                index.apply(updates.drain_through(time));
-                let (_, enricher) =
-                    open.entry(time).or_insert_with(|| (cap.clone(), WindowEnricher::default()));
-                for set in data.iter_mut() {
-                    enricher.enrich(&index, set);
-                }
-                output.session(&cap).give_container(data);
             });
+            // Sets wait only while the index may still change as of their window.
             while let Some((cap, mut sets)) = waiting.next_complete(&[index_frontier]) {
                 let time = *cap.time();
                 index.apply(updates.drain_through(time));
-                let (_, enricher) =
-                    open.entry(time).or_insert_with(|| (cap.clone(), WindowEnricher::default()));
+                let (_, enricher) = open.entry(time, || (cap.clone(), WindowEnricher::default()));
                 for set in sets.iter_mut() {
                     enricher.enrich(&index, set);
                 }
                 output.session(&cap).give_container(&mut sets);
             }
-            while let Some((&time, _)) = open.first_key_value() {
-                if sets_frontier.less_equal(&time) || waiting.has_before(time + 1) {
-                    break;
-                }
-                let Some((_, (cap, enricher))) = open.pop_first() else { break };
+            let complete = |time: Time| !sets_frontier.less_equal(&time) && !waiting.has_before(time + 1);
+            while let Some((_, (cap, enricher))) = open.next_if(complete) {
                 let mut stubs = enricher.stubs(&index);
                 output.session(&cap).give_container(&mut stubs);
             }
