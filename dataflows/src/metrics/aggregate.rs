@@ -25,7 +25,8 @@ use crate::model::{
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Part {
     pub target: EntityKey,
-    pub values: Values,
+    /// Boxed: parts and sets share a stream out of each step, so a part is a few pointers.
+    pub values: Box<Values>,
     pub namespace_id: Option<Name>,
 }
 
@@ -145,8 +146,8 @@ fn window_ns(time: Time) -> i64 {
     (time as i64).saturating_mul(1_000_000)
 }
 
-fn restricted(values: &Values, ids: &[MetricId]) -> Values {
-    let mut out = Values::default();
+fn restricted(values: &Values, ids: &[MetricId]) -> Box<Values> {
+    let mut out = Box::<Values>::default();
     for id in ids {
         if let Some(v) = values.get(*id) {
             out.set(*id, v);
@@ -484,7 +485,7 @@ mod tests {
         // A part for a node that was not scraped is dropped.
         parts.push(Part {
             target: EntityKey::Node { node: "gone".into() },
-            values: Values::default(),
+            values: Box::default(),
             namespace_id: None,
         });
 
@@ -508,5 +509,166 @@ mod tests {
         let c = &cluster[0];
         assert_eq!(c.key, EntityKey::Cluster);
         assert_eq!(c.values.get(MetricId::CpuUsageRate), Some(Value::Int(120)));
+    }
+
+    /// The real operators at 1 and 2 workers, with a node and pods that change worker between
+    /// windows (a pod's sets stay together, as enrich leaves them).
+    mod graph {
+        use differential_dataflow::VecCollection;
+
+        use super::*;
+        use crate::meta::MetaRecord;
+        use crate::metrics::testing::{Window, find, run};
+
+        const W1: Time = 60_000;
+        const W2: Time = 120_000;
+
+        fn graph<'s>(
+            sets: StreamVec<'s, Time, MetricSet>,
+            _meta: VecCollection<'s, Time, MetaRecord>,
+        ) -> StreamVec<'s, Time, MetricSet> {
+            aggregate(sets)
+        }
+
+        fn labeled(key: EntityKey, node: &str, values: &[(MetricId, i64)]) -> MetricSet {
+            let mut set = MetricSet::new(key);
+            set.labels.set(LabelId::Nodename, node.into());
+            for (id, v) in values {
+                set.values.set(*id, Value::Int(*v));
+            }
+            set
+        }
+
+        fn pod_key(ns: &str, pod: &str) -> EntityKey {
+            EntityKey::Pod { ns: ns.into(), pod: pod.into() }
+        }
+
+        fn container_key(ns: &str, pod: &str, container: &str) -> EntityKey {
+            EntityKey::PodContainer { ns: ns.into(), pod: pod.into(), container: container.into() }
+        }
+
+        /// Node n1 with pods web/a (reported, two containers) and web/b (containers only);
+        /// kube/dns runs on n2, which was not scraped. Values scale with `k`.
+        fn window(time: Time, k: i64, n1_worker: usize, a_worker: usize) -> Window {
+            use MetricId::{CpuRequest, CpuUsageRate, MemoryUsage};
+            let mut node = labeled(EntityKey::Node { node: "n1".into() }, "n1", &[(CpuUsageRate, 400 * k)]);
+            node.values.set(MetricId::MemoryUsage, Value::Int(500 * k));
+            node.values.set(MetricId::CpuNodeAllocatable, Value::Float(1000.0));
+            node.values.set(MetricId::MemoryNodeAllocatable, Value::Float(2000.0));
+            let mut a =
+                labeled(pod_key("web", "a"), "n1", &[(CpuUsageRate, 150 * k), (MemoryUsage, 100 * k)]);
+            a.labels.set(LabelId::NamespaceId, "ns-web".into());
+            let mut dns = labeled(pod_key("kube", "dns"), "n2", &[]);
+            dns.labels.set(LabelId::NamespaceId, "ns-kube".into());
+            let b_worker = 1 - a_worker;
+            Window {
+                time,
+                meta: Vec::new(),
+                sets: vec![
+                    (n1_worker, node),
+                    (a_worker, a),
+                    (
+                        a_worker,
+                        labeled(
+                            container_key("web", "a", "x"),
+                            "n1",
+                            &[(CpuUsageRate, 100 * k), (CpuRequest, 50 * k), (MemoryUsage, 60 * k)],
+                        ),
+                    ),
+                    (
+                        a_worker,
+                        labeled(
+                            container_key("web", "a", "y"),
+                            "n1",
+                            &[(CpuUsageRate, 30 * k), (CpuRequest, 25 * k), (MemoryUsage, 40 * k)],
+                        ),
+                    ),
+                    (
+                        b_worker,
+                        labeled(
+                            container_key("web", "b", "x"),
+                            "n1",
+                            &[(CpuUsageRate, 20 * k), (CpuRequest, 10 * k), (MemoryUsage, 5 * k)],
+                        ),
+                    ),
+                    (b_worker, dns),
+                    (
+                        b_worker,
+                        labeled(
+                            container_key("kube", "dns", "c"),
+                            "n2",
+                            &[(CpuUsageRate, 7 * k), (CpuRequest, 3 * k), (MemoryUsage, k)],
+                        ),
+                    ),
+                ],
+            }
+        }
+
+        fn int(set: &MetricSet, id: MetricId) -> Option<i64> {
+            set.values.get(id).map(Value::as_i64)
+        }
+
+        #[test]
+        fn pods_namespaces_nodes_and_cluster_sum_alike_on_one_and_two_workers() {
+            use MetricId::{CpuRequest, CpuUsageRate, MemoryUsage};
+            let windows = [window(W1, 1, 0, 0), window(W2, 2, 1, 1)];
+            let one = run(1, &windows, graph);
+            let two = run(2, &windows, graph);
+            assert_eq!(one, two, "the same output at 1 and 2 workers");
+
+            for (time, k) in [(W1, 1), (W2, 2)] {
+                let keys: Vec<String> =
+                    one.iter().filter(|(t, _)| *t == time).map(|(_, s)| s.key.to_string()).collect();
+                assert_eq!(
+                    keys,
+                    [
+                        "cluster",
+                        "namespace:kube",
+                        "namespace:web",
+                        "node:n1",
+                        "namespace:kube/pod:dns",
+                        "namespace:web/pod:a",
+                        "namespace:web/pod:b",
+                        "namespace:kube/pod:dns/container:c",
+                        "namespace:web/pod:a/container:x",
+                        "namespace:web/pod:a/container:y",
+                        "namespace:web/pod:b/container:x",
+                    ],
+                    "window {time}: no set for the unscraped n2"
+                );
+
+                let a = find(&one, time, &pod_key("web", "a"));
+                assert_eq!(int(a, CpuUsageRate), Some(150 * k), "the pod's own rate stands");
+                assert_eq!(int(a, MemoryUsage), Some(100 * k));
+                assert_eq!(int(a, CpuRequest), Some(75 * k));
+                let b = find(&one, time, &pod_key("web", "b"));
+                assert_eq!(int(b, CpuUsageRate), Some(20 * k), "made from its one container");
+                assert_eq!(b.labels.get(LabelId::Nodename).map(Name::as_str), Some("n1"));
+                assert_eq!(b.scrape_time, time as i64 * 1_000_000);
+
+                let web = find(&one, time, &EntityKey::Namespace { ns: "web".into() });
+                assert_eq!(int(web, CpuUsageRate), Some(170 * k));
+                assert_eq!(int(web, MemoryUsage), Some(105 * k));
+                assert_eq!(int(web, CpuRequest), Some(85 * k));
+                assert_eq!(web.labels.get(LabelId::NamespaceId).map(Name::as_str), Some("ns-web"));
+                assert_eq!(web.labels.get(LabelId::NamespaceName).map(Name::as_str), Some("web"));
+                let kube = find(&one, time, &EntityKey::Namespace { ns: "kube".into() });
+                assert_eq!(int(kube, CpuUsageRate), Some(7 * k));
+                assert_eq!(kube.labels.get(LabelId::NamespaceId).map(Name::as_str), Some("ns-kube"));
+
+                let n1 = find(&one, time, &EntityKey::Node { node: "n1".into() });
+                assert_eq!(int(n1, CpuRequest), Some(85 * k), "pods on n1 only");
+                assert_eq!(int(n1, CpuUsageRate), Some(400 * k), "the node's own usage");
+                let ratio = |n: i64, d: f64| Some(Value::Float(n as f64 / d));
+                assert_eq!(n1.values.get(MetricId::CpuNodeUtilization), ratio(400 * k, 1000.0));
+                assert_eq!(n1.values.get(MetricId::CpuNodeReservation), ratio(85 * k, 1000.0));
+                assert_eq!(n1.values.get(MetricId::MemoryNodeUtilization), ratio(500 * k, 2000.0));
+
+                let cluster = find(&one, time, &EntityKey::Cluster);
+                assert_eq!(int(cluster, CpuUsageRate), Some(177 * k));
+                assert_eq!(int(cluster, CpuRequest), Some(88 * k));
+                assert_eq!(int(cluster, MemoryUsage), Some(106 * k));
+            }
+        }
     }
 }

@@ -356,4 +356,164 @@ mod tests {
         enrich_window(&index, &mut sets);
         assert_eq!(sets, before);
     }
+
+    /// The real operators at 1 and 2 workers: a pod whose metadata comes a window late, and a
+    /// node and pods that change worker between windows.
+    mod graph {
+        use std::sync::Arc;
+
+        use differential_dataflow::VecCollection;
+        use timely::dataflow::StreamVec;
+
+        use super::*;
+        use crate::meta::{LabelPolicy, MetaRecord, NamespaceMeta, NodeMeta, NodeResources, PodMeta};
+        use crate::metrics::index::meta_index;
+        use crate::metrics::testing::{Window, find, run};
+
+        const W1: Time = 60_000;
+        const W2: Time = 120_000;
+
+        fn graph<'s>(
+            sets: StreamVec<'s, Time, MetricSet>,
+            meta: VecCollection<'s, Time, MetaRecord>,
+        ) -> StreamVec<'s, Time, MetricSet> {
+            enrich(sets, meta_index(meta, &LabelPolicy::default()).inner)
+        }
+
+        fn pod_record(name: &str, containers: Vec<ContainerMeta>) -> MetaRecord {
+            MetaRecord::Pod {
+                ns: "web".into(),
+                name: name.into(),
+                meta: Arc::new(PodMeta {
+                    uid: Name::new(&format!("uid-{name}")),
+                    labels: vec![("app".into(), name.into())],
+                    node: Some("n1".into()),
+                    containers: containers.into(),
+                }),
+            }
+        }
+
+        fn node_record() -> MetaRecord {
+            let resources = |cpu, memory| NodeResources {
+                cpu_millis: Some(cpu),
+                memory_bytes: Some(memory),
+                ephemeral_bytes: None,
+            };
+            MetaRecord::Node {
+                name: "n1".into(),
+                meta: NodeMeta {
+                    labels: vec![("zone".into(), "a".into())],
+                    capacity: resources(4000, 8000),
+                    allocatable: resources(3900, 7000),
+                },
+            }
+        }
+
+        fn pod_key(pod: &str, container: Option<&str>) -> EntityKey {
+            match container {
+                Some(c) => EntityKey::PodContainer { ns: "web".into(), pod: pod.into(), container: c.into() },
+                None => EntityKey::Pod { ns: "web".into(), pod: pod.into() },
+            }
+        }
+
+        fn node_key() -> EntityKey {
+            EntityKey::Node { node: "n1".into() }
+        }
+
+        fn scraped(key: EntityKey) -> MetricSet {
+            let mut set = MetricSet::new(key);
+            set.labels.set(LabelId::Nodename, "n1".into());
+            set.create_time = 5;
+            set
+        }
+
+        /// Pod `a`'s metadata is known from the first window, pod `b`'s only from the second;
+        /// the node and both pods are fed by the other worker in the second window.
+        fn windows() -> Vec<Window> {
+            let window = |time, meta, node_worker: usize, a_worker: usize| Window {
+                time,
+                meta,
+                sets: vec![
+                    (node_worker, scraped(node_key())),
+                    (a_worker, scraped(pod_key("a", None))),
+                    (a_worker, scraped(pod_key("a", Some("app")))),
+                    (1 - a_worker, scraped(pod_key("b", None))),
+                    (1 - a_worker, scraped(pod_key("b", Some("app")))),
+                ],
+            };
+            let first_meta = vec![
+                node_record(),
+                MetaRecord::Namespace { name: "web".into(), meta: NamespaceMeta { uid: "ns-uid".into() } },
+                pod_record("a", vec![spec("app", Some(100)), spec("sidecar", Some(50))]),
+            ];
+            vec![
+                window(W1, first_meta, 0, 1),
+                window(W2, vec![pod_record("b", vec![spec("app", Some(200))])], 1, 0),
+            ]
+        }
+
+        fn label(set: &MetricSet, id: LabelId) -> Option<&str> {
+            set.labels.get(id).map(Name::as_str)
+        }
+
+        #[test]
+        fn enrich_waits_for_nothing_and_catches_up_with_late_metadata() {
+            let one = run(1, &windows(), graph);
+            let two = run(2, &windows(), graph);
+            assert_eq!(one, two, "the same output at 1 and 2 workers");
+
+            let expected = [
+                node_key(),
+                pod_key("a", None),
+                pod_key("a", Some("app")),
+                pod_key("a", Some("sidecar")),
+                pod_key("b", None),
+                pod_key("b", Some("app")),
+            ];
+            for time in [W1, W2] {
+                let mut keys: Vec<EntityKey> =
+                    one.iter().filter(|(t, _)| *t == time).map(|(_, s)| s.key.clone()).collect();
+                keys.sort();
+                let mut want = expected.to_vec();
+                want.sort();
+                assert_eq!(keys, want, "window {time}: every set once, and a's stub for its sidecar");
+            }
+
+            for time in [W1, W2] {
+                let node = find(&one, time, &node_key());
+                assert_eq!(label(node, LabelId::Labels), Some("zone:a"));
+                assert_eq!(node.values.get(MetricId::CpuNodeCapacity), Some(Value::Float(4000.0)));
+                assert_eq!(node.values.get(MetricId::CpuNodeAllocatable), Some(Value::Float(3900.0)));
+                assert_eq!(node.values.get(MetricId::MemoryNodeAllocatable), Some(Value::Float(7000.0)));
+                assert_eq!(node.values.get(MetricId::EphemeralStorageNodeCapacity), None);
+
+                let pod = find(&one, time, &pod_key("a", None));
+                assert_eq!(label(pod, LabelId::PodId), Some("uid-a"));
+                assert_eq!(label(pod, LabelId::NamespaceId), Some("ns-uid"));
+                assert_eq!(label(pod, LabelId::Labels), Some("app:a"));
+                let app = find(&one, time, &pod_key("a", Some("app")));
+                assert_eq!(app.values.get(MetricId::CpuRequest), Some(Value::Int(100)));
+                assert_eq!(app.values.get(MetricId::MemoryLimit), Some(Value::Int(0)));
+                assert_eq!(label(app, LabelId::ContainerBaseImage), Some("nginx:1.25"));
+                let stub = find(&one, time, &pod_key("a", Some("sidecar")));
+                assert_eq!(stub.values.get(MetricId::CpuRequest), Some(Value::Int(50)));
+                assert_eq!(stub.values.get(MetricId::RestartCount), Some(Value::Int(2)));
+                assert_eq!(label(stub, LabelId::ContainerName), Some("sidecar"));
+                assert_eq!(label(stub, LabelId::PodId), Some("uid-a"));
+                assert_eq!(label(stub, LabelId::Nodename), Some("n1"));
+                assert_eq!(stub.create_time, 5);
+            }
+
+            // Window 1: b's metadata is not known yet, so its sets pass as scraped.
+            assert_eq!(find(&one, W1, &pod_key("b", None)), &scraped(pod_key("b", None)));
+            assert_eq!(find(&one, W1, &pod_key("b", Some("app"))), &scraped(pod_key("b", Some("app"))));
+            // Window 2: it is.
+            let b = find(&one, W2, &pod_key("b", None));
+            assert_eq!(label(b, LabelId::PodId), Some("uid-b"));
+            assert_eq!(label(b, LabelId::NamespaceId), Some("ns-uid"));
+            let b_app = find(&one, W2, &pod_key("b", Some("app")));
+            assert_eq!(b_app.values.get(MetricId::CpuRequest), Some(Value::Int(200)));
+            assert_eq!(label(b_app, LabelId::Labels), Some("app:b"));
+        }
+    }
 }
