@@ -5,6 +5,8 @@
 //! of exactly the pods and nodes whose sets it receives. A window is enriched against the index
 //! as of that window's time.
 
+use std::sync::Arc;
+
 use rustc_hash::{FxHashMap, FxHashSet};
 use timely::dataflow::StreamVec;
 use timely::dataflow::channels::pact::Exchange;
@@ -71,15 +73,16 @@ pub struct WindowEnricher {
 struct PodTemplate {
     ns: Name,
     pod: Name,
+    containers: Arc<[ContainerMeta]>,
     labels: Labels,
     create_time: i64,
     scrape_time: i64,
 }
 
 impl WindowEnricher {
-    pub fn enrich(&mut self, index: &MetaIndex, set: &mut MetricSet) {
-        let Some(meta_key) = MetaKey::for_entity(&set.key) else { return };
-        match (index.get(&meta_key), &set.key) {
+    /// Enriches `set` with its node's or pod's metadata as of its window.
+    pub fn enrich(&mut self, meta: Option<&Meta>, set: &mut MetricSet) {
+        match (meta, &set.key) {
             (Some(Meta::Node(info)), EntityKey::Node { .. }) => enrich_node(set, info),
             (Some(Meta::Pod(info)), EntityKey::Pod { ns, pod }) => {
                 let (ns, pod) = (ns.clone(), pod.clone());
@@ -88,6 +91,7 @@ impl WindowEnricher {
                     self.pods.push(PodTemplate {
                         ns,
                         pod,
+                        containers: Arc::clone(&info.containers),
                         labels: set.labels.clone(),
                         create_time: set.create_time,
                         scrape_time: set.scrape_time,
@@ -107,12 +111,11 @@ impl WindowEnricher {
     }
 
     /// The stubs of the window, once every set of it was enriched.
-    pub fn stubs(self, index: &MetaIndex) -> Vec<MetricSet> {
+    pub fn stubs(self) -> Vec<MetricSet> {
         let mut stubs = Vec::new();
         for pod_set in self.pods {
             let PodTemplate { ns, pod, .. } = &pod_set;
-            let Some(Meta::Pod(info)) = index.get(&MetaKey::Pod(ns.clone(), pod.clone())) else { continue };
-            for spec in info.containers.iter() {
+            for spec in pod_set.containers.iter() {
                 if self.reported.contains(&(ns.clone(), pod.clone(), spec.name.clone())) {
                     continue;
                 }
@@ -137,9 +140,10 @@ impl WindowEnricher {
 pub fn enrich_window(index: &MetaIndex, sets: &mut Vec<MetricSet>) {
     let mut enricher = WindowEnricher::default();
     for set in sets.iter_mut() {
-        enricher.enrich(index, set);
+        let meta = MetaKey::for_entity(&set.key).and_then(|key| index.get(&key));
+        enricher.enrich(meta, set);
     }
-    sets.append(&mut enricher.stubs(index));
+    sets.append(&mut enricher.stubs());
 }
 
 fn enrich_node(set: &mut MetricSet, info: &NodeInfo) {
@@ -234,13 +238,14 @@ pub fn enrich<'s>(
                 index.apply(updates.drain_through(time));
                 let (_, enricher) = open.entry(time, || (cap.clone(), WindowEnricher::default()));
                 for set in sets.iter_mut() {
-                    enricher.enrich(&index, set);
+                    let meta = MetaKey::for_entity(&set.key).and_then(|key| index.get(&key));
+                    enricher.enrich(meta, set);
                 }
                 output.session(&cap).give_container(&mut sets);
             }
             let complete = |time: Time| !sets_frontier.less_equal(&time) && !waiting.has_before(time + 1);
             while let Some((_, (cap, enricher))) = open.next_if(complete) {
-                let mut stubs = enricher.stubs(&index);
+                let mut stubs = enricher.stubs();
                 output.session(&cap).give_container(&mut stubs);
             }
         }
