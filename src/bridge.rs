@@ -15,6 +15,7 @@ use crossbeam_channel::{Receiver, Sender, TryRecvError};
 use differential_dataflow::input::Input as _;
 use heapster_dataflows::events::{DedupConfig, DedupCounters, Seen, dedup};
 use heapster_dataflows::meta::{LabelPolicy, MetaRecord};
+use heapster_dataflows::metrics::window::Held;
 use heapster_dataflows::model::Interner;
 use heapster_dataflows::{Event, MetricSet, Time};
 use timely::dataflow::channels::pact::Pipeline;
@@ -432,19 +433,15 @@ fn to_collector<D: 'static>(
 ) where
     Vec<D>: timely::Container,
 {
-    let mut pending: BTreeMap<Time, Vec<D>> = BTreeMap::new();
+    let mut pending: Held<Vec<D>> = Held::default();
     let mut reported = Some(Some(0));
     stream.sink(Pipeline, "to_sinks", move |(input, frontier)| {
         input.for_each(|cap, data| {
             if let Some(&time) = cap.least() {
-                pending.entry(time).or_default().append(data);
+                pending.entry(time, Vec::new).append(data);
             }
         });
-        while let Some((&time, _)) = pending.first_key_value() {
-            if frontier.less_equal(&time) {
-                break;
-            }
-            let Some((_, data)) = pending.pop_first() else { break };
+        while let Some((time, data)) = pending.next_passed(&[frontier]) {
             // A closed collector means the process is shutting down; nothing left to tell.
             let _ = collected.send(share(time, data));
         }

@@ -233,15 +233,11 @@ pub fn dedup<'s>(
                 }
             });
             events_in.for_each(|cap, data| {
-                let Some(cap) = cap.retain_least(output.output_index()) else { return };
-                let time = *cap.time();
-                if seed_frontier.less_equal(&time) || waiting.has_before(time + 1) {
+                if let Some(cap) = cap.retain_least(output.output_index()) {
                     waiting.stash(cap, data);
-                    return;
                 }
-                data.retain(|event| state.offer(event));
-                output.session(&cap).give_container(data);
             });
+            // Events wait only while checkpointed states may still arrive.
             while let Some((cap, mut data)) = waiting.next_complete(&[seed_frontier]) {
                 data.retain(|event| state.offer(event));
                 output.session(&cap).give_container(&mut data);

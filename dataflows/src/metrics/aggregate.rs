@@ -11,11 +11,10 @@ use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 use timely::dataflow::StreamVec;
 use timely::dataflow::channels::pact::{Exchange, Pipeline};
-use timely::dataflow::operators::Concat;
 use timely::dataflow::operators::generic::Operator;
-use timely::dataflow::operators::vec::{Map, Partition};
+use timely::dataflow::operators::{Capability, Concat, OkErr};
 
-use super::window::Windows;
+use super::window::{Held, Windows};
 use crate::catalog::{Kind, MetricId, NAMESPACE_AGGREGATED, NODE_AGGREGATED, POD_SUMMED_COUNTERS};
 use crate::model::{
     CustomMetric, EntityKey, LabelId, LabeledMetric, LabeledValue, MetricSet, Name, Resource, Time, Value,
@@ -26,29 +25,9 @@ use crate::model::{
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Part {
     pub target: EntityKey,
-    pub values: Values,
+    /// Boxed: parts and sets share a stream out of each step, so a part is a few pointers.
+    pub values: Box<Values>,
     pub namespace_id: Option<Name>,
-}
-
-/// What moves between the aggregation steps. Both variants are pointers: a window's flows are
-/// buffered whole at each partition, so their size is the window's size.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub enum Flow {
-    Set(MetricSet),
-    Part(Box<Part>),
-}
-
-impl Flow {
-    fn part(part: Part) -> Flow {
-        Flow::Part(Box::new(part))
-    }
-
-    fn route(&self) -> u64 {
-        match self {
-            Flow::Set(set) => set.key.route(),
-            Flow::Part(part) => part.target.route(),
-        }
-    }
 }
 
 /// Sums each pod's containers into the pod, in container-name order so float sums are the same
@@ -167,8 +146,8 @@ fn window_ns(time: Time) -> i64 {
     (time as i64).saturating_mul(1_000_000)
 }
 
-fn restricted(values: &Values, ids: &[MetricId]) -> Values {
-    let mut out = Values::default();
+fn restricted(values: &Values, ids: &[MetricId]) -> Box<Values> {
+    let mut out = Box::<Values>::default();
     for id in ids {
         if let Some(v) = values.get(*id) {
             out.set(*id, v);
@@ -222,15 +201,6 @@ impl Part {
     }
 }
 
-/// The two streams of a two-way partition.
-fn two<T>(mut streams: Vec<T>) -> (T, T) {
-    match (streams.pop(), streams.pop()) {
-        (Some(second), Some(first)) => (first, second),
-        // `partition(2, ..)` makes two streams by construction.
-        _ => unreachable!("a two-way partition gave {} streams", streams.len()),
-    }
-}
-
 /// Node utilization and reservation from the node's own usage, its pods' requests and its
 /// allocatable (Heapster's node-autoscaling enricher: memory utilization is `memory/usage`, page
 /// cache included, over allocatable). Nothing is written when allocatable is unknown or zero,
@@ -263,20 +233,19 @@ pub fn node_ratios(set: &mut MetricSet) {
     }
 }
 
-/// Sums the parts of one window into their targets. Namespaces pass their sums on to the
-/// cluster as new parts.
-pub fn roll_up(flows: Vec<Flow>, time: Time) -> Vec<Flow> {
-    let mut targets: FxHashMap<EntityKey, (Option<MetricSet>, Vec<Box<Part>>)> = FxHashMap::default();
-    for flow in flows {
-        match flow {
-            Flow::Set(set) => {
-                let key = set.key.clone();
-                targets.entry(key).or_default().0 = Some(set);
-            }
-            Flow::Part(part) => targets.entry(part.target.clone()).or_default().1.push(part),
-        }
+/// Sums the parts of one window into their targets (the given sets, or new namespace and
+/// cluster sets). Namespaces pass their sums on to the cluster as new parts.
+pub fn roll_up(sets: Vec<MetricSet>, parts: Vec<Part>, time: Time) -> (Vec<MetricSet>, Vec<Part>) {
+    let mut targets: FxHashMap<EntityKey, (Option<MetricSet>, Vec<Part>)> = FxHashMap::default();
+    for set in sets {
+        let key = set.key.clone();
+        targets.entry(key).or_default().0 = Some(set);
+    }
+    for part in parts {
+        targets.entry(part.target.clone()).or_default().1.push(part);
     }
     let mut out = Vec::with_capacity(targets.len());
+    let mut up = Vec::new();
     for (key, (set, parts)) in targets {
         let is_node = matches!(key, EntityKey::Node { .. });
         let mut set = match (set, &key) {
@@ -285,7 +254,7 @@ pub fn roll_up(flows: Vec<Flow>, time: Time) -> Vec<Flow> {
             (None, EntityKey::Node { .. }) => continue,
             (None, _) => aggregate_set(key.clone(), time),
         };
-        if let Some(sum) = parts.into_iter().map(|part| *part).reduce(|mut sum, part| {
+        if let Some(sum) = parts.into_iter().reduce(|mut sum, part| {
             sum.absorb(part);
             sum
         }) {
@@ -300,15 +269,15 @@ pub fn roll_up(flows: Vec<Flow>, time: Time) -> Vec<Flow> {
             node_ratios(&mut set);
         }
         if let EntityKey::Namespace { .. } = key {
-            out.push(Flow::part(Part {
+            up.push(Part {
                 target: EntityKey::Cluster,
                 values: restricted(&set.values, NAMESPACE_AGGREGATED),
                 namespace_id: None,
-            }));
+            });
         }
-        out.push(Flow::Set(set));
+        out.push(set);
     }
-    out
+    (out, up)
 }
 
 fn aggregate_set(key: EntityKey, time: Time) -> MetricSet {
@@ -324,9 +293,25 @@ fn aggregate_set(key: EntityKey, time: Time) -> MetricSet {
     set
 }
 
-/// The `aggregate` operators.
+/// An operator's two outputs in one stream, split by `ok_err` right after it.
+type SetOrPart = Result<MetricSet, Part>;
+
+/// The `aggregate` operators: pods where they are, then namespaces and nodes, then the cluster.
 pub fn aggregate(sets: StreamVec<'_, Time, MetricSet>) -> StreamVec<'_, Time, MetricSet> {
-    let flows = sets.unary_frontier(Pipeline, "aggregate_pods", |_cap, _info| {
+    let (sets, parts) = sum_pods(sets);
+    // Node sets wait for their pods' parts; every other set is final here.
+    let (done, nodes): (StreamVec<_, _>, StreamVec<_, _>) =
+        sets.ok_err(|set| if matches!(set.key, EntityKey::Node { .. }) { Err(set) } else { Ok(set) });
+    let (rolled, to_cluster) = roll_up_namespaces_and_nodes(nodes, parts);
+    let cluster = roll_up_cluster(to_cluster);
+    done.concat(rolled).concat(cluster)
+}
+
+/// Each complete window of a worker: its pods summed, and the parts its pods add upward.
+fn sum_pods(
+    sets: StreamVec<'_, Time, MetricSet>,
+) -> (StreamVec<'_, Time, MetricSet>, StreamVec<'_, Time, Part>) {
+    let summed: StreamVec<'_, Time, SetOrPart> = sets.unary_frontier(Pipeline, "sum_pods", |_cap, _info| {
         let mut windows = Windows::default();
         move |(input, frontier), output| {
             input.for_each(|cap, data| {
@@ -337,32 +322,54 @@ pub fn aggregate(sets: StreamVec<'_, Time, MetricSet>) -> StreamVec<'_, Time, Me
             while let Some((cap, mut sets)) = windows.next_complete(&[frontier]) {
                 aggregate_pods(&mut sets, *cap.time());
                 let mut session = output.session(&cap);
-                session.give_iterator(combined_parts(&sets).into_iter().map(Flow::part));
-                session.give_iterator(sets.into_iter().map(Flow::Set));
+                session.give_iterator(combined_parts(&sets).into_iter().map(Err));
+                session.give_iterator(sets.into_iter().map(Ok));
             }
         }
     });
-
-    // Node sets and parts go up; everything else is final.
-    let (done, up) = two(flows.partition(2, |flow| {
-        let up = match &flow {
-            Flow::Part(_) => true,
-            Flow::Set(set) => matches!(set.key, EntityKey::Node { .. }),
-        };
-        (u64::from(up), flow)
-    }));
-    let (rolled, to_cluster) = two(roll_up_operator(up, "roll_up_namespaces_and_nodes")
-        .partition(2, |flow| (u64::from(matches!(flow, Flow::Part(_))), flow)));
-    let cluster = roll_up_operator(to_cluster, "roll_up_cluster");
-
-    done.concat(rolled).concat(cluster).flat_map(|flow| match flow {
-        Flow::Set(set) => Some(set),
-        Flow::Part(_) => None,
-    })
+    summed.ok_err(|out| out)
 }
 
-fn roll_up_operator<'s>(flows: StreamVec<'s, Time, Flow>, name: &str) -> StreamVec<'s, Time, Flow> {
-    flows.unary_frontier(Exchange::new(|flow: &Flow| flow.route()), name, |_cap, _info| {
+/// Namespace and node sums, on the worker of each target; namespaces send parts on to the
+/// cluster.
+fn roll_up_namespaces_and_nodes<'s>(
+    nodes: StreamVec<'s, Time, MetricSet>,
+    parts: StreamVec<'s, Time, Part>,
+) -> (StreamVec<'s, Time, MetricSet>, StreamVec<'s, Time, Part>) {
+    let by_key = Exchange::new(|set: &MetricSet| set.key.route());
+    let by_target = Exchange::new(|part: &Part| part.target.route());
+    let rolled: StreamVec<'s, Time, SetOrPart> =
+        nodes.binary_frontier(parts, by_key, by_target, "roll_up_namespaces_and_nodes", |_cap, _info| {
+            let mut windows: Held<(Capability<Time>, Vec<MetricSet>, Vec<Part>)> = Held::default();
+            move |(nodes_in, nodes_frontier), (parts_in, parts_frontier), output| {
+                let index = output.output_index();
+                nodes_in.for_each(|cap, data| {
+                    if let Some(cap) = cap.retain_least(index) {
+                        windows.entry(*cap.time(), || (cap, Vec::new(), Vec::new())).1.append(data);
+                    }
+                });
+                parts_in.for_each(|cap, data| {
+                    if let Some(cap) = cap.retain_least(index) {
+                        windows.entry(*cap.time(), || (cap, Vec::new(), Vec::new())).2.append(data);
+                    }
+                });
+                while let Some((time, (cap, nodes, parts))) =
+                    windows.next_passed(&[nodes_frontier, parts_frontier])
+                {
+                    let (sets, up) = roll_up(nodes, parts, time);
+                    let mut session = output.session(&cap);
+                    session.give_iterator(up.into_iter().map(Err));
+                    session.give_iterator(sets.into_iter().map(Ok));
+                }
+            }
+        });
+    rolled.ok_err(|out| out)
+}
+
+/// The cluster's sums, on the one worker its key routes to.
+fn roll_up_cluster<'s>(parts: StreamVec<'s, Time, Part>) -> StreamVec<'s, Time, MetricSet> {
+    let by_target = Exchange::new(|part: &Part| part.target.route());
+    parts.unary_frontier(by_target, "roll_up_cluster", |_cap, _info| {
         let mut windows = Windows::default();
         move |(input, frontier), output| {
             input.for_each(|cap, data| {
@@ -370,9 +377,10 @@ fn roll_up_operator<'s>(flows: StreamVec<'s, Time, Flow>, name: &str) -> StreamV
                     windows.stash(cap, data);
                 }
             });
-            while let Some((cap, flows)) = windows.next_complete(&[frontier]) {
-                let mut rolled = roll_up(flows, *cap.time());
-                output.session(&cap).give_container(&mut rolled);
+            while let Some((cap, parts)) = windows.next_complete(&[frontier]) {
+                // The cluster is no namespace: it sends nothing further up.
+                let (mut sets, _) = roll_up(Vec::new(), parts, *cap.time());
+                output.session(&cap).give_container(&mut sets);
             }
         }
     })
@@ -472,26 +480,17 @@ mod tests {
         let mut node = MetricSet::new(EntityKey::Node { node: "node-1".into() });
         node.values.set(MetricId::CpuUsageRate, Value::Int(500));
         node.values.set(MetricId::CpuNodeAllocatable, Value::Float(1000.0));
-        let mut flows: Vec<Flow> = sets
-            .iter()
-            .filter(|s| matches!(s.key, EntityKey::Pod { .. }))
-            .flat_map(|p| pod_parts(p).map(Flow::part))
-            .collect();
-        flows.push(Flow::Set(node));
+        let mut parts: Vec<Part> =
+            sets.iter().filter(|s| matches!(s.key, EntityKey::Pod { .. })).flat_map(pod_parts).collect();
         // A part for a node that was not scraped is dropped.
-        flows.push(Flow::part(Part {
+        parts.push(Part {
             target: EntityKey::Node { node: "gone".into() },
-            values: Values::default(),
+            values: Box::default(),
             namespace_id: None,
-        }));
+        });
 
-        let out = roll_up(flows, 60_000);
-        let find = |k: &EntityKey| {
-            out.iter().find_map(|f| match f {
-                Flow::Set(s) if &s.key == k => Some(s.clone()),
-                _ => None,
-            })
-        };
+        let (out, to_cluster) = roll_up(vec![node], parts, 60_000);
+        let find = |k: &EntityKey| out.iter().find(|s| &s.key == k).cloned();
         let ns = find(&EntityKey::Namespace { ns: "web".into() }).unwrap();
         assert_eq!(ns.values.get(MetricId::CpuUsageRate), Some(Value::Int(120)));
         assert_eq!(ns.values.get(MetricId::CpuRequest), Some(Value::Int(250)));
@@ -504,11 +503,172 @@ mod tests {
         assert_eq!(node.values.get(MetricId::MemoryNodeUtilization), None, "allocatable unknown");
         assert!(find(&EntityKey::Node { node: "gone".into() }).is_none());
 
-        let to_cluster: Vec<Flow> = out.into_iter().filter(|f| matches!(f, Flow::Part(_))).collect();
         assert_eq!(to_cluster.len(), 1);
-        let cluster = roll_up(to_cluster, 60_000);
-        let Flow::Set(c) = &cluster[0] else { panic!("cluster set expected") };
+        let (cluster, further) = roll_up(Vec::new(), to_cluster, 60_000);
+        assert!(further.is_empty());
+        let c = &cluster[0];
         assert_eq!(c.key, EntityKey::Cluster);
         assert_eq!(c.values.get(MetricId::CpuUsageRate), Some(Value::Int(120)));
+    }
+
+    /// The real operators at 1 and 2 workers, with a node and pods that change worker between
+    /// windows (a pod's sets stay together, as enrich leaves them).
+    mod graph {
+        use differential_dataflow::VecCollection;
+
+        use super::*;
+        use crate::meta::MetaRecord;
+        use crate::metrics::testing::{Window, find, run};
+
+        const W1: Time = 60_000;
+        const W2: Time = 120_000;
+
+        fn graph<'s>(
+            sets: StreamVec<'s, Time, MetricSet>,
+            _meta: VecCollection<'s, Time, MetaRecord>,
+        ) -> StreamVec<'s, Time, MetricSet> {
+            aggregate(sets)
+        }
+
+        fn labeled(key: EntityKey, node: &str, values: &[(MetricId, i64)]) -> MetricSet {
+            let mut set = MetricSet::new(key);
+            set.labels.set(LabelId::Nodename, node.into());
+            for (id, v) in values {
+                set.values.set(*id, Value::Int(*v));
+            }
+            set
+        }
+
+        fn pod_key(ns: &str, pod: &str) -> EntityKey {
+            EntityKey::Pod { ns: ns.into(), pod: pod.into() }
+        }
+
+        fn container_key(ns: &str, pod: &str, container: &str) -> EntityKey {
+            EntityKey::PodContainer { ns: ns.into(), pod: pod.into(), container: container.into() }
+        }
+
+        /// Node n1 with pods web/a (reported, two containers) and web/b (containers only);
+        /// kube/dns runs on n2, which was not scraped. Values scale with `k`.
+        fn window(time: Time, k: i64, n1_worker: usize, a_worker: usize) -> Window {
+            use MetricId::{CpuRequest, CpuUsageRate, MemoryUsage};
+            let mut node = labeled(EntityKey::Node { node: "n1".into() }, "n1", &[(CpuUsageRate, 400 * k)]);
+            node.values.set(MetricId::MemoryUsage, Value::Int(500 * k));
+            node.values.set(MetricId::CpuNodeAllocatable, Value::Float(1000.0));
+            node.values.set(MetricId::MemoryNodeAllocatable, Value::Float(2000.0));
+            let mut a =
+                labeled(pod_key("web", "a"), "n1", &[(CpuUsageRate, 150 * k), (MemoryUsage, 100 * k)]);
+            a.labels.set(LabelId::NamespaceId, "ns-web".into());
+            let mut dns = labeled(pod_key("kube", "dns"), "n2", &[]);
+            dns.labels.set(LabelId::NamespaceId, "ns-kube".into());
+            let b_worker = 1 - a_worker;
+            Window {
+                time,
+                meta: Vec::new(),
+                sets: vec![
+                    (n1_worker, node),
+                    (a_worker, a),
+                    (
+                        a_worker,
+                        labeled(
+                            container_key("web", "a", "x"),
+                            "n1",
+                            &[(CpuUsageRate, 100 * k), (CpuRequest, 50 * k), (MemoryUsage, 60 * k)],
+                        ),
+                    ),
+                    (
+                        a_worker,
+                        labeled(
+                            container_key("web", "a", "y"),
+                            "n1",
+                            &[(CpuUsageRate, 30 * k), (CpuRequest, 25 * k), (MemoryUsage, 40 * k)],
+                        ),
+                    ),
+                    (
+                        b_worker,
+                        labeled(
+                            container_key("web", "b", "x"),
+                            "n1",
+                            &[(CpuUsageRate, 20 * k), (CpuRequest, 10 * k), (MemoryUsage, 5 * k)],
+                        ),
+                    ),
+                    (b_worker, dns),
+                    (
+                        b_worker,
+                        labeled(
+                            container_key("kube", "dns", "c"),
+                            "n2",
+                            &[(CpuUsageRate, 7 * k), (CpuRequest, 3 * k), (MemoryUsage, k)],
+                        ),
+                    ),
+                ],
+            }
+        }
+
+        fn int(set: &MetricSet, id: MetricId) -> Option<i64> {
+            set.values.get(id).map(Value::as_i64)
+        }
+
+        #[test]
+        fn pods_namespaces_nodes_and_cluster_sum_alike_on_one_and_two_workers() {
+            use MetricId::{CpuRequest, CpuUsageRate, MemoryUsage};
+            let windows = [window(W1, 1, 0, 0), window(W2, 2, 1, 1)];
+            let one = run(1, &windows, graph);
+            let two = run(2, &windows, graph);
+            assert_eq!(one, two, "the same output at 1 and 2 workers");
+
+            for (time, k) in [(W1, 1), (W2, 2)] {
+                let keys: Vec<String> =
+                    one.iter().filter(|(t, _)| *t == time).map(|(_, s)| s.key.to_string()).collect();
+                assert_eq!(
+                    keys,
+                    [
+                        "cluster",
+                        "namespace:kube",
+                        "namespace:web",
+                        "node:n1",
+                        "namespace:kube/pod:dns",
+                        "namespace:web/pod:a",
+                        "namespace:web/pod:b",
+                        "namespace:kube/pod:dns/container:c",
+                        "namespace:web/pod:a/container:x",
+                        "namespace:web/pod:a/container:y",
+                        "namespace:web/pod:b/container:x",
+                    ],
+                    "window {time}: no set for the unscraped n2"
+                );
+
+                let a = find(&one, time, &pod_key("web", "a"));
+                assert_eq!(int(a, CpuUsageRate), Some(150 * k), "the pod's own rate stands");
+                assert_eq!(int(a, MemoryUsage), Some(100 * k));
+                assert_eq!(int(a, CpuRequest), Some(75 * k));
+                let b = find(&one, time, &pod_key("web", "b"));
+                assert_eq!(int(b, CpuUsageRate), Some(20 * k), "made from its one container");
+                assert_eq!(b.labels.get(LabelId::Nodename).map(Name::as_str), Some("n1"));
+                assert_eq!(b.scrape_time, time as i64 * 1_000_000);
+
+                let web = find(&one, time, &EntityKey::Namespace { ns: "web".into() });
+                assert_eq!(int(web, CpuUsageRate), Some(170 * k));
+                assert_eq!(int(web, MemoryUsage), Some(105 * k));
+                assert_eq!(int(web, CpuRequest), Some(85 * k));
+                assert_eq!(web.labels.get(LabelId::NamespaceId).map(Name::as_str), Some("ns-web"));
+                assert_eq!(web.labels.get(LabelId::NamespaceName).map(Name::as_str), Some("web"));
+                let kube = find(&one, time, &EntityKey::Namespace { ns: "kube".into() });
+                assert_eq!(int(kube, CpuUsageRate), Some(7 * k));
+                assert_eq!(kube.labels.get(LabelId::NamespaceId).map(Name::as_str), Some("ns-kube"));
+
+                let n1 = find(&one, time, &EntityKey::Node { node: "n1".into() });
+                assert_eq!(int(n1, CpuRequest), Some(85 * k), "pods on n1 only");
+                assert_eq!(int(n1, CpuUsageRate), Some(400 * k), "the node's own usage");
+                let ratio = |n: i64, d: f64| Some(Value::Float(n as f64 / d));
+                assert_eq!(n1.values.get(MetricId::CpuNodeUtilization), ratio(400 * k, 1000.0));
+                assert_eq!(n1.values.get(MetricId::CpuNodeReservation), ratio(85 * k, 1000.0));
+                assert_eq!(n1.values.get(MetricId::MemoryNodeUtilization), ratio(500 * k, 2000.0));
+
+                let cluster = find(&one, time, &EntityKey::Cluster);
+                assert_eq!(int(cluster, CpuUsageRate), Some(177 * k));
+                assert_eq!(int(cluster, CpuRequest), Some(88 * k));
+                assert_eq!(int(cluster, MemoryUsage), Some(106 * k));
+            }
+        }
     }
 }

@@ -5,7 +5,7 @@
 //! of exactly the pods and nodes whose sets it receives. A window is enriched against the index
 //! as of that window's time.
 
-use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use rustc_hash::{FxHashMap, FxHashSet};
 use timely::dataflow::StreamVec;
@@ -13,7 +13,7 @@ use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::Capability;
 use timely::dataflow::operators::generic::Operator;
 
-use super::window::{Updates, Windows};
+use super::window::{Held, Updates, Windows};
 use crate::catalog::{LabeledMetricId, MetricId};
 use crate::meta::{ContainerMeta, Meta, MetaKey, NodeInfo, PodInfo};
 use crate::model::{
@@ -73,15 +73,16 @@ pub struct WindowEnricher {
 struct PodTemplate {
     ns: Name,
     pod: Name,
+    containers: Arc<[ContainerMeta]>,
     labels: Labels,
     create_time: i64,
     scrape_time: i64,
 }
 
 impl WindowEnricher {
-    pub fn enrich(&mut self, index: &MetaIndex, set: &mut MetricSet) {
-        let Some(meta_key) = MetaKey::for_entity(&set.key) else { return };
-        match (index.get(&meta_key), &set.key) {
+    /// Enriches `set` with its node's or pod's metadata as of its window.
+    pub fn enrich(&mut self, meta: Option<&Meta>, set: &mut MetricSet) {
+        match (meta, &set.key) {
             (Some(Meta::Node(info)), EntityKey::Node { .. }) => enrich_node(set, info),
             (Some(Meta::Pod(info)), EntityKey::Pod { ns, pod }) => {
                 let (ns, pod) = (ns.clone(), pod.clone());
@@ -90,6 +91,7 @@ impl WindowEnricher {
                     self.pods.push(PodTemplate {
                         ns,
                         pod,
+                        containers: Arc::clone(&info.containers),
                         labels: set.labels.clone(),
                         create_time: set.create_time,
                         scrape_time: set.scrape_time,
@@ -109,12 +111,11 @@ impl WindowEnricher {
     }
 
     /// The stubs of the window, once every set of it was enriched.
-    pub fn stubs(self, index: &MetaIndex) -> Vec<MetricSet> {
+    pub fn stubs(self) -> Vec<MetricSet> {
         let mut stubs = Vec::new();
         for pod_set in self.pods {
             let PodTemplate { ns, pod, .. } = &pod_set;
-            let Some(Meta::Pod(info)) = index.get(&MetaKey::Pod(ns.clone(), pod.clone())) else { continue };
-            for spec in info.containers.iter() {
+            for spec in pod_set.containers.iter() {
                 if self.reported.contains(&(ns.clone(), pod.clone(), spec.name.clone())) {
                     continue;
                 }
@@ -139,9 +140,10 @@ impl WindowEnricher {
 pub fn enrich_window(index: &MetaIndex, sets: &mut Vec<MetricSet>) {
     let mut enricher = WindowEnricher::default();
     for set in sets.iter_mut() {
-        enricher.enrich(index, set);
+        let meta = MetaKey::for_entity(&set.key).and_then(|key| index.get(&key));
+        enricher.enrich(meta, set);
     }
-    sets.append(&mut enricher.stubs(index));
+    sets.append(&mut enricher.stubs());
 }
 
 fn enrich_node(set: &mut MetricSet, info: &NodeInfo) {
@@ -217,7 +219,8 @@ pub fn enrich<'s>(
         let mut waiting = Windows::default();
         let mut updates = Updates::default();
         let mut index = MetaIndex::default();
-        let mut open: BTreeMap<Time, (Capability<Time>, WindowEnricher)> = BTreeMap::new();
+        // Windows being enriched, with what their stubs need.
+        let mut open: Held<(Capability<Time>, WindowEnricher)> = Held::default();
         move |(sets_in, sets_frontier), (index_in, index_frontier), output| {
             index_in.for_each(|_cap, data| {
                 for ((key, meta), time, diff) in data.drain(..) {
@@ -225,36 +228,24 @@ pub fn enrich<'s>(
                 }
             });
             sets_in.for_each(|cap, data| {
-                let Some(cap) = cap.retain_least(output.output_index()) else { return };
-                let time = *cap.time();
-                if index_frontier.less_equal(&time) || waiting.has_before(time + 1) {
+                if let Some(cap) = cap.retain_least(output.output_index()) {
                     waiting.stash(cap, data);
-                    return;
                 }
-                index.apply(updates.drain_through(time));
-                let (_, enricher) =
-                    open.entry(time).or_insert_with(|| (cap.clone(), WindowEnricher::default()));
-                for set in data.iter_mut() {
-                    enricher.enrich(&index, set);
-                }
-                output.session(&cap).give_container(data);
             });
+            // Sets wait only while the index may still change as of their window.
             while let Some((cap, mut sets)) = waiting.next_complete(&[index_frontier]) {
                 let time = *cap.time();
                 index.apply(updates.drain_through(time));
-                let (_, enricher) =
-                    open.entry(time).or_insert_with(|| (cap.clone(), WindowEnricher::default()));
+                let (_, enricher) = open.entry(time, || (cap.clone(), WindowEnricher::default()));
                 for set in sets.iter_mut() {
-                    enricher.enrich(&index, set);
+                    let meta = MetaKey::for_entity(&set.key).and_then(|key| index.get(&key));
+                    enricher.enrich(meta, set);
                 }
                 output.session(&cap).give_container(&mut sets);
             }
-            while let Some((&time, _)) = open.first_key_value() {
-                if sets_frontier.less_equal(&time) || waiting.has_before(time + 1) {
-                    break;
-                }
-                let Some((_, (cap, enricher))) = open.pop_first() else { break };
-                let mut stubs = enricher.stubs(&index);
+            let complete = |time: Time| !sets_frontier.less_equal(&time) && !waiting.has_before(time + 1);
+            while let Some((_, (cap, enricher))) = open.next_if(complete) {
+                let mut stubs = enricher.stubs();
                 output.session(&cap).give_container(&mut stubs);
             }
         }
@@ -369,5 +360,165 @@ mod tests {
         let before = sets.clone();
         enrich_window(&index, &mut sets);
         assert_eq!(sets, before);
+    }
+
+    /// The real operators at 1 and 2 workers: a pod whose metadata comes a window late, and a
+    /// node and pods that change worker between windows.
+    mod graph {
+        use std::sync::Arc;
+
+        use differential_dataflow::VecCollection;
+        use timely::dataflow::StreamVec;
+
+        use super::*;
+        use crate::meta::{LabelPolicy, MetaRecord, NamespaceMeta, NodeMeta, NodeResources, PodMeta};
+        use crate::metrics::index::meta_index;
+        use crate::metrics::testing::{Window, find, run};
+
+        const W1: Time = 60_000;
+        const W2: Time = 120_000;
+
+        fn graph<'s>(
+            sets: StreamVec<'s, Time, MetricSet>,
+            meta: VecCollection<'s, Time, MetaRecord>,
+        ) -> StreamVec<'s, Time, MetricSet> {
+            enrich(sets, meta_index(meta, &LabelPolicy::default()).inner)
+        }
+
+        fn pod_record(name: &str, containers: Vec<ContainerMeta>) -> MetaRecord {
+            MetaRecord::Pod {
+                ns: "web".into(),
+                name: name.into(),
+                meta: Arc::new(PodMeta {
+                    uid: Name::new(&format!("uid-{name}")),
+                    labels: vec![("app".into(), name.into())],
+                    node: Some("n1".into()),
+                    containers: containers.into(),
+                }),
+            }
+        }
+
+        fn node_record() -> MetaRecord {
+            let resources = |cpu, memory| NodeResources {
+                cpu_millis: Some(cpu),
+                memory_bytes: Some(memory),
+                ephemeral_bytes: None,
+            };
+            MetaRecord::Node {
+                name: "n1".into(),
+                meta: NodeMeta {
+                    labels: vec![("zone".into(), "a".into())],
+                    capacity: resources(4000, 8000),
+                    allocatable: resources(3900, 7000),
+                },
+            }
+        }
+
+        fn pod_key(pod: &str, container: Option<&str>) -> EntityKey {
+            match container {
+                Some(c) => EntityKey::PodContainer { ns: "web".into(), pod: pod.into(), container: c.into() },
+                None => EntityKey::Pod { ns: "web".into(), pod: pod.into() },
+            }
+        }
+
+        fn node_key() -> EntityKey {
+            EntityKey::Node { node: "n1".into() }
+        }
+
+        fn scraped(key: EntityKey) -> MetricSet {
+            let mut set = MetricSet::new(key);
+            set.labels.set(LabelId::Nodename, "n1".into());
+            set.create_time = 5;
+            set
+        }
+
+        /// Pod `a`'s metadata is known from the first window, pod `b`'s only from the second;
+        /// the node and both pods are fed by the other worker in the second window.
+        fn windows() -> Vec<Window> {
+            let window = |time, meta, node_worker: usize, a_worker: usize| Window {
+                time,
+                meta,
+                sets: vec![
+                    (node_worker, scraped(node_key())),
+                    (a_worker, scraped(pod_key("a", None))),
+                    (a_worker, scraped(pod_key("a", Some("app")))),
+                    (1 - a_worker, scraped(pod_key("b", None))),
+                    (1 - a_worker, scraped(pod_key("b", Some("app")))),
+                ],
+            };
+            let first_meta = vec![
+                node_record(),
+                MetaRecord::Namespace { name: "web".into(), meta: NamespaceMeta { uid: "ns-uid".into() } },
+                pod_record("a", vec![spec("app", Some(100)), spec("sidecar", Some(50))]),
+            ];
+            vec![
+                window(W1, first_meta, 0, 1),
+                window(W2, vec![pod_record("b", vec![spec("app", Some(200))])], 1, 0),
+            ]
+        }
+
+        fn label(set: &MetricSet, id: LabelId) -> Option<&str> {
+            set.labels.get(id).map(Name::as_str)
+        }
+
+        #[test]
+        fn enrich_waits_for_nothing_and_catches_up_with_late_metadata() {
+            let one = run(1, &windows(), graph);
+            let two = run(2, &windows(), graph);
+            assert_eq!(one, two, "the same output at 1 and 2 workers");
+
+            let expected = [
+                node_key(),
+                pod_key("a", None),
+                pod_key("a", Some("app")),
+                pod_key("a", Some("sidecar")),
+                pod_key("b", None),
+                pod_key("b", Some("app")),
+            ];
+            for time in [W1, W2] {
+                let mut keys: Vec<EntityKey> =
+                    one.iter().filter(|(t, _)| *t == time).map(|(_, s)| s.key.clone()).collect();
+                keys.sort();
+                let mut want = expected.to_vec();
+                want.sort();
+                assert_eq!(keys, want, "window {time}: every set once, and a's stub for its sidecar");
+            }
+
+            for time in [W1, W2] {
+                let node = find(&one, time, &node_key());
+                assert_eq!(label(node, LabelId::Labels), Some("zone:a"));
+                assert_eq!(node.values.get(MetricId::CpuNodeCapacity), Some(Value::Float(4000.0)));
+                assert_eq!(node.values.get(MetricId::CpuNodeAllocatable), Some(Value::Float(3900.0)));
+                assert_eq!(node.values.get(MetricId::MemoryNodeAllocatable), Some(Value::Float(7000.0)));
+                assert_eq!(node.values.get(MetricId::EphemeralStorageNodeCapacity), None);
+
+                let pod = find(&one, time, &pod_key("a", None));
+                assert_eq!(label(pod, LabelId::PodId), Some("uid-a"));
+                assert_eq!(label(pod, LabelId::NamespaceId), Some("ns-uid"));
+                assert_eq!(label(pod, LabelId::Labels), Some("app:a"));
+                let app = find(&one, time, &pod_key("a", Some("app")));
+                assert_eq!(app.values.get(MetricId::CpuRequest), Some(Value::Int(100)));
+                assert_eq!(app.values.get(MetricId::MemoryLimit), Some(Value::Int(0)));
+                assert_eq!(label(app, LabelId::ContainerBaseImage), Some("nginx:1.25"));
+                let stub = find(&one, time, &pod_key("a", Some("sidecar")));
+                assert_eq!(stub.values.get(MetricId::CpuRequest), Some(Value::Int(50)));
+                assert_eq!(stub.values.get(MetricId::RestartCount), Some(Value::Int(2)));
+                assert_eq!(label(stub, LabelId::ContainerName), Some("sidecar"));
+                assert_eq!(label(stub, LabelId::PodId), Some("uid-a"));
+                assert_eq!(label(stub, LabelId::Nodename), Some("n1"));
+                assert_eq!(stub.create_time, 5);
+            }
+
+            // Window 1: b's metadata is not known yet, so its sets pass as scraped.
+            assert_eq!(find(&one, W1, &pod_key("b", None)), &scraped(pod_key("b", None)));
+            assert_eq!(find(&one, W1, &pod_key("b", Some("app"))), &scraped(pod_key("b", Some("app"))));
+            // Window 2: it is.
+            let b = find(&one, W2, &pod_key("b", None));
+            assert_eq!(label(b, LabelId::PodId), Some("uid-b"));
+            assert_eq!(label(b, LabelId::NamespaceId), Some("ns-uid"));
+            let b_app = find(&one, W2, &pod_key("b", Some("app")));
+            assert_eq!(b_app.values.get(MetricId::CpuRequest), Some(Value::Int(200)));
+            assert_eq!(label(b_app, LabelId::Labels), Some("app:b"));
+        }
     }
 }

@@ -12,6 +12,9 @@ pub mod index;
 pub mod rate;
 pub mod window;
 
+#[cfg(test)]
+mod testing;
+
 use differential_dataflow::VecCollection;
 use timely::dataflow::StreamVec;
 

@@ -5,13 +5,12 @@
 //! counter that went backwards without a restart gives no rate either (Heapster would have
 //! written a negative one).
 
-use std::collections::BTreeSet;
-
 use rustc_hash::FxHashMap;
 use timely::dataflow::StreamVec;
 use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::generic::Operator;
 
+use super::window::Held;
 use crate::catalog::{LABELED_RATES, LabeledMetricId, MetricId, RATES};
 
 // `Prev::counted` has a bit per counter.
@@ -137,20 +136,17 @@ fn add_rates(prev: &Prev, set: &mut MetricSet) {
 pub fn rate(sets: StreamVec<'_, Time, MetricSet>) -> StreamVec<'_, Time, MetricSet> {
     sets.unary_frontier(Pipeline, "rate", |_cap, _info| {
         let mut state = RateState::default();
-        let mut seen = BTreeSet::new();
+        // Windows seen, to forget what each did not have once it is complete.
+        let mut seen: Held<()> = Held::default();
         move |(input, frontier), output| {
             input.for_each(|cap, data| {
                 let Some(cap) = cap.retain_least(output.output_index()) else { return };
                 let time = *cap.time();
-                seen.insert(time);
+                seen.entry(time, || ());
                 state.apply_at(time, data);
                 output.session(&cap).give_container(data);
             });
-            while let Some(&time) = seen.first() {
-                if frontier.less_equal(&time) {
-                    break;
-                }
-                seen.pop_first();
+            while let Some((time, ())) = seen.next_passed(&[frontier]) {
                 state.complete(time);
             }
         }

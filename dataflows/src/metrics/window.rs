@@ -1,5 +1,5 @@
-//! Per-window stashes: hold records under a capability until every input frontier has passed
-//! their window, so an operator only ever sees complete windows.
+//! Per-window stashes: hold what arrives for a window until every input frontier has passed it,
+//! then release windows oldest first, so an operator only ever sees complete windows.
 
 use std::collections::BTreeMap;
 
@@ -8,27 +8,56 @@ use timely::progress::frontier::MutableAntichain;
 
 use crate::model::Time;
 
-/// Records of each pending window, with the capability to emit that window's output.
-pub struct Windows<D> {
-    pending: BTreeMap<Time, (Capability<Time>, Vec<D>)>,
+/// One value per pending window (its records, its capability, its per-window state).
+pub struct Held<V> {
+    pending: BTreeMap<Time, V>,
 }
 
-impl<D> Default for Windows<D> {
+impl<V> Default for Held<V> {
     fn default() -> Self {
-        Windows { pending: BTreeMap::new() }
+        Held { pending: BTreeMap::new() }
     }
 }
 
-impl<D> Windows<D> {
-    /// Stashes `data` for the window of `cap`.
-    pub fn stash(&mut self, cap: Capability<Time>, data: &mut Vec<D>) {
-        let time = *cap.time();
-        self.pending.entry(time).or_insert_with(|| (cap, Vec::new())).1.append(data);
+impl<V> Held<V> {
+    /// The value of window `time`, made by `new` if the window was not pending yet.
+    pub fn entry(&mut self, time: Time, new: impl FnOnce() -> V) -> &mut V {
+        self.pending.entry(time).or_insert_with(new)
+    }
+
+    /// The oldest pending window.
+    pub fn first(&self) -> Option<Time> {
+        self.pending.first_key_value().map(|(t, _)| *t)
     }
 
     /// Whether a window before `time` is pending.
     pub fn has_before(&self, time: Time) -> bool {
-        self.pending.first_key_value().is_some_and(|(t, _)| *t < time)
+        self.first().is_some_and(|t| t < time)
+    }
+
+    /// Takes the oldest window if `passed` says nothing more can arrive for it.
+    pub fn next_if(&mut self, passed: impl FnOnce(Time) -> bool) -> Option<(Time, V)> {
+        let time = self.first()?;
+        if !passed(time) {
+            return None;
+        }
+        self.pending.pop_first()
+    }
+
+    /// Takes the oldest window that every frontier has passed.
+    pub fn next_passed(&mut self, frontiers: &[&MutableAntichain<Time>]) -> Option<(Time, V)> {
+        self.next_if(|time| frontiers.iter().all(|f| !f.less_equal(&time)))
+    }
+}
+
+/// The records of each pending window, with the capability to emit that window's output.
+pub type Windows<D> = Held<(Capability<Time>, Vec<D>)>;
+
+impl<D> Held<(Capability<Time>, Vec<D>)> {
+    /// Stashes `data` for the window of `cap`.
+    pub fn stash(&mut self, cap: Capability<Time>, data: &mut Vec<D>) {
+        let time = *cap.time();
+        self.entry(time, || (cap, Vec::new())).1.append(data);
     }
 
     /// Takes the oldest window that no frontier can still add to.
@@ -36,11 +65,7 @@ impl<D> Windows<D> {
         &mut self,
         frontiers: &[&MutableAntichain<Time>],
     ) -> Option<(Capability<Time>, Vec<D>)> {
-        let (&time, _) = self.pending.first_key_value()?;
-        if frontiers.iter().any(|f| f.less_equal(&time)) {
-            return None;
-        }
-        self.pending.pop_first().map(|(_, window)| window)
+        self.next_passed(frontiers).map(|(_, window)| window)
     }
 }
 
@@ -65,5 +90,30 @@ impl<D> Updates<D> {
     pub fn drain_through(&mut self, time: Time) -> impl Iterator<Item = D> {
         let later = self.pending.split_off(&(time + 1));
         std::mem::replace(&mut self.pending, later).into_values().flatten()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn releases_passed_windows_oldest_first() {
+        let mut held: Held<Vec<u32>> = Held::default();
+        held.entry(20, Vec::new).push(2);
+        held.entry(10, Vec::new).push(1);
+        held.entry(20, Vec::new).push(3);
+        assert!(held.has_before(11) && !held.has_before(10));
+        assert_eq!(held.next_if(|t| t < 10), None, "window 10 not passed yet");
+        let mut frontier = MutableAntichain::new();
+        frontier.update_iter([(15, 1)]);
+        assert_eq!(held.next_passed(&[&frontier]), Some((10, vec![1])));
+        assert_eq!(held.next_passed(&[&frontier]), None, "window 20 is still open");
+        frontier.update_iter([(15, -1), (21, 1)]);
+        let mut open = MutableAntichain::new();
+        open.update_iter([(20, 1)]);
+        assert_eq!(held.next_passed(&[&frontier, &open]), None, "every frontier must pass");
+        assert_eq!(held.next_passed(&[&frontier]), Some((20, vec![2, 3])));
+        assert_eq!(held.first(), None);
     }
 }
