@@ -5,181 +5,16 @@
 
 use std::fmt;
 use std::hash::{Hash, Hasher};
-use std::sync::Arc;
 
-use rustc_hash::FxHashSet;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::catalog::{Kind, LabeledMetricId, MetricId, ValueType};
+pub use crate::hash::{node_owner, stable_hash};
+pub use crate::name::{Interner, Name};
 
 /// Timely time: the end of a window in milliseconds since the Unix epoch, aligned to the
 /// resolution (Heapster's batch timestamp).
 pub type Time = u64;
-
-/// A shared, immutable string. Names repeat every window, so they are interned once and shared.
-///
-/// Equality and order are the strings', with a shortcut: two handles of one interned string
-/// are equal without reading it (keys are compared millions of times a window).
-#[derive(Clone, Default)]
-pub struct Name(Arc<str>);
-
-/// The string's hash, consistent with `eq` (equal strings hash alike whatever their handles).
-impl Hash for Name {
-    #[inline]
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        self.0.hash(state)
-    }
-}
-
-impl PartialEq for Name {
-    #[inline]
-    fn eq(&self, other: &Self) -> bool {
-        Arc::ptr_eq(&self.0, &other.0) || self.0 == other.0
-    }
-}
-
-impl Eq for Name {}
-
-impl PartialOrd for Name {
-    #[inline]
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl Ord for Name {
-    #[inline]
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        if Arc::ptr_eq(&self.0, &other.0) {
-            return std::cmp::Ordering::Equal;
-        }
-        self.0.cmp(&other.0)
-    }
-}
-
-impl Name {
-    pub fn new(s: &str) -> Self {
-        Name(Arc::from(s))
-    }
-
-    #[inline]
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-}
-
-impl std::ops::Deref for Name {
-    type Target = str;
-    #[inline]
-    fn deref(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::borrow::Borrow<str> for Name {
-    fn borrow(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Name {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(&*self.0, f)
-    }
-}
-
-impl fmt::Display for Name {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl From<&str> for Name {
-    fn from(s: &str) -> Self {
-        Name::new(s)
-    }
-}
-
-impl From<String> for Name {
-    fn from(s: String) -> Self {
-        Name(Arc::from(s))
-    }
-}
-
-impl Serialize for Name {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&self.0)
-    }
-}
-
-impl<'de> Deserialize<'de> for Name {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
-        Ok(Name::new(&s))
-    }
-}
-
-/// Hands out one shared [`Name`] per distinct string.
-///
-/// `sweep` drops names nobody else holds any more, so pods that come and go do not grow it.
-#[derive(Default)]
-pub struct Interner {
-    names: FxHashSet<Name>,
-}
-
-impl Interner {
-    pub fn intern(&mut self, s: &str) -> Name {
-        if let Some(name) = self.names.get(s) {
-            return name.clone();
-        }
-        let name = Name::new(s);
-        self.names.insert(name.clone());
-        name
-    }
-
-    /// Forgets names that only the interner still holds.
-    pub fn sweep(&mut self) {
-        self.names.retain(|n| Arc::strong_count(&n.0) > 1);
-    }
-
-    pub fn len(&self) -> usize {
-        self.names.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.names.is_empty()
-    }
-}
-
-/// A stable 64-bit hash (FNV-1a with a final mix): the same on every run, worker and process,
-/// which is what routing a node to its worker needs.
-pub fn stable_hash(parts: &[&str]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for part in parts {
-        for b in part.as_bytes() {
-            h ^= u64::from(*b);
-            h = h.wrapping_mul(0x0000_0100_0000_01b3);
-        }
-        // Separate parts so ("ab", "c") and ("a", "bc") differ.
-        h ^= 0xff;
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    // splitmix64 finalizer: spreads the low bits used by `% workers`.
-    h ^= h >> 30;
-    h = h.wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    h ^= h >> 27;
-    h = h.wrapping_mul(0x94d0_49bb_1331_11eb);
-    h ^ (h >> 31)
-}
-
-/// The worker (or process) that owns a node: it scrapes it and keeps its rate state.
-pub fn node_owner(node: &str, peers: usize) -> usize {
-    (stable_hash(&[node]) % peers.max(1) as u64) as usize
-}
 
 /// What a metric set describes. The text form is Heapster's metric-set key.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -699,28 +534,6 @@ mod tests {
         let back: Values = serde_json::from_str(&json).unwrap();
         assert_eq!(back, v);
         assert!(serde_json::from_str::<Values>("[3,[1]]").is_err());
-    }
-
-    #[test]
-    fn interner_shares_and_sweeps() {
-        let mut i = Interner::default();
-        let a = i.intern("node-1");
-        let b = i.intern("node-1");
-        assert!(Arc::ptr_eq(&a.0, &b.0));
-        i.intern("gone");
-        i.sweep();
-        assert_eq!(i.len(), 1);
-    }
-
-    #[test]
-    fn stable_hash_is_stable_and_spreads() {
-        assert_eq!(stable_hash(&["a", "bc"]), stable_hash(&["a", "bc"]));
-        assert_ne!(stable_hash(&["ab", "c"]), stable_hash(&["a", "bc"]));
-        let mut counts = [0usize; 4];
-        for i in 0..4000 {
-            counts[node_owner(&format!("node-{i}"), 4)] += 1;
-        }
-        assert!(counts.iter().all(|c| *c > 800), "{counts:?}");
     }
 
     #[test]

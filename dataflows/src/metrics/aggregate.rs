@@ -1,3 +1,4 @@
+// Over 600 lines with its tests: 390 of code, then unit tests and the two-worker graph test.
 //! `aggregate`: containers into pods, pods into namespaces and nodes, namespaces into the cluster
 //! (Heapster's pod, namespace, node and cluster aggregators, then node utilization and
 //! reservation).

@@ -24,6 +24,11 @@ use crate::model::{
 pub type IndexChange = ((MetaKey, Meta), Time, isize);
 
 /// The index as of the current window: each key's values with their multiplicities.
+///
+/// Built by hand from the index's changes rather than read from a differential arrangement: a
+/// set costs one hash lookup here, while a half join against `arrange_by_key`'s trace (a sort
+/// and a cursor seek per key, over every batch of the spine) cost 4-7% more CPU end to end on
+/// the 1,000-node throughput scenario, for the same output.
 #[derive(Default)]
 pub struct MetaIndex {
     entries: FxHashMap<MetaKey, Vec<(Meta, isize)>>,
