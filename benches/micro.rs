@@ -1,7 +1,7 @@
 //! Criterion micro-benchmarks of the hot paths: Summary API parsing and line-protocol encoding.
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use heapster::sinks::MetricBatch;
+use heapster::batch::MetricBatch;
 use heapster::sinks::line_protocol::{LineEncoder, LineOptions};
 use heapster::sources::NodeTarget;
 use heapster::sources::kubelet::summary::parse_summary;

@@ -7,8 +7,8 @@ use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::path::PathBuf;
 
-use super::Window;
 use super::line_protocol::{LineEncoder, LineOptions};
+use crate::batch::Window;
 use crate::config::{ConfigError, UriOptions};
 
 /// Points encoded at a time: bounds the encoder's buffer, whatever the window's size.

@@ -46,10 +46,10 @@ use url::Url;
 
 use heapster_dataflows::Event;
 
-use super::Window;
 pub use super::events::EventEncoder;
 use super::line_protocol::{Cursor, EncodeStats, LineEncoder, LineOptions};
 use super::queue::{BufferConfig, Chunk, Deliver, Encode, Encoded, Sent};
+use crate::batch::Window;
 use crate::config::{ConfigError, UriOptions, redact};
 use crate::errors::error_chain;
 
@@ -598,7 +598,7 @@ impl ChunkSource for MetricChunks<'_> {
         }
         let stats =
             self.encoder.encode_chunk(self.window.batch(), &mut self.cursor, MAX_POINTS_PER_WRITE, out);
-        self.window.release(&mut self.cursor);
+        self.cursor.release(&mut self.window);
         Some(stats)
     }
 
@@ -965,7 +965,7 @@ async fn write_once(endpoint: &Endpoint, body: Bytes, points: usize) -> Sent {
 
 #[cfg(test)]
 mod tests {
-    use crate::sinks::MetricBatch;
+    use crate::batch::MetricBatch;
     use heapster_dataflows::catalog::Kind;
     use heapster_dataflows::model::{LabeledMetric, LabeledValue, Resource};
     use heapster_dataflows::{EntityKey, LabelId, LabeledMetricId, MetricId, MetricSet, Value};

@@ -12,7 +12,7 @@ use heapster_dataflows::catalog::{LABELED_RATES, RATES};
 use heapster_dataflows::model::{LabeledMetric, Resource};
 use heapster_dataflows::{LabeledMetricId, MetricId, MetricSet, Value};
 
-use super::{MetricBatch, Window};
+use crate::batch::{MetricBatch, Window};
 
 /// Labels Heapster's InfluxDB sink left out of tags: each is unique per pod or host, so as
 /// tags they only multiplied series without helping any query (`pod_name`, `nodename` and
@@ -77,8 +77,16 @@ impl Cursor {
         self.set >= batch.sets.len()
     }
 
+    /// Frees the sets the cursor has passed when the window owns them; the cursor moves with
+    /// the rest.
+    pub fn release(&mut self, window: &mut Window<'_>) {
+        if let Some(batch) = window.owned_mut() {
+            self.release_sets(batch);
+        }
+    }
+
     /// Drops the sets already encoded; the cursor then stands on the same set, now the first.
-    pub fn release(&mut self, batch: &mut MetricBatch) {
+    pub fn release_sets(&mut self, batch: &mut MetricBatch) {
         let done = self.set.min(batch.sets.len());
         batch.sets.drain(..done);
         self.set -= done;
@@ -188,7 +196,7 @@ impl LineEncoder {
         while !cursor.is_done(window.batch()) {
             out.clear();
             let stats = self.encode_chunk(window.batch(), &mut cursor, max_points, &mut out);
-            window.release(&mut cursor);
+            cursor.release(&mut window);
             total += stats;
             if stats.written > 0 {
                 result = emit(&out, stats.written);
@@ -771,7 +779,7 @@ mod tests {
         let mut out = Vec::new();
         // 5 points: sets 0 and 1 whole, half of set 2.
         assert_eq!(enc.encode_chunk(&batch, &mut cursor, 5, &mut out).written, 5);
-        cursor.release(&mut batch);
+        cursor.release_sets(&mut batch);
         assert_eq!(batch.sets.len(), 4, "sets 0 and 1 are gone");
         assert_eq!(batch.sets[0].key, EntityKey::Node { node: "n2".into() });
         out.clear();

@@ -9,8 +9,8 @@ use std::io::{self, Write};
 
 use heapster_dataflows::{EntityKey, Event, MetricId, MetricSet};
 
-use super::MetricBatch;
 use super::events::event_time_ms;
+use crate::batch::MetricBatch;
 
 /// How many pods the table lists.
 const TOP_PODS: usize = 10;

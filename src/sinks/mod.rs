@@ -31,60 +31,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::thread::JoinHandle;
 
 use crossbeam_channel::{Receiver, Sender};
-use heapster_dataflows::{MetricSet, Time};
 
-use crate::bridge::EventBatch;
+use crate::batch::{EventBatch, MetricBatch, Window};
 use crate::config::{ConfigError, redact};
-
-/// One complete window: every metric set of every worker, sorted by key.
-#[derive(Clone, Debug, Default)]
-pub struct MetricBatch {
-    /// Window end, ms since the epoch.
-    pub time: Time,
-    pub sets: Vec<MetricSet>,
-}
-
-impl MetricBatch {
-    pub fn point_count(&self) -> usize {
-        self.sets.iter().map(MetricSet::point_count).sum()
-    }
-}
-
-/// A window as one sink writes it. A sink that is the window's only reader owns it and frees
-/// each set once encoded: the graph is already building the next window, and a window of a
-/// 1,000-node cluster is about 100 MB.
-pub enum Window<'a> {
-    Owned(MetricBatch),
-    Borrowed(&'a MetricBatch),
-}
-
-impl Window<'_> {
-    pub fn batch(&self) -> &MetricBatch {
-        match self {
-            Window::Owned(batch) => batch,
-            Window::Borrowed(batch) => batch,
-        }
-    }
-
-    /// Frees the sets `cursor` has passed (when owned); the cursor moves with the rest.
-    pub fn release(&mut self, cursor: &mut line_protocol::Cursor) {
-        if let Window::Owned(batch) = self {
-            cursor.release(batch);
-        }
-    }
-}
-
-impl<'a> From<&'a MetricBatch> for Window<'a> {
-    fn from(batch: &'a MetricBatch) -> Self {
-        Window::Borrowed(batch)
-    }
-}
-
-impl From<MetricBatch> for Window<'_> {
-    fn from(batch: MetricBatch) -> Self {
-        Window::Owned(batch)
-    }
-}
 
 /// A parsed `--sink` value.
 #[derive(Clone, Debug)]

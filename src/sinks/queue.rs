@@ -32,7 +32,8 @@ use crossbeam_channel::Receiver;
 use heapster_dataflows::{Event, Time};
 use tracing::{error, info, warn};
 
-use super::{SinkInput, SinkStats, Window};
+use super::{SinkInput, SinkStats};
+use crate::batch::Window;
 use crate::config::{ConfigError, UriOptions};
 
 /// The sink URI options this module reads.
@@ -919,8 +920,8 @@ mod tests {
     use heapster_dataflows::{EntityKey, MetricId, MetricSet, Value};
 
     use super::*;
-    use crate::bridge::EventBatch;
-    use crate::sinks::MetricBatch;
+    use crate::batch::EventBatch;
+    use crate::batch::MetricBatch;
 
     /// One chunk per set: `"<time> <set>\n"`, one point each.
     struct Lines;

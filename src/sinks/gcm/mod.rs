@@ -22,7 +22,7 @@ use super::google::auth::{Authenticator, Credentials};
 use super::google::client::{ApiClient, http_client};
 use super::google::endpoints::{GoogleOptions, SHARED_OPTIONS, sink_options};
 use super::google::error::GoogleError;
-use super::{MetricBatch, Window};
+use crate::batch::{MetricBatch, Window};
 use crate::config::ConfigError;
 use encode::{Cursor, Descriptor, Selection, SeriesEncoder};
 
