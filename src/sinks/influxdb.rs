@@ -40,6 +40,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use reqwest::StatusCode;
+use secrecy::{ExposeSecret, SecretString};
 use tokio::task::JoinSet;
 use tracing::{debug, error, info, warn};
 use url::Url;
@@ -49,6 +50,7 @@ use heapster_dataflows::Event;
 pub use super::events::EventEncoder;
 use super::line_protocol::{Cursor, EncodeStats, LineEncoder, LineOptions};
 use super::queue::{BufferConfig, Chunk, Deliver, Encode, Encoded, Sent};
+use crate::backoff::Backoff;
 use crate::batch::Window;
 use crate::config::{ConfigError, UriOptions, redact};
 use crate::errors::error_chain;
@@ -78,26 +80,6 @@ const ACCEPTED: &[&str] = &[
 ];
 const FORM: &str = "application/x-www-form-urlencoded";
 const LINES: &str = "text/plain; charset=utf-8";
-
-/// A password: kept out of `Debug` output, and so out of logs and errors.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(s: impl Into<String>) -> Secret {
-        Secret(s.into())
-    }
-
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("***")
-    }
-}
 
 /// The `retention` option.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -156,47 +138,14 @@ impl Retention {
     }
 }
 
-/// Retry of transient failures: `attempts` tries in all, waiting `base * 2^n` (at most `cap`,
-/// minus up to half of it at random so that many writers do not retry in step) between them.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Backoff {
-    pub attempts: u32,
-    pub base: Duration,
-    pub cap: Duration,
-}
-
-impl Default for Backoff {
-    fn default() -> Self {
-        Backoff { attempts: 5, base: Duration::from_millis(100), cap: Duration::from_secs(5) }
-    }
-}
-
-impl Backoff {
-    /// The wait after failed attempt number `attempt` (1-based).
-    pub fn delay(&self, attempt: u32) -> Duration {
-        let exp = self.base.saturating_mul(1u32 << attempt.saturating_sub(1).min(20));
-        let full = exp.min(self.cap);
-        full / 2 + full.mul_f64(random_fraction() / 2.0)
-    }
-}
-
-/// A number in [0, 1) that differs between calls; enough for jitter.
-fn random_fraction() -> f64 {
-    use std::hash::{BuildHasher, Hasher};
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
-    (h.finish() >> 11) as f64 / (1u64 << 53) as f64
-}
-
 /// Where and how to write, from `--sink=influxdb:...`.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub struct InfluxConfig {
     /// `http(s)://host:port/` (with a path prefix if one was given).
     pub url: Url,
     pub user: String,
-    pub password: Secret,
+    /// Kept out of `Debug` output, and so out of logs and errors.
+    pub password: SecretString,
     pub db: String,
     pub retention: Retention,
     /// Name of the retention policy created for `retention` (Heapster's `rpname`).
@@ -207,6 +156,8 @@ pub struct InfluxConfig {
     pub disable_counter_metrics: bool,
     /// Chunks in flight at most.
     pub concurrency: usize,
+    /// Tries in all for one request, and the waits between them.
+    pub attempts: u32,
     pub backoff: Backoff,
     /// For one request, from connecting to the end of the answer.
     pub timeout: Duration,
@@ -230,7 +181,7 @@ impl InfluxConfig {
         let secure = opts.bool_or("secure", false)?;
         let url = base_url(target, secure).map_err(error)?;
         let user = opts.string_or("user", "root");
-        let password = Secret::new(opts.string_or("pw", "root"));
+        let password = SecretString::from(opts.string_or("pw", "root"));
         let db = opts.string_or("db", "k8s");
         if db.is_empty() {
             return Err(error("option db is empty: expected a database name".into()));
@@ -263,7 +214,8 @@ impl InfluxConfig {
             insecure_ssl,
             disable_counter_metrics,
             concurrency: usize::try_from(concurrency).unwrap_or(usize::MAX),
-            backoff: Backoff::default(),
+            attempts: 5,
+            backoff: Backoff::new(Duration::from_millis(100), Duration::from_secs(5)),
             timeout: Duration::from_secs(30),
             buffer,
         })
@@ -376,7 +328,8 @@ struct Endpoint {
     write_url: Url,
     query_url: Url,
     user: String,
-    password: Secret,
+    password: SecretString,
+    attempts: u32,
     backoff: Backoff,
 }
 
@@ -409,7 +362,8 @@ impl Endpoint {
             query_url: join("query")?,
             user: config.user.clone(),
             password: config.password.clone(),
-            backoff: config.backoff.clone(),
+            attempts: config.attempts,
+            backoff: config.backoff,
         })
     }
 
@@ -423,7 +377,7 @@ impl Endpoint {
         let response = self
             .client
             .post(url.clone())
-            .basic_auth(&self.user, Some(self.password.expose()))
+            .basic_auth(&self.user, Some(self.password.expose_secret()))
             .header(reqwest::header::CONTENT_TYPE, content_type)
             .body(body)
             .send()
@@ -442,7 +396,8 @@ impl Endpoint {
         content_type: &'static str,
         body: Bytes,
     ) -> (Result<Answer, InfluxError>, usize) {
-        let attempts = self.backoff.attempts.max(1);
+        let attempts = self.attempts.max(1);
+        let mut waits = self.backoff.waits();
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -465,7 +420,7 @@ impl Endpoint {
             if attempt >= attempts {
                 return (Err(failure), attempt as usize);
             }
-            let delay = self.backoff.delay(attempt);
+            let delay = waits.next_wait();
             debug!(%failure, attempt, ?delay, "InfluxDB request failed; retrying");
             crate::telemetry::global().sink_retry("influxdb");
             tokio::time::sleep(delay).await;
@@ -841,7 +796,7 @@ fn quote_ident(s: &str) -> String {
 /// The InfluxDB sink's two halves for [`super::queue`]: the encoders, and a writer that makes one
 /// attempt per chunk (the queue retries).
 pub fn buffered(mut config: InfluxConfig) -> Result<(InfluxEncode, InfluxDeliver), InfluxError> {
-    config.backoff.attempts = 1;
+    config.attempts = 1;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -977,13 +932,10 @@ mod tests {
 
     const T: u64 = 1_700_000_000_000;
 
-    fn fast_backoff() -> Backoff {
-        Backoff { attempts: 3, base: Duration::from_millis(1), cap: Duration::from_millis(4) }
-    }
-
     fn sink_for(url: &str, options: &str) -> InfluxSink {
         let mut config = InfluxConfig::from_uri(&format!("influxdb:{url}?{options}")).unwrap();
-        config.backoff = fast_backoff();
+        config.attempts = 3;
+        config.backoff = Backoff::new(Duration::from_millis(1), Duration::from_millis(4));
         InfluxSink::new(config).unwrap()
     }
 
@@ -1444,13 +1396,16 @@ mod tests {
     fn config_defaults_are_heapsters() {
         let c = InfluxConfig::from_uri("influxdb:").unwrap();
         assert_eq!(c.url.as_str(), "http://localhost:8086/");
-        assert_eq!((c.user.as_str(), c.password.expose(), c.db.as_str()), ("root", "root", "k8s"));
+        assert_eq!((c.user.as_str(), c.password.expose_secret(), c.db.as_str()), ("root", "root", "k8s"));
         assert_eq!(c.retention, Retention::Keep);
         assert_eq!(c.retention_policy, "default");
         assert!(!c.with_fields && !c.insecure_ssl && !c.disable_counter_metrics);
         assert_eq!(c.cluster_name, "default");
         assert_eq!(c.concurrency, 1);
-        assert_eq!(c.backoff, Backoff::default());
+        assert_eq!(
+            (c.attempts, c.backoff),
+            (5, Backoff::new(Duration::from_millis(100), Duration::from_secs(5)))
+        );
 
         let bare = InfluxConfig::from_uri("influxdb:monitoring-influxdb:8086").unwrap();
         assert_eq!(bare.url.as_str(), "http://monitoring-influxdb:8086/");
@@ -1466,7 +1421,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.url.as_str(), "https://influx.example:9999/prefix/");
-        assert_eq!((c.user.as_str(), c.password.expose(), c.db.as_str()), ("heap", "pass", "metrics"));
+        assert_eq!((c.user.as_str(), c.password.expose_secret(), c.db.as_str()), ("heap", "pass", "metrics"));
         assert_eq!(c.retention, Retention::Duration("7d".into()));
         assert_eq!(c.retention_policy, "keep");
         assert!(c.with_fields && c.insecure_ssl && c.disable_counter_metrics);
@@ -1519,18 +1474,6 @@ mod tests {
             assert!(!err.to_string().contains("hunter2"), "{err}");
             assert!(!format!("{err:?}").contains("hunter2"), "{err:?}");
         }
-    }
-
-    #[test]
-    fn backoff_grows_to_its_cap_with_jitter() {
-        let b = Backoff { attempts: 5, base: Duration::from_millis(100), cap: Duration::from_secs(1) };
-        for (attempt, full) in [(1, 100), (2, 200), (3, 400), (4, 800), (5, 1000), (30, 1000)] {
-            let d = b.delay(attempt);
-            let full = Duration::from_millis(full);
-            assert!(d >= full / 2 && d <= full, "attempt {attempt}: {d:?}");
-        }
-        let spread: std::collections::HashSet<Duration> = (0..20).map(|_| b.delay(3)).collect();
-        assert!(spread.len() > 1, "jitter varies");
     }
 
     #[test]

@@ -172,7 +172,7 @@ impl SinkHandle {
                     config: c.buffer.clone(),
                     dir: context.state_dir.as_ref().map(|d| d.join(queue::BUFFER_DIR).join(c.buffer_name())),
                     at_bound,
-                    retry: queue::Retry::default(),
+                    retry: queue::RETRY,
                     stop: Arc::clone(&context.stop),
                     stop_grace: queue::STOP_GRACE,
                 };
@@ -326,17 +326,17 @@ impl Target {
         stats: &SinkStats,
         stop: &AtomicBool,
     ) -> Result<u64, String> {
-        let mut wait = std::time::Duration::from_millis(200);
+        let mut waits = queue::RETRY.waits();
         loop {
             match self.events(batch) {
                 Err(e) if self.remote() && !stop.load(Ordering::Relaxed) => {
+                    let wait = waits.next_wait();
                     tracing::warn!(
                         "{} events not written yet, retrying in {wait:?}: {e}",
                         batch.events.len()
                     );
                     stats.retries.fetch_add(1, Ordering::Relaxed);
                     std::thread::sleep(wait);
-                    wait = (wait * 2).min(std::time::Duration::from_secs(5));
                 }
                 result => return result,
             }

@@ -23,7 +23,7 @@ use std::collections::VecDeque;
 use std::fs;
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -33,6 +33,7 @@ use heapster_dataflows::{Event, Time};
 use tracing::{error, info, warn};
 
 use super::{SinkInput, SinkStats};
+use crate::backoff::Backoff;
 use crate::batch::Window;
 use crate::config::{ConfigError, UriOptions};
 
@@ -152,36 +153,8 @@ pub trait Deliver: Send + 'static {
     }
 }
 
-/// Capped exponential backoff with jitter.
-#[derive(Clone, Debug)]
-pub struct Retry {
-    pub base: Duration,
-    pub cap: Duration,
-}
-
-impl Default for Retry {
-    fn default() -> Self {
-        Retry { base: Duration::from_millis(200), cap: Duration::from_secs(5) }
-    }
-}
-
-impl Retry {
-    /// The wait after `failures` failures in a row (1-based): between half and all of
-    /// `base * 2^(failures-1)`, at most `cap`.
-    pub fn delay(&self, failures: u32) -> Duration {
-        let full = self.base.saturating_mul(1u32 << failures.saturating_sub(1).min(20)).min(self.cap);
-        full / 2 + full.mul_f64(jitter() / 2.0)
-    }
-}
-
-/// A number in [0, 1) that differs between calls.
-fn jitter() -> f64 {
-    use std::hash::{BuildHasher, Hasher};
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
-    (h.finish() >> 11) as f64 / (1u64 << 53) as f64
-}
+/// The queue's waits between failed sends: 200 ms doubling to 5 s.
+pub const RETRY: Backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
 
 /// What a buffered item is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -308,7 +281,7 @@ pub struct Plan {
     /// `<state_dir>/sink-buffer/<sink>`, for the disk buffer.
     pub dir: Option<PathBuf>,
     pub at_bound: AtBound,
-    pub retry: Retry,
+    pub retry: Backoff,
     /// Set when the collector is told to stop: a backend that is down is then given up on,
     /// after `stop_grace`.
     pub stop: Arc<AtomicBool>,
@@ -710,7 +683,7 @@ fn write_chunk_file(path: &Path, header: &str, body: &[u8]) -> io::Result<u64> {
 
 struct Sender<D> {
     shared: Arc<Shared>,
-    retry: Retry,
+    retry: Backoff,
     stop: Arc<AtomicBool>,
     stop_grace: Duration,
     deliver: D,
@@ -725,6 +698,7 @@ struct Taken {
 impl<D: Deliver> Sender<D> {
     fn run(&mut self) {
         let mut failures = 0u32;
+        let mut waits = self.retry.waits();
         let mut stopping_since: Option<Instant> = None;
         loop {
             let stopping = self.stop.load(Ordering::Relaxed);
@@ -807,14 +781,17 @@ impl<D: Deliver> Sender<D> {
                 self.finish(taken.seq, outcome);
             }
             match retry {
-                None => failures = 0,
+                None => {
+                    failures = 0;
+                    waits.reset();
+                }
                 Some(why) => {
                     failures += 1;
                     self.shared.stats.retries.fetch_add(1, Ordering::Relaxed);
                     if failures == 1 {
                         warn!(sink = %self.shared.name, "backend not taking writes ({why}); buffering and retrying");
                     }
-                    let delay = self.retry.delay(failures);
+                    let delay = waits.next_wait();
                     let state = self.shared.lock();
                     // Interruptible only by a stop; new input need not wake a backoff.
                     let _ = self.shared.changed.wait_timeout_while(state, delay, |_| {
@@ -916,6 +893,7 @@ impl<D: Deliver> Sender<D> {
 #[cfg(test)]
 mod tests {
     use std::sync::Mutex as StdMutex;
+    use std::sync::atomic::AtomicU64;
 
     use heapster_dataflows::{EntityKey, MetricId, MetricSet, Value};
 
@@ -1005,7 +983,7 @@ mod tests {
                 config,
                 dir,
                 at_bound,
-                retry: Retry { base: Duration::from_millis(1), cap: Duration::from_millis(20) },
+                retry: Backoff::new(Duration::from_millis(1), Duration::from_millis(20)),
                 stop: Arc::clone(&stop),
                 stop_grace: Duration::from_millis(50),
             };
@@ -1062,18 +1040,6 @@ mod tests {
             let err = parse(bad).unwrap_err();
             assert!(err.reason.contains(bad.split('=').next().unwrap()), "{bad}: {err}");
         }
-    }
-
-    #[test]
-    fn backoff_doubles_to_its_cap_with_jitter() {
-        let retry = Retry { base: Duration::from_millis(100), cap: Duration::from_secs(1) };
-        for (failures, full) in [(1, 100), (2, 200), (4, 800), (5, 1000), (40, 1000)] {
-            let d = retry.delay(failures);
-            let full = Duration::from_millis(full);
-            assert!(d >= full / 2 && d <= full, "{failures}: {d:?}");
-        }
-        let spread: std::collections::HashSet<Duration> = (0..20).map(|_| retry.delay(3)).collect();
-        assert!(spread.len() > 1);
     }
 
     #[test]

@@ -123,7 +123,13 @@ impl GclSink {
         info!(%project, %location, endpoint = %config.google.endpoint, "Cloud Logging sink ready");
         let encoder = EntryEncoder::new(&project, &location, &config.google.cluster_name, config.severity);
         Ok(GclSink {
-            client: Arc::new(ApiClient::new(http, auth, "Cloud Logging", config.google.backoff.clone())),
+            client: Arc::new(ApiClient::new(
+                http,
+                auth,
+                "Cloud Logging",
+                config.google.attempts,
+                config.google.backoff,
+            )),
             url,
             encoder,
             selector: EventEncoder::new(false, config.google.cluster_name.clone()),

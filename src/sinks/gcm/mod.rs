@@ -111,7 +111,7 @@ impl GcmSink {
         };
         let series_url = join(format!("v3/projects/{project}/timeSeries"))?;
         let descriptors_url = join(format!("v3/projects/{project}/metricDescriptors"))?;
-        let client = Arc::new(ApiClient::new(http, auth, API, config.google.backoff.clone()));
+        let client = Arc::new(ApiClient::new(http, auth, API, config.google.attempts, config.google.backoff));
         let mut sink = GcmSink {
             client,
             series_url,

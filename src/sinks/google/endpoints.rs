@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use url::Url;
 
+use crate::backoff::Backoff;
 use crate::config::{ConfigError, UriOptions};
-use crate::sinks::influxdb::Backoff;
 
 /// The metadata server every GCE VM and GKE node reaches.
 pub const DEFAULT_METADATA_HOST: &str = "metadata.google.internal";
@@ -33,6 +33,8 @@ pub struct GoogleOptions {
     pub cluster_name: String,
     /// `location` of the monitored resources; else the metadata server's zone, else `global`.
     pub location: Option<String>,
+    /// Tries in all for one request.
+    pub attempts: u32,
     pub backoff: Backoff,
     /// For one request, from connecting to the end of the answer.
     pub timeout: Duration,
@@ -108,7 +110,8 @@ impl GoogleOptions {
             cluster_name,
             location,
             // Google asks clients to back off for longer than a local database would need.
-            backoff: Backoff { attempts: 8, base: Duration::from_millis(200), cap: Duration::from_secs(10) },
+            attempts: 8,
+            backoff: Backoff::new(Duration::from_millis(200), Duration::from_secs(10)),
             timeout: Duration::from_secs(30),
         })
     }
