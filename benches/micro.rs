@@ -2,7 +2,7 @@
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use heapster::batch::MetricBatch;
-use heapster::sinks::line_protocol::{LineEncoder, LineOptions};
+use heapster::sinks::influxdb::line_protocol::{LineEncoder, LineOptions};
 use heapster::sources::NodeTarget;
 use heapster::sources::kubelet::summary::parse_summary;
 use heapster_dataflows::model::Interner;

@@ -70,3 +70,17 @@ pub enum GoogleError {
     #[error("a write task failed: {0}")]
     Task(String),
 }
+
+impl GoogleError {
+    /// Whether trying again later may succeed: the API or the metadata server was down or
+    /// busy, not a verdict on the request or the credentials.
+    pub fn may_pass(&self) -> bool {
+        match self {
+            GoogleError::Metadata { .. } | GoogleError::Unreachable { .. } | GoogleError::Task(_) => true,
+            GoogleError::Api { error, .. } => {
+                error.code == 0 || error.code == 401 || error.code == 429 || error.code >= 500
+            }
+            GoogleError::Client(_) | GoogleError::KeyFile { .. } | GoogleError::Token { .. } => false,
+        }
+    }
+}
