@@ -119,7 +119,6 @@ impl Endpoint {
             }
             let delay = waits.next_wait();
             debug!(%failure, attempt, ?delay, "InfluxDB request failed; retrying");
-            crate::telemetry::global().sink_retry("influxdb");
             tokio::time::sleep(delay).await;
         }
     }
