@@ -76,6 +76,15 @@ struct Running {
 
 impl Running {
     fn start(config: BufferConfig, dir: Option<PathBuf>, at_bound: AtBound, backend: &Backend) -> Running {
+        Running::start_with(config, dir, at_bound, backend.clone())
+    }
+
+    fn start_with(
+        config: BufferConfig,
+        dir: Option<PathBuf>,
+        at_bound: AtBound,
+        deliver: impl Deliver,
+    ) -> Running {
         let (tx, rx) = crossbeam_channel::unbounded();
         let stats = Arc::new(SinkStats::default());
         let stop = Arc::new(AtomicBool::new(false));
@@ -90,8 +99,7 @@ impl Running {
         };
         let pending = Arc::new(AtomicUsize::new(0));
         let buffered =
-            Buffered::start(plan, rx, Arc::clone(&pending), Arc::clone(&stats), Lines, backend.clone())
-                .unwrap();
+            Buffered::start(plan, rx, Arc::clone(&pending), Arc::clone(&stats), Lines, deliver).unwrap();
         Running { tx: Some(tx), pending, stats, buffered: Some(buffered), stop }
     }
 
@@ -105,6 +113,11 @@ impl Running {
     fn finish(&mut self) {
         self.tx = None;
         self.buffered.take().unwrap().join();
+    }
+
+    /// Chunks in the buffer.
+    fn shared_len(&self) -> usize {
+        self.buffered.as_ref().unwrap().shared.lock().entries.len()
     }
 
     fn load(&self, counter: impl Fn(&SinkStats) -> &AtomicU64) -> u64 {
@@ -289,4 +302,64 @@ fn damaged_chunk_files_are_set_aside() {
         fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
     names.sort();
     assert_eq!(names, [format!("{:020}.bad", 5)]);
+}
+
+/// A backend that takes up to eight chunks a send, wants a window's chunks before the next
+/// window's, and refuses one event of every events chunk; it records each send's chunks.
+#[derive(Clone, Default)]
+struct Ordered {
+    down: Arc<AtomicBool>,
+    sends: Arc<StdMutex<Vec<Vec<String>>>>,
+}
+
+impl Deliver for Ordered {
+    fn send(&mut self, chunks: &[Chunk]) -> Vec<Sent> {
+        if self.down.load(Ordering::Relaxed) {
+            return chunks.iter().map(|_| Sent::Retry("down".into())).collect();
+        }
+        let bodies: Vec<String> =
+            chunks.iter().map(|c| String::from_utf8(c.body.to_vec()).unwrap()).collect();
+        let outcomes =
+            bodies.iter().map(|b| Sent::Written { refused: u64::from(b.starts_with("event")) }).collect();
+        self.sends.lock().unwrap().push(bodies);
+        outcomes
+    }
+
+    fn parallel(&self) -> usize {
+        8
+    }
+
+    fn in_order(&self) -> bool {
+        true
+    }
+}
+
+#[test]
+fn an_in_order_backend_is_sent_one_window_at_a_time() {
+    let backend = Ordered::default();
+    backend.down.store(true, Ordering::Relaxed);
+    let mut run = Running::start_with(BufferConfig::default(), None, AtBound::Wait, backend.clone());
+    // Buffered during the outage: three windows of three chunks each.
+    for time in [1, 2, 3] {
+        run.send(window(time, 3));
+    }
+    wait_until("the windows buffered", || run.shared_len() == 9);
+    backend.down.store(false, Ordering::Relaxed);
+    run.finish();
+    let sends = backend.sends.lock().unwrap().clone();
+    let times: Vec<Vec<&str>> =
+        sends.iter().map(|send| send.iter().map(|b| b.split(' ').next().unwrap()).collect()).collect();
+    assert_eq!(times, [["1", "1", "1"], ["2", "2", "2"], ["3", "3", "3"]], "{sends:?}");
+    assert_eq!(run.load(|s| &s.windows), 3);
+}
+
+#[test]
+fn events_the_backend_refused_in_a_written_chunk_count_as_dropped() {
+    let backend = Ordered::default();
+    let mut run = Running::start_with(BufferConfig::default(), None, AtBound::Wait, backend.clone());
+    run.send(events(7, &["a", "b", "c"]));
+    run.finish();
+    assert_eq!(run.load(|s| &s.dropped_events), 1);
+    assert_eq!(run.load(|s| &s.events), 2);
+    assert_eq!(run.load(|s| &s.events_written_through), 8, "the batch is acknowledged");
 }
