@@ -9,7 +9,7 @@ use std::io::{self, Write};
 
 use heapster_dataflows::{EntityKey, Event, MetricId, MetricSet};
 
-use super::influxdb::events::event_time_ms;
+use super::event_json::event_time_ms;
 use super::{LocalWrite, Opened, Sink, SinkContext, SinkError};
 use crate::batch::{MetricBatch, Window};
 

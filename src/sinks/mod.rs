@@ -8,6 +8,7 @@
 //! - [`file`]: line protocol into a file.
 //! - [`influxdb`]: Heapster's InfluxDB schema over HTTP, for metrics and events; its line
 //!   protocol and event encoding.
+//! - [`event_json`]: an event as Heapster's event sinks sent it (JSON and time), for all three.
 //! - [`gcm`]: metrics to Google Cloud Monitoring; [`gcl`]: events to Google Cloud Logging;
 //!   [`google`]: what the two share.
 //!
@@ -20,6 +21,7 @@
 //! nothing may be lost) or drops the window and counts it (live collection). Event batches are
 //! never dropped: the event checkpoint waits for every sink to acknowledge each of them.
 
+pub mod event_json;
 pub mod file;
 pub mod gcl;
 pub mod gcm;

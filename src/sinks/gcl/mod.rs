@@ -4,7 +4,7 @@
 //! | LogEntry | from the event |
 //! |---|---|
 //! | `logName` | `projects/<project>/logs/kubernetes.io%2Fevents` |
-//! | `jsonPayload` | the event as a core `v1` Event (what Heapster sent; see [`crate::sinks::influxdb::events::event_json`]) |
+//! | `jsonPayload` | the event as a core `v1` Event (what Heapster sent; see [`crate::sinks::event_json`]) |
 //! | `timestamp` | `lastTimestamp` (else `firstTimestamp`) |
 //! | `insertId` | the event's uid: Logging keeps one entry per (insertId, timestamp), so a state sent again after a retry or a restart is not doubled |
 //! | `severity` | `Warning` -> `WARNING`, else `INFO`; `severity=NOTICE` keeps Heapster's constant |

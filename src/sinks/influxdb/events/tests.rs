@@ -2,6 +2,7 @@ use heapster_dataflows::model::ObjectRef;
 use serde_json::Value as Json;
 
 use super::*;
+use crate::sinks::event_json::indent_json;
 
 /// 2019-08-30T20:43:05Z.
 pub(crate) const LAST_MS: i64 = 1_567_197_785_000;
