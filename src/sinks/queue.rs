@@ -230,6 +230,9 @@ struct State {
     events_enqueued_through: Time,
     /// Windows dropped at the bound since the buffer was last empty.
     outage_dropped: (u64, u64),
+    /// Refused events of items whose written entries are all gone while the item is still
+    /// being encoded (its last entry not yet in the buffer).
+    refused_early: Vec<(u64, u64)>,
 }
 
 struct Shared {
@@ -338,6 +341,7 @@ impl Buffered {
             abandoned: false,
             events_enqueued_through: 0,
             outage_dropped: (0, 0),
+            refused_early: Vec::new(),
         };
         let dir = match plan.config.kind {
             BufferKind::Memory => None,
@@ -889,6 +893,9 @@ impl<D: Deliver> Sender<D> {
                 other.refused += refused_events;
             }
             None if entry.last => {
+                if let Some(at) = state.refused_early.iter().position(|(item, _)| *item == entry.item) {
+                    refused_events += state.refused_early.swap_remove(at).1;
+                }
                 match entry.what {
                     What::Metrics { .. } => stats.windows.fetch_add(1, Ordering::Relaxed),
                     What::Events { events, .. } => {
@@ -896,6 +903,7 @@ impl<D: Deliver> Sender<D> {
                     }
                 };
             }
+            None if refused_events > 0 => state.refused_early.push((entry.item, refused_events)),
             None => {}
         }
         self.shared.acknowledge(&state);

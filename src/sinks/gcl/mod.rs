@@ -117,11 +117,11 @@ async fn start(config: GclConfig) -> Result<(GclEncode, Arc<ApiClient>, Url), Go
         Some(l) => l.clone(),
         None => auth.zone().await.unwrap_or_else(|| "global".to_string()),
     };
-    let url = config
-        .google
-        .endpoint
-        .join("v2/entries:write")
-        .map_err(|e| GoogleError::Client(format!("{}: {e}", config.google.endpoint)))?;
+    let url = config.google.endpoint.join("v2/entries:write").map_err(|source| GoogleError::Url {
+        base: config.google.endpoint.to_string(),
+        path: "v2/entries:write".into(),
+        source,
+    })?;
     info!(%project, %location, endpoint = %config.google.endpoint, "Cloud Logging sink ready");
     let encode = GclEncode {
         encoder: EntryEncoder::new(&project, &location, &config.google.cluster_name, config.severity),

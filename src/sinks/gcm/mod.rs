@@ -110,7 +110,11 @@ async fn start(config: GcmConfig) -> Result<(GcmEncode, GcmDeliverParts), Google
         None => auth.zone().await.unwrap_or_else(|| "global".to_string()),
     };
     let join = |path: String| {
-        config.google.endpoint.join(&path).map_err(|e| GoogleError::Client(format!("{path}: {e}")))
+        config.google.endpoint.join(&path).map_err(|source| GoogleError::Url {
+            base: config.google.endpoint.to_string(),
+            path: path.clone(),
+            source,
+        })
     };
     let series_url = join(format!("v3/projects/{project}/timeSeries"))?;
     let descriptors_url = join(format!("v3/projects/{project}/metricDescriptors"))?;

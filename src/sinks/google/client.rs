@@ -50,7 +50,7 @@ pub fn http_client(options: &GoogleOptions) -> Result<reqwest::Client, GoogleErr
         .connect_timeout(options.timeout.min(Duration::from_secs(10)))
         .user_agent(concat!("heapster/", env!("CARGO_PKG_VERSION")))
         .build()
-        .map_err(|e| GoogleError::Client(error_chain(&e)))
+        .map_err(GoogleError::Client)
 }
 
 impl ApiClient {
@@ -113,7 +113,7 @@ impl ApiClient {
                     GoogleError::Api { api: self.api, action: action.to_string(), error: answer.error() }
                 }
                 Err(e) if e.is_builder() => {
-                    return (Err(GoogleError::Client(error_chain(&e))), attempt as usize);
+                    return (Err(GoogleError::Client(e)), attempt as usize);
                 }
                 Err(e) => GoogleError::Unreachable {
                     api: self.api,

@@ -47,10 +47,12 @@ impl ApiError {
 }
 
 /// Why a Google sink could not start or write.
-#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+#[derive(Debug, thiserror::Error)]
 pub enum GoogleError {
     #[error("cannot build the HTTP client: {0}")]
-    Client(String),
+    Client(#[source] reqwest::Error),
+    #[error("{base}{path}: {source}")]
+    Url { base: String, path: String, source: url::ParseError },
     /// A key file that cannot be used: what is wrong and which file.
     #[error("service-account key {path}: {reason}")]
     KeyFile { path: String, reason: String },
@@ -67,8 +69,6 @@ pub enum GoogleError {
     Api { api: &'static str, action: String, error: ApiError },
     #[error("{api} did not answer {action} after {attempts} attempts: {message}")]
     Unreachable { api: &'static str, action: String, attempts: u32, message: String },
-    #[error("a write task failed: {0}")]
-    Task(String),
 }
 
 impl GoogleError {
@@ -76,11 +76,14 @@ impl GoogleError {
     /// busy, not a verdict on the request or the credentials.
     pub fn may_pass(&self) -> bool {
         match self {
-            GoogleError::Metadata { .. } | GoogleError::Unreachable { .. } | GoogleError::Task(_) => true,
+            GoogleError::Metadata { .. } | GoogleError::Unreachable { .. } => true,
             GoogleError::Api { error, .. } => {
                 error.code == 0 || error.code == 401 || error.code == 429 || error.code >= 500
             }
-            GoogleError::Client(_) | GoogleError::KeyFile { .. } | GoogleError::Token { .. } => false,
+            GoogleError::Client(_)
+            | GoogleError::Url { .. }
+            | GoogleError::KeyFile { .. }
+            | GoogleError::Token { .. } => false,
         }
     }
 }

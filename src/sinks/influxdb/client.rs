@@ -47,9 +47,13 @@ impl Endpoint {
             .user_agent(concat!("heapster/", env!("CARGO_PKG_VERSION")))
             .tls_danger_accept_invalid_certs(config.insecure_ssl)
             .build()
-            .map_err(|e| InfluxError::Client(error_chain(&e)))?;
+            .map_err(InfluxError::Client)?;
         let join = |path: &str| {
-            config.url.join(path).map_err(|e| InfluxError::Client(format!("{}{path}: {e}", config.url)))
+            config.url.join(path).map_err(|source| InfluxError::Url {
+                base: config.url.to_string(),
+                path: path.to_string(),
+                source,
+            })
         };
         let mut write_url = join("write")?;
         write_url.query_pairs_mut().append_pair("db", &config.db).append_pair("precision", "ns");
@@ -106,7 +110,7 @@ impl Endpoint {
                 },
                 Ok(answer) => return (Ok(answer), attempt as usize),
                 Err(e) if e.is_builder() => {
-                    return (Err(InfluxError::Client(error_chain(&e))), attempt as usize);
+                    return (Err(InfluxError::Client(e)), attempt as usize);
                 }
                 Err(e) => InfluxError::Unreachable {
                     action: action.to_string(),

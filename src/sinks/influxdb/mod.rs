@@ -62,10 +62,14 @@ pub use events::EventEncoder;
 use line_protocol::{Cursor, LineEncoder};
 
 /// Why InfluxDB did not take something.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, thiserror::Error)]
 pub enum InfluxError {
     #[error("cannot build the InfluxDB HTTP client: {0}")]
-    Client(String),
+    Client(#[source] reqwest::Error),
+    #[error("{base}{path}: {source}")]
+    Url { base: String, path: String, source: url::ParseError },
+    #[error("cannot start the sink's runtime: {0}")]
+    Runtime(#[source] std::io::Error),
     /// InfluxDB answered with an error status (given up on after retries for 5xx and 429).
     #[error("InfluxDB answered {status} to {action}: {message}")]
     Server { action: String, status: u16, message: String },
@@ -75,7 +79,7 @@ pub enum InfluxError {
     #[error("InfluxDB did not answer {action} after {attempts} attempts: {message}")]
     Unreachable { action: String, attempts: u32, message: String },
     #[error("a write task failed: {0}")]
-    Task(String),
+    Task(#[source] tokio::task::JoinError),
     /// Part or all of a window was not written; `report` says what was.
     #[error("{} of {} points of the window not written: {cause}", report.points_dropped, report.points_written + report.points_dropped)]
     Window { report: WriteReport, cause: Box<InfluxError> },
@@ -256,11 +260,7 @@ impl Writer {
                 Err(e) => {
                     let points = points_of.remove(&e.id()).unwrap_or(0);
                     error!(points, error = %e, "an InfluxDB write task failed; points dropped");
-                    ChunkOutcome {
-                        dropped: points,
-                        error: Some(InfluxError::Task(e.to_string())),
-                        ..Default::default()
-                    }
+                    ChunkOutcome { dropped: points, error: Some(InfluxError::Task(e)), ..Default::default() }
                 }
             };
             report.requests += outcome.requests;
@@ -351,10 +351,8 @@ impl Sink for InfluxConfig {
 /// attempt per chunk (the queue retries).
 pub fn buffered(mut config: InfluxConfig) -> Result<(InfluxEncode, InfluxDeliver), InfluxError> {
     config.attempts = 1;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| InfluxError::Client(format!("cannot start the sink's runtime: {e}")))?;
+    let runtime =
+        tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(InfluxError::Runtime)?;
     let endpoint = Arc::new(Endpoint::new(&config)?);
     let encode = InfluxEncode {
         encoder: LineEncoder::new(config.line_options()),

@@ -153,13 +153,10 @@ async fn client_errors_are_not_retried_and_keep_the_servers_message() {
     let InfluxError::Window { report, cause } = &err else { panic!("{err:?}") };
     assert_eq!(report.requests, 2);
     assert_eq!(report.points_dropped, 4);
-    assert_eq!(
-        **cause,
-        InfluxError::Server {
-            action: "write".into(),
-            status: 400,
-            message: "unable to parse 'x': bad timestamp".into()
-        }
+    assert!(
+        matches!(&**cause, InfluxError::Server { action, status: 400, message }
+            if action == "write" && message == "unable to parse 'x': bad timestamp"),
+        "{cause:?}"
     );
     assert_eq!(server.await.unwrap().len(), 2);
 }
