@@ -1,5 +1,6 @@
 use std::sync::Mutex as StdMutex;
 use std::sync::atomic::AtomicU64;
+use std::time::Instant;
 
 use heapster_dataflows::{EntityKey, MetricId, MetricSet, Value};
 
