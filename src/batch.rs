@@ -1,6 +1,9 @@
 //! What flows from the graph to the sinks: a complete metrics window ([`MetricBatch`], handed to
-//! each sink as a [`Window`]) and one tick's new event states ([`EventBatch`]). The bridge builds
-//! them, the sinks, the API snapshot and telemetry read them.
+//! each sink as a [`Window`]) and one tick's new event states ([`EventBatch`]), either of them
+//! queued to a sink as a [`SinkInput`]. The bridge builds them, the sinks, the API snapshot and
+//! telemetry read them.
+
+use std::sync::Arc;
 
 use heapster_dataflows::{Event, MetricSet, Time};
 
@@ -62,4 +65,11 @@ pub struct EventBatch {
     pub events: Vec<Event>,
     /// Every event up to this version is in this batch or an earlier one.
     pub resource_version: Option<String>,
+}
+
+/// What a sink's queue carries.
+#[derive(Clone, Debug)]
+pub enum SinkInput {
+    Metrics(Arc<MetricBatch>),
+    Events(Arc<EventBatch>),
 }

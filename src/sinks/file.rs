@@ -8,7 +8,7 @@ use std::io::{self, BufWriter, Write};
 use std::path::PathBuf;
 
 use super::influxdb::line_protocol::{LineEncoder, LineOptions};
-use super::{LocalWrite, Opened, Sink, SinkContext, SinkError};
+use super::sink::{LocalWrite, Opened, Sink, SinkContext, SinkError};
 use crate::batch::Window;
 use crate::config::{ConfigError, UriOptions};
 

@@ -9,8 +9,19 @@ use std::thread::JoinHandle;
 use crossbeam_channel::{Receiver, Sender};
 
 use super::queue;
-use super::{LocalWrite, Opened, Overflow, SinkConfig, SinkContext, SinkInput, SinkStats};
+use super::sink::{LocalWrite, Opened, SinkConfig, SinkContext};
+use super::stats::SinkStats;
+use crate::batch::SinkInput;
 use crate::batch::Window;
+
+/// What to do when a sink's queue is full.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Overflow {
+    /// Wait for the sink (replay: the output must be complete).
+    Wait,
+    /// Drop the window for this sink and count it (live: never slow the scrape).
+    Drop,
+}
 
 /// A running sink.
 pub struct SinkHandle {

@@ -10,7 +10,7 @@ use std::io::{self, Write};
 use heapster_dataflows::{EntityKey, Event, MetricId, MetricSet};
 
 use super::event_json::event_time_ms;
-use super::{LocalWrite, Opened, Sink, SinkContext, SinkError};
+use super::sink::{LocalWrite, Opened, Sink, SinkContext, SinkError};
 use crate::batch::{MetricBatch, Window};
 
 /// How many pods the table lists.

@@ -35,8 +35,9 @@ use super::google::error::GoogleError;
 use super::influxdb::events::EventEncoder;
 use crate::batch::Window;
 use crate::config::ConfigError;
+use crate::sinks::queue::Queued;
 use crate::sinks::queue::{Chunk, Deliver, Encode, Encoded, Sent};
-use crate::sinks::{Opened, Queued, Sink, SinkContext, SinkError};
+use crate::sinks::sink::{Opened, Sink, SinkContext, SinkError};
 use encode::{EntryEncoder, Severity};
 
 pub const MAX_ENTRIES_PER_WRITE: usize = 1000;

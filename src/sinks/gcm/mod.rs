@@ -28,8 +28,9 @@ use super::google::endpoints::{GoogleOptions, SHARED_OPTIONS, sink_options};
 use super::google::error::GoogleError;
 use crate::batch::Window;
 use crate::config::ConfigError;
+use crate::sinks::queue::Queued;
 use crate::sinks::queue::{Chunk, Deliver, Encode, Encoded, Sent};
-use crate::sinks::{Opened, Queued, Sink, SinkContext, SinkError};
+use crate::sinks::sink::{Opened, Sink, SinkContext, SinkError};
 use encode::{Cursor, Descriptor, Selection, SeriesEncoder};
 
 const SCOPE: &str = "https://www.googleapis.com/auth/monitoring";

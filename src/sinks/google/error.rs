@@ -2,6 +2,8 @@
 
 use serde::Deserialize;
 
+use crate::sinks::sink::SinkError;
+
 /// The `error` member of a Google API error answer.
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
 pub struct ApiError {
@@ -69,6 +71,12 @@ pub enum GoogleError {
     Api { api: &'static str, action: String, error: ApiError },
     #[error("{api} did not answer {action} after {attempts} attempts: {message}")]
     Unreachable { api: &'static str, action: String, attempts: u32, message: String },
+}
+
+impl From<GoogleError> for SinkError {
+    fn from(e: GoogleError) -> SinkError {
+        SinkError::Backend(Box::new(e))
+    }
 }
 
 impl GoogleError {

@@ -52,8 +52,9 @@ use heapster_dataflows::Event;
 
 use crate::batch::Window;
 use crate::config::redact;
+use crate::sinks::queue::Queued;
 use crate::sinks::queue::{Chunk, Deliver, Sent};
-use crate::sinks::{Opened, Queued, Sink, SinkContext, SinkError};
+use crate::sinks::sink::{Opened, Sink, SinkContext, SinkError};
 use client::{Endpoint, LINES, quote_ident, refused_count, server_message, tolerate_forbidden, write_once};
 pub use config::{InfluxConfig, Retention};
 use encode::{ChunkSource, EventChunks, MetricChunks};
@@ -83,6 +84,12 @@ pub enum InfluxError {
     /// Part or all of a window was not written; `report` says what was.
     #[error("{} of {} points of the window not written: {cause}", report.points_dropped, report.points_written + report.points_dropped)]
     Window { report: WriteReport, cause: Box<InfluxError> },
+}
+
+impl From<InfluxError> for SinkError {
+    fn from(e: InfluxError) -> SinkError {
+        SinkError::Backend(Box::new(e))
+    }
 }
 
 /// What writing one window did.

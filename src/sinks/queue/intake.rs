@@ -9,8 +9,8 @@ use tracing::{error, warn};
 
 use super::disk::{header, write_chunk_file};
 use super::{AtBound, Chunk, Encode, Encoded, Entry, Shared, State, What};
+use crate::batch::SinkInput;
 use crate::batch::Window;
-use crate::sinks::SinkInput;
 
 pub(super) struct Intake<E> {
     pub(super) store: Store,

@@ -32,8 +32,9 @@ use crossbeam_channel::Receiver;
 use heapster_dataflows::{Event, Time};
 use tracing::{error, info, warn};
 
-use super::{SinkInput, SinkStats};
+use super::stats::SinkStats;
 use crate::backoff::Backoff;
+use crate::batch::SinkInput;
 use crate::batch::Window;
 use crate::config::{ConfigError, UriOptions};
 use disk::load;
@@ -187,6 +188,15 @@ impl<T: Deliver + ?Sized> Deliver for Box<T> {
     fn in_order(&self) -> bool {
         (**self).in_order()
     }
+}
+
+/// The halves of a sink that runs behind the queue, as [`crate::sinks::Sink::open`] gives them.
+pub struct Queued {
+    pub encode: Box<dyn Encode>,
+    pub deliver: Box<dyn Deliver>,
+    pub buffer: BufferConfig,
+    /// Its disk buffer's folder under `<state_dir>/sink-buffer/`: one per backend.
+    pub buffer_name: String,
 }
 
 /// The queue's waits between failed sends: 200 ms doubling to 5 s.
