@@ -1,8 +1,8 @@
 //! Sinks: where complete windows and event batches go.
 //!
 //! Where a new sink goes: a folder `src/sinks/<name>/` (config, client, encoding, tests) whose
-//! config implements [`Sink`], opening [`queue::Encode`] and [`queue::Deliver`] halves for a
-//! backend across the network, or a [`LocalWrite`]; one line in [`REGISTRY`] names its scheme.
+//! config implements [`Sink`] ([`sink`]), opening [`queue::Encode`] and [`queue::Deliver`] for a
+//! network backend or a [`LocalWrite`]; one line in [`REGISTRY`] names its `--sink` scheme.
 //!
 //! - [`log`]: a `kubectl top`-like table per window (the default).
 //! - [`file`]: line protocol into a file.
@@ -13,8 +13,8 @@
 //!   [`google`]: what the two share.
 //!
 //! Written once for every sink: [`handle`] (the sink's thread, its queue of windows, drop
-//! counting, [`SinkStats`]) and [`queue`] (the byte-bounded buffer, memory or disk, with retries,
-//! that every network sink runs behind).
+//! counting), [`stats`] (its counters) and [`queue`] (the byte-bounded buffer, memory or disk,
+//! with retries, that every network sink runs behind).
 //!
 //! Each sink runs on its own thread behind its own queue, so a slow or broken sink never holds up
 //! the graph or the other sinks. Past its queue, a sink either makes the collector wait (replay:
