@@ -338,4 +338,19 @@ mod tests {
         let err = GcmConfig::from_uri("gcm?concurrency=0").unwrap_err();
         assert!(err.reason.contains("concurrency"), "{err}");
     }
+
+    /// A request the API never answered (here: no token, the metadata server is down) is
+    /// handed back to the queue to send again, not dropped.
+    #[tokio::test]
+    async fn a_write_that_may_pass_is_kept_for_the_queue() {
+        let options = GcmConfig::from_uri("gcm?project=p&endpoint=http://127.0.0.1:1/").unwrap().google;
+        let http = http_client(&options).unwrap();
+        let credentials = Credentials::Metadata { host: "127.0.0.1:1".into() };
+        let auth = Arc::new(Authenticator::new(http.clone(), credentials, SCOPE));
+        let client = Arc::new(ApiClient::new(http, auth, API, 1, options.backoff));
+        let url = Url::parse("http://127.0.0.1:1/v3/projects/p/timeSeries").unwrap();
+        let (sent, missing) = write(client, url, Bytes::from_static(b"{}"), 3).await;
+        assert!(matches!(&sent, Sent::Retry(why) if why.contains("metadata server")), "{sent:?}");
+        assert!(!missing);
+    }
 }
