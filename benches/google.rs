@@ -11,7 +11,7 @@ use std::time::Instant;
 mod common;
 
 use common::{peak_rss_kib, size};
-use heapster::sinks::MetricBatch;
+use heapster::batch::MetricBatch;
 use heapster::sinks::gcl::encode::{EntryEncoder, Severity};
 use heapster::sinks::gcm::encode::{Cursor, MAX_SERIES_PER_REQUEST, Selection, SeriesEncoder};
 use heapster_dataflows::model::ObjectRef;

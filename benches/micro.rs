@@ -1,8 +1,8 @@
 //! Criterion micro-benchmarks of the hot paths: Summary API parsing and line-protocol encoding.
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use heapster::sinks::MetricBatch;
-use heapster::sinks::line_protocol::{LineEncoder, LineOptions};
+use heapster::batch::MetricBatch;
+use heapster::sinks::influxdb::line_protocol::{LineEncoder, LineOptions};
 use heapster::sources::NodeTarget;
 use heapster::sources::kubelet::summary::parse_summary;
 use heapster_dataflows::model::Interner;

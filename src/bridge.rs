@@ -23,9 +23,9 @@ use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::operators::{Input as _, Probe as _};
 use timely::dataflow::{ProbeHandle, StreamVec};
 
+use crate::batch::{EventBatch, MetricBatch};
 use crate::cluster::Share;
 use crate::cluster::connect::Network;
-use crate::sinks::MetricBatch;
 use crate::sources::NodeTarget;
 use crate::sources::cadvisor::CadvisorScrape;
 use crate::sources::cadvisor::parse::{Bodies, parse_cadvisor};
@@ -110,15 +110,6 @@ pub enum Collected {
     EventsFrontier { worker: usize, frontier: Option<Time> },
     /// Where the event watch stood once tick `time` was fed (from worker 0).
     EventsVersion { time: Time, resource_version: String },
-}
-
-/// The new event states of one tick, from every worker.
-#[derive(Clone, Debug, Default)]
-pub struct EventBatch {
-    pub time: Time,
-    pub events: Vec<Event>,
-    /// Every event up to this version is in this batch or an earlier one.
-    pub resource_version: Option<String>,
 }
 
 /// Settings of the timely side.

@@ -9,7 +9,8 @@ use std::time::Duration;
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use heapster_dataflows::Event;
 
-use crate::bridge::{Collected, Collector, Completed, EventBatch, Stats};
+use crate::batch::EventBatch;
+use crate::bridge::{Collected, Collector, Completed, Stats};
 use crate::checkpoint::Checkpointer;
 use crate::sinks::{SinkHandle, SinkInput, SinkStats};
 

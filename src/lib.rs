@@ -14,6 +14,8 @@
 //! - [`testkit`]: real servers (influxd) on loopback for tests and benchmarks.
 
 pub mod api;
+pub mod backoff;
+pub mod batch;
 pub mod bridge;
 pub mod checkpoint;
 pub mod cli;

@@ -23,8 +23,9 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::{Registry, Unit};
 
+use crate::batch::MetricBatch;
 use crate::bridge::Stats;
-use crate::sinks::{MetricBatch, SinkStats};
+use crate::sinks::SinkStats;
 use crate::sources::kubernetes::source::now_ms;
 
 pub use crate::api::snapshot::Snapshot;

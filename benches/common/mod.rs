@@ -45,7 +45,7 @@ pub fn replay_to_null(dir: &str) -> heapster::run::RunConfig {
     use heapster::sources::replay::{Pace, ReplayConfig};
     let source =
         SourceConfig::Replay(ReplayConfig { path: dir.into(), pace: Pace::Fast, schedulable_label: false });
-    let sink = SinkConfig::File(FileConfig {
+    let sink = SinkConfig::new(FileConfig {
         path: "/dev/null".into(),
         with_fields: false,
         cluster_name: "default".into(),

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use heapster_dataflows::{EntityKey, LabelId, MetricId, MetricSet, Name};
 
-use crate::sinks::MetricBatch;
+use crate::batch::MetricBatch;
 
 /// CPU and memory of one node or container. Both are needed to be served (as metrics-server:
 /// the first window has no rate yet, so nothing is served before the second).

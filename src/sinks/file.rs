@@ -7,8 +7,9 @@ use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::path::PathBuf;
 
-use super::Window;
-use super::line_protocol::{LineEncoder, LineOptions};
+use super::influxdb::line_protocol::{LineEncoder, LineOptions};
+use super::sink::{LocalWrite, Opened, Sink, SinkContext, SinkError};
+use crate::batch::Window;
 use crate::config::{ConfigError, UriOptions};
 
 /// Points encoded at a time: bounds the encoder's buffer, whatever the window's size.
@@ -37,6 +38,22 @@ impl FileConfig {
         let cluster_name = opts.string_or("cluster_name", "default");
         opts.finish("file sink", &["withfields", "cluster_name"])?;
         Ok(FileConfig { path: PathBuf::from(path), with_fields, cluster_name })
+    }
+}
+
+impl Sink for FileConfig {
+    fn name(&self) -> String {
+        format!("file:{}", self.path.display())
+    }
+
+    fn open(&self, _context: &SinkContext) -> Result<Opened, SinkError> {
+        Ok(Opened::Local(Box::new(FileSink::create(self)?)))
+    }
+}
+
+impl LocalWrite for FileSink {
+    fn metrics(&mut self, window: Window<'_>) -> io::Result<()> {
+        self.write(window)
     }
 }
 

@@ -9,11 +9,36 @@ use std::io::{self, Write};
 
 use heapster_dataflows::{EntityKey, Event, MetricId, MetricSet};
 
-use super::MetricBatch;
-use super::events::event_time_ms;
+use super::event_json::event_time_ms;
+use super::sink::{LocalWrite, Opened, Sink, SinkContext, SinkError};
+use crate::batch::{MetricBatch, Window};
 
 /// How many pods the table lists.
 const TOP_PODS: usize = 10;
+
+/// `--sink=log` (options after it are ignored, as Heapster did).
+#[derive(Clone, Debug)]
+pub struct LogConfig;
+
+impl Sink for LogConfig {
+    fn name(&self) -> String {
+        "log".to_string()
+    }
+
+    fn open(&self, _context: &SinkContext) -> Result<Opened, SinkError> {
+        Ok(Opened::Local(Box::new(LogSink::stdout())))
+    }
+}
+
+impl<W: Write + Send> LocalWrite for LogSink<W> {
+    fn metrics(&mut self, window: Window<'_>) -> io::Result<()> {
+        self.write(window.batch())
+    }
+
+    fn events(&mut self, events: &[Event]) -> io::Result<()> {
+        self.write_events(events)
+    }
+}
 
 pub struct LogSink<W: Write> {
     out: W,
@@ -261,7 +286,7 @@ mod tests {
 
     #[test]
     fn renders_one_line_per_event_with_the_message_escaped() {
-        use crate::sinks::events::tests::{LAST_MS, pulled, service_event};
+        use crate::sinks::influxdb::events::tests::{LAST_MS, pulled, service_event};
         let mut no_time = service_event();
         no_time.last_timestamp = 0;
         no_time.first_timestamp = 0;

@@ -2,7 +2,7 @@
 
 use heapster_dataflows::Event;
 
-use crate::sinks::events::{event_json, event_time_ms};
+use crate::sinks::event_json::{event_json, event_time_ms};
 use crate::sinks::google::json::{push_member, push_str, push_time};
 
 use super::{MAX_BYTES_PER_WRITE, MAX_ENTRIES_PER_WRITE};

@@ -4,14 +4,16 @@
 //! | LogEntry | from the event |
 //! |---|---|
 //! | `logName` | `projects/<project>/logs/kubernetes.io%2Fevents` |
-//! | `jsonPayload` | the event as a core `v1` Event (what Heapster sent; see [`super::events::event_json`]) |
+//! | `jsonPayload` | the event as a core `v1` Event (what Heapster sent; see [`crate::sinks::event_json`]) |
 //! | `timestamp` | `lastTimestamp` (else `firstTimestamp`) |
 //! | `insertId` | the event's uid: Logging keeps one entry per (insertId, timestamp), so a state sent again after a retry or a restart is not doubled |
 //! | `severity` | `Warning` -> `WARNING`, else `INFO`; `severity=NOTICE` keeps Heapster's constant |
 //! | `resource` | `k8s_pod` (involved Pod), `k8s_node` (involved Node), else `k8s_cluster` |
 //!
 //! Requests carry `partialSuccess: true`: entries the API refuses are counted and logged with
-//! its reason; the rest are written. At most [`MAX_ENTRIES_PER_WRITE`] entries and about
+//! its reason; the rest are written. Requests wait in the sink's byte-bounded buffer
+//! ([`crate::sinks::queue`]) while the API cannot take them, and a batch is acknowledged to the
+//! event checkpoint only once the API answered every request of it. At most [`MAX_ENTRIES_PER_WRITE`] entries and about
 //! [`MAX_BYTES_PER_WRITE`] bytes go in one request (the API allows 10 MB).
 
 pub mod encode;
@@ -26,12 +28,16 @@ use url::Url;
 
 use heapster_dataflows::Event;
 
-use super::events::EventEncoder;
 use super::google::auth::{Authenticator, Credentials};
 use super::google::client::{ApiClient, http_client};
 use super::google::endpoints::{GoogleOptions, SHARED_OPTIONS, sink_options};
 use super::google::error::GoogleError;
+use super::influxdb::events::EventEncoder;
+use crate::batch::Window;
 use crate::config::ConfigError;
+use crate::sinks::queue::Queued;
+use crate::sinks::queue::{Chunk, Deliver, Encode, Encoded, Sent};
+use crate::sinks::sink::{Opened, Sink, SinkContext, SinkError};
 use encode::{EntryEncoder, Severity};
 
 pub const MAX_ENTRIES_PER_WRITE: usize = 1000;
@@ -77,122 +83,137 @@ impl std::fmt::Display for GclConfig {
     }
 }
 
-/// What writing one batch of events did.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct GclReport {
-    pub written: usize,
-    /// Refused by the API (counted per entry) or given up on.
-    pub dropped: usize,
-    /// States not sent: a newer state of the same event in the batch has the same entry, or
-    /// the event has no time.
-    pub skipped: usize,
-    pub requests: usize,
+impl Sink for GclConfig {
+    fn name(&self) -> String {
+        self.to_string()
+    }
+
+    fn open(&self, _context: &SinkContext) -> Result<Opened, SinkError> {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        // Unlike a database still starting, bad credentials never fix themselves.
+        let (encode, client, url) = runtime.block_on(start(self.clone()))?;
+        let concurrency = self.google.concurrency;
+        Ok(Opened::Queued(Queued {
+            encode: Box::new(encode),
+            deliver: Box::new(GclDeliver { client, url, concurrency, runtime }),
+            buffer: self.google.buffer.clone(),
+            buffer_name: self.google.buffer_name("gcl"),
+        }))
+    }
 }
 
-/// The Cloud Logging sink.
-pub struct GclSink {
-    client: Arc<ApiClient>,
-    url: Url,
+/// Reads the credentials, fetches a first token and finds the project: a sink that cannot
+/// authenticate fails here, at start, naming what to fix.
+async fn start(config: GclConfig) -> Result<(GclEncode, Arc<ApiClient>, Url), GoogleError> {
+    let http = http_client(&config.google)?;
+    let credentials =
+        Credentials::from_options(config.google.credentials.as_deref(), &config.google.metadata_host)?;
+    let auth = Arc::new(Authenticator::new(http.clone(), credentials, SCOPE));
+    auth.token().await?;
+    let project = match &config.google.project {
+        Some(p) => p.clone(),
+        None => auth.project().await?,
+    };
+    let location = match &config.google.location {
+        Some(l) => l.clone(),
+        None => auth.zone().await.unwrap_or_else(|| "global".to_string()),
+    };
+    let url = config.google.endpoint.join("v2/entries:write").map_err(|source| GoogleError::Url {
+        base: config.google.endpoint.to_string(),
+        path: "v2/entries:write".into(),
+        source,
+    })?;
+    info!(%project, %location, endpoint = %config.google.endpoint, "Cloud Logging sink ready");
+    let encode = GclEncode {
+        encoder: EntryEncoder::new(&project, &location, &config.google.cluster_name, config.severity),
+        selector: EventEncoder::new(false, config.google.cluster_name.clone()),
+    };
+    let client = ApiClient::new(http, auth, "Cloud Logging", config.google.attempts, config.google.backoff);
+    Ok((encode, Arc::new(client), url))
+}
+
+/// Encodes event batches as `entries.write` bodies; windows are not this sink's.
+pub struct GclEncode {
     encoder: EntryEncoder,
     selector: EventEncoder,
-    concurrency: usize,
 }
 
-impl GclSink {
-    /// Reads the credentials, fetches a first token and finds the project: a sink that cannot
-    /// authenticate fails here, at start, naming what to fix.
-    pub async fn start(config: GclConfig) -> Result<GclSink, GoogleError> {
-        let http = http_client(&config.google)?;
-        let credentials =
-            Credentials::from_options(config.google.credentials.as_deref(), &config.google.metadata_host)?;
-        let auth = Arc::new(Authenticator::new(http.clone(), credentials, SCOPE));
-        auth.token().await?;
-        let project = match &config.google.project {
-            Some(p) => p.clone(),
-            None => auth.project().await?,
-        };
-        let location = match &config.google.location {
-            Some(l) => l.clone(),
-            None => auth.zone().await.unwrap_or_else(|| "global".to_string()),
-        };
-        let url = config
-            .google
-            .endpoint
-            .join("v2/entries:write")
-            .map_err(|e| GoogleError::Client(format!("{}: {e}", config.google.endpoint)))?;
-        info!(%project, %location, endpoint = %config.google.endpoint, "Cloud Logging sink ready");
-        let encoder = EntryEncoder::new(&project, &location, &config.google.cluster_name, config.severity);
-        Ok(GclSink {
-            client: Arc::new(ApiClient::new(http, auth, "Cloud Logging", config.google.backoff.clone())),
-            url,
-            encoder,
-            selector: EventEncoder::new(false, config.google.cluster_name.clone()),
-            concurrency: config.google.concurrency,
+impl Encode for GclEncode {
+    fn metrics(&mut self, _window: Window<'_>, _emit: &mut dyn FnMut(Chunk)) -> Encoded {
+        Encoded::default()
+    }
+
+    /// Of the states that would share an entry only the newest goes; states without a time are
+    /// skipped.
+    fn events(&mut self, events: &[Event], emit: &mut dyn FnMut(Chunk)) -> Encoded {
+        let selection = self.selector.select(events);
+        let mut skipped = (selection.superseded + selection.unwritable) as u64;
+        let mut next = 0;
+        while next < selection.events.len() {
+            let (body, count, consumed) = self.encoder.request(&selection.events[next..]);
+            next += consumed;
+            skipped += (consumed - count) as u64;
+            if count > 0 {
+                emit(Chunk { body: Bytes::from(body), points: count as u64 });
+            }
+        }
+        Encoded { skipped, shortened: 0 }
+    }
+}
+
+/// Sends `entries.write` requests, `concurrency` at a time.
+pub struct GclDeliver {
+    client: Arc<ApiClient>,
+    url: Url,
+    concurrency: usize,
+    runtime: tokio::runtime::Runtime,
+}
+
+impl Deliver for GclDeliver {
+    fn send(&mut self, chunks: &[Chunk]) -> Vec<Sent> {
+        let (client, url) = (&self.client, &self.url);
+        self.runtime.block_on(async {
+            let mut tasks = JoinSet::new();
+            for (i, chunk) in chunks.iter().enumerate() {
+                let client = Arc::clone(client);
+                let url = url.clone();
+                let (body, entries) = (chunk.body.clone(), chunk.points as usize);
+                tasks.spawn(async move { (i, write(client, url, body, entries).await) });
+            }
+            let mut outcomes: Vec<Sent> =
+                chunks.iter().map(|_| Sent::Retry("write task failed".into())).collect();
+            while let Some(joined) = tasks.join_next().await {
+                if let Ok((i, outcome)) = joined
+                    && let Some(slot) = outcomes.get_mut(i)
+                {
+                    *slot = outcome;
+                }
+            }
+            outcomes
         })
     }
 
-    /// Writes one batch of events. `Ok` when every request was answered (entries the API
-    /// refused are in `dropped`); `Err` when some were given up on, with the report so far.
-    pub async fn write_events(&mut self, events: &[Event]) -> Result<GclReport, (GclReport, GoogleError)> {
-        let selection = self.selector.select(events);
-        let mut report =
-            GclReport { skipped: selection.superseded + selection.unwritable, ..GclReport::default() };
-        let mut first_error = None;
-        let mut in_flight = JoinSet::new();
-        let mut next = 0;
-        loop {
-            while next < selection.events.len() && in_flight.len() < self.concurrency {
-                let (body, count, consumed) = self.encoder.request(&selection.events[next..]);
-                next += consumed;
-                report.skipped += consumed - count;
-                if count > 0 {
-                    in_flight.spawn(write(self.client.clone(), self.url.clone(), Bytes::from(body), count));
-                }
-            }
-            let Some(joined) = in_flight.join_next().await else { break };
-            match joined {
-                Ok(outcome) => {
-                    report.requests += outcome.requests;
-                    report.written += outcome.written;
-                    report.dropped += outcome.dropped;
-                    if let Some(e) = outcome.error {
-                        first_error.get_or_insert(e);
-                    }
-                }
-                Err(e) => {
-                    first_error.get_or_insert(GoogleError::Task(e.to_string()));
-                }
-            }
-        }
-        match first_error {
-            None => Ok(report),
-            Some(e) => Err((report, e)),
-        }
+    fn parallel(&self) -> usize {
+        self.concurrency
     }
 }
 
-struct Outcome {
-    written: usize,
-    dropped: usize,
-    requests: usize,
-    error: Option<GoogleError>,
-}
-
-async fn write(client: Arc<ApiClient>, url: Url, body: Bytes, entries: usize) -> Outcome {
-    let (result, requests) = client.post("entries.write", &url, body).await;
-    let mut outcome = Outcome { written: 0, dropped: 0, requests, error: None };
+/// One request of `entries` entries, classified for the queue.
+async fn write(client: Arc<ApiClient>, url: Url, body: Bytes, entries: usize) -> Sent {
+    let (result, _) = client.post("entries.write", &url, body).await;
     let answer = match result {
         Ok(answer) => answer,
+        Err(e) if e.may_pass() => {
+            warn!(entries, error = %e, "Cloud Logging write not taken yet; kept to send again");
+            return Sent::Retry(e.to_string());
+        }
         Err(e) => {
-            error!(entries, error = %e, "Cloud Logging write given up; entries dropped");
-            outcome.dropped = entries;
-            outcome.error = Some(e);
-            return outcome;
+            error!(entries, error = %e, "Cloud Logging write impossible; entries dropped");
+            return Sent::Refused(e.to_string());
         }
     };
     if answer.status.is_success() {
-        outcome.written = entries;
-        return outcome;
+        return Sent::Written { refused: 0 };
     }
     let api_error = answer.error();
     if answer.status == StatusCode::BAD_REQUEST
@@ -206,15 +227,11 @@ async fn write(client: Arc<ApiClient>, url: Url, body: Bytes, entries: usize) ->
         });
         let refused = refused.min(entries);
         warn!(refused, entries, "Cloud Logging refused part of a write: {}", api_error.message);
-        outcome.written = entries - refused;
-        outcome.dropped = refused;
-        return outcome;
+        return Sent::Written { refused: refused as u64 };
     }
     error!(entries, status = api_error.code, message = %api_error.message, "Cloud Logging refused a write; entries dropped");
-    outcome.dropped = entries;
-    outcome.error =
-        Some(GoogleError::Api { api: "Cloud Logging", action: "entries.write".into(), error: api_error });
-    outcome
+    let e = GoogleError::Api { api: "Cloud Logging", action: "entries.write".into(), error: api_error };
+    Sent::Refused(e.to_string())
 }
 
 #[cfg(test)]

@@ -19,7 +19,7 @@ use heapster_dataflows::{EntityKey, LabelId, MetricSet, Value};
 use rustc_hash::FxHashSet;
 use serde_json::json;
 
-use crate::sinks::MetricBatch;
+use crate::batch::MetricBatch;
 use crate::sinks::google::json::{push_member, push_str, push_time};
 
 /// Every metric type starts so (Heapster's).

@@ -2,17 +2,21 @@
 //! in Heapster's metric types and labels plus the monitored resources today's API requires (see
 //! [`encode`]).
 //!
-//! Metric descriptors are created at start, and again before the next window when the API
-//! says one is missing. A window goes out as requests of at most 200 series, each series once
-//! per request, at most `concurrency` requests in flight; every window's points are newer than
-//! the last one's. Series the API refuses (a 400 with a `CreateTimeSeriesSummary`) are counted
-//! and logged with its message, the others are written; 429, 5xx and timeouts are retried.
+//! Metric descriptors are created at start, and again before the next send when the API says
+//! one is missing. A window goes out as requests of at most 200 series, each series once per
+//! request, at most `concurrency` requests in flight, behind the sink's byte-bounded buffer
+//! ([`crate::sinks::queue`]): a window the API cannot take yet (429, 5xx, timeouts, after the
+//! client's own retries) is kept and sent again, and a window's requests all go before the
+//! next window's, so every point is newer than its series' last one. Series the API refuses (a
+//! 400 with a `CreateTimeSeriesSummary`) are counted and logged with its message, the others
+//! are written.
 
 pub mod encode;
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
+use heapster_dataflows::Event;
 use reqwest::StatusCode;
 use tokio::task::JoinSet;
 use tracing::{error, info, warn};
@@ -22,8 +26,11 @@ use super::google::auth::{Authenticator, Credentials};
 use super::google::client::{ApiClient, http_client};
 use super::google::endpoints::{GoogleOptions, SHARED_OPTIONS, sink_options};
 use super::google::error::GoogleError;
-use super::{MetricBatch, Window};
+use crate::batch::Window;
 use crate::config::ConfigError;
+use crate::sinks::queue::Queued;
+use crate::sinks::queue::{Chunk, Deliver, Encode, Encoded, Sent};
+use crate::sinks::sink::{Opened, Sink, SinkContext, SinkError};
 use encode::{Cursor, Descriptor, Selection, SeriesEncoder};
 
 const SCOPE: &str = "https://www.googleapis.com/auth/monitoring";
@@ -66,70 +73,180 @@ impl std::fmt::Display for GcmConfig {
     }
 }
 
-/// What writing one window did.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct GcmReport {
-    pub written: usize,
-    /// Refused by the API, or given up on.
-    pub dropped: usize,
-    /// NaN or infinite values, repeated series.
-    pub skipped: usize,
-    pub requests: usize,
+impl Sink for GcmConfig {
+    fn name(&self) -> String {
+        self.to_string()
+    }
+
+    fn open(&self, _context: &SinkContext) -> Result<Opened, SinkError> {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        // Unlike a database still starting, bad credentials never fix themselves.
+        let (encode, deliver) = runtime.block_on(start(self.clone()))?;
+        Ok(Opened::Queued(Queued {
+            encode: Box::new(encode),
+            deliver: Box::new(GcmDeliver { parts: deliver, runtime }),
+            buffer: self.google.buffer.clone(),
+            buffer_name: self.google.buffer_name("gcm"),
+        }))
+    }
 }
 
-/// The Cloud Monitoring sink.
-pub struct GcmSink {
+/// Custom metrics the encoder met, for the deliverer to create descriptors of.
+type Discovered = Arc<Mutex<Vec<Descriptor>>>;
+
+/// Reads the credentials, fetches a first token, finds the project and creates the metric
+/// descriptors: a sink that cannot authenticate fails here, naming what to fix.
+async fn start(config: GcmConfig) -> Result<(GcmEncode, GcmDeliverParts), GoogleError> {
+    let http = http_client(&config.google)?;
+    let credentials =
+        Credentials::from_options(config.google.credentials.as_deref(), &config.google.metadata_host)?;
+    let auth = Arc::new(Authenticator::new(http.clone(), credentials, SCOPE));
+    auth.token().await?;
+    let project = match &config.google.project {
+        Some(p) => p.clone(),
+        None => auth.project().await?,
+    };
+    let location = match &config.google.location {
+        Some(l) => l.clone(),
+        None => auth.zone().await.unwrap_or_else(|| "global".to_string()),
+    };
+    let join = |path: String| {
+        config.google.endpoint.join(&path).map_err(|source| GoogleError::Url {
+            base: config.google.endpoint.to_string(),
+            path: path.clone(),
+            source,
+        })
+    };
+    let series_url = join(format!("v3/projects/{project}/timeSeries"))?;
+    let descriptors_url = join(format!("v3/projects/{project}/metricDescriptors"))?;
+    let client = Arc::new(ApiClient::new(http, auth, API, config.google.attempts, config.google.backoff));
+    let discovered = Discovered::default();
+    let mut deliver = GcmDeliverParts {
+        client,
+        series_url,
+        descriptors_url,
+        pending: encode::catalog_descriptors(config.metrics),
+        created: Vec::new(),
+        discovered: Arc::clone(&discovered),
+        concurrency: config.google.concurrency,
+    };
+    match deliver.create_descriptors().await {
+        Err(e @ GoogleError::Api { .. }) => return Err(e),
+        Err(e) => {
+            warn!(error = %e, "metric descriptors not created yet; trying again before the first window")
+        }
+        Ok(()) => {}
+    }
+    info!(%project, %location, endpoint = %config.google.endpoint, metrics = ?config.metrics, "Cloud Monitoring sink ready");
+    let encoder = SeriesEncoder::new(config.metrics, &project, &location, &config.google.cluster_name);
+    Ok((GcmEncode { encoder, discovered }, deliver))
+}
+
+/// Encodes windows as `timeSeries.create` bodies of at most 200 series; events are not this
+/// sink's.
+pub struct GcmEncode {
+    encoder: SeriesEncoder,
+    discovered: Discovered,
+}
+
+impl Encode for GcmEncode {
+    fn metrics(&mut self, window: Window<'_>, emit: &mut dyn FnMut(Chunk)) -> Encoded {
+        let batch = window.batch();
+        let mut cursor = Cursor::default();
+        let mut skipped = 0;
+        while !cursor.is_done(batch) {
+            let mut body = Vec::with_capacity(128 * 1024);
+            let encoded = self.encoder.request(batch, &mut cursor, &mut body);
+            skipped += encoded.skipped as u64;
+            if encoded.series > 0 {
+                emit(Chunk { body: Bytes::from(body), points: encoded.series as u64 });
+            }
+        }
+        let custom = std::mem::take(&mut self.encoder.custom);
+        if !custom.is_empty() {
+            self.discovered.lock().unwrap_or_else(std::sync::PoisonError::into_inner).extend(custom);
+        }
+        Encoded { skipped, shortened: 0 }
+    }
+
+    fn events(&mut self, _events: &[Event], _emit: &mut dyn FnMut(Chunk)) -> Encoded {
+        Encoded::default()
+    }
+}
+
+/// What [`GcmDeliver`] holds besides its runtime.
+struct GcmDeliverParts {
     client: Arc<ApiClient>,
     series_url: Url,
     descriptors_url: Url,
-    encoder: SeriesEncoder,
-    /// Descriptors to create before the next write.
+    /// Descriptors to create before the next send.
     pending: Vec<Descriptor>,
     created: Vec<Descriptor>,
+    discovered: Discovered,
     concurrency: usize,
 }
 
-impl GcmSink {
-    /// Reads the credentials, fetches a first token, finds the project and creates the metric
-    /// descriptors: a sink that cannot authenticate fails here, naming what to fix.
-    pub async fn start(config: GcmConfig) -> Result<GcmSink, GoogleError> {
-        let http = http_client(&config.google)?;
-        let credentials =
-            Credentials::from_options(config.google.credentials.as_deref(), &config.google.metadata_host)?;
-        let auth = Arc::new(Authenticator::new(http.clone(), credentials, SCOPE));
-        auth.token().await?;
-        let project = match &config.google.project {
-            Some(p) => p.clone(),
-            None => auth.project().await?,
-        };
-        let location = match &config.google.location {
-            Some(l) => l.clone(),
-            None => auth.zone().await.unwrap_or_else(|| "global".to_string()),
-        };
-        let join = |path: String| {
-            config.google.endpoint.join(&path).map_err(|e| GoogleError::Client(format!("{path}: {e}")))
-        };
-        let series_url = join(format!("v3/projects/{project}/timeSeries"))?;
-        let descriptors_url = join(format!("v3/projects/{project}/metricDescriptors"))?;
-        let client = Arc::new(ApiClient::new(http, auth, API, config.google.backoff.clone()));
-        let mut sink = GcmSink {
-            client,
-            series_url,
-            descriptors_url,
-            encoder: SeriesEncoder::new(config.metrics, &project, &location, &config.google.cluster_name),
-            pending: encode::catalog_descriptors(config.metrics),
-            created: Vec::new(),
-            concurrency: config.google.concurrency,
-        };
-        match sink.create_descriptors().await {
-            Err(e @ GoogleError::Api { .. }) => return Err(e),
-            Err(e) => {
-                warn!(error = %e, "metric descriptors not created yet; trying again before the first window")
+/// Sends `timeSeries.create` requests, `concurrency` at a time, creating descriptors first.
+pub struct GcmDeliver {
+    parts: GcmDeliverParts,
+    runtime: tokio::runtime::Runtime,
+}
+
+impl Deliver for GcmDeliver {
+    fn send(&mut self, chunks: &[Chunk]) -> Vec<Sent> {
+        let parts = &mut self.parts;
+        self.runtime.block_on(async {
+            parts.adopt_discovered();
+            if !parts.pending.is_empty()
+                && let Err(e) = parts.create_descriptors().await
+            {
+                warn!(error = %e, "some metric descriptors could not be created; their series will be refused");
             }
-            Ok(()) => {}
+            let mut tasks = JoinSet::new();
+            for (i, chunk) in chunks.iter().enumerate() {
+                let client = Arc::clone(&parts.client);
+                let url = parts.series_url.clone();
+                let (body, series) = (chunk.body.clone(), chunk.points as usize);
+                tasks.spawn(async move { (i, write(client, url, body, series).await) });
+            }
+            let mut outcomes: Vec<Sent> = chunks.iter().map(|_| Sent::Retry("write task failed".into())).collect();
+            let mut missing_descriptor = false;
+            while let Some(joined) = tasks.join_next().await {
+                if let Ok((i, (outcome, missing))) = joined
+                    && let Some(slot) = outcomes.get_mut(i)
+                {
+                    missing_descriptor |= missing;
+                    *slot = outcome;
+                }
+            }
+            if missing_descriptor {
+                // Deleted by someone: create them all again before the next send.
+                warn!("Cloud Monitoring says a metric descriptor is missing; creating them again");
+                parts.pending.append(&mut parts.created);
+            }
+            outcomes
+        })
+    }
+
+    fn parallel(&self) -> usize {
+        self.parts.concurrency
+    }
+
+    fn in_order(&self) -> bool {
+        true
+    }
+}
+
+impl GcmDeliverParts {
+    /// Custom metrics met since the last send get their descriptors now.
+    fn adopt_discovered(&mut self) {
+        let discovered =
+            std::mem::take(&mut *self.discovered.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
+        for custom in discovered {
+            if !self.created.iter().any(|d| d.name == custom.name) && !self.pending.contains(&custom) {
+                self.pending.push(custom);
+            }
         }
-        info!(%project, %location, endpoint = %config.google.endpoint, metrics = ?config.metrics, "Cloud Monitoring sink ready");
-        Ok(sink)
     }
 
     /// Creates the pending descriptors, `concurrency` at a time; those that fail stay pending.
@@ -167,96 +284,25 @@ impl GcmSink {
             Some(e) => Err(e),
         }
     }
-
-    /// Writes one window. `Ok` when every request was answered (series the API refused are in
-    /// `dropped`); `Err` when some requests were given up on.
-    pub async fn write<'a>(
-        &mut self,
-        window: impl Into<Window<'a>>,
-    ) -> Result<GcmReport, (GcmReport, GoogleError)> {
-        let window = window.into();
-        let batch: &MetricBatch = window.batch();
-        let mut report = GcmReport::default();
-        // Custom metrics seen in the last window get their descriptors now.
-        for custom in std::mem::take(&mut self.encoder.custom) {
-            if !self.created.iter().any(|d| d.name == custom.name) && !self.pending.contains(&custom) {
-                self.pending.push(custom);
-            }
-        }
-        if !self.pending.is_empty()
-            && let Err(e) = self.create_descriptors().await
-        {
-            warn!(error = %e, "some metric descriptors could not be created; their series will be refused");
-        }
-        let mut first_error = None;
-        let mut in_flight = JoinSet::new();
-        let mut cursor = Cursor::default();
-        let mut missing_descriptor = false;
-        loop {
-            while !cursor.is_done(batch) && in_flight.len() < self.concurrency {
-                let mut body = Vec::with_capacity(128 * 1024);
-                let encoded = self.encoder.request(batch, &mut cursor, &mut body);
-                report.skipped += encoded.skipped;
-                if encoded.series > 0 {
-                    in_flight.spawn(write(
-                        self.client.clone(),
-                        self.series_url.clone(),
-                        Bytes::from(body),
-                        encoded.series,
-                    ));
-                }
-            }
-            let Some(joined) = in_flight.join_next().await else { break };
-            match joined {
-                Ok(outcome) => {
-                    report.requests += outcome.requests;
-                    report.written += outcome.written;
-                    report.dropped += outcome.dropped;
-                    missing_descriptor |= outcome.missing_descriptor;
-                    if let Some(e) = outcome.error {
-                        first_error.get_or_insert(e);
-                    }
-                }
-                Err(e) => {
-                    first_error.get_or_insert(GoogleError::Task(e.to_string()));
-                }
-            }
-        }
-        if missing_descriptor {
-            // Deleted by someone: create them all again before the next window.
-            warn!("Cloud Monitoring says a metric descriptor is missing; creating them again");
-            self.pending.append(&mut self.created);
-        }
-        match first_error {
-            None => Ok(report),
-            Some(e) => Err((report, e)),
-        }
-    }
 }
 
-struct Outcome {
-    written: usize,
-    dropped: usize,
-    requests: usize,
-    missing_descriptor: bool,
-    error: Option<GoogleError>,
-}
-
-async fn write(client: Arc<ApiClient>, url: Url, body: Bytes, series: usize) -> Outcome {
-    let (result, requests) = client.post("timeSeries.create", &url, body).await;
-    let mut outcome = Outcome { written: 0, dropped: 0, requests, missing_descriptor: false, error: None };
+/// One request of `series` series, classified for the queue; and whether the API said a
+/// descriptor is missing.
+async fn write(client: Arc<ApiClient>, url: Url, body: Bytes, series: usize) -> (Sent, bool) {
+    let (result, _) = client.post("timeSeries.create", &url, body).await;
     let answer = match result {
         Ok(answer) => answer,
+        Err(e) if e.may_pass() => {
+            warn!(series, error = %e, "Cloud Monitoring write not taken yet; kept to send again");
+            return (Sent::Retry(e.to_string()), false);
+        }
         Err(e) => {
-            error!(series, error = %e, "Cloud Monitoring write given up; series dropped");
-            outcome.dropped = series;
-            outcome.error = Some(e);
-            return outcome;
+            error!(series, error = %e, "Cloud Monitoring write impossible; series dropped");
+            return (Sent::Refused(e.to_string()), false);
         }
     };
     if answer.status.is_success() {
-        outcome.written = series;
-        return outcome;
+        return (Sent::Written { refused: 0 }, false);
     }
     let api_error = answer.error();
     if answer.status == StatusCode::BAD_REQUEST
@@ -265,18 +311,15 @@ async fn write(client: Arc<ApiClient>, url: Url, body: Bytes, series: usize) -> 
         let total = summary["totalPointCount"].as_u64().unwrap_or(series as u64) as usize;
         let ok = summary["successPointCount"].as_u64().unwrap_or(0) as usize;
         let refused = total.saturating_sub(ok).min(series);
-        outcome.missing_descriptor = summary["errors"]
+        let missing = summary["errors"]
             .as_array()
             .is_some_and(|errors| errors.iter().any(|e| e["status"]["code"].as_u64() == Some(5)));
         warn!(refused, series, message = %api_error.message, "Cloud Monitoring refused part of a write");
-        outcome.written = series - refused;
-        outcome.dropped = refused;
-        return outcome;
+        return (Sent::Written { refused: refused as u64 }, missing);
     }
     error!(series, status = api_error.code, message = %api_error.message, "Cloud Monitoring refused a write; series dropped");
-    outcome.dropped = series;
-    outcome.error = Some(GoogleError::Api { api: API, action: "timeSeries.create".into(), error: api_error });
-    outcome
+    let e = GoogleError::Api { api: API, action: "timeSeries.create".into(), error: api_error };
+    (Sent::Refused(e.to_string()), false)
 }
 
 #[cfg(test)]
@@ -294,5 +337,20 @@ mod tests {
         assert!(err.reason.contains("metrics=\"some\""), "{err}");
         let err = GcmConfig::from_uri("gcm?concurrency=0").unwrap_err();
         assert!(err.reason.contains("concurrency"), "{err}");
+    }
+
+    /// A request the API never answered (here: no token, the metadata server is down) is
+    /// handed back to the queue to send again, not dropped.
+    #[tokio::test]
+    async fn a_write_that_may_pass_is_kept_for_the_queue() {
+        let options = GcmConfig::from_uri("gcm?project=p&endpoint=http://127.0.0.1:1/").unwrap().google;
+        let http = http_client(&options).unwrap();
+        let credentials = Credentials::Metadata { host: "127.0.0.1:1".into() };
+        let auth = Arc::new(Authenticator::new(http.clone(), credentials, SCOPE));
+        let client = Arc::new(ApiClient::new(http, auth, API, 1, options.backoff));
+        let url = Url::parse("http://127.0.0.1:1/v3/projects/p/timeSeries").unwrap();
+        let (sent, missing) = write(client, url, Bytes::from_static(b"{}"), 3).await;
+        assert!(matches!(&sent, Sent::Retry(why) if why.contains("metadata server")), "{sent:?}");
+        assert!(!missing);
     }
 }

@@ -15,12 +15,12 @@ use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use ring::rand::SystemRandom;
 use ring::signature::{RSA_PKCS1_SHA256, RsaKeyPair};
+use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use tracing::{debug, info};
 
 use super::error::{ApiError, GoogleError};
 use crate::errors::error_chain;
-use crate::sinks::influxdb::Secret;
 
 /// Tokens are refreshed this long before they expire.
 const REFRESH_MARGIN: Duration = Duration::from_secs(60);
@@ -143,7 +143,7 @@ struct TokenAnswer {
 }
 
 struct Token {
-    value: Secret,
+    value: SecretString,
     refresh_at: Instant,
 }
 
@@ -161,7 +161,7 @@ impl Authenticator {
     }
 
     /// A token valid for at least a minute more.
-    pub async fn token(&self) -> Result<Secret, GoogleError> {
+    pub async fn token(&self) -> Result<SecretString, GoogleError> {
         let mut current = self.current.lock().await;
         if let Some(token) = current.as_ref()
             && Instant::now() < token.refresh_at
@@ -182,16 +182,16 @@ impl Authenticator {
         };
         let lifetime = Duration::from_secs(answer.expires_in.max(1));
         let refresh_at = Instant::now() + lifetime.saturating_sub(REFRESH_MARGIN.min(lifetime / 2));
-        let value = Secret::new(answer.access_token);
+        let value = SecretString::from(answer.access_token);
         debug!(expires_in = answer.expires_in, "Google access token fetched");
         *current = Some(Token { value: value.clone(), refresh_at });
         Ok(value)
     }
 
     /// Forgets `stale` (refused with a 401) so the next [`Authenticator::token`] fetches anew.
-    pub async fn invalidate(&self, stale: &Secret) {
+    pub async fn invalidate(&self, stale: &SecretString) {
         let mut current = self.current.lock().await;
-        if current.as_ref().is_some_and(|t| t.value == *stale) {
+        if current.as_ref().is_some_and(|t| t.value.expose_secret() == stale.expose_secret()) {
             *current = None;
         }
     }

@@ -5,14 +5,15 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use reqwest::StatusCode;
+use secrecy::ExposeSecret;
 use tracing::{debug, warn};
 use url::Url;
 
 use super::auth::Authenticator;
 use super::endpoints::GoogleOptions;
 use super::error::{ApiError, GoogleError};
+use crate::backoff::Backoff;
 use crate::errors::error_chain;
-use crate::sinks::influxdb::Backoff;
 
 /// A `Retry-After` longer than this is cut to it: a sink must not sleep for minutes.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(30);
@@ -36,6 +37,8 @@ pub struct ApiClient {
     pub http: reqwest::Client,
     pub auth: Arc<Authenticator>,
     pub api: &'static str,
+    /// Tries in all for one request.
+    attempts: u32,
     backoff: Backoff,
 }
 
@@ -47,7 +50,7 @@ pub fn http_client(options: &GoogleOptions) -> Result<reqwest::Client, GoogleErr
         .connect_timeout(options.timeout.min(Duration::from_secs(10)))
         .user_agent(concat!("heapster/", env!("CARGO_PKG_VERSION")))
         .build()
-        .map_err(|e| GoogleError::Client(error_chain(&e)))
+        .map_err(GoogleError::Client)
 }
 
 impl ApiClient {
@@ -55,16 +58,18 @@ impl ApiClient {
         http: reqwest::Client,
         auth: Arc<Authenticator>,
         api: &'static str,
+        attempts: u32,
         backoff: Backoff,
     ) -> ApiClient {
-        ApiClient { http, auth, api, backoff }
+        ApiClient { http, auth, api, attempts, backoff }
     }
 
     /// POSTs `body` as JSON to `url`, retrying 429, 5xx and transport failures with backoff
     /// (at least `Retry-After` when given), and a 401 once with a fresh token. Returns the
     /// answer (success or a client error) or why it gave up, and the requests made.
     pub async fn post(&self, action: &str, url: &Url, body: Bytes) -> (Result<Answer, GoogleError>, usize) {
-        let attempts = self.backoff.attempts.max(1);
+        let attempts = self.attempts.max(1);
+        let mut waits = self.backoff.waits();
         let mut attempt = 0u32;
         let mut refreshed = false;
         loop {
@@ -76,7 +81,7 @@ impl ApiClient {
             let sent = self
                 .http
                 .post(url.clone())
-                .bearer_auth(token.expose())
+                .bearer_auth(token.expose_secret())
                 .header(reqwest::header::CONTENT_TYPE, "application/json")
                 .body(body.clone())
                 .send()
@@ -108,7 +113,7 @@ impl ApiClient {
                     GoogleError::Api { api: self.api, action: action.to_string(), error: answer.error() }
                 }
                 Err(e) if e.is_builder() => {
-                    return (Err(GoogleError::Client(error_chain(&e))), attempt as usize);
+                    return (Err(GoogleError::Client(e)), attempt as usize);
                 }
                 Err(e) => GoogleError::Unreachable {
                     api: self.api,
@@ -120,7 +125,7 @@ impl ApiClient {
             if attempt >= attempts {
                 return (Err(failure), attempt as usize + usize::from(refreshed));
             }
-            let delay = self.backoff.delay(attempt).max(wait_at_least);
+            let delay = waits.next_wait().max(wait_at_least);
             debug!(api = self.api, %failure, attempt, ?delay, "request failed; retrying");
             tokio::time::sleep(delay).await;
         }

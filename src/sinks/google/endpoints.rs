@@ -6,14 +6,24 @@ use std::time::Duration;
 
 use url::Url;
 
+use crate::backoff::Backoff;
 use crate::config::{ConfigError, UriOptions};
-use crate::sinks::influxdb::Backoff;
+use crate::sinks::queue::BufferConfig;
 
 /// The metadata server every GCE VM and GKE node reaches.
 pub const DEFAULT_METADATA_HOST: &str = "metadata.google.internal";
 /// The options the Google sinks share.
-pub const SHARED_OPTIONS: &[&str] =
-    &["project", "credentials", "metadata_host", "endpoint", "concurrency", "cluster_name", "location"];
+pub const SHARED_OPTIONS: &[&str] = &[
+    "project",
+    "credentials",
+    "metadata_host",
+    "endpoint",
+    "concurrency",
+    "cluster_name",
+    "location",
+    "buffer",
+    "max_buffer_bytes",
+];
 
 /// How a Google sink reaches its API.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -33,9 +43,13 @@ pub struct GoogleOptions {
     pub cluster_name: String,
     /// `location` of the monitored resources; else the metadata server's zone, else `global`.
     pub location: Option<String>,
+    /// Tries in all for one request.
+    pub attempts: u32,
     pub backoff: Backoff,
     /// For one request, from connecting to the end of the answer.
     pub timeout: Duration,
+    /// Where writes wait while the API is away (`buffer=`, `max_buffer_bytes=`).
+    pub buffer: BufferConfig,
 }
 
 /// The options of `--sink=<scheme>[?option=value&...]` (`<scheme>:` also accepted); a sink
@@ -58,6 +72,18 @@ pub fn sink_options(uri: &str, scheme: &str) -> Result<UriOptions, ConfigError> 
 }
 
 impl GoogleOptions {
+    /// The disk buffer's folder name: the sink, project and endpoint, so two sinks never share
+    /// one.
+    pub fn buffer_name(&self, scheme: &str) -> String {
+        let raw = format!(
+            "{scheme}-{}-{}-{}",
+            self.project.as_deref().unwrap_or("default"),
+            self.endpoint.host_str().unwrap_or(""),
+            self.endpoint.port_or_known_default().unwrap_or(0)
+        );
+        raw.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '.' { c } else { '_' }).collect()
+    }
+
     /// Reads the shared options from `opts`. `default_endpoint` is Google's URL for the API and
     /// `endpoint_env` the variable that overrides it.
     pub fn parse(
@@ -98,6 +124,7 @@ impl GoogleOptions {
             return Err(error("option concurrency=0: expected at least 1".into()));
         }
         let cluster_name = opts.string_or("cluster_name", "default");
+        let buffer = BufferConfig::from_options(opts, "--sink", uri)?;
         let location = opts.string("location").filter(|l| !l.is_empty());
         Ok(GoogleOptions {
             project,
@@ -108,8 +135,10 @@ impl GoogleOptions {
             cluster_name,
             location,
             // Google asks clients to back off for longer than a local database would need.
-            backoff: Backoff { attempts: 8, base: Duration::from_millis(200), cap: Duration::from_secs(10) },
+            attempts: 8,
+            backoff: Backoff::new(Duration::from_millis(200), Duration::from_secs(10)),
             timeout: Duration::from_secs(30),
+            buffer,
         })
     }
 }

@@ -2,6 +2,8 @@
 
 use serde::Deserialize;
 
+use crate::sinks::sink::SinkError;
+
 /// The `error` member of a Google API error answer.
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
 pub struct ApiError {
@@ -47,10 +49,12 @@ impl ApiError {
 }
 
 /// Why a Google sink could not start or write.
-#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+#[derive(Debug, thiserror::Error)]
 pub enum GoogleError {
     #[error("cannot build the HTTP client: {0}")]
-    Client(String),
+    Client(#[source] reqwest::Error),
+    #[error("{base}{path}: {source}")]
+    Url { base: String, path: String, source: url::ParseError },
     /// A key file that cannot be used: what is wrong and which file.
     #[error("service-account key {path}: {reason}")]
     KeyFile { path: String, reason: String },
@@ -67,6 +71,27 @@ pub enum GoogleError {
     Api { api: &'static str, action: String, error: ApiError },
     #[error("{api} did not answer {action} after {attempts} attempts: {message}")]
     Unreachable { api: &'static str, action: String, attempts: u32, message: String },
-    #[error("a write task failed: {0}")]
-    Task(String),
+}
+
+impl From<GoogleError> for SinkError {
+    fn from(e: GoogleError) -> SinkError {
+        SinkError::Backend(Box::new(e))
+    }
+}
+
+impl GoogleError {
+    /// Whether trying again later may succeed: the API or the metadata server was down or
+    /// busy, not a verdict on the request or the credentials.
+    pub fn may_pass(&self) -> bool {
+        match self {
+            GoogleError::Metadata { .. } | GoogleError::Unreachable { .. } => true,
+            GoogleError::Api { error, .. } => {
+                error.code == 0 || error.code == 401 || error.code == 429 || error.code >= 500
+            }
+            GoogleError::Client(_)
+            | GoogleError::Url { .. }
+            | GoogleError::KeyFile { .. }
+            | GoogleError::Token { .. } => false,
+        }
+    }
 }

@@ -16,39 +16,16 @@ use heapster_dataflows::{Event, Time};
 
 use super::events::{WatchEvent, parse_event_list, parse_watch_line};
 use super::source::now_ms;
+use crate::backoff::Backoff;
 use crate::bridge::Feed;
 
 /// Events are fed in ticks this long.
 const TICK: Duration = Duration::from_secs(1);
 /// A watch asks the API server to end it after this, and is then resumed.
 const WATCH_TIMEOUT_SECONDS: u64 = 290;
-const BACKOFF_START: Duration = Duration::from_millis(200);
-/// Short enough that the watch resumes within a few seconds of the API server's recovery.
-const BACKOFF_MAX: Duration = Duration::from_secs(4);
-
-/// The waits between failed attempts: doubling from [`BACKOFF_START`] up to [`BACKOFF_MAX`],
-/// and from the start again after a success.
-#[derive(Debug)]
-struct Backoff {
-    next: Duration,
-}
-
-impl Backoff {
-    fn new() -> Backoff {
-        Backoff { next: BACKOFF_START }
-    }
-
-    /// The wait after one more failure.
-    fn failed(&mut self) -> Duration {
-        let wait = self.next;
-        self.next = (self.next * 2).min(BACKOFF_MAX);
-        wait
-    }
-
-    fn succeeded(&mut self) {
-        self.next = BACKOFF_START;
-    }
-}
+/// Waits between failed attempts, from the start again after a success; a cap short enough that
+/// the watch resumes within a few seconds of the API server's recovery.
+const BACKOFF: Backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(4));
 
 #[derive(Debug, thiserror::Error)]
 pub enum EventSourceError {
@@ -98,7 +75,7 @@ pub async fn run(
     }
     let mut ticker = tokio::time::interval(TICK);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    let mut backoff = Backoff::new();
+    let mut backoff = BACKOFF.waits();
     let mut last_error: Option<String> = None;
     let report = |error: String, last_error: &mut Option<String>| {
         if last_error.as_deref() != Some(error.as_str()) {
@@ -122,11 +99,11 @@ pub async fn run(
                     );
                     progress.pending.extend(events);
                     progress.resource_version = rv;
-                    backoff.succeeded();
+                    backoff.reset();
                 }
                 Err(e) => {
                     report(e, &mut last_error);
-                    if !wait(&mut ticker, &mut progress, backoff.failed(), &stop).await? {
+                    if !wait(&mut ticker, &mut progress, backoff.next_wait(), &stop).await? {
                         break;
                     }
                     continue;
@@ -154,7 +131,7 @@ pub async fn run(
             }
             Err(e) => {
                 report(crate::errors::error_chain(&e), &mut last_error);
-                if !wait(&mut ticker, &mut progress, backoff.failed(), &stop).await? {
+                if !wait(&mut ticker, &mut progress, backoff.next_wait(), &stop).await? {
                     break;
                 }
                 continue;
@@ -164,7 +141,7 @@ pub async fn run(
             tracing::info!("event watch resumed");
             super::reach::answered();
         }
-        backoff.succeeded();
+        backoff.reset();
         let mut lines = stream.lines();
         loop {
             tokio::select! {
@@ -272,17 +249,16 @@ mod tests {
 
     #[test]
     fn backoff_is_capped_at_a_few_seconds_and_reset_by_a_success() {
-        let mut backoff = Backoff::new();
+        let mut backoff = BACKOFF.waits();
         // Well over thirty seconds of failures: no wait ever exceeds the cap.
-        let waits: Vec<Duration> = (0..20).map(|_| backoff.failed()).collect();
+        let waits: Vec<Duration> = (0..20).map(|_| backoff.next_wait()).collect();
         assert!(waits.iter().sum::<Duration>() >= Duration::from_secs(30));
-        assert_eq!(waits[0], BACKOFF_START);
-        assert!(waits.windows(2).all(|w| w[1] >= w[0]), "{waits:?}");
+        assert!(waits[0] <= BACKOFF.base, "{waits:?}");
         let longest = waits.iter().max().copied().unwrap();
         assert!(longest <= Duration::from_secs(5), "waits grew to {longest:?}");
-        assert_eq!(longest, BACKOFF_MAX);
+        assert!(longest > BACKOFF.base, "waits grow: {waits:?}");
         // After a success, a new outage starts from the shortest wait.
-        backoff.succeeded();
-        assert_eq!(backoff.failed(), BACKOFF_START);
+        backoff.reset();
+        assert!(backoff.next_wait() <= BACKOFF.base);
     }
 }

@@ -1,0 +1,80 @@
+//! What every sink is: a parsed `--sink` config that names itself and opens either a local
+//! writer or the two halves of [`super::queue`], and what the run hands it.
+
+use std::fmt;
+use std::io;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use heapster_dataflows::Event;
+
+use super::queue::Queued;
+use crate::batch::Window;
+
+/// A sink, once its `--sink` URI is parsed.
+pub trait Sink: fmt::Debug + Send + Sync + 'static {
+    /// How logs and metrics name the sink; never with a secret.
+    fn name(&self) -> String;
+
+    /// Opens the sink's writer. Fails only when the sink can never work (a file that cannot be
+    /// created, bad credentials): a backend that is not up yet is the queue's to retry.
+    fn open(&self, context: &SinkContext) -> Result<Opened, SinkError>;
+}
+
+/// An opened sink, in one of the two ways sinks run.
+pub enum Opened {
+    /// Written on the sink's thread as inputs come (the terminal, a file): its failures do not
+    /// pass with time, so nothing is retried.
+    Local(Box<dyn LocalWrite>),
+    /// Encoded into the byte-bounded buffer and delivered from it, retried until the backend
+    /// takes it.
+    Queued(Queued),
+}
+
+/// A local sink's writer.
+pub trait LocalWrite: Send {
+    fn metrics(&mut self, window: Window<'_>) -> io::Result<()>;
+
+    /// A metrics-only sink leaves events alone.
+    fn events(&mut self, _events: &[Event]) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Why a sink could not open.
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    #[error(transparent)]
+    Io(#[from] io::Error),
+    /// The backend's own error: bad credentials, an address that cannot be used.
+    #[error(transparent)]
+    Backend(Box<dyn std::error::Error + Send + Sync>),
+}
+
+/// A parsed `--sink` value.
+#[derive(Clone, Debug)]
+pub struct SinkConfig(pub(super) Arc<dyn Sink>);
+
+impl SinkConfig {
+    pub fn new(sink: impl Sink) -> SinkConfig {
+        SinkConfig(Arc::new(sink))
+    }
+
+    pub fn name(&self) -> String {
+        self.0.name()
+    }
+
+    pub fn sink(&self) -> &dyn Sink {
+        &*self.0
+    }
+}
+
+/// What a sink needs from the run besides its URI.
+#[derive(Clone, Debug, Default)]
+pub struct SinkContext {
+    /// `--state_dir`: the disk buffers live under it.
+    pub state_dir: Option<PathBuf>,
+    /// Set when the collector is told to stop.
+    pub stop: Arc<AtomicBool>,
+}
