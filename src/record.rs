@@ -20,7 +20,7 @@ use crate::sources::health::Health;
 use crate::sources::kubernetes::config::{ClientError, KubernetesConfig, clients};
 use crate::sources::kubernetes::objects::parse_node_list;
 use crate::sources::kubernetes::scrape::Scraper;
-use crate::sources::kubernetes::source::{now_ms, sleep_until};
+use crate::sources::live::{now_ms, sleep_until};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RecordError {

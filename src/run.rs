@@ -10,7 +10,7 @@ use std::path::PathBuf;
 
 use heapster_dataflows::events::{DedupConfig, DedupCounters};
 
-use crate::bridge::{self, EventsConfig, Stats, WorkerConfig};
+use crate::bridge::{self, EventsConfig, Feeds, Stats, WorkerConfig};
 use crate::checkpoint::{CheckpointError, CheckpointStore, Checkpointer};
 use crate::cluster::connect::ConnectError;
 use crate::cluster::{ClusterConfig, Share};
@@ -253,17 +253,18 @@ pub fn run(config: RunConfig, stop: Arc<AtomicBool>) -> Result<RunReport, RunErr
         .spawn(move || dispatch(collected_rx, workers, sinks, collector_stats, checkpointer))
         .map_err(|e| RunError::Thread(e.to_string()))?;
 
-    let mut feeds = Vec::with_capacity(workers);
+    let mut senders = Vec::with_capacity(workers);
     let mut receivers = Vec::with_capacity(workers);
     for _ in 0..workers {
         // A few bodies in flight per worker: enough to keep it busy, little memory.
         let (tx, rx) = crossbeam_channel::bounded(8);
-        feeds.push(tx);
+        senders.push(tx);
         receivers.push(rx);
     }
+    let feeds = Feeds::new(senders, share);
     let source: Box<dyn FnOnce() -> Result<(), RunError>> = match config.source {
         SourceConfig::Replay(replay) => {
-            let replay = Replay::open(&replay)?.with_share(share)?;
+            let replay = Replay::open(&replay, share)?;
             tracing::info!(
                 scenario = %replay.scenario().dir.display(),
                 windows = replay.scenario().windows.len(),
@@ -297,13 +298,12 @@ pub fn run(config: RunConfig, stop: Arc<AtomicBool>) -> Result<RunReport, RunErr
                     Arc::clone(&stop),
                 ))
             });
-            let metrics_task = runtime.spawn(source::run_share(
+            let metrics_task = runtime.spawn(source::run(
                 kubernetes,
                 clients,
                 feeds,
                 config.resolution,
                 Arc::clone(&stop),
-                share,
                 started_ms,
             ));
             let handle = runtime.handle().clone();

@@ -5,6 +5,7 @@
 //!   enrichment metadata.
 //! - [`cadvisor`]: machines running cAdvisor, from a hosts file or CoreOS fleet.
 //! - [`replay`]: a recorded scenario, window by window.
+//! - [`live`]: the window loop of the live sources, written once.
 //! - [`health`]: per-node scrape outcomes, logged on change.
 //! - [`meta_state`]: the metadata in force, as differential changes.
 
@@ -12,10 +13,20 @@ pub mod cadvisor;
 pub mod health;
 pub mod kubelet;
 pub mod kubernetes;
+pub mod live;
 pub mod meta_state;
 pub mod replay;
 
 use heapster_dataflows::Name;
+
+/// Why a node gave no body this window.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ScrapeError {
+    #[error("no recorded summary ({0})")]
+    Missing(String),
+    #[error("{0}")]
+    Failed(String),
+}
 
 /// A node to scrape, and the identity labels its metric sets carry.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]

@@ -10,20 +10,20 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::Sender;
 use heapster_dataflows::Time;
 use heapster_dataflows::meta::MetaRecord;
 use heapster_dataflows::model::Interner;
 
-use crate::bridge::{Feed, Scrape, ScrapeError};
+use crate::bridge::{Feeds, WorkersGone};
 use crate::cluster::Share;
 use crate::config::{ConfigError, UriOptions};
 use crate::scenario::{ApiList, Scenario, ScenarioError};
-use crate::sources::NodeTarget;
 use crate::sources::health::Health;
+use crate::sources::kubelet::SummaryScrape;
 use crate::sources::kubernetes::events::parse_event_list;
 use crate::sources::kubernetes::objects::{parse_namespace_list, parse_node_list, parse_pod_list};
 use crate::sources::meta_state::{Kind, MetaState};
+use crate::sources::{NodeTarget, ScrapeError};
 
 /// How fast windows follow each other.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -95,27 +95,17 @@ pub struct Replay {
     scenario: Scenario,
     pace: Pace,
     schedulable_label: bool,
-    /// This process's share of a cluster (`None`: every node, over the feeds given).
-    share: Option<Share>,
 }
 
 impl Replay {
-    pub fn open(config: &ReplayConfig) -> Result<Replay, ReplayError> {
-        Ok(Replay {
-            scenario: Scenario::open(&config.path)?,
-            pace: config.pace,
-            schedulable_label: config.schedulable_label,
-            share: None,
-        })
-    }
-
-    /// Replays only the nodes `share` owns.
-    pub fn with_share(mut self, share: Share) -> Result<Replay, ReplayError> {
-        if share.processes > 1 && self.scenario.is_cadvisor() {
-            return Err(ReplayError::CadvisorInCluster(self.scenario.dir.clone()));
+    /// The scenario, for a process with `share` of the cluster's workers: it replays only the
+    /// nodes its feeds own.
+    pub fn open(config: &ReplayConfig, share: Share) -> Result<Replay, ReplayError> {
+        let scenario = Scenario::open(&config.path)?;
+        if share.processes > 1 && scenario.is_cadvisor() {
+            return Err(ReplayError::CadvisorInCluster(scenario.dir.clone()));
         }
-        self.share = Some(share);
-        Ok(self)
+        Ok(Replay { scenario, pace: config.pace, schedulable_label: config.schedulable_label })
     }
 
     pub fn scenario(&self) -> &Scenario {
@@ -123,7 +113,7 @@ impl Replay {
     }
 
     /// Feeds every window to the workers; stops early when `stop` is set.
-    pub fn run(&self, feeds: &[Sender<Feed>], stop: &AtomicBool) -> Result<ReplayReport, ReplayError> {
+    pub fn run(&self, feeds: &Feeds, stop: &AtomicBool) -> Result<ReplayReport, ReplayError> {
         if self.scenario.is_cadvisor() {
             return crate::sources::cadvisor::replay::run(&self.scenario, self.pace, feeds, stop);
         }
@@ -134,7 +124,7 @@ impl Replay {
         let health = Health::default();
         let started = Instant::now();
         let first = self.scenario.windows.first().map_or(0, |w| w.time);
-        let share = self.share.unwrap_or_else(|| Share::single(feeds.len()));
+        let share = feeds.share();
         let mut progress = crate::progress::Progress::windows("replay", self.scenario.windows.len() as u64);
 
         for window in &self.scenario.windows {
@@ -168,15 +158,11 @@ impl Replay {
                 };
                 changes.extend(meta.replace(kind, records));
             }
-            if !changes.is_empty()
-                && share.is_leader()
-                && send(&feeds[0], Feed::Meta { time: window.time, changes }).is_err()
-            {
+            if stopped(feeds.metadata(window.time, changes)) {
                 break;
             }
             let mut window_bytes = 0u64;
-            for target in targets.iter().filter(|t| t.ready) {
-                let Some(owner) = share.local_owner(&target.name) else { continue };
+            for target in targets.iter().filter(|t| t.ready && feeds.owns(&t.name)) {
                 let path = self.scenario.summary_path(window.index, &target.name);
                 let body = std::fs::read(&path).map_err(|e| ScrapeError::Missing(e.kind().to_string()));
                 window_bytes += body.as_ref().map_or(0, |b| b.len() as u64);
@@ -188,17 +174,14 @@ impl Replay {
                 report.scrapes += 1;
                 let mut target = target.clone();
                 target.schedulable_label = self.schedulable_label;
-                let scrape = Scrape { target, body };
-                if send(&feeds[owner], Feed::Scrape { time: window.time, scrape }).is_err() {
+                if stopped(feeds.scrape(window.time, Box::new(SummaryScrape { target, body }))) {
                     return Ok(report);
                 }
             }
-            for feed in feeds {
-                if send(feed, Feed::Close { time: window.time }).is_err() {
-                    return Ok(report);
-                }
+            if stopped(feeds.close(window.time)) {
+                return Ok(report);
             }
-            if share.is_leader() && self.feed_events(window.index, window.time, feeds, &mut report).is_err() {
+            if share.is_leader() && stopped(self.feed_events(window.index, window.time, feeds, &mut report)) {
                 return Ok(report);
             }
             report.windows += 1;
@@ -217,9 +200,9 @@ impl Replay {
         &self,
         window: usize,
         time: Time,
-        feeds: &[Sender<Feed>],
+        feeds: &Feeds,
         report: &mut ReplayReport,
-    ) -> Result<(), ()> {
+    ) -> Result<(), WorkersGone> {
         let changed = self.scenario.api_changed(window, ApiList::Events);
         let mut resource_version = None;
         if changed && let Some(file) = self.scenario.api_file(window, ApiList::Events) {
@@ -233,17 +216,12 @@ impl Replay {
                     }
                     report.events += parsed.events.len();
                     resource_version = parsed.resource_version;
-                    if !parsed.events.is_empty() {
-                        send(&feeds[0], Feed::Events { time, events: parsed.events })?;
-                    }
+                    feeds.events(time, parsed.events)?;
                 }
                 Err(e) => tracing::error!(file = %file.display(), "events not replayed: {e}"),
             }
         }
-        for feed in feeds {
-            send(feed, Feed::EventsTick { time, resource_version: resource_version.clone() })?;
-        }
-        Ok(())
+        feeds.events_tick(time, resource_version)
     }
 }
 
@@ -260,8 +238,12 @@ fn sleep_until(due: Instant, stop: &AtomicBool) {
     }
 }
 
-fn send(feed: &Sender<Feed>, message: Feed) -> Result<(), ()> {
-    feed.send(message).map_err(|_| tracing::warn!("workers stopped before the replay ended"))
+/// Whether the workers stopped (logged: a replay ends early only then or when told to stop).
+pub(crate) fn stopped(sent: Result<(), WorkersGone>) -> bool {
+    sent.is_err_and(|_| {
+        tracing::warn!("workers stopped before the replay ended");
+        true
+    })
 }
 
 type ListRead = (Vec<MetaRecord>, Option<Vec<NodeTarget>>);

@@ -15,7 +15,7 @@ use super::source::{CadvisorSourceError, Hosts, MachineCache, scrape_host};
 use crate::record::{RecordError, RecordReport};
 use crate::scenario::ScenarioWriter;
 use crate::sources::health::Health;
-use crate::sources::kubernetes::source::{now_ms, sleep_until};
+use crate::sources::live::{now_ms, sleep_until};
 
 pub fn record(
     config: CadvisorConfig,

@@ -5,22 +5,21 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::Sender;
 use heapster_dataflows::Name;
-use heapster_dataflows::model::node_owner;
 
 use super::hosts::read_hosts;
 use super::{CadvisorScrape, Host};
-use crate::bridge::{Feed, ScrapeError};
+use crate::bridge::Feeds;
 use crate::scenario::Scenario;
+use crate::sources::ScrapeError;
 use crate::sources::health::Health;
-use crate::sources::replay::{Pace, ReplayError, ReplayReport};
+use crate::sources::replay::{Pace, ReplayError, ReplayReport, stopped};
 
 /// Feeds every window to the workers; stops early when `stop` is set.
 pub fn run(
     scenario: &Scenario,
     pace: Pace,
-    feeds: &[Sender<Feed>],
+    feeds: &Feeds,
     stop: &AtomicBool,
 ) -> Result<ReplayReport, ReplayError> {
     let mut report = ReplayReport::default();
@@ -60,26 +59,14 @@ pub fn run(
                 Err(e) => health.record(&Name::new(&host.name), Err(&e.to_string())),
             }
             let scrape = CadvisorScrape { host: host.target(), machine, body };
-            let owner = node_owner(&host.name, feeds.len());
-            if send(&feeds[owner], Feed::Cadvisor { time: window.time, scrape: Box::new(scrape) }).is_err() {
+            if stopped(feeds.scrape(window.time, Box::new(scrape))) {
                 return Ok(report);
             }
         }
-        for feed in feeds {
-            if send(feed, Feed::Close { time: window.time }).is_err() {
-                return Ok(report);
-            }
-        }
-        for feed in feeds {
-            if send(feed, Feed::EventsTick { time: window.time, resource_version: None }).is_err() {
-                return Ok(report);
-            }
+        if stopped(feeds.close(window.time)) || stopped(feeds.events_tick(window.time, None)) {
+            return Ok(report);
         }
         report.windows += 1;
     }
     Ok(report)
-}
-
-fn send(feed: &Sender<Feed>, message: Feed) -> Result<(), ()> {
-    feed.send(message).map_err(|_| tracing::warn!("workers stopped before the replay ended"))
 }

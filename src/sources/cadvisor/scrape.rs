@@ -9,8 +9,8 @@
 
 use std::time::Duration;
 
-use crate::bridge::ScrapeError;
 use crate::sources::NodeTarget;
+use crate::sources::ScrapeError;
 
 /// The largest body accepted: a host with hundreds of containers answers a few MB.
 const MAX_BODY: usize = 64 << 20;

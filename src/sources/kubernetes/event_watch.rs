@@ -10,13 +10,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use crossbeam_channel::Sender;
 use futures::{AsyncBufReadExt, StreamExt};
 use heapster_dataflows::{Event, Time};
 
 use super::events::{WatchEvent, parse_event_list, parse_watch_line};
-use super::source::now_ms;
-use crate::bridge::Feed;
+use crate::bridge::{Feeds, WorkersGone};
+use crate::sources::live::now_ms;
 
 /// Events are fed in ticks this long.
 const TICK: Duration = Duration::from_secs(1);
@@ -52,13 +51,13 @@ impl Backoff {
 
 #[derive(Debug, thiserror::Error)]
 pub enum EventSourceError {
-    #[error("the workers stopped")]
-    WorkersGone,
+    #[error(transparent)]
+    WorkersGone(#[from] WorkersGone),
 }
 
 /// Where the watch stands and what it read since the last tick.
 struct Progress {
-    feeds: Vec<Sender<Feed>>,
+    feeds: Feeds,
     pending: Vec<Event>,
     resource_version: Option<String>,
     last_tick: Time,
@@ -70,25 +69,16 @@ impl Progress {
         let step = TICK.as_millis() as u64;
         let time = (now_ms() / step * step).max(self.last_tick + 1);
         self.last_tick = time;
-        if !self.pending.is_empty() {
-            let events = std::mem::take(&mut self.pending);
-            send(&self.feeds[0], Feed::Events { time, events })?;
-        }
-        for feed in &self.feeds {
-            send(feed, Feed::EventsTick { time, resource_version: self.resource_version.clone() })?;
-        }
+        self.feeds.events(time, std::mem::take(&mut self.pending))?;
+        self.feeds.events_tick(time, self.resource_version.clone())?;
         Ok(())
     }
-}
-
-fn send(feed: &Sender<Feed>, message: Feed) -> Result<(), EventSourceError> {
-    tokio::task::block_in_place(|| feed.send(message)).map_err(|_| EventSourceError::WorkersGone)
 }
 
 /// Runs until `stop` is set.
 pub async fn run(
     client: kube::Client,
-    feeds: Vec<Sender<Feed>>,
+    feeds: Feeds,
     resume_from: Option<String>,
     stop: Arc<AtomicBool>,
 ) -> Result<(), EventSourceError> {
