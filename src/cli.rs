@@ -12,8 +12,9 @@ use heapster_dataflows::meta::LabelPolicy;
 
 use crate::api::{ApiConfig, TlsFiles};
 use crate::config::ConfigError;
-use crate::run::{RunConfig, SourceConfig};
+use crate::run::RunConfig;
 use crate::sinks::SinkConfig;
+use crate::sources::config::SourceConfig;
 
 /// The shortest `--metric_resolution` Heapster accepted.
 pub const MIN_RESOLUTION: Duration = Duration::from_secs(5);

@@ -14,42 +14,14 @@ use crate::bridge::{self, EventsConfig, Feeds, Stats, WorkerConfig};
 use crate::checkpoint::{CheckpointError, CheckpointStore, Checkpointer};
 use crate::cluster::connect::ConnectError;
 use crate::cluster::{ClusterConfig, Share};
-use crate::config::ConfigError;
 use crate::dispatch::dispatch;
 use crate::sinks::{Overflow, SinkConfig, SinkContext, SinkHandle, SinkStats};
-use crate::sources::cadvisor::config::CadvisorConfig;
-use crate::sources::kubernetes::config::{ClientError, KubernetesConfig};
+/// Kept at this path too: benchmarks and tests build run configs from it.
+pub use crate::sources::config::SourceConfig;
+use crate::sources::kubernetes::config::ClientError;
 use crate::sources::kubernetes::{event_watch, source};
-use crate::sources::replay::{Replay, ReplayConfig, ReplayError};
+use crate::sources::replay::{Replay, ReplayError};
 use crate::state_lock::{StateLock, StateLockError};
-
-/// A parsed `--source` value.
-#[derive(Clone, Debug)]
-pub enum SourceConfig {
-    Replay(ReplayConfig),
-    Kubernetes(KubernetesConfig),
-    Cadvisor(CadvisorConfig),
-}
-
-const SOURCES: &[&str] = &["kubernetes", "kubernetes.summary_api", "kubernetes.events", "cadvisor", "replay"];
-
-impl SourceConfig {
-    pub fn from_uri(uri: &str) -> Result<SourceConfig, ConfigError> {
-        let scheme = uri.split_once(':').map_or(uri, |(scheme, _)| scheme);
-        match scheme {
-            "replay" => ReplayConfig::from_uri(uri).map(SourceConfig::Replay),
-            "kubernetes" | "kubernetes.summary_api" | "kubernetes.events" => {
-                KubernetesConfig::from_uri(uri).map(SourceConfig::Kubernetes)
-            }
-            "cadvisor" => CadvisorConfig::from_uri(uri).map(SourceConfig::Cadvisor),
-            other => Err(ConfigError::new(
-                "--source",
-                uri,
-                format!("unknown source {other:?}; expected one of: {}", SOURCES.join(", ")),
-            )),
-        }
-    }
-}
 
 #[derive(Clone, Debug)]
 pub struct RunConfig {

@@ -6,10 +6,12 @@
 //! - [`cadvisor`]: machines running cAdvisor, from a hosts file or CoreOS fleet.
 //! - [`replay`]: a recorded scenario, window by window.
 //! - [`live`]: the window loop of the live sources, written once.
+//! - [`config`]: `--source` URIs into the source's config.
 //! - [`health`]: per-node scrape outcomes, logged on change.
 //! - [`meta_state`]: the metadata in force, as differential changes.
 
 pub mod cadvisor;
+pub mod config;
 pub mod health;
 pub mod kubelet;
 pub mod kubernetes;

@@ -7,15 +7,14 @@
 //! - [`scrape`]: `/api/v1.3/subcontainers/` and `/api/v1.3/machine` requests.
 //! - [`parse`]: cAdvisor bodies into metric sets.
 //! - [`source`]: the window loop feeding the workers.
-//! - [`replay`]: recorded cAdvisor scenarios, window by window.
-//! - [`record`]: `heapster record --source=cadvisor:...`.
+//!
+//! Recorded cAdvisor scenarios are replayed by [`crate::sources::replay::cadvisor`] and written
+//! by [`crate::record::cadvisor`].
 
 pub mod config;
 pub mod fleet;
 pub mod hosts;
 pub mod parse;
-pub mod record;
-pub mod replay;
 pub mod scrape;
 pub mod source;
 mod wire;

@@ -21,8 +21,6 @@ use super::scrape::Scraper;
 use super::watch::{SharedState, spawn, spawn_nodes};
 use crate::bridge::{Feeds, WorkersGone};
 use crate::sources::kubelet::SummaryScrape;
-/// Kept here too: the collector's telemetry reads the clock through this path.
-pub use crate::sources::live::now_ms;
 use crate::sources::live::{self, Fetch, Live, Window, jitter_max};
 use crate::sources::meta_state::{Kind, MetaState};
 use crate::sources::{NodeTarget, ScrapeError};

@@ -2,18 +2,18 @@
 //! host list decides which hosts are scraped; a host without a body that window is a failed
 //! scrape. Deterministic, whatever the number of workers.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::sync::atomic::AtomicBool;
 
 use heapster_dataflows::Name;
 
-use super::hosts::read_hosts;
-use super::{CadvisorScrape, Host};
+use super::config::{ReplayError, ReplayReport};
+use super::pace::{Pace, Pacer, stopped};
 use crate::bridge::Feeds;
 use crate::scenario::Scenario;
 use crate::sources::ScrapeError;
+use crate::sources::cadvisor::hosts::read_hosts;
+use crate::sources::cadvisor::{CadvisorScrape, Host};
 use crate::sources::health::Health;
-use crate::sources::replay::{Pace, ReplayError, ReplayReport, stopped};
 
 /// Feeds every window to the workers; stops early when `stop` is set.
 pub fn run(
@@ -24,20 +24,13 @@ pub fn run(
 ) -> Result<ReplayReport, ReplayError> {
     let mut report = ReplayReport::default();
     let health = Health::default();
-    let started = Instant::now();
-    let first = scenario.windows.first().map_or(0, |w| w.time);
+    let pacer = Pacer::new(pace, scenario);
     let mut hosts: Vec<Host> = Vec::new();
     let mut hosts_file = None;
     for window in &scenario.windows {
-        if stop.load(Ordering::Relaxed) {
+        if !pacer.wait(window.time, stop) {
             tracing::info!(window = window.index, "replay stopped");
             break;
-        }
-        if pace == Pace::Real {
-            let due = Duration::from_millis(window.time - first);
-            if let Some(wait) = due.checked_sub(started.elapsed()) {
-                std::thread::sleep(wait);
-            }
         }
         let file = scenario.cadvisor_hosts_file(window.index);
         if file != hosts_file {

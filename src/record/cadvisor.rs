@@ -8,12 +8,12 @@ use std::time::Duration;
 
 use futures::StreamExt;
 
-use super::HostList;
-use super::config::CadvisorConfig;
-use super::scrape::CadvisorClient;
-use super::source::{CadvisorSourceError, Hosts, MachineCache, scrape_host};
-use crate::record::{RecordError, RecordReport};
+use super::report::{RecordError, RecordReport};
 use crate::scenario::ScenarioWriter;
+use crate::sources::cadvisor::HostList;
+use crate::sources::cadvisor::config::CadvisorConfig;
+use crate::sources::cadvisor::scrape::CadvisorClient;
+use crate::sources::cadvisor::source::{CadvisorSourceError, Hosts, MachineCache, scrape_host};
 use crate::sources::health::Health;
 use crate::sources::live::{now_ms, sleep_until};
 
