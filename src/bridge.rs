@@ -103,13 +103,23 @@ pub struct EventsConfig {
     pub counters: Arc<DedupCounters>,
 }
 
+/// Why the workers could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkersError {
+    #[error("{feeds} feeds for {workers} workers")]
+    Feeds { feeds: usize, workers: usize },
+    /// Timely reports its failures (thread start, a worker's panic) as text.
+    #[error("{0}")]
+    Timely(String),
+}
+
 /// Runs the workers until every feed is closed and the last window has left the graph.
 pub fn run_workers(
     config: WorkerConfig,
     feeds: Vec<Receiver<Feed>>,
     collected: Sender<Collected>,
     stats: Arc<Stats>,
-) -> Result<(), String> {
+) -> Result<(), WorkersError> {
     run_workers_on(config, None, feeds, collected, stats)
 }
 
@@ -120,9 +130,9 @@ pub fn run_workers_on(
     feeds: Vec<Receiver<Feed>>,
     collected: Sender<Collected>,
     stats: Arc<Stats>,
-) -> Result<(), String> {
+) -> Result<(), WorkersError> {
     if feeds.len() != config.workers {
-        return Err(format!("{} feeds for {} workers", feeds.len(), config.workers));
+        return Err(WorkersError::Feeds { feeds: feeds.len(), workers: config.workers });
     }
     let share = config.share;
     let peers = share.peers();
@@ -130,7 +140,9 @@ pub fn run_workers_on(
     let events_config = config.events.clone();
     let (builders, others) = match network {
         Some(network) => (network.builders, network.guard),
-        None => timely::CommunicationConfig::Process(config.workers).try_build()?,
+        None => {
+            timely::CommunicationConfig::Process(config.workers).try_build().map_err(WorkersError::Timely)?
+        }
     };
     let timely_config = timely::WorkerConfig::default();
     let guards = timely::execute::execute_from(builders, others, timely_config, move |worker| {
@@ -289,9 +301,10 @@ pub fn run_workers_on(
         drop(meta_in);
         drop(events_in);
         worker.step_or_park_while(None, || !probe.done() || !events_probe.done());
-    })?;
+    })
+    .map_err(WorkersError::Timely)?;
     for result in guards.join() {
-        result?;
+        result.map_err(WorkersError::Timely)?;
     }
     Ok(())
 }

@@ -37,12 +37,9 @@ async fn record_windows(
     out: PathBuf,
     resolution: Duration,
 ) -> Result<RecordReport, RecordError> {
-    let source_error =
-        |e: CadvisorSourceError| RecordError::List { path: "cadvisor hosts", message: e.to_string() };
     let timeout = config.timeout.min(resolution / 2);
-    let client = CadvisorClient::new(config.port, timeout)
-        .map_err(|e| source_error(CadvisorSourceError::Client(e)))?;
-    let mut hosts = Hosts::start(&config, timeout).map_err(source_error)?;
+    let client = CadvisorClient::new(config.port, timeout).map_err(CadvisorSourceError::Client)?;
+    let mut hosts = Hosts::start(&config, timeout)?;
     let write_error = |source| RecordError::Write { path: out.clone(), source };
     let mut writer =
         ScenarioWriter::create(&out, "recorded with heapster record (cAdvisor)", resolution.as_secs().max(1))

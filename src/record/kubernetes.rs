@@ -69,18 +69,18 @@ async fn record_windows(
         for (list, path) in LISTS {
             let request = http::Request::get(path)
                 .body(Vec::new())
-                .map_err(|e| RecordError::List { path, message: e.to_string() })?;
+                .map_err(|source| RecordError::Request { path, source })?;
             let body = clients
                 .api
                 .request_text(request)
                 .await
-                .map_err(|e| RecordError::List { path, message: e.to_string() })?;
+                .map_err(|source| RecordError::List { path, source })?;
             lists.push((list, body));
         }
         let targets: Vec<crate::sources::NodeTarget> =
             match parse_node_list(lists[0].1.as_bytes(), &mut interner) {
                 Ok(parsed) => parsed.targets.into_iter().filter(|t| t.ready).collect(),
-                Err(e) => return Err(RecordError::List { path: "/api/v1/nodes", message: e.to_string() }),
+                Err(source) => return Err(RecordError::NodeList { path: "/api/v1/nodes", source }),
             };
         let bodies: Vec<_> = futures::stream::iter(targets)
             .map(|target| {

@@ -23,8 +23,8 @@ use crate::sources::live::{self, Fetch, Live, Window, jitter_max, now_ms};
 pub enum CadvisorSourceError {
     #[error(transparent)]
     Hosts(#[from] HostsError),
-    #[error("cAdvisor client: {0}")]
-    Client(String),
+    #[error("cAdvisor client: {}", crate::errors::error_chain(.0))]
+    Client(#[source] reqwest::Error),
     #[error(transparent)]
     Workers(#[from] WorkersGone),
 }

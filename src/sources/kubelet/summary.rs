@@ -412,13 +412,22 @@ fn system_container_name(name: &str) -> &str {
     }
 }
 
-fn parse_time(s: &str) -> Result<Option<i64>, String> {
+/// A time the summary gives that is not one.
+#[derive(Debug, thiserror::Error)]
+enum TimeError {
+    #[error("{excerpt:?} is not an RFC 3339 time: {source}")]
+    Syntax { excerpt: String, source: jiff::Error },
+    #[error("{0:?} is out of range")]
+    OutOfRange(String),
+}
+
+fn parse_time(s: &str) -> Result<Option<i64>, TimeError> {
     if s == GO_ZERO_TIME {
         return Ok(None);
     }
     let ts: jiff::Timestamp =
-        s.parse().map_err(|e| format!("{:?} is not an RFC 3339 time: {e}", excerpt(s)))?;
-    i64::try_from(ts.as_nanosecond()).map(Some).map_err(|_| format!("{:?} is out of range", excerpt(s)))
+        s.parse().map_err(|source| TimeError::Syntax { excerpt: excerpt(s), source })?;
+    i64::try_from(ts.as_nanosecond()).map(Some).map_err(|_| TimeError::OutOfRange(excerpt(s)))
 }
 
 /// The last few times parsed. A kubelet stamps most samples of a body with the same few
@@ -588,8 +597,8 @@ impl<'t> Decoder<'t> {
                 Some(ns)
             }
             Ok(None) => None,
-            Err(message) => {
-                self.warn(at, message);
+            Err(error) => {
+                self.warn(at, error);
                 None
             }
         }

@@ -13,7 +13,7 @@ use std::time::Duration;
 use futures::{AsyncBufReadExt, StreamExt};
 use heapster_dataflows::{Event, Time};
 
-use super::events::{WatchEvent, parse_event_list, parse_watch_line};
+use super::events::{EventError, WatchEvent, parse_event_list, parse_watch_line};
 use crate::bridge::{Feeds, WorkersGone};
 use crate::sources::live::now_ms;
 
@@ -115,7 +115,7 @@ pub async fn run(
                     backoff.succeeded();
                 }
                 Err(e) => {
-                    report(e, &mut last_error);
+                    report(e.to_string(), &mut last_error);
                     if !wait(&mut ticker, &mut progress, backoff.failed(), &stop).await? {
                         break;
                     }
@@ -228,10 +228,21 @@ fn apply(line: &str, progress: &mut Progress) -> bool {
     }
 }
 
-async fn list(client: &kube::Client) -> Result<(Vec<Event>, Option<String>, Vec<String>), String> {
-    let request = http::Request::get("/api/v1/events").body(Vec::new()).map_err(|e| e.to_string())?;
-    let body = client.request_text(request).await.map_err(|e| crate::errors::error_chain(&e))?;
-    let parsed = parse_event_list(body.as_bytes()).map_err(|e| e.to_string())?;
+/// Why the events could not be listed (retried with backoff).
+#[derive(Debug, thiserror::Error)]
+enum ListError {
+    #[error(transparent)]
+    Request(#[from] http::Error),
+    #[error("{}", crate::errors::error_chain(.0))]
+    Api(#[from] kube::Error),
+    #[error(transparent)]
+    Parse(#[from] EventError),
+}
+
+async fn list(client: &kube::Client) -> Result<(Vec<Event>, Option<String>, Vec<String>), ListError> {
+    let request = http::Request::get("/api/v1/events").body(Vec::new())?;
+    let body = client.request_text(request).await?;
+    let parsed = parse_event_list(body.as_bytes())?;
     Ok((parsed.events, parsed.resource_version, parsed.warnings))
 }
 

@@ -36,7 +36,7 @@ pub fn run(
         if file != hosts_file {
             if let Some(file) = &file {
                 hosts = read_hosts(file)
-                    .map_err(|e| ReplayError::List { file: file.clone(), message: e.to_string() })?;
+                    .map_err(|e| ReplayError::List { file: file.clone(), source: e.into() })?;
             }
             hosts_file = file;
         }

@@ -47,8 +47,8 @@ impl ReplayConfig {
 pub enum ReplayError {
     #[error(transparent)]
     Scenario(#[from] ScenarioError),
-    #[error("scenario {file}: {message}")]
-    List { file: PathBuf, message: String },
+    #[error("scenario {}: {source}", file.display())]
+    List { file: PathBuf, source: Box<dyn std::error::Error + Send + Sync> },
     #[error("scenario {0}: cAdvisor scenarios replay in one process, not in cluster mode")]
     CadvisorInCluster(PathBuf),
 }

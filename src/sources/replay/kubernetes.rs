@@ -113,10 +113,11 @@ fn feed_events(
     let changed = scenario.api_changed(window, ApiList::Events);
     let mut resource_version = None;
     if changed && let Some(file) = scenario.api_file(window, ApiList::Events) {
-        match std::fs::read(&file)
-            .map_err(|e| e.to_string())
-            .and_then(|body| parse_event_list(&body).map_err(|e| e.to_string()))
-        {
+        let read: Result<_, Box<dyn std::error::Error + Send + Sync>> = match std::fs::read(&file) {
+            Ok(body) => parse_event_list(&body).map_err(Into::into),
+            Err(e) => Err(e.into()),
+        };
+        match read {
             Ok(parsed) => {
                 for w in parsed.warnings {
                     tracing::warn!(file = %file.display(), "{w}");
@@ -134,21 +135,22 @@ fn feed_events(
 type ListRead = (Vec<MetaRecord>, Option<Vec<NodeTarget>>);
 
 fn read_list(file: &Path, list: ApiList, interner: &mut Interner) -> Result<ListRead, ReplayError> {
-    let body = std::fs::read(file)
-        .map_err(|e| ReplayError::List { file: file.to_path_buf(), message: e.to_string() })?;
-    let fail =
-        |e: &dyn std::fmt::Display| ReplayError::List { file: file.to_path_buf(), message: e.to_string() };
+    let fail = |e: Box<dyn std::error::Error + Send + Sync>| ReplayError::List {
+        file: file.to_path_buf(),
+        source: e,
+    };
+    let body = std::fs::read(file).map_err(|e| fail(e.into()))?;
     let (records, targets, warnings) = match list {
         ApiList::Nodes => {
-            let parsed = parse_node_list(&body, interner).map_err(|e| fail(&e))?;
+            let parsed = parse_node_list(&body, interner).map_err(|e| fail(e.into()))?;
             (parsed.records, Some(parsed.targets), parsed.warnings)
         }
         ApiList::Pods => {
-            let parsed = parse_pod_list(&body, interner).map_err(|e| fail(&e))?;
+            let parsed = parse_pod_list(&body, interner).map_err(|e| fail(e.into()))?;
             (parsed.records, None, parsed.warnings)
         }
         ApiList::Namespaces => {
-            let parsed = parse_namespace_list(&body, interner).map_err(|e| fail(&e))?;
+            let parsed = parse_namespace_list(&body, interner).map_err(|e| fail(e.into()))?;
             (parsed.records, None, parsed.warnings)
         }
         // Events carry no metadata; `ApiList::ALL` never asks for them.
