@@ -5,6 +5,7 @@
 //!   enrichment metadata.
 //! - [`cadvisor`]: machines running cAdvisor, from a hosts file or CoreOS fleet.
 //! - [`replay`]: a recorded scenario, window by window.
+//! - `lenient`: JSON fields that may have the wrong type, read with a warning instead of failing.
 //! - [`live`]: the window loop of the live sources, written once.
 //! - [`config`]: `--source` URIs into the source's config.
 //! - [`health`]: per-node scrape outcomes, logged on change.
@@ -15,6 +16,7 @@ pub mod config;
 pub mod health;
 pub mod kubelet;
 pub mod kubernetes;
+pub(crate) mod lenient;
 pub mod live;
 pub mod meta_state;
 pub mod replay;

@@ -23,7 +23,7 @@ use rustc_hash::FxHashMap;
 
 use super::wire;
 use crate::sources::NodeTarget;
-use crate::sources::kubelet::lenient::{Expected, Lenient, List, Num, Obj, Object, Text, excerpt};
+use crate::sources::lenient::{Expected, Lenient, List, Num, Obj, Object, Text, excerpt};
 
 /// The infrastructure container of a pod, as the kubelet names it.
 const INFRA_CONTAINER: &str = "POD";

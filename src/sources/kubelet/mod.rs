@@ -1,6 +1,5 @@
 //! The kubelet Summary API: a node's `/stats/summary` body and its parser.
 
-pub(crate) mod lenient;
 pub mod summary;
 
 use heapster_dataflows::model::Interner;

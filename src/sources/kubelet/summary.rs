@@ -24,7 +24,7 @@ use heapster_dataflows::model::{
 };
 use rustc_hash::FxHashMap;
 
-use super::lenient::{Expected, Lenient, List, Num, Obj, Object, Quoted, Text, excerpt, quote_out_of_range};
+use crate::sources::lenient::{Expected, Lenient, List, Num, Obj, Object, Quoted, Text, excerpt, quote_out_of_range};
 use crate::sources::NodeTarget;
 
 /// What one body produced besides its metric sets.
@@ -157,7 +157,7 @@ fn at_offset(node: &NodeTarget, body: &[u8], offset: usize, message: String) -> 
 mod wire {
     use serde::Deserialize;
 
-    use super::super::lenient::{Float, List, Num, Obj, Text};
+    use crate::sources::lenient::{Float, List, Num, Obj, Text};
 
     #[derive(Default, Deserialize)]
     #[serde(default)]
