@@ -17,21 +17,8 @@ use crate::sources::cadvisor::source::{CadvisorSourceError, Hosts, MachineCache,
 use crate::sources::health::Health;
 use crate::sources::live::{now_ms, sleep_until};
 
-pub fn record(
-    config: CadvisorConfig,
-    windows: usize,
-    out: PathBuf,
-    resolution: Duration,
-) -> Result<RecordReport, RecordError> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(RecordError::Runtime)?;
-    runtime.block_on(record_windows(config, windows, out, resolution))
-}
-
-async fn record_windows(
+/// Records `windows` windows of the hosts `config` finds into `out`.
+pub async fn record(
     config: CadvisorConfig,
     windows: usize,
     out: PathBuf,

@@ -27,21 +27,7 @@ const LISTS: [(ApiList, &str); 3] = [
 ];
 
 /// Records `windows` windows of the cluster `config` names into `out`.
-pub fn record(
-    config: KubernetesConfig,
-    windows: usize,
-    out: PathBuf,
-    resolution: Duration,
-) -> Result<RecordReport, RecordError> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(RecordError::Runtime)?;
-    runtime.block_on(record_windows(config, windows, out, resolution))
-}
-
-async fn record_windows(
+pub async fn record(
     config: KubernetesConfig,
     windows: usize,
     out: PathBuf,

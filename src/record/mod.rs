@@ -18,10 +18,15 @@ use crate::sources::kubernetes::config::KubernetesConfig;
 /// Records what `args.source` names.
 pub fn record(args: &RecordArgs) -> Result<RecordReport, RecordError> {
     let (windows, out, resolution) = (args.windows, args.out.clone(), args.metric_resolution);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(RecordError::Runtime)?;
     if args.source.starts_with("cadvisor:") {
         let config = CadvisorConfig::from_uri(&args.source)?;
-        return cadvisor::record(config, windows, out, resolution);
+        return runtime.block_on(cadvisor::record(config, windows, out, resolution));
     }
     let config = KubernetesConfig::from_uri(&args.source)?;
-    kubernetes::record(config, windows, out, resolution)
+    runtime.block_on(kubernetes::record(config, windows, out, resolution))
 }

@@ -9,6 +9,7 @@
 //! - [`live`]: the window loop of the live sources, written once.
 //! - [`config`]: `--source` URIs into the source's config.
 //! - [`health`]: per-node scrape outcomes, logged on change.
+//! - [`parse`]: lenient fields into metric values, for every body parser.
 //! - [`meta_state`]: the metadata in force, as differential changes.
 
 pub mod cadvisor;
@@ -19,9 +20,11 @@ pub mod kubernetes;
 pub(crate) mod lenient;
 pub mod live;
 pub mod meta_state;
+pub mod parse;
 pub mod replay;
 
 use heapster_dataflows::Name;
+use heapster_dataflows::model::{LabelId, Labels};
 
 /// Why a node gave no body this window.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -64,5 +67,21 @@ impl NodeTarget {
             ready: true,
             address: None,
         }
+    }
+
+    /// The labels every set of the node carries (`nodename`, `hostname`, `host_id`), the
+    /// empty ones left out.
+    pub fn labels(&self) -> Labels {
+        let mut labels = Labels::default();
+        for (id, value) in [
+            (LabelId::Nodename, &self.name),
+            (LabelId::Hostname, &self.hostname),
+            (LabelId::HostId, &self.host_id),
+        ] {
+            if !value.is_empty() {
+                labels.set(id, value.clone());
+            }
+        }
+        labels
     }
 }

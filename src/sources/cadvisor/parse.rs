@@ -16,14 +16,13 @@
 use std::fmt;
 
 use heapster_dataflows::catalog::{LabeledMetricId, MetricId};
-use heapster_dataflows::model::{
-    EntityKey, Interner, LabelId, LabeledMetric, LabeledValue, Labels, MetricSet, Name, Resource, Value,
-};
+use heapster_dataflows::model::{EntityKey, Interner, LabelId, Labels, MetricSet, Name, Resource, Value};
 use rustc_hash::FxHashMap;
 
 use super::wire;
 use crate::sources::NodeTarget;
-use crate::sources::lenient::{Expected, Lenient, List, Num, Obj, Object, Text, excerpt};
+use crate::sources::lenient::{List, Obj, Object, Text, excerpt};
+use crate::sources::parse::Fields;
 
 /// The infrastructure container of a pod, as the kubelet names it.
 const INFRA_CONTAINER: &str = "POD";
@@ -155,6 +154,16 @@ struct Decoder<'t> {
     scratch: String,
 }
 
+impl<'p> Fields<At<'p>> for Decoder<'_> {
+    fn warn(&mut self, at: At<'p>, message: impl fmt::Display) {
+        if self.warnings.len() < MAX_WARNINGS {
+            self.warnings.push(format!("host {}: containers{at}: {message}", self.target.name));
+        } else {
+            self.suppressed += 1;
+        }
+    }
+}
+
 impl<'t> Decoder<'t> {
     fn new(
         target: &'t NodeTarget,
@@ -162,16 +171,7 @@ impl<'t> Decoder<'t> {
         interner: &'t mut Interner,
         out: &'t mut Vec<MetricSet>,
     ) -> Self {
-        let mut node_labels = Labels::default();
-        for (id, value) in [
-            (LabelId::Nodename, &target.name),
-            (LabelId::Hostname, &target.hostname),
-            (LabelId::HostId, &target.host_id),
-        ] {
-            if !value.is_empty() {
-                node_labels.set(id, value.clone());
-            }
-        }
+        let node_labels = target.labels();
         let mut node_only = node_labels.clone();
         if let Some(labels) = labels.filter(|l| !l.is_empty()) {
             node_only.set(LabelId::Labels, labels.clone());
@@ -197,32 +197,6 @@ impl<'t> Decoder<'t> {
             self.warnings.push(message);
         }
         CadvisorReport { sets: self.out.len() - self.first, warnings: self.warnings }
-    }
-
-    fn warn(&mut self, at: At<'_>, message: impl fmt::Display) {
-        if self.warnings.len() < MAX_WARNINGS {
-            self.warnings.push(format!("host {}: containers{at}: {message}", self.target.name));
-        } else {
-            self.suppressed += 1;
-        }
-    }
-
-    fn get<'v, T: Expected>(&mut self, v: &'v Lenient<T>, at: At<'_>) -> Option<&'v T> {
-        match v.get() {
-            Ok(v) => v,
-            Err(found) => {
-                self.warn(at, format_args!("expected {}, found {found}", T::EXPECTED));
-                None
-            }
-        }
-    }
-
-    fn num(&mut self, v: &Num, at: At<'_>) -> Option<i64> {
-        self.get(v, at).copied()
-    }
-
-    fn obj<'v, T>(&mut self, v: &'v Obj<T>, at: At<'_>) -> Option<&'v T> {
-        self.get(v, at).map(|o| &o.0)
     }
 
     fn text<'v>(&mut self, v: &'v Text<'_>, at: At<'_>) -> Option<&'v str> {
@@ -369,29 +343,6 @@ impl<'t> Decoder<'t> {
             (self.interner.intern(ns), self.interner.intern(pod), self.interner.intern(container));
         let uid = uid.map(|u| self.interner.intern(u));
         Some((ns, pod, container, uid))
-    }
-
-    fn set(&mut self, set: &mut MetricSet, id: MetricId, value: &Num, at: At<'_>) {
-        if let Some(v) = self.num(value, at) {
-            set.values.set(id, Value::Int(v));
-        }
-    }
-
-    fn labeled(
-        &mut self,
-        set: &mut MetricSet,
-        id: LabeledMetricId,
-        resource: &Resource,
-        value: &Num,
-        at: At<'_>,
-    ) {
-        if let Some(v) = self.num(value, at) {
-            set.labeled.push(LabeledValue {
-                metric: LabeledMetric::Catalog(id),
-                resource: resource.clone(),
-                value: Value::Int(v),
-            });
-        }
     }
 
     fn cpu(&mut self, set: &mut MetricSet, sample: &wire::ContainerStats<'_>, at: At<'_>) {

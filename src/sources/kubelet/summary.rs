@@ -24,8 +24,9 @@ use heapster_dataflows::model::{
 };
 use rustc_hash::FxHashMap;
 
-use crate::sources::lenient::{Expected, Lenient, List, Num, Obj, Object, Quoted, Text, excerpt, quote_out_of_range};
 use crate::sources::NodeTarget;
+use crate::sources::lenient::{List, Obj, Object, Quoted, Text, excerpt, quote_out_of_range};
+use crate::sources::parse::{Fields, push_labeled, set_value};
 
 /// What one body produced besides its metric sets.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -462,22 +463,6 @@ fn set_uptime(set: &mut MetricSet, start: Option<i64>) {
     }
 }
 
-fn set_value(set: &mut MetricSet, id: MetricId, value: Option<i64>) {
-    if let Some(v) = value {
-        set.values.set(id, Value::Int(v));
-    }
-}
-
-fn push_labeled(set: &mut MetricSet, id: LabeledMetricId, resource: &Resource, value: Option<i64>) {
-    if let Some(v) = value {
-        set.labeled.push(LabeledValue {
-            metric: LabeledMetric::Catalog(id),
-            resource: resource.clone(),
-            value: Value::Int(v),
-        });
-    }
-}
-
 /// Turns one decoded body into metric sets.
 struct Decoder<'t> {
     target: &'t NodeTarget,
@@ -496,6 +481,12 @@ struct Decoder<'t> {
     logs_fs: Resource,
 }
 
+impl<'p> Fields<Path<'p>> for Decoder<'_> {
+    fn warn(&mut self, at: Path<'p>, message: impl fmt::Display) {
+        self.warnings.push(at, message);
+    }
+}
+
 impl<'t> Decoder<'t> {
     fn new(
         target: &'t NodeTarget,
@@ -503,16 +494,7 @@ impl<'t> Decoder<'t> {
         interner: &'t mut Interner,
         out: &'t mut Vec<MetricSet>,
     ) -> Self {
-        let mut node_labels = Labels::default();
-        for (id, value) in [
-            (LabelId::Nodename, &target.name),
-            (LabelId::Hostname, &target.hostname),
-            (LabelId::HostId, &target.host_id),
-        ] {
-            if !value.is_empty() {
-                node_labels.set(id, value.clone());
-            }
-        }
+        let node_labels = target.labels();
         let root_fs = Resource::Id(interner.intern("/"));
         let logs_fs = Resource::Id(interner.intern("logs"));
         Decoder {
@@ -533,29 +515,6 @@ impl<'t> Decoder<'t> {
 
     fn finish(self) -> SummaryReport {
         SummaryReport { sets: self.out.len() - self.first, warnings: self.warnings.finish() }
-    }
-
-    fn warn(&mut self, at: Path<'_>, message: impl fmt::Display) {
-        self.warnings.push(at, message);
-    }
-
-    /// The value of a lenient field; a wrong type is warned about and read as absent.
-    fn get<'v, T: Expected>(&mut self, v: &'v Lenient<T>, at: Path<'_>) -> Option<&'v T> {
-        match v.get() {
-            Ok(v) => v,
-            Err(found) => {
-                self.warn(at, format_args!("expected {}, found {found}", T::EXPECTED));
-                None
-            }
-        }
-    }
-
-    fn num(&mut self, v: &Num, at: Path<'_>) -> Option<i64> {
-        self.get(v, at).copied()
-    }
-
-    fn obj<'v, T>(&mut self, v: &'v Obj<T>, at: Path<'_>) -> Option<&'v T> {
-        self.get(v, at).map(|o| &o.0)
     }
 
     fn list<'v, T>(&mut self, v: &'v List<T>, at: Path<'_>) -> &'v [T] {
@@ -838,8 +797,7 @@ impl<'t> Decoder<'t> {
 
     fn cpu(&mut self, set: &mut MetricSet, cpu: Option<&wire::CpuStats<'_>>, at: Path<'_>) {
         if let Some(cpu) = cpu {
-            let usage = self.num(&cpu.usage_core_nano_seconds, at.field("usageCoreNanoSeconds"));
-            set_value(set, MetricId::CpuUsage, usage);
+            self.set(set, MetricId::CpuUsage, &cpu.usage_core_nano_seconds, at.field("usageCoreNanoSeconds"));
         }
     }
 
@@ -852,8 +810,7 @@ impl<'t> Decoder<'t> {
             (MetricId::MemoryPageFaults, &memory.page_faults, "pageFaults"),
             (MetricId::MemoryMajorPageFaults, &memory.major_page_faults, "majorPageFaults"),
         ] {
-            let value = self.num(field, at.field(name));
-            set_value(set, id, value);
+            self.set(set, id, field, at.field(name));
         }
     }
 
@@ -910,11 +867,10 @@ impl<'t> Decoder<'t> {
             (LabeledMetricId::FsInodes, &fs.inodes, "inodes"),
             (LabeledMetricId::FsInodesFree, &fs.inodes_free, "inodesFree"),
         ] {
-            let value = self.num(field, at.field(name));
+            let value = self.labeled(set, id, resource, field, at.field(name));
             if id == LabeledMetricId::FsUsage {
                 used = value;
             }
-            push_labeled(set, id, resource, value);
         }
         used
     }
