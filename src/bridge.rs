@@ -1,6 +1,6 @@
 //! The bridge between the I/O side (sources, sinks) and the timely workers.
 //!
-//! Sources feed the workers through [`Feeds`] (the protocol, in [`feed`]): each node's fetched
+//! Sources feed the workers through [`Feeds`] (the protocol, in `bridge/feed.rs`): each node's fetched
 //! body goes to the worker that owns the node (`node_owner`); worker 0 also gets the metadata
 //! changes. Workers parse the bodies on their own threads ([`Fetched::parse`]), run the graph, and hand every complete window to the [`Collector`], which
 //! merges the workers' shares into one sorted [`MetricBatch`] for the sinks. In cluster mode
