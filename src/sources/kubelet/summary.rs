@@ -6,7 +6,7 @@
 //! network counters (Windows).
 //!
 //! The body is decoded in one pass into structs that borrow their strings from it; every field is
-//! a [`lenient`](crate::sources::lenient) value, so a field of the wrong type costs that one metric and a
+//! a `lenient` value (`sources/lenient.rs`), so a field of the wrong type costs that one metric and a
 //! warning naming its JSON path, never the rest of the node. Only broken JSON fails a body.
 //!
 //! Speed, release build on the 2-core development machine when otherwise idle: the GKE capture
