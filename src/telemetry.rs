@@ -25,7 +25,7 @@ use prometheus_client::registry::{Registry, Unit};
 
 use crate::bridge::Stats;
 use crate::sinks::{MetricBatch, SinkStats};
-use crate::sources::live::now_ms;
+use crate::sources::clock::now_ms;
 
 pub use crate::api::snapshot::Snapshot;
 

@@ -14,8 +14,8 @@ use crate::sources::cadvisor::HostList;
 use crate::sources::cadvisor::config::CadvisorConfig;
 use crate::sources::cadvisor::scrape::CadvisorClient;
 use crate::sources::cadvisor::source::{CadvisorSourceError, Hosts, MachineCache, scrape_host};
+use crate::sources::clock::{now_ms, sleep_until};
 use crate::sources::health::Health;
-use crate::sources::live::{now_ms, sleep_until};
 
 /// Records `windows` windows of the hosts `config` finds into `out`.
 pub async fn record(

@@ -14,11 +14,11 @@ use heapster_dataflows::model::Interner;
 
 use super::report::{RecordError, RecordReport};
 use crate::scenario::{ApiList, ScenarioWriter};
+use crate::sources::clock::{now_ms, sleep_until};
 use crate::sources::health::Health;
 use crate::sources::kubernetes::config::{KubernetesConfig, clients};
 use crate::sources::kubernetes::objects::parse_node_list;
 use crate::sources::kubernetes::scrape::Scraper;
-use crate::sources::live::{now_ms, sleep_until};
 
 const LISTS: [(ApiList, &str); 3] = [
     (ApiList::Nodes, "/api/v1/nodes"),

@@ -10,8 +10,8 @@
 
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
 
 use futures::StreamExt;
 use heapster_dataflows::Time;
@@ -20,6 +20,7 @@ use heapster_dataflows::model::stable_hash;
 
 use crate::bridge::{Feeds, Fetched, WorkerFeed, WorkersGone};
 use crate::sources::ScrapeError;
+use crate::sources::clock::{now_ms, sleep_until};
 use crate::sources::health::Health;
 
 /// Fetches in flight per worker.
@@ -143,25 +144,6 @@ async fn fetch_worker<F: Fetch>(
         feed.scrape(time, Box::new(body))?;
     }
     feed.close(time)
-}
-
-/// Now, in ms since the epoch.
-pub fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
-}
-
-/// Sleeps until `deadline_ms`, waking early when `stop` is set. Returns false if stopped.
-pub async fn sleep_until(deadline_ms: u64, stop: &AtomicBool) -> bool {
-    loop {
-        if stop.load(Ordering::Relaxed) {
-            return false;
-        }
-        let now = now_ms();
-        if now >= deadline_ms {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis((deadline_ms - now).min(200))).await;
-    }
 }
 
 /// Where in the window a node's fetch starts: a stable spread over the first tenth of the

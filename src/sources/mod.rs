@@ -11,12 +11,14 @@
 //! - [`replay`]: a recorded scenario, window by window.
 //! - `lenient`: JSON fields that may have the wrong type, read with a warning instead of failing.
 //! - [`live`]: the window loop of the live sources, written once.
+//! - [`clock`]: now, and a stop-aware wait for a window.
 //! - [`config`]: `--source` URIs into the source's config.
 //! - [`health`]: per-node scrape outcomes, logged on change.
 //! - [`parse`]: lenient fields into metric values, for every body parser.
 //! - [`meta_state`]: the metadata in force, as differential changes.
 
 pub mod cadvisor;
+pub mod clock;
 pub mod config;
 pub mod health;
 pub mod kubelet;

@@ -17,7 +17,8 @@ use super::scrape::CadvisorClient;
 use super::{CadvisorScrape, Host};
 use crate::bridge::{Feeds, WorkersGone};
 use crate::sources::ScrapeError;
-use crate::sources::live::{self, Fetch, Live, Window, jitter_max, now_ms};
+use crate::sources::clock::now_ms;
+use crate::sources::live::{self, Fetch, Live, Window, jitter_max};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CadvisorSourceError {

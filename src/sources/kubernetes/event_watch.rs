@@ -15,7 +15,7 @@ use heapster_dataflows::{Event, Time};
 
 use super::events::{EventError, WatchEvent, parse_event_list, parse_watch_line};
 use crate::bridge::{Feeds, WorkersGone};
-use crate::sources::live::now_ms;
+use crate::sources::clock::now_ms;
 
 /// Events are fed in ticks this long.
 const TICK: Duration = Duration::from_secs(1);
