@@ -1,8 +1,8 @@
 //! The bridge between the I/O side (sources, sinks) and the timely workers.
 //!
-//! Sources send each worker a [`Feed`] per window: the scrapes of the nodes that worker owns
-//! (`node_owner`), already fetched; worker 0 also gets the metadata changes. Workers parse on
-//! their own threads, run the graph, and hand every complete window to the [`Collector`], which
+//! Sources feed the workers through [`Feeds`] (the protocol, in `bridge/feed.rs`): each node's fetched
+//! body goes to the worker that owns the node (`node_owner`); worker 0 also gets the metadata
+//! changes. Workers parse the bodies on their own threads ([`Fetched::parse`]), run the graph, and hand every complete window to the [`Collector`], which
 //! merges the workers' shares into one sorted [`MetricBatch`] for the sinks. In cluster mode
 //! (see [`crate::cluster`]) each process runs this for its own workers and writes its own share.
 
@@ -16,7 +16,7 @@ use differential_dataflow::input::Input as _;
 use heapster_dataflows::events::{DedupConfig, DedupCounters, Seen, dedup};
 use heapster_dataflows::meta::{LabelPolicy, MetaRecord};
 use heapster_dataflows::metrics::window::Held;
-use heapster_dataflows::model::Interner;
+use heapster_dataflows::model::{Interner, node_owner};
 use heapster_dataflows::{Event, MetricSet, Time};
 use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::generic::Operator;
@@ -26,47 +26,10 @@ use timely::dataflow::{ProbeHandle, StreamVec};
 use crate::batch::{EventBatch, MetricBatch};
 use crate::cluster::Share;
 use crate::cluster::connect::Network;
-use crate::sources::NodeTarget;
-use crate::sources::cadvisor::CadvisorScrape;
-use crate::sources::cadvisor::parse::{Bodies, parse_cadvisor};
-use crate::sources::kubelet::summary::parse_summary;
 
-/// Why a node gave no summary this window.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ScrapeError {
-    #[error("no recorded summary ({0})")]
-    Missing(String),
-    #[error("{0}")]
-    Failed(String),
-}
+mod feed;
 
-/// One node's answer for one window.
-#[derive(Debug)]
-pub struct Scrape {
-    pub target: NodeTarget,
-    pub body: Result<Vec<u8>, ScrapeError>,
-}
-
-/// What a source sends a worker. A window's scrapes arrive one by one, so a worker parses
-/// while the source is still fetching, and memory holds a few bodies, not a window of them.
-#[derive(Debug)]
-pub enum Feed {
-    /// Metadata changes that take effect at `time` (sent to worker 0 only, before the window's
-    /// scrapes).
-    Meta { time: Time, changes: Vec<(MetaRecord, isize)> },
-    /// One of this worker's nodes for the window ending at `time`.
-    Scrape { time: Time, scrape: Scrape },
-    /// One of this worker's cAdvisor hosts for the window ending at `time`.
-    Cadvisor { time: Time, scrape: Box<CadvisorScrape> },
-    /// The window ending at `time` is complete at the source. Every worker gets one per window,
-    /// with or without scrapes: it is what closes the window.
-    Close { time: Time },
-    /// Events read at tick `time` (sent to worker 0 only, before the tick's `EventsTick`).
-    Events { time: Time, events: Vec<Event> },
-    /// Every event of tick `time` was sent; the watch stood at `resource_version` then. Every
-    /// worker gets one per tick.
-    EventsTick { time: Time, resource_version: Option<String> },
-}
+pub use feed::{Feed, Feeds, Fetched, Owned, Parsed, WorkerFeed, WorkersGone};
 
 /// Counters shared by workers and sinks, read by the log sink and benchmarks.
 #[derive(Debug, Default)]
@@ -132,13 +95,23 @@ pub struct EventsConfig {
     pub counters: Arc<DedupCounters>,
 }
 
+/// Why the workers could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkersError {
+    #[error("{feeds} feeds for {workers} workers")]
+    Feeds { feeds: usize, workers: usize },
+    /// Timely reports its failures (thread start, a worker's panic) as text.
+    #[error("{0}")]
+    Timely(String),
+}
+
 /// Runs the workers until every feed is closed and the last window has left the graph.
 pub fn run_workers(
     config: WorkerConfig,
     feeds: Vec<Receiver<Feed>>,
     collected: Sender<Collected>,
     stats: Arc<Stats>,
-) -> Result<(), String> {
+) -> Result<(), WorkersError> {
     run_workers_on(config, None, feeds, collected, stats)
 }
 
@@ -149,16 +122,19 @@ pub fn run_workers_on(
     feeds: Vec<Receiver<Feed>>,
     collected: Sender<Collected>,
     stats: Arc<Stats>,
-) -> Result<(), String> {
+) -> Result<(), WorkersError> {
     if feeds.len() != config.workers {
-        return Err(format!("{} feeds for {} workers", feeds.len(), config.workers));
+        return Err(WorkersError::Feeds { feeds: feeds.len(), workers: config.workers });
     }
     let share = config.share;
+    let peers = share.peers();
     let labels = config.labels.clone();
     let events_config = config.events.clone();
     let (builders, others) = match network {
         Some(network) => (network.builders, network.guard),
-        None => timely::CommunicationConfig::Process(config.workers).try_build()?,
+        None => {
+            timely::CommunicationConfig::Process(config.workers).try_build().map_err(WorkersError::Timely)?
+        }
     };
     let timely_config = timely::WorkerConfig::default();
     let guards = timely::execute::execute_from(builders, others, timely_config, move |worker| {
@@ -248,8 +224,16 @@ pub fn run_workers_on(
                     }
                     continue;
                 }
-                Feed::Scrape { time, scrape } => (time, Some(Fetched::Summary(scrape))),
-                Feed::Cadvisor { time, scrape } => (time, Some(Fetched::Cadvisor(*scrape))),
+                Feed::Scrape { time, body } => {
+                    // The contract `rate` relies on: a node's sets arrive at the worker
+                    // `node_owner` names, window after window.
+                    if body.owner() != index || node_owner(body.node(), peers) != index {
+                        Stats::add(&stats.scrape_errors, 1);
+                        tracing::error!(node = %body.node(), worker = index, "a body for another worker; dropped");
+                        continue;
+                    }
+                    (time, Some(body.into_body()))
+                }
                 Feed::Close { time } => (time, None),
                 Feed::Events { time, mut events } => {
                     match events_in.as_mut() {
@@ -290,15 +274,8 @@ pub fn run_workers_on(
                 open = Some(time);
             }
             match scrape {
-                Some(fetched) => {
-                    match fetched {
-                        Fetched::Summary(scrape) => {
-                            parse_scrape(scrape, time, &mut interner, &mut parsed, &stats)
-                        }
-                        Fetched::Cadvisor(scrape) => {
-                            parse_cadvisor_scrape(scrape, &mut interner, &mut parsed, &stats)
-                        }
-                    }
+                Some(body) => {
+                    parse_body(body, time, &mut interner, &mut parsed, &stats);
                     sets_in.send_batch(&mut parsed);
                     parsed.clear();
                     // Let the sets flow on (rate and enrich stream) rather than pile up.
@@ -316,9 +293,10 @@ pub fn run_workers_on(
         drop(meta_in);
         drop(events_in);
         worker.step_or_park_while(None, || !probe.done() || !events_probe.done());
-    })?;
+    })
+    .map_err(WorkersError::Timely)?;
     for result in guards.join() {
-        result?;
+        result.map_err(WorkersError::Timely)?;
     }
     Ok(())
 }
@@ -342,74 +320,30 @@ fn wake_on_feed(feed: Receiver<Feed>, index: usize) -> std::io::Result<Receiver<
     Ok(relayed)
 }
 
-fn parse_scrape(
-    scrape: Scrape,
+/// Parses one body on the worker that owns its node, counting and logging what it gave.
+fn parse_body(
+    body: Box<dyn Fetched>,
     time: Time,
     interner: &mut Interner,
     out: &mut Vec<MetricSet>,
     stats: &Stats,
 ) {
     Stats::add(&stats.scrapes, 1);
-    let node = scrape.target.name.clone();
-    let body = match scrape.body {
-        Ok(body) => body,
-        // The source logged it when the node's state changed.
-        Err(_) => {
-            Stats::add(&stats.scrape_errors, 1);
-            return;
-        }
-    };
-    Stats::add(&stats.summary_bytes, body.len() as u64);
+    let node = body.node().clone();
     let window_ns = (time as i64).saturating_mul(1_000_000);
-    match parse_summary(&body, &scrape.target, window_ns, interner, out) {
-        Ok(report) => {
-            Stats::add(&stats.parse_warnings, report.warnings.len() as u64);
-            for warning in report.warnings {
+    match body.parse(window_ns, interner, out) {
+        Parsed::Unfetched => Stats::add(&stats.scrape_errors, 1),
+        Parsed::Sets { bytes, warnings } => {
+            Stats::add(&stats.summary_bytes, bytes);
+            Stats::add(&stats.parse_warnings, warnings.len() as u64);
+            for warning in warnings {
                 tracing::warn!(node = %node, "{warning}");
             }
         }
-        Err(err) => {
+        Parsed::Rejected { bytes, what, error } => {
+            Stats::add(&stats.summary_bytes, bytes);
             Stats::add(&stats.scrape_errors, 1);
-            tracing::error!(node = %node, "summary rejected: {err}");
-        }
-    }
-}
-
-/// A body a source fetched, in one of the formats workers parse.
-enum Fetched {
-    Summary(Scrape),
-    Cadvisor(CadvisorScrape),
-}
-
-fn parse_cadvisor_scrape(
-    scrape: CadvisorScrape,
-    interner: &mut Interner,
-    out: &mut Vec<MetricSet>,
-    stats: &Stats,
-) {
-    Stats::add(&stats.scrapes, 1);
-    let body = match scrape.body {
-        Ok(body) => body,
-        // The source logged it when the host's state changed.
-        Err(_) => {
-            Stats::add(&stats.scrape_errors, 1);
-            return;
-        }
-    };
-    let machine = scrape.machine.as_deref();
-    Stats::add(&stats.summary_bytes, (body.len() + machine.map_or(0, <[u8]>::len)) as u64);
-    let bodies = Bodies { subcontainers: &body, machine };
-    let host = &scrape.host;
-    match parse_cadvisor(bodies, &host.target, host.labels.as_ref(), interner, out) {
-        Ok(report) => {
-            Stats::add(&stats.parse_warnings, report.warnings.len() as u64);
-            for warning in report.warnings {
-                tracing::warn!(node = %host.target.name, "{warning}");
-            }
-        }
-        Err(err) => {
-            Stats::add(&stats.scrape_errors, 1);
-            tracing::error!(node = %host.target.name, "cAdvisor body rejected: {err}");
+            tracing::error!(node = %node, "{what} rejected: {error}");
         }
     }
 }

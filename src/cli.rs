@@ -12,8 +12,9 @@ use heapster_dataflows::meta::LabelPolicy;
 
 use crate::api::{ApiConfig, TlsFiles};
 use crate::config::ConfigError;
-use crate::run::{RunConfig, SourceConfig};
+use crate::run::RunConfig;
 use crate::sinks::SinkConfig;
+use crate::sources::config::SourceConfig;
 
 /// The shortest `--metric_resolution` Heapster accepted.
 pub const MIN_RESOLUTION: Duration = Duration::from_secs(5);
@@ -186,15 +187,24 @@ pub struct SynthArgs {
     pub seed: u64,
 }
 
-fn parse_duration(text: &str) -> Result<Duration, String> {
-    humantime::parse_duration(text).map_err(|e| format!("expected a duration like 1h or 30m: {e}"))
+/// A duration flag that does not parse, or is too short (clap prints it after the flag's name).
+#[derive(Debug, thiserror::Error)]
+pub enum DurationError {
+    #[error("expected a duration like {example}: {source}")]
+    Syntax { example: &'static str, source: humantime::DurationError },
+    #[error("must be at least {}", humantime::format_duration(*.0))]
+    TooShort(Duration),
 }
 
-fn parse_resolution(text: &str) -> Result<Duration, String> {
-    let d =
-        humantime::parse_duration(text).map_err(|e| format!("expected a duration like 60s or 1m: {e}"))?;
+fn parse_duration(text: &str) -> Result<Duration, DurationError> {
+    humantime::parse_duration(text).map_err(|source| DurationError::Syntax { example: "1h or 30m", source })
+}
+
+fn parse_resolution(text: &str) -> Result<Duration, DurationError> {
+    let d = humantime::parse_duration(text)
+        .map_err(|source| DurationError::Syntax { example: "60s or 1m", source })?;
     if d < MIN_RESOLUTION {
-        return Err(format!("must be at least {}", humantime::format_duration(MIN_RESOLUTION)));
+        return Err(DurationError::TooShort(MIN_RESOLUTION));
     }
     Ok(d)
 }

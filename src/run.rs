@@ -10,46 +10,20 @@ use std::path::PathBuf;
 
 use heapster_dataflows::events::{DedupConfig, DedupCounters};
 
-use crate::bridge::{self, EventsConfig, Stats, WorkerConfig};
+use crate::bridge::{self, EventsConfig, Feeds, Stats, WorkerConfig, WorkersError, WorkersGone};
 use crate::checkpoint::{CheckpointError, CheckpointStore, Checkpointer};
 use crate::cluster::connect::ConnectError;
 use crate::cluster::{ClusterConfig, Share};
-use crate::config::ConfigError;
 use crate::dispatch::dispatch;
 use crate::sinks::{Overflow, SinkConfig, SinkContext, SinkHandle, SinkStats};
-use crate::sources::cadvisor::config::CadvisorConfig;
-use crate::sources::kubernetes::config::{ClientError, KubernetesConfig};
+use crate::sources::cadvisor::source::CadvisorSourceError;
+/// Kept at this path too: benchmarks and tests build run configs from it.
+pub use crate::sources::config::SourceConfig;
+use crate::sources::kubernetes::config::ClientError;
+use crate::sources::kubernetes::event_watch::EventSourceError;
 use crate::sources::kubernetes::{event_watch, source};
-use crate::sources::replay::{Replay, ReplayConfig, ReplayError};
+use crate::sources::replay::{Replay, ReplayError};
 use crate::state_lock::{StateLock, StateLockError};
-
-/// A parsed `--source` value.
-#[derive(Clone, Debug)]
-pub enum SourceConfig {
-    Replay(ReplayConfig),
-    Kubernetes(KubernetesConfig),
-    Cadvisor(CadvisorConfig),
-}
-
-const SOURCES: &[&str] = &["kubernetes", "kubernetes.summary_api", "kubernetes.events", "cadvisor", "replay"];
-
-impl SourceConfig {
-    pub fn from_uri(uri: &str) -> Result<SourceConfig, ConfigError> {
-        let scheme = uri.split_once(':').map_or(uri, |(scheme, _)| scheme);
-        match scheme {
-            "replay" => ReplayConfig::from_uri(uri).map(SourceConfig::Replay),
-            "kubernetes" | "kubernetes.summary_api" | "kubernetes.events" => {
-                KubernetesConfig::from_uri(uri).map(SourceConfig::Kubernetes)
-            }
-            "cadvisor" => CadvisorConfig::from_uri(uri).map(SourceConfig::Cadvisor),
-            other => Err(ConfigError::new(
-                "--source",
-                uri,
-                format!("unknown source {other:?}; expected one of: {}", SOURCES.join(", ")),
-            )),
-        }
-    }
-}
 
 #[derive(Clone, Debug)]
 pub struct RunConfig {
@@ -103,11 +77,21 @@ pub enum RunError {
     #[error("the I/O runtime: {0}")]
     Runtime(std::io::Error),
     #[error("workers: {0}")]
-    Workers(String),
+    Workers(#[from] WorkersError),
     #[error("cluster: {0}")]
     Cluster(#[from] ConnectError),
-    #[error("{0}")]
-    Thread(String),
+    #[error("{what} thread: {source}")]
+    Spawn { what: &'static str, source: std::io::Error },
+    #[error("{0} thread panicked")]
+    Panicked(&'static str),
+    #[error("{what}: {source}")]
+    Task { what: &'static str, source: tokio::task::JoinError },
+    #[error(transparent)]
+    Source(#[from] WorkersGone),
+    #[error(transparent)]
+    Cadvisor(#[from] CadvisorSourceError),
+    #[error(transparent)]
+    Events(#[from] EventSourceError),
     #[error("the API server: {0}")]
     Api(#[from] crate::api::ApiError),
 }
@@ -251,19 +235,20 @@ pub fn run(config: RunConfig, stop: Arc<AtomicBool>) -> Result<RunReport, RunErr
     let collector = std::thread::Builder::new()
         .name("collector".into())
         .spawn(move || dispatch(collected_rx, workers, sinks, collector_stats, checkpointer))
-        .map_err(|e| RunError::Thread(e.to_string()))?;
+        .map_err(|source| RunError::Spawn { what: "collector", source })?;
 
-    let mut feeds = Vec::with_capacity(workers);
+    let mut senders = Vec::with_capacity(workers);
     let mut receivers = Vec::with_capacity(workers);
     for _ in 0..workers {
         // A few bodies in flight per worker: enough to keep it busy, little memory.
         let (tx, rx) = crossbeam_channel::bounded(8);
-        feeds.push(tx);
+        senders.push(tx);
         receivers.push(rx);
     }
+    let feeds = Feeds::new(senders, share);
     let source: Box<dyn FnOnce() -> Result<(), RunError>> = match config.source {
         SourceConfig::Replay(replay) => {
-            let replay = Replay::open(&replay)?.with_share(share)?;
+            let replay = Replay::open(&replay, share)?;
             tracing::info!(
                 scenario = %replay.scenario().dir.display(),
                 windows = replay.scenario().windows.len(),
@@ -274,10 +259,9 @@ pub fn run(config: RunConfig, stop: Arc<AtomicBool>) -> Result<RunReport, RunErr
             let thread = std::thread::Builder::new()
                 .name("replay".into())
                 .spawn(move || replay.run(&feeds, &stop))
-                .map_err(|e| RunError::Thread(e.to_string()))?;
+                .map_err(|source| RunError::Spawn { what: "replay", source })?;
             Box::new(move || {
-                let report =
-                    thread.join().map_err(|_| RunError::Thread("replay thread panicked".into()))??;
+                let report = thread.join().map_err(|_| RunError::Panicked("replay"))??;
                 tracing::info!(
                     windows = report.windows,
                     scrapes = report.scrapes,
@@ -297,26 +281,24 @@ pub fn run(config: RunConfig, stop: Arc<AtomicBool>) -> Result<RunReport, RunErr
                     Arc::clone(&stop),
                 ))
             });
-            let metrics_task = runtime.spawn(source::run_share(
+            let metrics_task = runtime.spawn(source::run(
                 kubernetes,
                 clients,
                 feeds,
                 config.resolution,
                 Arc::clone(&stop),
-                share,
                 started_ms,
             ));
             let handle = runtime.handle().clone();
             Box::new(move || {
                 let metrics = match handle.block_on(metrics_task) {
-                    Ok(result) => result.map_err(|e| RunError::Thread(e.to_string())),
-                    Err(e) => Err(RunError::Thread(format!("Kubernetes source: {e}"))),
+                    Ok(result) => result.map_err(RunError::from),
+                    Err(source) => Err(RunError::Task { what: "Kubernetes source", source }),
                 };
                 if let Some(task) = events_task {
-                    match handle.block_on(task) {
-                        Ok(result) => result.map_err(|e| RunError::Thread(e.to_string()))?,
-                        Err(e) => return Err(RunError::Thread(format!("event source: {e}"))),
-                    }
+                    handle
+                        .block_on(task)
+                        .map_err(|source| RunError::Task { what: "event source", source })??;
                 }
                 metrics
             })
@@ -330,8 +312,8 @@ pub fn run(config: RunConfig, stop: Arc<AtomicBool>) -> Result<RunReport, RunErr
             ));
             let handle = runtime.handle().clone();
             Box::new(move || match handle.block_on(task) {
-                Ok(result) => result.map_err(|e| RunError::Thread(e.to_string())),
-                Err(e) => Err(RunError::Thread(format!("cAdvisor source: {e}"))),
+                Ok(result) => result.map_err(RunError::from),
+                Err(source) => Err(RunError::Task { what: "cAdvisor source", source }),
             })
         }
     };
@@ -342,8 +324,8 @@ pub fn run(config: RunConfig, stop: Arc<AtomicBool>) -> Result<RunReport, RunErr
     let workers_result =
         bridge::run_workers_on(worker_config, network, receivers, collected_tx, Arc::clone(&stats));
     let source_result = source();
-    let sinks = collector.join().map_err(|_| RunError::Thread("collector thread panicked".into()))?;
-    workers_result.map_err(RunError::Workers)?;
+    let sinks = collector.join().map_err(|_| RunError::Panicked("collector"))?;
+    workers_result?;
     source_result?;
     runtime.shutdown_timeout(Duration::from_secs(1));
     Ok(RunReport { stats, sinks, events: counters, elapsed: started.elapsed(), traffic })

@@ -26,7 +26,7 @@ use prometheus_client::registry::{Registry, Unit};
 use crate::batch::MetricBatch;
 use crate::bridge::Stats;
 use crate::sinks::SinkStats;
-use crate::sources::kubernetes::source::now_ms;
+use crate::sources::clock::now_ms;
 
 pub use crate::api::snapshot::Snapshot;
 

@@ -127,9 +127,18 @@ pub enum Query<'a> {
     Pod(&'a str, &'a str),
 }
 
+/// A field selector metrics-server would refuse.
+#[derive(Debug, thiserror::Error)]
+enum FieldSelectorError {
+    #[error("invalid field selector {0:?}: expected FIELD=VALUE")]
+    Syntax(String),
+    #[error("field label not supported: {0}")]
+    Unsupported(String),
+}
+
 /// Field selectors metrics-server accepts on the same objects: `metadata.name` and
 /// `metadata.namespace`, with `=`, `==` or `!=`.
-fn field_filter(text: &str) -> Result<Vec<(String, bool, String)>, String> {
+fn field_filter(text: &str) -> Result<Vec<(String, bool, String)>, FieldSelectorError> {
     let mut out = Vec::new();
     for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
         let (field, equal, value) = if let Some((f, v)) = part.split_once("!=") {
@@ -139,11 +148,11 @@ fn field_filter(text: &str) -> Result<Vec<(String, bool, String)>, String> {
         } else if let Some((f, v)) = part.split_once('=') {
             (f, true, v)
         } else {
-            return Err(format!("invalid field selector {text:?}: expected FIELD=VALUE"));
+            return Err(FieldSelectorError::Syntax(text.to_string()));
         };
         let field = field.trim();
         if field != "metadata.name" && field != "metadata.namespace" {
-            return Err(format!("field label not supported: {field}"));
+            return Err(FieldSelectorError::Unsupported(field.to_string()));
         }
         out.push((field.to_string(), equal, value.trim().to_string()));
     }
@@ -170,7 +179,7 @@ pub fn answer(
     };
     let fields = match field_filter(field_selector.unwrap_or("")) {
         Ok(f) => f,
-        Err(e) => return status(400, "BadRequest", &e),
+        Err(e) => return status(400, "BadRequest", &e.to_string()),
     };
     let empty = Snapshot::default();
     let snapshot = snapshot.unwrap_or(&empty);

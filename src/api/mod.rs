@@ -32,7 +32,7 @@ use tokio::net::TcpListener;
 use tokio::task::{JoinHandle, JoinSet};
 use tokio_rustls::TlsAcceptor;
 
-use crate::sources::kubernetes::source::now_ms;
+use crate::sources::clock::now_ms;
 use crate::telemetry::{self, Telemetry};
 use metrics_api::Query;
 pub use tls::TlsFiles;

@@ -60,7 +60,8 @@ impl ClusterConfig {
         let shown = hostfile.display().to_string();
         let text = std::fs::read_to_string(hostfile)
             .map_err(|e| ConfigError::new("--hostfile", &shown, format!("cannot read: {e}")))?;
-        let addresses = parse_hostfile(&text).map_err(|e| ConfigError::new("--hostfile", &shown, e))?;
+        let addresses =
+            parse_hostfile(&text).map_err(|e| ConfigError::new("--hostfile", &shown, e.to_string()))?;
         if addresses.len() < processes {
             return Err(ConfigError::new(
                 "--hostfile",
@@ -77,8 +78,16 @@ impl ClusterConfig {
     }
 }
 
+/// A hostfile line that is not `host:port`.
+#[derive(Debug, thiserror::Error)]
+#[error("line {number}: {line:?} is not host:port")]
+pub struct HostfileError {
+    number: usize,
+    line: String,
+}
+
 /// One `host:port` per line; blank lines and `#` comments are skipped.
-fn parse_hostfile(text: &str) -> Result<Vec<String>, String> {
+fn parse_hostfile(text: &str) -> Result<Vec<String>, HostfileError> {
     let mut addresses = Vec::new();
     for (number, line) in text.lines().enumerate() {
         let line = line.split('#').next().unwrap_or("").trim();
@@ -89,7 +98,7 @@ fn parse_hostfile(text: &str) -> Result<Vec<String>, String> {
             .rsplit_once(':')
             .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0));
         if !valid || line.contains(char::is_whitespace) {
-            return Err(format!("line {}: {line:?} is not host:port", number + 1));
+            return Err(HostfileError { number: number + 1, line: line.to_string() });
         }
         addresses.push(line.to_string());
     }
@@ -166,7 +175,7 @@ mod tests {
     fn hostfiles_parse_or_name_the_bad_line() {
         let text = "# peers\n10.0.0.1:2101\n\nheapster-1.heapster:2101  # second\n";
         assert_eq!(parse_hostfile(text).unwrap(), ["10.0.0.1:2101", "heapster-1.heapster:2101"]);
-        assert!(parse_hostfile("a:1\nb\n").unwrap_err().starts_with("line 2"));
+        assert!(parse_hostfile("a:1\nb\n").unwrap_err().to_string().starts_with("line 2"));
         assert!(parse_hostfile("a:0\n").is_err());
         assert!(parse_hostfile("a b:1\n").is_err());
     }

@@ -1,21 +1,45 @@
 //! Sources: what feeds the graphs.
 //!
+//! A new source goes in its own folder `sources/<name>/`: its `--source` URI config (one arm of [`config::SourceConfig`]),
+//! a body type implementing [`crate::bridge::Fetched`] (one node's answer, parsed on the worker that owns the node), and
+//! a [`live::Live`] + [`live::Fetch`] pair saying which nodes a window has and how to fetch one; [`live::run`] does the rest.
+//!
 //! - [`kubelet`]: the kubelet Summary API (`/stats/summary`) and its parser.
 //! - [`kubernetes`]: API-server objects (nodes, pods, namespaces) turned into scrape targets and
 //!   enrichment metadata.
 //! - [`cadvisor`]: machines running cAdvisor, from a hosts file or CoreOS fleet.
 //! - [`replay`]: a recorded scenario, window by window.
+//! - `lenient`: JSON fields that may have the wrong type, read with a warning instead of failing.
+//! - [`live`]: the window loop of the live sources, written once.
+//! - [`clock`]: now, and a stop-aware wait for a window.
+//! - [`config`]: `--source` URIs into the source's config.
 //! - [`health`]: per-node scrape outcomes, logged on change.
+//! - [`parse`]: lenient fields into metric values, for every body parser.
 //! - [`meta_state`]: the metadata in force, as differential changes.
 
 pub mod cadvisor;
+pub mod clock;
+pub mod config;
 pub mod health;
 pub mod kubelet;
 pub mod kubernetes;
+pub(crate) mod lenient;
+pub mod live;
 pub mod meta_state;
+pub mod parse;
 pub mod replay;
 
 use heapster_dataflows::Name;
+use heapster_dataflows::model::{LabelId, Labels};
+
+/// Why a node gave no body this window.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ScrapeError {
+    #[error("no recorded summary ({0})")]
+    Missing(String),
+    #[error("{0}")]
+    Failed(String),
+}
 
 /// A node to scrape, and the identity labels its metric sets carry.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -49,5 +73,21 @@ impl NodeTarget {
             ready: true,
             address: None,
         }
+    }
+
+    /// The labels every set of the node carries (`nodename`, `hostname`, `host_id`), the
+    /// empty ones left out.
+    pub fn labels(&self) -> Labels {
+        let mut labels = Labels::default();
+        for (id, value) in [
+            (LabelId::Nodename, &self.name),
+            (LabelId::Hostname, &self.hostname),
+            (LabelId::HostId, &self.host_id),
+        ] {
+            if !value.is_empty() {
+                labels.set(id, value.clone());
+            }
+        }
+        labels
     }
 }

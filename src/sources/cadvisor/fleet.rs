@@ -25,8 +25,8 @@ const MAX_PAGES: usize = 1000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum FleetError {
-    #[error("{url}: {message}")]
-    Request { url: String, message: String },
+    #[error("{url}: {}", crate::errors::error_chain(source))]
+    Request { url: String, source: reqwest::Error },
     #[error("{url}: HTTP {status}: {body}")]
     Status { url: String, status: u16, body: String },
     #[error("{url}: {message}")]
@@ -46,12 +46,9 @@ pub struct Fleet {
 }
 
 impl Fleet {
-    pub fn new(endpoints: Vec<url::Url>, api: FleetApi, timeout: Duration) -> Result<Fleet, String> {
+    pub fn new(endpoints: Vec<url::Url>, api: FleetApi, timeout: Duration) -> Result<Fleet, reqwest::Error> {
         crate::tls::install_crypto_provider();
-        let client = reqwest::Client::builder()
-            .timeout(timeout)
-            .build()
-            .map_err(|e| crate::errors::error_chain(&e))?;
+        let client = reqwest::Client::builder().timeout(timeout).build()?;
         Ok(Fleet { client, endpoints, api, last: Vec::new(), failing: None })
     }
 
@@ -102,12 +99,10 @@ async fn get(client: &reqwest::Client, url: &str) -> Result<(u16, bytes::Bytes),
         .get(url)
         .send()
         .await
-        .map_err(|e| FleetError::Request { url: url.to_string(), message: crate::errors::error_chain(&e) })?;
+        .map_err(|source| FleetError::Request { url: url.to_string(), source })?;
     let status = response.status().as_u16();
-    let body = response
-        .bytes()
-        .await
-        .map_err(|e| FleetError::Request { url: url.to_string(), message: crate::errors::error_chain(&e) })?;
+    let body =
+        response.bytes().await.map_err(|source| FleetError::Request { url: url.to_string(), source })?;
     Ok((status, body))
 }
 

@@ -18,8 +18,8 @@ pub enum HostsError {
     Read { file: PathBuf, source: std::io::Error },
     #[error("hosts file {file}: line {line}, column {column}: {message}")]
     Malformed { file: PathBuf, line: usize, column: usize, message: String },
-    #[error("hosts file {file}: cannot watch {dir}: {message}")]
-    Watch { file: PathBuf, dir: PathBuf, message: String },
+    #[error("hosts file {file}: cannot watch {dir}: {source}")]
+    Watch { file: PathBuf, dir: PathBuf, source: notify::Error },
 }
 
 /// Parses a hosts file's bytes; whitespace only is an empty list.
@@ -92,7 +92,7 @@ impl HostsWatcher {
         let dir = file.parent().map_or_else(|| PathBuf::from("/"), Path::to_path_buf);
         let current = Arc::new(Mutex::new(Current::default()));
         let watch_error =
-            |message: String| HostsError::Watch { file: file.clone(), dir: dir.clone(), message };
+            |source: notify::Error| HostsError::Watch { file: file.clone(), dir: dir.clone(), source };
         let (changed, changes) = std::sync::mpsc::channel::<()>();
         let mut watcher = {
             let file = file.clone();
@@ -106,7 +106,7 @@ impl HostsWatcher {
                 }
                 Err(e) => tracing::warn!(file = %file.display(), "hosts file watch: {e}"),
             })
-            .map_err(|e| watch_error(e.to_string()))?
+            .map_err(watch_error)?
         };
         {
             // Reads once the file has been quiet for a moment: a write in place truncates first,
@@ -121,9 +121,9 @@ impl HostsWatcher {
                         current.lock().unwrap_or_else(PoisonError::into_inner).reload(&file);
                     }
                 })
-                .map_err(|e| watch_error(e.to_string()))?;
+                .map_err(|e| watch_error(notify::Error::io(e)))?;
         }
-        watcher.watch(&dir, RecursiveMode::NonRecursive).map_err(|e| watch_error(e.to_string()))?;
+        watcher.watch(&dir, RecursiveMode::NonRecursive).map_err(watch_error)?;
         current.lock().unwrap_or_else(PoisonError::into_inner).reload(&file);
         Ok(HostsWatcher { current, _watcher: watcher })
     }

@@ -7,26 +7,26 @@
 //! - [`scrape`]: `/api/v1.3/subcontainers/` and `/api/v1.3/machine` requests.
 //! - [`parse`]: cAdvisor bodies into metric sets.
 //! - [`source`]: the window loop feeding the workers.
-//! - [`replay`]: recorded cAdvisor scenarios, window by window.
-//! - [`record`]: `heapster record --source=cadvisor:...`.
+//!
+//! Recorded cAdvisor scenarios are replayed by [`crate::sources::replay::cadvisor`] and written
+//! by [`crate::record::cadvisor`].
 
 pub mod config;
 pub mod fleet;
 pub mod hosts;
 pub mod parse;
-pub mod record;
-pub mod replay;
 pub mod scrape;
 pub mod source;
 mod wire;
 
 use std::collections::BTreeMap;
 
-use heapster_dataflows::Name;
+use heapster_dataflows::model::Interner;
+use heapster_dataflows::{MetricSet, Name};
 use serde::{Deserialize, Serialize};
 
-use crate::bridge::ScrapeError;
-use crate::sources::NodeTarget;
+use crate::bridge::{Fetched, Parsed};
+use crate::sources::{NodeTarget, ScrapeError};
 
 /// A machine to scrape, as Heapster's hosts file lists it. `ID` and `Labels` are this
 /// collector's additions: fleet's machine ID and metadata, so that a scenario recorded from
@@ -98,4 +98,24 @@ pub struct CadvisorScrape {
     pub host: CadvisorTarget,
     pub machine: Option<Vec<u8>>,
     pub body: Result<Vec<u8>, ScrapeError>,
+}
+
+impl Fetched for CadvisorScrape {
+    fn node(&self) -> &Name {
+        &self.host.target.name
+    }
+
+    /// cAdvisor stamps every sample, so the window's time is not needed.
+    fn parse(self: Box<Self>, _window_ns: i64, interner: &mut Interner, out: &mut Vec<MetricSet>) -> Parsed {
+        // The source logged a failure when the host's state changed.
+        let Ok(body) = self.body else { return Parsed::Unfetched };
+        let machine = self.machine.as_deref();
+        let bytes = (body.len() + machine.map_or(0, <[u8]>::len)) as u64;
+        let bodies = parse::Bodies { subcontainers: &body, machine };
+        let host = &self.host;
+        match parse::parse_cadvisor(bodies, &host.target, host.labels.as_ref(), interner, out) {
+            Ok(report) => Parsed::Sets { bytes, warnings: report.warnings },
+            Err(error) => Parsed::Rejected { bytes, what: "cAdvisor body", error: Box::new(error) },
+        }
+    }
 }

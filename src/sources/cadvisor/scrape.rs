@@ -9,8 +9,8 @@
 
 use std::time::Duration;
 
-use crate::bridge::ScrapeError;
 use crate::sources::NodeTarget;
+use crate::sources::ScrapeError;
 
 /// The largest body accepted: a host with hundreds of containers answers a few MB.
 const MAX_BODY: usize = 64 << 20;
@@ -23,13 +23,9 @@ pub struct CadvisorClient {
 }
 
 impl CadvisorClient {
-    pub fn new(port: u16, timeout: Duration) -> Result<CadvisorClient, String> {
+    pub fn new(port: u16, timeout: Duration) -> Result<CadvisorClient, reqwest::Error> {
         crate::tls::install_crypto_provider();
-        let client = reqwest::Client::builder()
-            .connect_timeout(timeout)
-            .pool_max_idle_per_host(1)
-            .build()
-            .map_err(|e| crate::errors::error_chain(&e))?;
+        let client = reqwest::Client::builder().connect_timeout(timeout).pool_max_idle_per_host(1).build()?;
         Ok(CadvisorClient { client, port, timeout })
     }
 

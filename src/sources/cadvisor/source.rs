@@ -1,42 +1,33 @@
-//! The live cAdvisor source: every window, the hosts as discovered, then every host's cAdvisor,
-//! each worker's hosts scraped by that worker's own task.
-//!
-//! The same protocol and rules as the Kubernetes source ([`crate::sources::kubernetes::source`]):
-//! windows end on multiples of the resolution; scrapes are spread over the first tenth of the
-//! window; a host that fails or hangs costs only itself (per-host timeout, bounded by the
-//! window), its state changes are logged once by [`Health`]; every worker gets its `Close`
-//! whatever the hosts do.
+//! The live cAdvisor source: every window, the hosts as discovered, then every host's cAdvisor
+//! ([`crate::sources::live`] runs the windows: the same schedule, spread and protocol as the
+//! Kubernetes source). A host that fails or hangs costs only itself (per-host timeout, bounded
+//! by the window).
 
 use std::collections::HashMap;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use crossbeam_channel::Sender;
-use futures::StreamExt;
 use heapster_dataflows::Time;
-use heapster_dataflows::model::node_owner;
 
 use super::config::{CadvisorConfig, Discovery};
 use super::fleet::Fleet;
 use super::hosts::{HostsError, HostsWatcher};
 use super::scrape::CadvisorClient;
 use super::{CadvisorScrape, Host};
-use crate::bridge::Feed;
-use crate::sources::health::Health;
-use crate::sources::kubernetes::source::{SourceError, jitter, jitter_max, now_ms, sleep_until};
-
-/// Scrapes in flight per worker.
-const CONCURRENCY: usize = 64;
+use crate::bridge::{Feeds, WorkersGone};
+use crate::sources::ScrapeError;
+use crate::sources::clock::now_ms;
+use crate::sources::live::{self, Fetch, Live, Window, jitter_max};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CadvisorSourceError {
     #[error(transparent)]
     Hosts(#[from] HostsError),
-    #[error("cAdvisor client: {0}")]
-    Client(String),
+    #[error("cAdvisor client: {}", crate::errors::error_chain(.0))]
+    Client(#[source] reqwest::Error),
     #[error(transparent)]
-    Source(#[from] SourceError),
+    Workers(#[from] WorkersGone),
 }
 
 /// Where the hosts of a window come from.
@@ -121,94 +112,70 @@ pub async fn scrape_host(
     CadvisorScrape { host: target, machine, body }
 }
 
+/// Scrapes hosts' cAdvisor, with their machine bodies cached.
+#[derive(Clone)]
+struct Cadvisors {
+    client: CadvisorClient,
+    machines: MachineCache,
+    resolution: Duration,
+}
+
+impl Fetch for Cadvisors {
+    type Node = Host;
+    type Body = CadvisorScrape;
+
+    fn name(host: &Host) -> &str {
+        &host.name
+    }
+
+    async fn fetch(&self, host: Host, time: Time) -> CadvisorScrape {
+        scrape_host(&self.client, &self.machines, &host, time, self.resolution).await
+    }
+
+    fn failure(scrape: &CadvisorScrape) -> Option<&ScrapeError> {
+        scrape.body.as_ref().err()
+    }
+}
+
+/// The discovered hosts as a live source.
+struct Discovered {
+    hosts: Hosts,
+    fetch: Cadvisors,
+}
+
+impl Live for Discovered {
+    type Fetch = Cadvisors;
+
+    async fn window(&mut self, _time: Time) -> Window<Host> {
+        let nodes = self.hosts.current().await;
+        self.fetch.machines.retain(&nodes);
+        Window { nodes, changes: Vec::new() }
+    }
+
+    fn fetcher(&self) -> Cadvisors {
+        self.fetch.clone()
+    }
+}
+
 /// Runs windows until `stop` is set, feeding the workers.
 pub async fn run(
     config: CadvisorConfig,
-    feeds: Vec<Sender<Feed>>,
+    feeds: Feeds,
     resolution: Duration,
     stop: Arc<AtomicBool>,
 ) -> Result<(), CadvisorSourceError> {
     let timeout = config.timeout.min(resolution.saturating_sub(resolution / 5 + jitter_max(resolution)));
     let client = CadvisorClient::new(config.port, timeout).map_err(CadvisorSourceError::Client)?;
-    let mut hosts = Hosts::start(&config, timeout.min(resolution / 5))?;
-    let machines = MachineCache::default();
-    let health = Arc::new(Health::default());
-    let step = resolution.as_millis().max(1) as u64;
-    let mut next = (now_ms() / step + 1) * step;
+    let hosts = Hosts::start(&config, timeout.min(resolution / 5))?;
+    let fetch = Cadvisors { client, machines: MachineCache::default(), resolution };
     tracing::info!(
         resolution = %humantime::format_duration(resolution),
         timeout = %humantime::format_duration(timeout),
         "collecting from cAdvisor"
     );
-    while sleep_until(next, &stop).await {
-        let list = hosts.current().await;
-        machines.retain(&list);
-        tracing::debug!(window = next, hosts = list.len(), "window");
-        feed_window(&feeds, next, list, &client, &machines, &health, resolution).await?;
-        let now = now_ms();
-        next += step;
-        if now >= next {
-            let skipped = (now - next) / step + 1;
-            tracing::warn!(skipped, "scrapes took longer than the resolution; windows skipped");
-            next += skipped * step;
-        }
-    }
+    live::run(Discovered { hosts, fetch }, feeds, resolution, stop, None).await?;
     tracing::info!("cAdvisor source stopped");
     Ok(())
-}
-
-async fn feed_window(
-    feeds: &[Sender<Feed>],
-    time: Time,
-    hosts: Vec<Host>,
-    client: &CadvisorClient,
-    machines: &MachineCache,
-    health: &Arc<Health>,
-    resolution: Duration,
-) -> Result<(), SourceError> {
-    let mut per_worker: Vec<Vec<Host>> = vec![Vec::new(); feeds.len()];
-    for host in hosts {
-        per_worker[node_owner(&host.name, feeds.len())].push(host);
-    }
-    let tasks: Vec<_> = per_worker
-        .into_iter()
-        .zip(feeds.iter().cloned())
-        .map(|(hosts, feed)| {
-            let (client, machines, health) = (client.clone(), machines.clone(), Arc::clone(health));
-            tokio::spawn(async move {
-                let mut scrapes = futures::stream::iter(hosts)
-                    .map(|host| {
-                        let (client, machines) = (&client, &machines);
-                        async move {
-                            tokio::time::sleep(jitter(&host.name, resolution)).await;
-                            scrape_host(client, machines, &host, time, resolution).await
-                        }
-                    })
-                    .buffer_unordered(CONCURRENCY);
-                while let Some(scrape) = scrapes.next().await {
-                    match &scrape.body {
-                        Ok(_) => health.record(&scrape.host.target.name, Ok(())),
-                        Err(e) => health.record(&scrape.host.target.name, Err(&e.to_string())),
-                    }
-                    send(&feed, Feed::Cadvisor { time, scrape: Box::new(scrape) })?;
-                }
-                send(&feed, Feed::Close { time })
-            })
-        })
-        .collect();
-    let mut result = Ok(());
-    for task in tasks {
-        match task.await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => result = Err(e),
-            Err(e) => tracing::error!("a scrape task failed: {e}"),
-        }
-    }
-    result
-}
-
-fn send(feed: &Sender<Feed>, message: Feed) -> Result<(), SourceError> {
-    tokio::task::block_in_place(|| feed.send(message)).map_err(|_| SourceError::WorkersGone)
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 
 use serde::Deserialize;
 
-use crate::sources::kubelet::lenient::{List, Num, Obj, Text};
+use crate::sources::lenient::{List, Num, Obj, Text};
 
 /// One element of `/api/v1.3/subcontainers/`'s array.
 #[derive(Default, Deserialize)]

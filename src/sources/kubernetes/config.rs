@@ -141,16 +141,22 @@ impl KubernetesConfig {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    #[error("in-cluster configuration: {0}")]
-    InCluster(String),
-    #[error("kubeconfig {path}: {message}")]
-    Kubeconfig { path: PathBuf, message: String },
+    #[error(
+        "in-cluster configuration: {0}; outside a cluster, use kubernetes:https://APISERVER?inClusterConfig=false&auth=KUBECONFIG"
+    )]
+    InCluster(#[source] kube::config::InClusterError),
+    #[error("in-cluster configuration: {}: {source}", path.display())]
+    ServiceAccount { path: PathBuf, source: std::io::Error },
+    #[error("kubeconfig {}: {source}", path.display())]
+    Kubeconfig { path: PathBuf, source: kube::config::KubeconfigError },
     #[error("API server {0:?} is not a valid URI")]
     Server(String),
     #[error("Kubernetes client: {0}")]
-    Client(String),
+    Client(#[source] kube::Error),
     #[error("kubelet client: {0}")]
-    Kubelet(String),
+    Kubelet(#[source] reqwest::Error),
+    #[error("kubelet client: cluster CA: {0}")]
+    KubeletCa(#[source] reqwest::Error),
 }
 
 /// The clients a Kubernetes source needs.
@@ -167,17 +173,13 @@ pub struct Clients {
 pub async fn clients(config: &KubernetesConfig) -> Result<Clients, ClientError> {
     crate::tls::install_crypto_provider();
     let mut kube_config = if config.in_cluster {
-        kube::Config::incluster().map_err(|e| {
-            ClientError::InCluster(format!(
-                "{e}; outside a cluster, use kubernetes:https://APISERVER?inClusterConfig=false&auth=KUBECONFIG"
-            ))
-        })?
+        kube::Config::incluster().map_err(ClientError::InCluster)?
     } else if let Some(path) = &config.kubeconfig {
         let kubeconfig = kube::config::Kubeconfig::read_from(path)
-            .map_err(|e| ClientError::Kubeconfig { path: path.clone(), message: e.to_string() })?;
+            .map_err(|source| ClientError::Kubeconfig { path: path.clone(), source })?;
         kube::Config::from_custom_kubeconfig(kubeconfig, &kube::config::KubeConfigOptions::default())
             .await
-            .map_err(|e| ClientError::Kubeconfig { path: path.clone(), message: e.to_string() })?
+            .map_err(|source| ClientError::Kubeconfig { path: path.clone(), source })?
     } else {
         let server = config.server.clone().unwrap_or_default();
         kube::Config::new(server.parse().map_err(|_| ClientError::Server(server.clone()))?)
@@ -199,7 +201,7 @@ pub async fn clients(config: &KubernetesConfig) -> Result<Clients, ClientError> 
                 token = Some(t);
             }
             Err(e) if config.use_service_account => {
-                return Err(ClientError::InCluster(format!("{}: {e}", path.display())));
+                return Err(ClientError::ServiceAccount { path, source: e });
             }
             Err(_) => {}
         }
@@ -213,13 +215,12 @@ pub async fn clients(config: &KubernetesConfig) -> Result<Clients, ClientError> 
         kubelet = kubelet.danger_accept_invalid_certs(true);
     } else if let Some(certs) = &kube_config.root_cert {
         for der in certs {
-            let cert = reqwest::Certificate::from_der(der)
-                .map_err(|e| ClientError::Kubelet(format!("cluster CA: {e}")))?;
+            let cert = reqwest::Certificate::from_der(der).map_err(ClientError::KubeletCa)?;
             kubelet = kubelet.add_root_certificate(cert);
         }
     }
-    let kubelet = kubelet.build().map_err(|e| ClientError::Kubelet(e.to_string()))?;
-    let api = kube::Client::try_from(kube_config).map_err(|e| ClientError::Client(e.to_string()))?;
+    let kubelet = kubelet.build().map_err(ClientError::Kubelet)?;
+    let api = kube::Client::try_from(kube_config).map_err(ClientError::Client)?;
     Ok(Clients { api, kubelet, kubelet_token: token })
 }
 

@@ -10,14 +10,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use crossbeam_channel::Sender;
 use futures::{AsyncBufReadExt, StreamExt};
 use heapster_dataflows::{Event, Time};
 
-use super::events::{WatchEvent, parse_event_list, parse_watch_line};
-use super::source::now_ms;
+use super::events::{EventError, WatchEvent, parse_event_list, parse_watch_line};
 use crate::backoff::Backoff;
-use crate::bridge::Feed;
+use crate::bridge::{Feeds, WorkersGone};
+use crate::sources::clock::now_ms;
 
 /// Events are fed in ticks this long.
 const TICK: Duration = Duration::from_secs(1);
@@ -29,13 +28,13 @@ const BACKOFF: Backoff = Backoff::new(Duration::from_millis(200), Duration::from
 
 #[derive(Debug, thiserror::Error)]
 pub enum EventSourceError {
-    #[error("the workers stopped")]
-    WorkersGone,
+    #[error(transparent)]
+    WorkersGone(#[from] WorkersGone),
 }
 
 /// Where the watch stands and what it read since the last tick.
 struct Progress {
-    feeds: Vec<Sender<Feed>>,
+    feeds: Feeds,
     pending: Vec<Event>,
     resource_version: Option<String>,
     last_tick: Time,
@@ -47,25 +46,16 @@ impl Progress {
         let step = TICK.as_millis() as u64;
         let time = (now_ms() / step * step).max(self.last_tick + 1);
         self.last_tick = time;
-        if !self.pending.is_empty() {
-            let events = std::mem::take(&mut self.pending);
-            send(&self.feeds[0], Feed::Events { time, events })?;
-        }
-        for feed in &self.feeds {
-            send(feed, Feed::EventsTick { time, resource_version: self.resource_version.clone() })?;
-        }
+        self.feeds.events(time, std::mem::take(&mut self.pending))?;
+        self.feeds.events_tick(time, self.resource_version.clone())?;
         Ok(())
     }
-}
-
-fn send(feed: &Sender<Feed>, message: Feed) -> Result<(), EventSourceError> {
-    tokio::task::block_in_place(|| feed.send(message)).map_err(|_| EventSourceError::WorkersGone)
 }
 
 /// Runs until `stop` is set.
 pub async fn run(
     client: kube::Client,
-    feeds: Vec<Sender<Feed>>,
+    feeds: Feeds,
     resume_from: Option<String>,
     stop: Arc<AtomicBool>,
 ) -> Result<(), EventSourceError> {
@@ -102,7 +92,7 @@ pub async fn run(
                     backoff.reset();
                 }
                 Err(e) => {
-                    report(e, &mut last_error);
+                    report(e.to_string(), &mut last_error);
                     if !wait(&mut ticker, &mut progress, backoff.next_wait(), &stop).await? {
                         break;
                     }
@@ -215,10 +205,21 @@ fn apply(line: &str, progress: &mut Progress) -> bool {
     }
 }
 
-async fn list(client: &kube::Client) -> Result<(Vec<Event>, Option<String>, Vec<String>), String> {
-    let request = http::Request::get("/api/v1/events").body(Vec::new()).map_err(|e| e.to_string())?;
-    let body = client.request_text(request).await.map_err(|e| crate::errors::error_chain(&e))?;
-    let parsed = parse_event_list(body.as_bytes()).map_err(|e| e.to_string())?;
+/// Why the events could not be listed (retried with backoff).
+#[derive(Debug, thiserror::Error)]
+enum ListError {
+    #[error(transparent)]
+    Request(#[from] http::Error),
+    #[error("{}", crate::errors::error_chain(.0))]
+    Api(#[from] kube::Error),
+    #[error(transparent)]
+    Parse(#[from] EventError),
+}
+
+async fn list(client: &kube::Client) -> Result<(Vec<Event>, Option<String>, Vec<String>), ListError> {
+    let request = http::Request::get("/api/v1/events").body(Vec::new())?;
+    let body = client.request_text(request).await?;
+    let parsed = parse_event_list(body.as_bytes())?;
     Ok((parsed.events, parsed.resource_version, parsed.warnings))
 }
 

@@ -3,8 +3,8 @@
 use std::time::Duration;
 
 use super::config::{Clients, KubernetesConfig};
-use crate::bridge::ScrapeError;
 use crate::sources::NodeTarget;
+use crate::sources::ScrapeError;
 
 /// How to reach kubelets.
 #[derive(Clone)]

@@ -2,49 +2,41 @@
 //! host list decides which hosts are scraped; a host without a body that window is a failed
 //! scrape. Deterministic, whatever the number of workers.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::sync::atomic::AtomicBool;
 
-use crossbeam_channel::Sender;
 use heapster_dataflows::Name;
-use heapster_dataflows::model::node_owner;
 
-use super::hosts::read_hosts;
-use super::{CadvisorScrape, Host};
-use crate::bridge::{Feed, ScrapeError};
+use super::config::{ReplayError, ReplayReport};
+use super::pace::{Pace, Pacer, stopped};
+use crate::bridge::Feeds;
 use crate::scenario::Scenario;
+use crate::sources::ScrapeError;
+use crate::sources::cadvisor::hosts::read_hosts;
+use crate::sources::cadvisor::{CadvisorScrape, Host};
 use crate::sources::health::Health;
-use crate::sources::replay::{Pace, ReplayError, ReplayReport};
 
 /// Feeds every window to the workers; stops early when `stop` is set.
 pub fn run(
     scenario: &Scenario,
     pace: Pace,
-    feeds: &[Sender<Feed>],
+    feeds: &Feeds,
     stop: &AtomicBool,
 ) -> Result<ReplayReport, ReplayError> {
     let mut report = ReplayReport::default();
     let health = Health::default();
-    let started = Instant::now();
-    let first = scenario.windows.first().map_or(0, |w| w.time);
+    let pacer = Pacer::new(pace, scenario);
     let mut hosts: Vec<Host> = Vec::new();
     let mut hosts_file = None;
     for window in &scenario.windows {
-        if stop.load(Ordering::Relaxed) {
+        if !pacer.wait(window.time, stop) {
             tracing::info!(window = window.index, "replay stopped");
             break;
-        }
-        if pace == Pace::Real {
-            let due = Duration::from_millis(window.time - first);
-            if let Some(wait) = due.checked_sub(started.elapsed()) {
-                std::thread::sleep(wait);
-            }
         }
         let file = scenario.cadvisor_hosts_file(window.index);
         if file != hosts_file {
             if let Some(file) = &file {
                 hosts = read_hosts(file)
-                    .map_err(|e| ReplayError::List { file: file.clone(), message: e.to_string() })?;
+                    .map_err(|e| ReplayError::List { file: file.clone(), source: e.into() })?;
             }
             hosts_file = file;
         }
@@ -60,26 +52,14 @@ pub fn run(
                 Err(e) => health.record(&Name::new(&host.name), Err(&e.to_string())),
             }
             let scrape = CadvisorScrape { host: host.target(), machine, body };
-            let owner = node_owner(&host.name, feeds.len());
-            if send(&feeds[owner], Feed::Cadvisor { time: window.time, scrape: Box::new(scrape) }).is_err() {
+            if stopped(feeds.scrape(window.time, Box::new(scrape))) {
                 return Ok(report);
             }
         }
-        for feed in feeds {
-            if send(feed, Feed::Close { time: window.time }).is_err() {
-                return Ok(report);
-            }
-        }
-        for feed in feeds {
-            if send(feed, Feed::EventsTick { time: window.time, resource_version: None }).is_err() {
-                return Ok(report);
-            }
+        if stopped(feeds.close(window.time)) || stopped(feeds.events_tick(window.time, None)) {
+            return Ok(report);
         }
         report.windows += 1;
     }
     Ok(report)
-}
-
-fn send(feed: &Sender<Feed>, message: Feed) -> Result<(), ()> {
-    feed.send(message).map_err(|_| tracing::warn!("workers stopped before the replay ended"))
 }

@@ -8,41 +8,25 @@ use std::time::Duration;
 
 use futures::StreamExt;
 
-use super::HostList;
-use super::config::CadvisorConfig;
-use super::scrape::CadvisorClient;
-use super::source::{CadvisorSourceError, Hosts, MachineCache, scrape_host};
-use crate::record::{RecordError, RecordReport};
+use super::report::{RecordError, RecordReport};
 use crate::scenario::ScenarioWriter;
+use crate::sources::cadvisor::HostList;
+use crate::sources::cadvisor::config::CadvisorConfig;
+use crate::sources::cadvisor::scrape::CadvisorClient;
+use crate::sources::cadvisor::source::{CadvisorSourceError, Hosts, MachineCache, scrape_host};
+use crate::sources::clock::{now_ms, sleep_until};
 use crate::sources::health::Health;
-use crate::sources::kubernetes::source::{now_ms, sleep_until};
 
-pub fn record(
+/// Records `windows` windows of the hosts `config` finds into `out`.
+pub async fn record(
     config: CadvisorConfig,
     windows: usize,
     out: PathBuf,
     resolution: Duration,
 ) -> Result<RecordReport, RecordError> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(RecordError::Runtime)?;
-    runtime.block_on(record_windows(config, windows, out, resolution))
-}
-
-async fn record_windows(
-    config: CadvisorConfig,
-    windows: usize,
-    out: PathBuf,
-    resolution: Duration,
-) -> Result<RecordReport, RecordError> {
-    let source_error =
-        |e: CadvisorSourceError| RecordError::List { path: "cadvisor hosts", message: e.to_string() };
     let timeout = config.timeout.min(resolution / 2);
-    let client = CadvisorClient::new(config.port, timeout)
-        .map_err(|e| source_error(CadvisorSourceError::Client(e)))?;
-    let mut hosts = Hosts::start(&config, timeout).map_err(source_error)?;
+    let client = CadvisorClient::new(config.port, timeout).map_err(CadvisorSourceError::Client)?;
+    let mut hosts = Hosts::start(&config, timeout)?;
     let write_error = |source| RecordError::Write { path: out.clone(), source };
     let mut writer =
         ScenarioWriter::create(&out, "recorded with heapster record (cAdvisor)", resolution.as_secs().max(1))

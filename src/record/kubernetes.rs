@@ -1,5 +1,4 @@
-//! `heapster record`: what a live cluster says, window by window, written as a scenario that
-//! `replay:` and the fixture server both read.
+//! `heapster record --source=kubernetes:...`: what a live cluster says, window by window.
 //!
 //! Each window, on the same clock as the live source: the node, pod and namespace lists as the
 //! API server answers them, then the summary of every Ready node in that node list. A node
@@ -13,37 +12,13 @@ use std::time::Duration;
 use futures::StreamExt;
 use heapster_dataflows::model::Interner;
 
-use crate::cli::RecordArgs;
-use crate::config::ConfigError;
+use super::report::{RecordError, RecordReport};
 use crate::scenario::{ApiList, ScenarioWriter};
+use crate::sources::clock::{now_ms, sleep_until};
 use crate::sources::health::Health;
-use crate::sources::kubernetes::config::{ClientError, KubernetesConfig, clients};
+use crate::sources::kubernetes::config::{KubernetesConfig, clients};
 use crate::sources::kubernetes::objects::parse_node_list;
 use crate::sources::kubernetes::scrape::Scraper;
-use crate::sources::kubernetes::source::{now_ms, sleep_until};
-
-#[derive(Debug, thiserror::Error)]
-pub enum RecordError {
-    #[error(transparent)]
-    Config(#[from] ConfigError),
-    #[error(transparent)]
-    Client(#[from] ClientError),
-    #[error("{path}: {source}")]
-    Write { path: PathBuf, source: std::io::Error },
-    #[error("GET {path}: {message}")]
-    List { path: &'static str, message: String },
-    #[error("the I/O runtime: {0}")]
-    Runtime(std::io::Error),
-    #[error("stopped after {0} windows")]
-    Stopped(usize),
-}
-
-#[derive(Debug, Default)]
-pub struct RecordReport {
-    pub windows: usize,
-    pub summaries: usize,
-    pub failed: usize,
-}
 
 const LISTS: [(ApiList, &str); 3] = [
     (ApiList::Nodes, "/api/v1/nodes"),
@@ -51,22 +26,8 @@ const LISTS: [(ApiList, &str); 3] = [
     (ApiList::Namespaces, "/api/v1/namespaces"),
 ];
 
-pub fn record(args: &RecordArgs) -> Result<RecordReport, RecordError> {
-    if args.source.starts_with("cadvisor:") {
-        let config = crate::sources::cadvisor::config::CadvisorConfig::from_uri(&args.source)?;
-        let (windows, out) = (args.windows, args.out.clone());
-        return crate::sources::cadvisor::record::record(config, windows, out, args.metric_resolution);
-    }
-    let config = KubernetesConfig::from_uri(&args.source)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(RecordError::Runtime)?;
-    runtime.block_on(record_windows(config, args.windows, args.out.clone(), args.metric_resolution))
-}
-
-async fn record_windows(
+/// Records `windows` windows of the cluster `config` names into `out`.
+pub async fn record(
     config: KubernetesConfig,
     windows: usize,
     out: PathBuf,
@@ -94,18 +55,18 @@ async fn record_windows(
         for (list, path) in LISTS {
             let request = http::Request::get(path)
                 .body(Vec::new())
-                .map_err(|e| RecordError::List { path, message: e.to_string() })?;
+                .map_err(|source| RecordError::Request { path, source })?;
             let body = clients
                 .api
                 .request_text(request)
                 .await
-                .map_err(|e| RecordError::List { path, message: e.to_string() })?;
+                .map_err(|source| RecordError::List { path, source })?;
             lists.push((list, body));
         }
         let targets: Vec<crate::sources::NodeTarget> =
             match parse_node_list(lists[0].1.as_bytes(), &mut interner) {
                 Ok(parsed) => parsed.targets.into_iter().filter(|t| t.ready).collect(),
-                Err(e) => return Err(RecordError::List { path: "/api/v1/nodes", message: e.to_string() }),
+                Err(source) => return Err(RecordError::NodeList { path: "/api/v1/nodes", source }),
             };
         let bodies: Vec<_> = futures::stream::iter(targets)
             .map(|target| {

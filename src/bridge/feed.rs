@@ -1,0 +1,296 @@
+//! The feed protocol between the sources and the workers, written once: a window's metadata to
+//! worker 0, each node's body to the worker that owns the node, then a close to every worker.
+//!
+//! A source never picks a worker: it hands [`Feeds`] a body named by its node, and the feed
+//! takes it to the node's owner (`node_owner` over every worker of the cluster). That owner
+//! is what lets `rate` run without an exchange: a node's previous samples are on the worker
+//! that receives its next ones. [`Owned`] carries the owner the feed chose, and the worker
+//! checks it on receipt.
+
+use std::fmt;
+
+use crossbeam_channel::Sender;
+use heapster_dataflows::meta::MetaRecord;
+use heapster_dataflows::model::Interner;
+use heapster_dataflows::{Event, MetricSet, Name, Time};
+
+use crate::cluster::Share;
+
+/// A node's answer as its source fetched it. The worker that owns the node parses it, on its
+/// own thread: parsing is spread over the workers, and the bridge never knows a body's format.
+pub trait Fetched: Send + fmt::Debug {
+    /// The node whose owner parses this body.
+    fn node(&self) -> &Name;
+
+    /// Appends the node's sets to `out`. `window_ns` stamps samples that carry no time.
+    fn parse(self: Box<Self>, window_ns: i64, interner: &mut Interner, out: &mut Vec<MetricSet>) -> Parsed;
+}
+
+/// What parsing a body gave, for the workers' counters and logs.
+#[derive(Debug)]
+pub enum Parsed {
+    /// There was no body: the fetch failed (the source logs a node's failures when they change).
+    Unfetched,
+    /// `bytes` read into sets; `warnings` name what was skipped.
+    Sets { bytes: u64, warnings: Vec<String> },
+    /// `bytes` read and refused whole (nothing was appended). `what` names the body for the log.
+    Rejected { bytes: u64, what: &'static str, error: Box<dyn std::error::Error + Send + Sync> },
+}
+
+/// A body on its way to the worker that owns its node. Only a feed makes one, from the node's
+/// name, so a body cannot reach another worker by mistake; the worker checks [`Owned::owner`]
+/// against its own index all the same.
+#[derive(Debug)]
+pub struct Owned {
+    owner: usize,
+    body: Box<dyn Fetched>,
+}
+
+impl Owned {
+    /// The global index of the worker that owns the node.
+    pub fn owner(&self) -> usize {
+        self.owner
+    }
+
+    pub fn node(&self) -> &Name {
+        self.body.node()
+    }
+
+    pub fn into_body(self) -> Box<dyn Fetched> {
+        self.body
+    }
+}
+
+/// What a source sends a worker. A window's bodies arrive one by one, so a worker parses while
+/// the source is still fetching, and memory holds a few bodies, not a window of them.
+#[derive(Debug)]
+pub enum Feed {
+    /// Metadata changes that take effect at `time` (sent to worker 0 only, before the window's
+    /// bodies).
+    Meta { time: Time, changes: Vec<(MetaRecord, isize)> },
+    /// One of this worker's nodes for the window ending at `time`.
+    Scrape { time: Time, body: Owned },
+    /// The window ending at `time` is complete at the source. Every worker gets one per window,
+    /// with or without bodies: it is what closes the window.
+    Close { time: Time },
+    /// Events read at tick `time` (sent to worker 0 only, before the tick's `EventsTick`).
+    Events { time: Time, events: Vec<Event> },
+    /// Every event of tick `time` was sent; the watch stood at `resource_version` then. Every
+    /// worker gets one per tick.
+    EventsTick { time: Time, resource_version: Option<String> },
+}
+
+/// The workers have stopped: nothing more can be fed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the workers stopped")]
+pub struct WorkersGone;
+
+/// The source's end of this process's workers' feeds.
+#[derive(Clone, Debug)]
+pub struct Feeds {
+    /// One per local worker, in worker order.
+    senders: Vec<Sender<Feed>>,
+    share: Share,
+}
+
+impl Feeds {
+    /// `senders[i]` feeds this process's worker `i`; `share` places them in the cluster.
+    pub fn new(senders: Vec<Sender<Feed>>, share: Share) -> Feeds {
+        debug_assert_eq!(senders.len(), share.workers, "one feed per local worker");
+        Feeds { senders, share }
+    }
+
+    /// This process's workers alone (no cluster).
+    pub fn single(senders: Vec<Sender<Feed>>) -> Feeds {
+        let share = Share::single(senders.len());
+        Feeds::new(senders, share)
+    }
+
+    pub fn share(&self) -> Share {
+        self.share
+    }
+
+    /// Whether one of this process's workers owns `node`: a process fetches only its own nodes.
+    pub fn owns(&self, node: &str) -> bool {
+        self.share.local_owner(node).is_some()
+    }
+
+    /// The window's metadata changes, to worker 0. Only the leader feeds metadata (the graph's
+    /// exchange takes each record to the workers that enrich with it); elsewhere this is a no-op.
+    pub fn metadata(&self, time: Time, changes: Vec<(MetaRecord, isize)>) -> Result<(), WorkersGone> {
+        if changes.is_empty() || !self.share.is_leader() {
+            return Ok(());
+        }
+        send(&self.senders[0], Feed::Meta { time, changes })
+    }
+
+    /// A node's body for the window ending at `time`, to the worker that owns the node. A node
+    /// of another process is not sent (and logged: its source should not have fetched it).
+    pub fn scrape(&self, time: Time, body: Box<dyn Fetched>) -> Result<(), WorkersGone> {
+        let Some(local) = self.share.local_owner(body.node()) else {
+            tracing::error!(node = %body.node(), "a body for a node of another process; dropped");
+            return Ok(());
+        };
+        let owner = self.share.first_worker() + local;
+        send(&self.senders[local], Feed::Scrape { time, body: Owned { owner, body } })
+    }
+
+    /// Closes the window ending at `time` at every worker.
+    pub fn close(&self, time: Time) -> Result<(), WorkersGone> {
+        self.senders.iter().try_for_each(|sender| send(sender, Feed::Close { time }))
+    }
+
+    /// Events read at tick `time`, to worker 0 (the dedup's exchange spreads them).
+    pub fn events(&self, time: Time, events: Vec<Event>) -> Result<(), WorkersGone> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        send(&self.senders[0], Feed::Events { time, events })
+    }
+
+    /// Closes events tick `time` at every worker, with where the watch stood.
+    pub fn events_tick(&self, time: Time, resource_version: Option<String>) -> Result<(), WorkersGone> {
+        self.senders.iter().try_for_each(|sender| {
+            send(sender, Feed::EventsTick { time, resource_version: resource_version.clone() })
+        })
+    }
+
+    /// The nodes in `nodes` grouped by the local worker that owns them, with that worker's feed:
+    /// for sources that fetch each worker's nodes in a task of its own, so that a worker's window
+    /// closes as soon as its own nodes are in. Nodes of other processes are left out.
+    pub fn split<N>(&self, nodes: Vec<N>, name: impl Fn(&N) -> &str) -> Vec<(WorkerFeed, Vec<N>)> {
+        let mut split: Vec<(WorkerFeed, Vec<N>)> = (0..self.senders.len())
+            .map(|local| (WorkerFeed { feeds: self.clone(), local }, Vec::new()))
+            .collect();
+        for node in nodes {
+            if let Some(local) = self.share.local_owner(name(&node)) {
+                split[local].1.push(node);
+            }
+        }
+        split
+    }
+}
+
+/// One worker's feed, for the task that fetches that worker's nodes.
+#[derive(Clone, Debug)]
+pub struct WorkerFeed {
+    feeds: Feeds,
+    local: usize,
+}
+
+impl WorkerFeed {
+    /// A body of one of this worker's nodes. A node another worker owns goes to its owner.
+    pub fn scrape(&self, time: Time, body: Box<dyn Fetched>) -> Result<(), WorkersGone> {
+        if self.feeds.share.local_owner(body.node()) != Some(self.local) {
+            tracing::error!(node = %body.node(), worker = self.local, "a body fetched for another worker; rerouted");
+        }
+        self.feeds.scrape(time, body)
+    }
+
+    /// Closes the window ending at `time` at this worker.
+    pub fn close(&self, time: Time) -> Result<(), WorkersGone> {
+        send(&self.feeds.senders[self.local], Feed::Close { time })
+    }
+}
+
+/// Sends one message, blocking while the worker's feed is full: a slow worker slows its source,
+/// not memory. From the I/O runtime the wait is announced, so other tasks run meanwhile.
+fn send(sender: &Sender<Feed>, message: Feed) -> Result<(), WorkersGone> {
+    let send = || sender.send(message).map_err(|_| WorkersGone);
+    match tokio::runtime::Handle::try_current() {
+        Ok(handle) if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(send)
+        }
+        _ => send(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use heapster_dataflows::meta::NamespaceMeta;
+    use heapster_dataflows::model::node_owner;
+
+    #[derive(Debug)]
+    struct Body(Name);
+
+    impl Fetched for Body {
+        fn node(&self) -> &Name {
+            &self.0
+        }
+
+        fn parse(self: Box<Self>, _: i64, _: &mut Interner, _: &mut Vec<MetricSet>) -> Parsed {
+            Parsed::Unfetched
+        }
+    }
+
+    fn channels(n: usize) -> (Vec<Sender<Feed>>, Vec<crossbeam_channel::Receiver<Feed>>) {
+        (0..n).map(|_| crossbeam_channel::unbounded()).unzip()
+    }
+
+    #[test]
+    fn every_body_reaches_the_worker_that_owns_its_node() {
+        // Process 1 of 2, three workers each: global workers 3, 4 and 5.
+        let share = Share { process: 1, processes: 2, workers: 3 };
+        let (senders, receivers) = channels(3);
+        let feeds = Feeds::new(senders, share);
+        let nodes: Vec<String> = (0..60).map(|i| format!("node-{i}")).collect();
+        let ours: Vec<&String> = nodes.iter().filter(|n| feeds.owns(n)).collect();
+        assert!(!ours.is_empty() && ours.len() < nodes.len(), "{} of {}", ours.len(), nodes.len());
+        for node in &nodes {
+            feeds.scrape(7, Box::new(Body(Name::new(node)))).unwrap();
+        }
+        let mut received = 0;
+        for (local, receiver) in receivers.iter().enumerate() {
+            for message in receiver.try_iter() {
+                let Feed::Scrape { time: 7, body } = message else { panic!("a scrape") };
+                assert_eq!(body.owner(), 3 + local);
+                assert_eq!(node_owner(body.node(), 6), 3 + local, "{}", body.node());
+                received += 1;
+            }
+        }
+        assert_eq!(received, ours.len(), "a node of the other process is not sent");
+    }
+
+    #[test]
+    fn metadata_goes_to_worker_0_of_the_leader_and_close_to_every_worker() {
+        let (senders, receivers) = channels(2);
+        let leader = Feeds::single(senders);
+        let record =
+            MetaRecord::Namespace { name: Name::new("ns"), meta: NamespaceMeta { uid: Name::new("u") } };
+        leader.metadata(5, vec![(record.clone(), 1)]).unwrap();
+        leader.metadata(5, Vec::new()).unwrap();
+        leader.close(5).unwrap();
+        assert!(matches!(receivers[0].try_recv(), Ok(Feed::Meta { time: 5, .. })));
+        for receiver in &receivers {
+            assert!(matches!(receiver.try_recv(), Ok(Feed::Close { time: 5 })));
+            assert!(receiver.try_recv().is_err(), "nothing more");
+        }
+        let (senders, receivers) = channels(2);
+        let other = Feeds::new(senders, Share { process: 1, processes: 2, workers: 2 });
+        other.metadata(5, vec![(record, 1)]).unwrap();
+        assert!(receivers[0].try_recv().is_err(), "only the leader feeds metadata");
+        drop(receivers);
+        assert_eq!(other.close(6), Err(WorkersGone));
+    }
+
+    #[test]
+    fn a_worker_feed_splits_nodes_by_owner_and_closes_its_own_worker() {
+        let (senders, receivers) = channels(3);
+        let feeds = Feeds::single(senders);
+        let nodes: Vec<String> = (0..30).map(|i| format!("n{i}")).collect();
+        let split = feeds.split(nodes, |n| n.as_str());
+        assert_eq!(split.iter().map(|(_, n)| n.len()).sum::<usize>(), 30);
+        for (feed, nodes) in &split {
+            for node in nodes {
+                feed.scrape(1, Box::new(Body(Name::new(node)))).unwrap();
+            }
+            feed.close(1).unwrap();
+        }
+        for (local, receiver) in receivers.iter().enumerate() {
+            let messages: Vec<Feed> = receiver.try_iter().collect();
+            assert_eq!(messages.len(), split[local].1.len() + 1);
+            assert!(matches!(messages.last(), Some(Feed::Close { time: 1 })));
+        }
+    }
+}

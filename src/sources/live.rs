@@ -1,0 +1,174 @@
+//! The window loop of the live sources, written once: a live source says which nodes a window
+//! has ([`Live::window`]) and how to fetch one ([`Fetch::fetch`]); [`run`] does the rest.
+//!
+//! Windows end on multiples of the resolution (Heapster's batch timestamps); a window's
+//! fetches start at its beginning, spread over its first tenth so a thousand nodes are not hit
+//! at once. Each worker's nodes are fetched by a task of their own, at most [`CONCURRENCY`] at
+//! a time, and go to the workers through [`Feeds`] as they complete; a worker's window closes
+//! once its own nodes are in. A node that fails or hangs costs only itself, and its state
+//! changes are logged once by [`Health`].
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+use futures::StreamExt;
+use heapster_dataflows::Time;
+use heapster_dataflows::meta::MetaRecord;
+use heapster_dataflows::model::stable_hash;
+
+use crate::bridge::{Feeds, Fetched, WorkerFeed, WorkersGone};
+use crate::sources::ScrapeError;
+use crate::sources::clock::{now_ms, sleep_until};
+use crate::sources::health::Health;
+
+/// Fetches in flight per worker.
+pub const CONCURRENCY: usize = 64;
+
+/// What a window holds: the nodes to fetch, and the metadata changes since the last window.
+pub struct Window<N> {
+    pub nodes: Vec<N>,
+    pub changes: Vec<(MetaRecord, isize)>,
+}
+
+/// A source scraped on the wall clock.
+pub trait Live: Send {
+    /// How one node is fetched.
+    type Fetch: Fetch;
+
+    /// The window ending at `time`, as things stand now (its start).
+    fn window(&mut self, time: Time) -> impl Future<Output = Window<<Self::Fetch as Fetch>::Node>> + Send;
+
+    /// The fetcher, cloned into every worker's task.
+    fn fetcher(&self) -> Self::Fetch;
+}
+
+/// How to fetch one node of a live source.
+pub trait Fetch: Clone + Send + Sync + 'static {
+    type Node: Send + 'static;
+    /// The answer, parsed by the worker that owns the node.
+    type Body: Fetched + 'static;
+
+    /// The node's name: it decides the worker that owns the node.
+    fn name(node: &Self::Node) -> &str;
+
+    /// Fetches `node` for the window ending at `time`. A failure is a body too (it counts).
+    fn fetch(&self, node: Self::Node, time: Time) -> impl Future<Output = Self::Body> + Send;
+
+    /// Why the fetch gave no body, if it did not.
+    fn failure(body: &Self::Body) -> Option<&ScrapeError>;
+}
+
+/// Runs windows until `stop` is set. Windows are counted from `started` (ms) when given, so
+/// that every process of a cluster starts with the same one.
+pub async fn run<S: Live>(
+    mut source: S,
+    feeds: Feeds,
+    resolution: Duration,
+    stop: Arc<AtomicBool>,
+    started: Option<u64>,
+) -> Result<(), WorkersGone> {
+    let fetch = source.fetcher();
+    let health = Arc::new(Health::default());
+    let step = resolution.as_millis().max(1) as u64;
+    let mut next = (started.unwrap_or_else(now_ms) / step + 1) * step;
+    while sleep_until(next, &stop).await {
+        let window = source.window(next).await;
+        tracing::debug!(window = next, nodes = window.nodes.len(), changes = window.changes.len(), "window");
+        feed_window(&feeds, next, window, &fetch, &health, resolution).await?;
+        let now = now_ms();
+        next += step;
+        if now >= next {
+            let skipped = (now - next) / step + 1;
+            tracing::warn!(skipped, "scrapes took longer than the resolution; windows skipped");
+            next += skipped * step;
+        }
+    }
+    Ok(())
+}
+
+/// Sends the window's metadata, then each worker's bodies as they complete, then closes the
+/// window at every worker.
+async fn feed_window<F: Fetch>(
+    feeds: &Feeds,
+    time: Time,
+    window: Window<F::Node>,
+    fetch: &F,
+    health: &Arc<Health>,
+    resolution: Duration,
+) -> Result<(), WorkersGone> {
+    feeds.metadata(time, window.changes)?;
+    let tasks: Vec<_> = feeds
+        .split(window.nodes, F::name)
+        .into_iter()
+        .map(|(feed, nodes)| {
+            let (fetch, health) = (fetch.clone(), Arc::clone(health));
+            tokio::spawn(fetch_worker(time, nodes, feed, fetch, health, resolution))
+        })
+        .collect();
+    let mut result = Ok(());
+    for task in tasks {
+        match task.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => result = Err(e),
+            Err(e) => tracing::error!("a scrape task failed: {e}"),
+        }
+    }
+    result
+}
+
+/// One worker's fetches for one window.
+async fn fetch_worker<F: Fetch>(
+    time: Time,
+    nodes: Vec<F::Node>,
+    feed: WorkerFeed,
+    fetch: F,
+    health: Arc<Health>,
+    resolution: Duration,
+) -> Result<(), WorkersGone> {
+    let mut bodies = futures::stream::iter(nodes)
+        .map(|node| {
+            let fetch = &fetch;
+            async move {
+                tokio::time::sleep(jitter(F::name(&node), resolution)).await;
+                fetch.fetch(node, time).await
+            }
+        })
+        .buffer_unordered(CONCURRENCY);
+    while let Some(body) = bodies.next().await {
+        match F::failure(&body) {
+            None => health.record(body.node(), Ok(())),
+            Some(e) => health.record(body.node(), Err(&e.to_string())),
+        }
+        feed.scrape(time, Box::new(body))?;
+    }
+    feed.close(time)
+}
+
+/// Where in the window a node's fetch starts: a stable spread over the first tenth of the
+/// window, at most 5 s.
+pub fn jitter(node: &str, resolution: Duration) -> Duration {
+    let spread = jitter_max(resolution).as_millis() as u64;
+    Duration::from_millis(stable_hash(&["jitter", node]) % spread.max(1))
+}
+
+/// The latest a fetch starts into its window.
+pub fn jitter_max(resolution: Duration) -> Duration {
+    (resolution / 10).min(Duration::from_secs(5))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jitter_stays_in_the_first_tenth() {
+        let resolution = Duration::from_secs(60);
+        for i in 0..100 {
+            assert!(jitter(&format!("node-{i}"), resolution) < Duration::from_secs(5));
+        }
+        assert!(jitter("a", Duration::from_secs(5)) < Duration::from_millis(500));
+        assert_eq!(jitter("a", resolution), jitter("a", resolution));
+    }
+}
