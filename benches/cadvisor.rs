@@ -16,8 +16,10 @@ use common::{peak_rss_kib, replay_to_null, run_child, run_or_exit, size};
 use heapster::bridge::Stats;
 use heapster::run::RunConfig;
 use heapster::sources::cadvisor::parse::{Bodies, parse_cadvisor};
-use heapster::synth::cadvisor::{CadvisorSpec, machine_body, subcontainers_body, write_cadvisor_scenario};
 use heapster_dataflows::model::Interner;
+use heapster_testbed::synth::cadvisor::{
+    CadvisorSpec, machine_body, subcontainers_body, write_cadvisor_scenario,
+};
 
 const CHILD_ENV: &str = "HEAPSTER_BENCH_CHILD";
 

@@ -22,8 +22,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 mod common;
 
 use common::size;
-use heapster::synth::{SynthSpec, synth};
-use heapster::testkit::influxd::Influxd;
+use heapster_testbed::synth::{SynthSpec, synth};
+use heapster_testbed::testkit::influxd::Influxd;
 
 /// How long any one wait of the harness may last before it gives up.
 const PATIENCE: Duration = Duration::from_secs(600);

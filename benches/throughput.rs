@@ -15,7 +15,7 @@ mod common;
 use common::{peak_rss_kib, replay_to_null, run_child, run_or_exit, size};
 use heapster::bridge::Stats;
 use heapster::run::RunConfig;
-use heapster::synth::{SynthSpec, synth};
+use heapster_testbed::synth::{SynthSpec, synth};
 
 const CHILD_ENV: &str = "HEAPSTER_BENCH_CHILD";
 

@@ -13,8 +13,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
-use heapster::fixture_server::{ApiRequest, FixtureConfig, FixtureServer};
-use heapster::testkit::prometheus::Prometheus;
+use heapster_testbed::fixture_server::{ApiRequest, FixtureConfig, FixtureServer};
+use heapster_testbed::testkit::prometheus::Prometheus;
 use k8s_openapi::api::rbac::v1::ClusterRole;
 use support::*;
 
@@ -504,7 +504,8 @@ fn sorted_lines(path: &Path) -> Vec<String> {
 async fn bad_requests_and_a_request_storm_change_nothing() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let scenario = tmp.path().join("cluster");
-    heapster::synth::synth(&heapster::synth::SynthSpec::new(100, 10, 4), &scenario).expect("synth");
+    heapster_testbed::synth::synth(&heapster_testbed::synth::SynthSpec::new(100, 10, 4), &scenario)
+        .expect("synth");
     let replay = |name: &str| {
         let out = tmp.path().join(format!("{name}.lp"));
         let args =

@@ -12,11 +12,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use heapster::fixture_server::{CadvisorFixture, CadvisorFixtureConfig};
 use heapster::sources::cadvisor::{Host, HostList};
-use heapster::synth::cadvisor::{CadvisorSpec, host_name, write_cadvisor_scenario};
-use heapster::testkit::etcd::Etcd;
-use heapster::testkit::influxd::Influxd;
+use heapster_testbed::fixture_server::{CadvisorFixture, CadvisorFixtureConfig};
+use heapster_testbed::synth::cadvisor::{CadvisorSpec, host_name, write_cadvisor_scenario};
+use heapster_testbed::testkit::etcd::Etcd;
+use heapster_testbed::testkit::influxd::Influxd;
 use serde_json::{Value as Json, json};
 use support::*;
 

@@ -12,9 +12,9 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use heapster::cluster::Share;
-use heapster::fixture_server::{FixtureConfig, FixtureServer};
-use heapster::synth::{SynthSpec, synth};
-use heapster::testkit::influxd::{Influxd, free_port};
+use heapster_testbed::fixture_server::{FixtureConfig, FixtureServer};
+use heapster_testbed::synth::{SynthSpec, synth};
+use heapster_testbed::testkit::influxd::{Influxd, free_port};
 use serde_json::Value;
 use support::*;
 

@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use heapster::fixture_server::{FixtureConfig, FixtureServer};
-use heapster::testkit::influxd::Influxd;
+use heapster_testbed::fixture_server::{FixtureConfig, FixtureServer};
+use heapster_testbed::testkit::influxd::Influxd;
 use serde_json::Value;
 use support::*;
 

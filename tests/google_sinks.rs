@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use heapster::fixture_server::google::{Burst, GoogleConfig, GoogleFaults, GoogleServer};
-use heapster::fixture_server::{FixtureConfig, FixtureServer};
+use heapster_testbed::fixture_server::google::{Burst, GoogleConfig, GoogleFaults, GoogleServer};
+use heapster_testbed::fixture_server::{FixtureConfig, FixtureServer};
 use support::*;
 
 const PATIENCE: Duration = Duration::from_secs(90);

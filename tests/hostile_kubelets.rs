@@ -9,8 +9,8 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use heapster::fixture_server::{FixtureConfig, FixtureServer};
-use heapster::synth::{SynthSpec, synth};
+use heapster_testbed::fixture_server::{FixtureConfig, FixtureServer};
+use heapster_testbed::synth::{SynthSpec, synth};
 use support::*;
 
 const PATIENCE: Duration = Duration::from_secs(120);

@@ -11,9 +11,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use heapster::fixture_server::{FixtureConfig, FixtureServer};
-use heapster::synth::{SynthSpec, TimelineEvent, synth};
-use heapster::testkit::influxd::Influxd;
+use heapster_testbed::fixture_server::{FixtureConfig, FixtureServer};
+use heapster_testbed::synth::{SynthSpec, TimelineEvent, synth};
+use heapster_testbed::testkit::influxd::Influxd;
 use support::*;
 
 /// Bounds every wait: a run of N windows at 5 s takes about 5(N+1) s.

@@ -973,7 +973,7 @@ mod tests {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     use super::*;
-    use crate::testkit::influxd::{Influxd, free_port};
+    use heapster_testbed::testkit::influxd::{Influxd, free_port};
 
     const T: u64 = 1_700_000_000_000;
 

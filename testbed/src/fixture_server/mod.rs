@@ -104,9 +104,9 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 
-use crate::scenario::{ApiList, Scenario, ScenarioError};
 use clock::Clock;
 use faults::Faults;
+use heapster::scenario::{ApiList, Scenario, ScenarioError};
 use load::KubeletAddrs;
 use store::Store;
 
@@ -312,7 +312,7 @@ pub struct FixtureServer {
 impl FixtureServer {
     /// Opens the scenario, checks its files, binds every listener and writes the client files.
     pub async fn start(config: FixtureConfig) -> Result<FixtureServer, FixtureError> {
-        crate::tls::install_crypto_provider();
+        heapster::tls::install_crypto_provider();
         let scenario = Scenario::open(&config.scenario)?;
         let faults = Faults::load(&scenario)?;
         load::check_lists(&scenario)?;
@@ -495,7 +495,7 @@ impl Drop for Tasks {
 }
 
 /// Runs a fixture server until Ctrl-C, printing where it listens once it does: the body of
-/// `heapster fixture-server`.
+/// `heapster-testbed fixture-server`.
 pub fn serve_forever(config: FixtureConfig) -> Result<(), FixtureError> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -7,7 +7,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use super::*;
-use crate::scenario::{ScenarioWriter, WindowWriter};
+use heapster::scenario::{ScenarioWriter, WindowWriter};
 
 pub(super) const TOKEN: &str = "s3cret-token";
 /// Bounds every wait on the server, so that a bug fails a test instead of hanging it.
@@ -100,7 +100,7 @@ pub(super) async fn start_with(
     extra: impl Fn(usize, &WindowWriter, &Path),
     tweak: impl FnOnce(&mut FixtureConfig),
 ) -> Fixture {
-    crate::tls::install_crypto_provider();
+    heapster::tls::install_crypto_provider();
     let dir = tempfile::tempdir().unwrap();
     let scenario = dir.path().join("scenario");
     write_scenario(&scenario, extra);
@@ -700,12 +700,12 @@ mod with_kube {
 
 #[tokio::test]
 async fn serves_the_shipped_small_scenario() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures").join("small");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/small");
     if !dir.join("scenario.json").is_file() {
         println!("note: {} is not in this checkout; nothing to serve", dir.display());
         return;
     }
-    crate::tls::install_crypto_provider();
+    heapster::tls::install_crypto_provider();
     let tls = tempfile::tempdir().unwrap();
     let mut config = FixtureConfig::new(&dir, tls.path());
     config.token = Some(TOKEN.into());

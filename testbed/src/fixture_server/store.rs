@@ -15,7 +15,7 @@ use std::sync::OnceLock;
 use bytes::Bytes;
 use serde_json::{Map, Value, json};
 
-use crate::scenario::ApiList;
+use heapster::scenario::ApiList;
 
 /// `(namespace, name)`; namespace is empty for cluster-scoped objects.
 pub type Key = (String, String);

@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use super::FixtureError;
 use super::store::object_key;
-use crate::scenario::{ApiList, Scenario};
+use heapster::scenario::{ApiList, Scenario};
 
 #[derive(Deserialize)]
 struct ListFile {

@@ -19,12 +19,12 @@ impl Discovery {
     }
 
     pub fn monitoring() -> Discovery {
-        Self::parse(include_str!("../../../fixtures/google/monitoring-v3-discovery.json"))
+        Self::parse(include_str!("../../../../fixtures/google/monitoring-v3-discovery.json"))
             .unwrap_or(Discovery { schemas: Map::new() })
     }
 
     pub fn logging() -> Discovery {
-        Self::parse(include_str!("../../../fixtures/google/logging-v2-discovery.json"))
+        Self::parse(include_str!("../../../../fixtures/google/logging-v2-discovery.json"))
             .unwrap_or(Discovery { schemas: Map::new() })
     }
 

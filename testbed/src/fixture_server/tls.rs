@@ -161,7 +161,7 @@ mod tests {
 
     #[test]
     fn builds_server_configs_for_ips_and_names() {
-        crate::tls::install_crypto_provider();
+        heapster::tls::install_crypto_provider();
         let ca = Ca::new().unwrap();
         let config =
             ca.server_config("apiserver", &["127.0.0.1".into(), "localhost".into(), "bad name!".into()]);

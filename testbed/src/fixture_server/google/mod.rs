@@ -173,8 +173,8 @@ impl Shared {
     }
 }
 
-const ISSUED_KEY: &str = include_str!("../../../fixtures/google/issued-key.pem");
-const OTHER_KEY: &str = include_str!("../../../fixtures/google/other-key.pem");
+const ISSUED_KEY: &str = include_str!("../../../../fixtures/google/issued-key.pem");
+const OTHER_KEY: &str = include_str!("../../../../fixtures/google/other-key.pem");
 
 /// A running emulation; stops when dropped.
 pub struct GoogleServer {
@@ -189,7 +189,7 @@ impl GoogleServer {
     pub async fn start(config: GoogleConfig) -> Result<GoogleServer, FixtureError> {
         let listener = super::listen::bind(config.listen, "the Google APIs").await?;
         let addr = super::listen::reachable(listener.local_addr().map_err(FixtureError::Runtime)?);
-        let der = crate::sinks::google::auth::pem_body(ISSUED_KEY)
+        let der = heapster::sinks::google::auth::pem_body(ISSUED_KEY)
             .ok_or_else(|| FixtureError::Config("issued key is not PEM".into()))?;
         let pair = ring::signature::RsaKeyPair::from_pkcs8(&der)
             .map_err(|e| FixtureError::Config(format!("issued key: {e}")))?;

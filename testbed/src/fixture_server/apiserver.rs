@@ -11,7 +11,7 @@ use serde_json::json;
 use super::http::{self, Body};
 use super::store::{self, Key, View, status_value};
 use super::{Shared, aggregation, paging, watch};
-use crate::scenario::ApiList;
+use heapster::scenario::ApiList;
 
 #[derive(Debug, PartialEq, Eq)]
 enum Route {

@@ -16,11 +16,11 @@ use crate::synth::{SynthSpec, synth};
 type Key = (String, String);
 
 fn events_fixture() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures").join("events")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/events")
 }
 
 async fn serve(dir: &Path, tweak: impl FnOnce(&mut FixtureConfig)) -> Fixture {
-    crate::tls::install_crypto_provider();
+    heapster::tls::install_crypto_provider();
     let tls = tempfile::tempdir().unwrap();
     let mut config = FixtureConfig::new(dir, tls.path());
     config.token = Some(TOKEN.into());

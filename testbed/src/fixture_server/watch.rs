@@ -15,7 +15,7 @@ use super::apiserver::{is_true, status};
 use super::http::{Body, ChannelBody};
 use super::store::{Expired, View, bookmark_line};
 use super::{FixtureStats, Shared};
-use crate::scenario::ApiList;
+use heapster::scenario::ApiList;
 
 /// Answers `GET <list>?watch=1...`.
 pub fn watch(

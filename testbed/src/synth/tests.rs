@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use serde_json::Value;
 
 use super::*;
-use crate::scenario::{ApiList, Scenario};
+use heapster::scenario::{ApiList, Scenario};
 
 pub(super) fn generate(spec: &SynthSpec) -> (tempfile::TempDir, Scenario, SynthReport) {
     let dir = tempfile::tempdir().unwrap();
@@ -102,7 +102,7 @@ fn small_events() -> SmallEvents {
 }
 
 fn fixture_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/small")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/small")
 }
 
 #[test]
@@ -136,7 +136,7 @@ fn fixture_small_matches_its_generator() {
     let (fresh, _, _) = generate(&SynthSpec::small());
     let (want, have) = (tree(fresh.path()), tree(&fixture_dir()));
     let stale = "fixtures/small is stale: regenerate it with \
-                 `cargo test -p heapster --lib synth::tests::regenerate_small_fixture -- --ignored`";
+                 `cargo test -p heapster-testbed --lib synth::tests::regenerate_small_fixture -- --ignored`";
     assert_eq!(want.keys().collect::<Vec<_>>(), have.keys().collect::<Vec<_>>(), "{stale}");
     for (path, bytes) in &want {
         assert!(have[path] == *bytes, "{}: {stale}", path.display());

@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};
 
-use crate::scenario::ScenarioWriter;
-use crate::sources::cadvisor::{Host, HostList};
+use heapster::scenario::ScenarioWriter;
+use heapster::sources::cadvisor::{Host, HostList};
 
 /// The system containers every host has, as cAdvisor names their cgroups.
 const SYSTEM_CONTAINERS: [&str; 3] = ["/docker-daemon", "/kubelet", "/system"];
@@ -240,7 +240,7 @@ pub fn subcontainers_body(spec: &CadvisorSpec, host: usize, w: usize, time_ms: u
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sources::cadvisor::parse::{Bodies, parse_cadvisor};
+    use heapster::sources::cadvisor::parse::{Bodies, parse_cadvisor};
     use heapster_dataflows::model::Interner;
 
     #[test]

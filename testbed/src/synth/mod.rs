@@ -1,5 +1,5 @@
 //! Synthetic recorded clusters: a deterministic generator of scenario directories
-//! ([`crate::scenario`]) whose bodies look like what real API servers and kubelets send.
+//! ([`heapster::scenario`]) whose bodies look like what real API servers and kubelets send.
 //!
 //! Everything follows from a [`SynthSpec`]: its sizes and seed lay out the cluster, its
 //! timeline changes it window by window (restarts, deletions, nodes going NotReady, relabels,
@@ -31,9 +31,9 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use crate::fixture_server::ApiFaults;
-use crate::scenario::{ApiList, ScenarioWriter};
 use catalog::Controller;
 use cluster::{Cluster, PodKind, rfc3339};
+use heapster::scenario::{ApiList, ScenarioWriter};
 
 /// 2026-11-01T10:00:00Z.
 pub const DEFAULT_START_MS: u64 = 1_793_527_200_000;
@@ -446,7 +446,7 @@ pub fn synth(spec: &SynthSpec, out: &Path) -> Result<SynthReport, SynthError> {
         ScenarioWriter::create(out, &spec.description(), spec.resolution_seconds).map_err(io_err)?;
     let mut bytes = 0u64;
     let mut events = spec.events.enabled.then(|| events::EventLog::new(spec));
-    let mut progress = crate::progress::Progress::windows("synth", spec.windows as u64);
+    let mut progress = heapster::progress::Progress::windows("synth", spec.windows as u64);
     for window in 0..spec.windows {
         let bytes_before = bytes;
         let end_ms = spec.start_ms + window as u64 * res_ms;

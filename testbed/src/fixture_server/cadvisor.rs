@@ -31,9 +31,9 @@ use serde_json::json;
 
 use super::http::{self, Body};
 use super::{FixtureError, KubeletFault, Tasks, listen};
-use crate::scenario::Scenario;
-use crate::sources::cadvisor::Host;
-use crate::sources::cadvisor::hosts::read_hosts;
+use heapster::scenario::Scenario;
+use heapster::sources::cadvisor::Host;
+use heapster::sources::cadvisor::hosts::read_hosts;
 
 /// Bytes that no JSON parser accepts.
 const GARBAGE: &[u8] = b"\x1f\x8b\x08\x00<html><body>502 Bad Gateway</body></html>\xff\xfe\x00";

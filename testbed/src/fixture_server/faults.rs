@@ -10,9 +10,9 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::FixtureError;
-use crate::scenario::Scenario;
+use heapster::scenario::Scenario;
 
-/// `windows/NNNN/api/faults.json`; `heapster synth` writes it with the defaults left out.
+/// `windows/NNNN/api/faults.json`; `heapster-testbed synth` writes it with the defaults left out.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ApiFaults {

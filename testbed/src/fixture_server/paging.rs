@@ -16,7 +16,7 @@ use bytes::Bytes;
 use serde_json::json;
 
 use super::store::View;
-use crate::scenario::ApiList;
+use heapster::scenario::ApiList;
 
 /// Snapshots kept for `continue` tokens: a few listers at a time, each a few lists behind.
 const KEPT: usize = 64;

@@ -7,10 +7,10 @@ use serde_json::Value;
 
 use super::tests::{generate, secs, tree};
 use super::*;
-use crate::scenario::{ApiList, Scenario};
+use heapster::scenario::{ApiList, Scenario};
 
 fn events_fixture_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/events")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/events")
 }
 
 /// The event list in force in each window, by (namespace, name).
@@ -48,7 +48,7 @@ fn fixture_events_matches_its_generator() {
     let (fresh, _, _) = generate(&SynthSpec::events_scenario());
     let (want, have) = (tree(fresh.path()), tree(&events_fixture_dir()));
     let stale = "fixtures/events is stale: regenerate it with \
-                 `cargo test -p heapster --lib synth::events_tests::regenerate_events_fixture -- --ignored`";
+                 `cargo test -p heapster-testbed --lib synth::events_tests::regenerate_events_fixture -- --ignored`";
     assert_eq!(want.keys().collect::<Vec<_>>(), have.keys().collect::<Vec<_>>(), "{stale}");
     for (path, bytes) in &want {
         assert!(have[path] == *bytes, "{}: {stale}", path.display());
