@@ -527,18 +527,8 @@ fn gcm_rides_out_faults_and_counts_exactly_the_refused_series() {
 fn gcm_a_thousand_node_window_arrives_whole_in_requests_of_at_most_200_series() {
     let google = Google::start();
     let scenario = google.dir.path().join("big");
-    let synth = heapster(&[
-        "synth",
-        "--nodes",
-        "1000",
-        "--pods-per-node",
-        "1",
-        "--windows",
-        "2",
-        "--out",
-        &scenario.display().to_string(),
-    ]);
-    assert!(synth.status.success(), "{}", stderr(&synth));
+    heapster_testbed::synth::synth(&heapster_testbed::synth::SynthSpec::new(1000, 1, 2), &scenario)
+        .expect("synth");
     let out = google.dir.path().join("metrics.lp");
     // The node autoscaling metrics of every node: 8,000 series a window. (All metrics would be
     // ~140,000 series a window, minutes of work for a debug-built emulation on a shared machine;

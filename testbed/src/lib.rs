@@ -5,7 +5,10 @@
 //!   Google's APIs on loopback, over the real wire protocols.
 //! - [`testkit`]: real servers (influxd, etcd, prometheus) on loopback for tests and benchmarks.
 
+pub mod binary;
 pub mod cli;
 pub mod fixture_server;
 pub mod synth;
 pub mod testkit;
+
+pub use binary::testbed_binary;

@@ -20,6 +20,16 @@ pub fn heapster(args: &[&str]) -> Output {
         .unwrap_or_else(|e| panic!("cannot run heapster: {e}"))
 }
 
+/// Runs the test bed's binary (`synth`, `fixture-server`) with `args`.
+pub fn testbed(args: &[&str]) -> Output {
+    let binary = heapster_testbed::testbed_binary().unwrap_or_else(|e| panic!("heapster-testbed: {e}"));
+    Command::new(binary)
+        .args(args)
+        .env("RUST_LOG", "info")
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run heapster-testbed: {e}"))
+}
+
 pub fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
