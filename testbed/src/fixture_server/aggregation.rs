@@ -17,8 +17,8 @@ use hyper::body::Incoming;
 use hyper::header::CONTENT_TYPE;
 use hyper::{Method, Request, Response, StatusCode};
 
-use super::apiserver;
 use super::http::{self, Body};
+use super::status;
 
 /// One request in RBAC's terms.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -125,14 +125,14 @@ pub fn metrics_group() -> serde_json::Value {
 /// Forwards a request for the aggregated group to its backend.
 pub async fn proxy(aggregation: &Aggregation, request: Request<Incoming>) -> Response<Body> {
     let Some(backend) = aggregation.backend() else {
-        return apiserver::status(
+        return status::status(
             StatusCode::NOT_FOUND,
             "NotFound",
             "the server could not find the requested resource",
         );
     };
     if request.method() != Method::GET {
-        return apiserver::status(StatusCode::METHOD_NOT_ALLOWED, "MethodNotAllowed", "only GET is proxied");
+        return status::status(StatusCode::METHOD_NOT_ALLOWED, "MethodNotAllowed", "only GET is proxied");
     }
     let target = match request.uri().query() {
         Some(q) => format!("{backend}{}?{q}", request.uri().path()),
@@ -143,7 +143,7 @@ pub async fn proxy(aggregation: &Aggregation, request: Request<Incoming>) -> Res
         Ok(answer) => answer,
         Err(e) => {
             // As the aggregator answers when the service behind an APIService is down.
-            return apiserver::status(
+            return status::status(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "ServiceUnavailable",
                 &format!("error trying to reach service: {e}"),
@@ -159,7 +159,7 @@ pub async fn proxy(aggregation: &Aggregation, request: Request<Incoming>) -> Res
     match answer.bytes().await {
         Ok(body) if json => http::json(status, body),
         Ok(body) => http::text(status, body),
-        Err(e) => apiserver::status(StatusCode::BAD_GATEWAY, "InternalError", &format!("backend body: {e}")),
+        Err(e) => status::status(StatusCode::BAD_GATEWAY, "InternalError", &format!("backend body: {e}")),
     }
 }
 

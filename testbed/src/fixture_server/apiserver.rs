@@ -8,8 +8,9 @@ use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
 use serde_json::json;
 
-use super::http::{self, Body};
-use super::store::{self, Key, View, status_value};
+use super::http::{self, Body, is_true};
+use super::status::status;
+use super::store::{self, Key, View};
 use super::{Shared, aggregation, paging, watch};
 use heapster::scenario::ApiList;
 
@@ -65,10 +66,6 @@ fn route(path: &str) -> Option<Route> {
         ["fixture", "stats"] => Route::FixtureStats,
         _ => return None,
     })
-}
-
-pub(super) fn status(code: StatusCode, reason: &str, message: &str) -> Response<Body> {
-    http::json(code, status_value(code.as_u16(), reason, message).to_string())
 }
 
 fn reason_of(code: u16) -> &'static str {
@@ -204,10 +201,6 @@ fn list_fault(shared: &Shared) -> Option<Response<Body>> {
     shared.count(|s| s.api_faults += 1);
     let status_code = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     Some(status(status_code, reason_of(code), &format!("fault injected by the scenario in window {window}")))
-}
-
-pub(super) fn is_true(value: Option<&String>) -> bool {
-    value.is_some_and(|v| v == "1" || v.eq_ignore_ascii_case("true"))
 }
 
 fn discovery(route: &Route, authority: Option<&str>) -> String {

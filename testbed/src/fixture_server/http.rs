@@ -45,6 +45,11 @@ pub fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
 }
 
 /// Whether the request carries `Authorization: Bearer <token>` (always, when there is none).
+/// A boolean query parameter as the apiserver reads one: `1` or `true` (any case).
+pub fn is_true(value: Option<&String>) -> bool {
+    value.is_some_and(|v| v == "1" || v.eq_ignore_ascii_case("true"))
+}
+
 pub fn authorized<B>(request: &Request<B>, token: Option<&str>) -> bool {
     let Some(token) = token else {
         return true;

@@ -85,6 +85,7 @@ mod kubelet;
 mod listen;
 mod load;
 mod paging;
+mod status;
 mod store;
 mod tls;
 mod watch;

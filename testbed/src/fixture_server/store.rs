@@ -15,6 +15,7 @@ use std::sync::OnceLock;
 use bytes::Bytes;
 use serde_json::{Map, Value, json};
 
+use super::status::status_value;
 use heapster::scenario::ApiList;
 
 /// `(namespace, name)`; namespace is empty for cluster-scoped objects.
@@ -419,19 +420,6 @@ pub fn bookmark_line(list: ApiList, view: View, rv: u64, initial_end: bool) -> B
     }
     let object = json!({"kind": item_kind(list), "apiVersion": view.api_version(), "metadata": metadata});
     event_line("BOOKMARK", &object)
-}
-
-/// A `Status` object, the body of every apiserver error.
-pub fn status_value(code: u16, reason: &str, message: &str) -> Value {
-    json!({
-        "kind": "Status",
-        "apiVersion": "v1",
-        "metadata": {},
-        "status": "Failure",
-        "message": message,
-        "reason": reason,
-        "code": code,
-    })
 }
 
 #[cfg(test)]

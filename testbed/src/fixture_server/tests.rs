@@ -1,4 +1,5 @@
-//! The fixture server over real HTTP(S) on loopback.
+//! The fixture server over real HTTP(S) on loopback: lists, watches, paging, faults and kubelets
+//! (over 600 lines: the tests share one running-server set-up and its client helpers).
 
 use std::path::Path;
 use std::time::{Duration, Instant};

@@ -11,8 +11,8 @@ use hyper::{Response, StatusCode};
 use tokio::sync::{mpsc, watch};
 use tokio::time::{Instant, MissedTickBehavior};
 
-use super::apiserver::{is_true, status};
-use super::http::{Body, ChannelBody};
+use super::http::{Body, ChannelBody, is_true};
+use super::status::status;
 use super::store::{Expired, View, bookmark_line};
 use super::{FixtureStats, Shared};
 use heapster::scenario::ApiList;

@@ -1,5 +1,8 @@
 //! The simulated cluster: which nodes exist, which pods run where, and how the timeline changes
 //! them. The counters each kubelet reports live here too; [`super::sample`] moves them on.
+//!
+//! Over 600 lines: the cluster's types and the timeline methods that change them are one
+//! state, read together.
 
 use std::collections::{BTreeMap, HashSet};
 

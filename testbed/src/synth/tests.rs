@@ -1,3 +1,6 @@
+//! The generator's tests: bundled fixtures against a fresh run, determinism and the shape of
+//! each body (over 600 lines: they share one set of scenario-reading helpers).
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
