@@ -169,7 +169,7 @@ fn replay_of_small_is_the_same_in_a_cluster() {
 
 #[test]
 fn replay_of_events_is_the_same_in_a_cluster() {
-    replay_in_both(&Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/events"));
+    replay_in_both(&events_scenario());
 }
 
 #[test]
