@@ -3,14 +3,16 @@
 #
 #   docker build -t heapster:latest .
 #
-# Build stage: the whole workspace (the collector and its dataflows crate), release profile.
+# Build stage: the workspace (the collector and its dataflows crate; the test bed's manifest is
+# part of the workspace, though the collector's binary does not link it), release profile.
 FROM rust:1.90-bookworm AS build
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY dataflows ./dataflows
+COPY testbed ./testbed
 COPY src ./src
 COPY benches ./benches
-RUN cargo build --release --locked --bin heapster \
+RUN cargo build --release --locked -p heapster --bin heapster \
     && strip target/release/heapster
 
 # Runtime stage: glibc and CA certificates only, no shell; uid 65532 ("nonroot").

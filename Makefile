@@ -4,11 +4,11 @@ CARGO ?= cargo
 SCENARIO ?= fixtures/small
 WORKERS ?= 1
 
-.PHONY: run test deps lint bench replay fixtures golden clean
+.PHONY: run test deps lint bench replay fixtures golden fixture-server clean
 
 ## Replay the bundled scenario into the log sink: a per-window table of nodes and busiest pods.
 run:
-	$(CARGO) run --quiet -- --source=replay:$(SCENARIO) -w $(WORKERS)
+	$(CARGO) run --quiet -p heapster -- --source=replay:$(SCENARIO) -w $(WORKERS)
 
 ## Install what the tests need (influxd, etcd, prometheus, kubectl), then run every test, formatting and lints.
 test: deps
@@ -42,16 +42,21 @@ bench:
 
 ## Replay any scenario: make replay SCENARIO=dir WORKERS=2
 replay:
-	$(CARGO) run --release --quiet -- --source=replay:$(SCENARIO) -w $(WORKERS)
+	$(CARGO) run --release --quiet -p heapster -- --source=replay:$(SCENARIO) -w $(WORKERS)
 
-## Regenerate fixtures/small and fixtures/events from their generator, and the golden output.
+## Regenerate fixtures/small and fixtures/events from their generator (the test bed's synth), and
+## the golden output.
 fixtures:
-	$(CARGO) run --quiet -- synth --small --out fixtures/small
-	$(CARGO) run --quiet -- synth --events-scenario --out fixtures/events
+	$(CARGO) run --quiet -p heapster-testbed -- synth --small --out fixtures/small
+	$(CARGO) run --quiet -p heapster-testbed -- synth --events-scenario --out fixtures/events
 	$(MAKE) golden
 
 golden:
-	$(CARGO) run --quiet -- --source=replay:fixtures/small --sink=file:fixtures/small/expected/metrics.lp
+	$(CARGO) run --quiet -p heapster -- --source=replay:fixtures/small --sink=file:fixtures/small/expected/metrics.lp
+
+## Serve a scenario as a kube-apiserver and kubelets on loopback: make fixture-server SCENARIO=dir
+fixture-server:
+	$(CARGO) run --quiet -p heapster-testbed -- fixture-server --scenario $(SCENARIO) --listen 127.0.0.1:6443
 
 clean:
 	$(CARGO) clean

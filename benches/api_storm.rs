@@ -19,8 +19,8 @@ use std::time::{Duration, Instant};
 
 mod common;
 
-use common::size;
-use heapster::synth::{SynthSpec, synth};
+use common::{cached_scenario, size};
+use heapster_testbed::synth::{SynthSpec, synth};
 
 /// The paths a storm cycles through: the two lists `kubectl top` reads, and the probes.
 const PATHS: [&str; 4] =
@@ -33,11 +33,9 @@ fn main() {
     let runs = size("BENCH_RUNS", 3, 1);
     let requests = size("BENCH_REQUESTS", 10_000, 200);
     let dir = std::env::temp_dir().join(format!("heapster-bench-{nodes}x{pods}x{windows}"));
-    if !dir.join("scenario.json").is_file()
-        && let Err(e) = synth(&SynthSpec::new(nodes, pods, windows), &dir)
-    {
-        fail(&format!("synth failed: {e}"));
-    }
+    cached_scenario(&dir, &format!("{nodes} nodes x {pods} pods x {windows} windows"), |dir| {
+        synth(&SynthSpec::new(nodes, pods, windows), dir).map(drop)
+    });
     let work = std::env::temp_dir().join(format!("heapster-bench-api-storm-{}", std::process::id()));
     if let Err(e) = std::fs::create_dir_all(&work) {
         fail(&format!("{}: {e}", work.display()));

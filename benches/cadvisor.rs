@@ -12,18 +12,24 @@ use std::time::Instant;
 
 mod common;
 
-use common::{peak_rss_kib, replay_to_null, run_child, run_or_exit, size};
+use common::{cached_scenario, replay_throughput, replay_throughput_table, size};
 use heapster::bridge::Stats;
-use heapster::run::RunConfig;
 use heapster::sources::cadvisor::parse::{Bodies, parse_cadvisor};
-use heapster::synth::cadvisor::{CadvisorSpec, machine_body, subcontainers_body, write_cadvisor_scenario};
 use heapster_dataflows::model::Interner;
+use heapster_testbed::synth::cadvisor::{
+    CadvisorSpec, machine_body, subcontainers_body, write_cadvisor_scenario,
+};
 
 const CHILD_ENV: &str = "HEAPSTER_BENCH_CHILD";
 
 fn main() {
     if let Ok(spec) = std::env::var(CHILD_ENV) {
-        child(&spec);
+        replay_throughput(&spec, |report| {
+            if Stats::get(&report.stats.parse_warnings) > 0 || Stats::get(&report.stats.scrape_errors) > 0 {
+                eprintln!("bodies with warnings or errors: {:?}", report.stats);
+                std::process::exit(1);
+            }
+        });
         return;
     }
     let hosts = size("BENCH_HOSTS", 1000, 10);
@@ -32,26 +38,10 @@ fn main() {
     let spec = CadvisorSpec { resolution_seconds: 60, ..CadvisorSpec::new(hosts, pods, windows) };
     parse_alone(&spec);
     let dir = std::env::temp_dir().join(format!("heapster-bench-cadvisor-{hosts}x{pods}x{windows}"));
-    if !dir.join("scenario.json").is_file() {
-        let generated = Instant::now();
-        if let Err(e) = write_cadvisor_scenario(&spec, &dir) {
-            eprintln!("synth failed: {e}");
-            std::process::exit(1);
-        }
-        println!(
-            "synthesized {hosts} hosts x {pods} pods x {windows} windows in {:.1?}",
-            generated.elapsed()
-        );
-    } else {
-        println!("reusing {}", dir.display());
-    }
-    println!(
-        "{:<5} {:>12} {:>14} {:>10} {:>10} {:>12} {:>10}",
-        "-w", "sets/s", "values/s", "MB/s", "s/window", "cpu s/window", "peak RSS"
-    );
-    for workers in [1, 2] {
-        run_child(CHILD_ENV, &format!("{}|{workers}", dir.display()), &format!("-w {workers}"));
-    }
+    cached_scenario(&dir, &format!("{hosts} hosts x {pods} pods x {windows} windows"), |dir| {
+        write_cadvisor_scenario(&spec, dir).map(drop)
+    });
+    replay_throughput_table(CHILD_ENV, &dir);
 }
 
 /// The parser alone, one core: one host's body parsed over and over for about a second.
@@ -80,42 +70,4 @@ fn parse_alone(spec: &CadvisorSpec) {
         1e6 * seconds / rounds as f64,
         (body.len() + machine.len()) as f64 * rounds as f64 / seconds / 1e6
     );
-}
-
-fn child(spec: &str) {
-    let Some((dir, workers)) = spec.split_once('|') else { return };
-    let workers: usize = workers.parse().unwrap_or(1);
-    let config = RunConfig { workers, ..replay_to_null(dir) };
-    let cpu_before = cpu_seconds();
-    let started = Instant::now();
-    let report = run_or_exit(config);
-    let wall = started.elapsed().as_secs_f64();
-    let cpu = cpu_seconds() - cpu_before;
-    let windows = Stats::get(&report.stats.windows).max(1) as f64;
-    let sets = Stats::get(&report.stats.metric_sets) as f64;
-    let values = Stats::get(&report.stats.metric_values) as f64;
-    let mb = Stats::get(&report.stats.summary_bytes) as f64 / 1e6;
-    if Stats::get(&report.stats.parse_warnings) > 0 || Stats::get(&report.stats.scrape_errors) > 0 {
-        eprintln!("bodies with warnings or errors: {:?}", report.stats);
-        std::process::exit(1);
-    }
-    println!(
-        "{:<5} {:>12.0} {:>14.0} {:>10.1} {:>10.3} {:>12.3} {:>7} MiB",
-        workers,
-        sets / wall,
-        values / wall,
-        mb / wall,
-        wall / windows,
-        cpu / windows,
-        peak_rss_kib() / 1024
-    );
-}
-
-/// User + system CPU seconds of this process, from /proc.
-fn cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
-    (ticks(11) + ticks(12)) / 100.0
 }

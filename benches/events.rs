@@ -14,8 +14,8 @@ mod common;
 
 use common::{peak_rss_kib, replay_to_null, run_child, run_or_exit, size};
 use heapster::run::RunConfig;
-use heapster::synth::{EventHook, SynthSpec, synth};
 use heapster_dataflows::events::DedupConfig;
+use heapster_testbed::synth::{EventHook, SynthSpec, synth};
 
 const CHILD_ENV: &str = "HEAPSTER_EVENTS_BENCH_CHILD";
 

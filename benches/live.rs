@@ -1,8 +1,8 @@
 //! Live harness: the path users run, side by side with replay.
 //!
-//! A synthetic cluster (1,000 nodes x 30 pods) is served by `heapster fixture-server` in its own
-//! process, as a kube-apiserver and one kubelet per node on 127.0.0.x; the collector runs in its
-//! own process against it, windows of `BENCH_RESOLUTION_S` (15 s). For each configuration (live
+//! A synthetic cluster (1,000 nodes x 30 pods) is served by `heapster-testbed fixture-server` in
+//! its own process, as a kube-apiserver and one kubelet per node on 127.0.0.x; the collector runs
+//! in its own process against it, windows of `BENCH_RESOLUTION_S` (15 s). For each configuration (live
 //! and replay, `-w 1` and `-w 2`, a null sink and a real `influxd`) it prints, per process:
 //! CPU-s per steady window (from /proc, over `BENCH_STEADY` windows after the first), peak RSS,
 //! nodes scraped per window, start-up (seconds and collector CPU-s until the first window's
@@ -22,8 +22,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 mod common;
 
 use common::size;
-use heapster::synth::{SynthSpec, synth};
-use heapster::testkit::influxd::Influxd;
+use heapster_testbed::synth::{SynthSpec, synth};
+use heapster_testbed::testkit::influxd::Influxd;
 
 /// How long any one wait of the harness may last before it gives up.
 const PATIENCE: Duration = Duration::from_secs(600);
@@ -177,7 +177,8 @@ impl Bench {
     fn live(&self, workers: usize, sink: SinkKind) -> Result<Row, String> {
         let influxd = start_influxd(sink)?;
         let tls = tempfile::tempdir().map_err(|e| e.to_string())?;
-        let mut server = Command::new(heapster_bin())
+        let testbed = heapster_testbed::testbed_binary().map_err(|e| e.to_string())?;
+        let mut server = Command::new(testbed)
             .args(["fixture-server", "--listen", "127.0.0.1:0", "--scenario"])
             .arg(&self.scenario)
             .arg("--tls-dir")
@@ -312,7 +313,7 @@ fn scenario_windows(scenario: &Path) -> Result<usize, String> {
     Ok(manifest["windows"].as_array().map_or(0, Vec::len))
 }
 
-/// What `heapster fixture-server` prints about itself at start.
+/// What `heapster-testbed fixture-server` prints about itself at start.
 struct FixtureInfo {
     api: String,
     api_addr: String,

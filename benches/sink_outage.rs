@@ -16,8 +16,8 @@ use std::time::{Duration, Instant};
 mod common;
 
 use common::size;
-use heapster::synth::{SynthSpec, synth};
-use heapster::testkit::influxd::Influxd;
+use heapster_testbed::synth::{SynthSpec, synth};
+use heapster_testbed::testkit::influxd::Influxd;
 
 const PATIENCE: Duration = Duration::from_secs(3600);
 

@@ -6,17 +6,19 @@
 #   scripts/bench-cluster.sh [NODES] [PODS_PER_NODE] [WINDOWS] [PROCESSES]
 #
 # Defaults: 20000 nodes x 30 pods, 3 windows, 4 processes (the size; needs a release
-# build: `cargo build --release`). HEAPSTER=path picks another binary.
+# build: `cargo build --release -p heapster -p heapster-testbed`). HEAPSTER=path picks another
+# collector binary, TESTBED=path another test-bed binary (it writes the scenario).
 set -euo pipefail
 NODES=${1:-20000}
 PODS=${2:-30}
 WINDOWS=${3:-3}
 PROCESSES=${4:-4}
 BIN=${HEAPSTER:-target/release/heapster}
+TESTBED=${TESTBED:-target/release/heapster-testbed}
 DIR=$(mktemp -d)
 trap 'rm -rf "$DIR"' EXIT
 
-"$BIN" synth --nodes "$NODES" --pods-per-node "$PODS" --windows "$WINDOWS" --out "$DIR/scenario" 2>/dev/null
+"$TESTBED" synth --nodes "$NODES" --pods-per-node "$PODS" --windows "$WINDOWS" --out "$DIR/scenario" 2>/dev/null
 SOURCE="--source=replay:$DIR/scenario"
 
 # label, then the command; /usr/bin/time writes "wall user sys maxrss_kb".

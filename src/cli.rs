@@ -1,4 +1,4 @@
-//! The command line: Heapster's flags, plus the project's own subcommands.
+//! The command line: Heapster's flags, plus `record` (a live cluster into a scenario).
 //!
 //! `heapster --source=URI --sink=URI...` collects, as Heapster did. A bad flag or URI exits with
 //! status 2 and a message naming the flag and what was expected.
@@ -118,32 +118,8 @@ pub struct CollectArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Write a synthetic scenario (for replay and benchmarks).
-    Synth(SynthArgs),
-    /// Serve a scenario as a kube-apiserver and kubelets on loopback.
-    FixtureServer(FixtureServerArgs),
     /// Record what a live cluster says into a scenario directory.
     Record(RecordArgs),
-}
-
-#[derive(Debug, Args)]
-pub struct FixtureServerArgs {
-    /// The scenario directory to serve.
-    #[arg(long, value_name = "DIR")]
-    pub scenario: PathBuf,
-    /// The API server's HTTPS address.
-    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:6443")]
-    pub listen: std::net::SocketAddr,
-    /// The bearer token clients must present (none: no authentication).
-    #[arg(long, value_name = "TOKEN")]
-    pub token: Option<String>,
-    /// Where the CA certificate and a kubeconfig for clients are written.
-    #[arg(long = "tls-dir", value_name = "DIR", default_value = ".tmp/fixture-tls")]
-    pub tls_dir: PathBuf,
-    /// Also serve Google's metadata server, token endpoint, Cloud Monitoring and Cloud Logging
-    /// here (plain HTTP); a service-account key for it is written under the TLS dir.
-    #[arg(long, value_name = "ADDR")]
-    pub google: Option<std::net::SocketAddr>,
 }
 
 #[derive(Debug, Args)]
@@ -160,31 +136,6 @@ pub struct RecordArgs {
     /// The window length: how often nodes are scraped (at least 5s).
     #[arg(long = "metric_resolution", value_name = "DURATION", default_value = "60s", value_parser = parse_resolution)]
     pub metric_resolution: Duration,
-}
-
-#[derive(Debug, Args)]
-pub struct SynthArgs {
-    /// Write the bundled `fixtures/small` scenario instead of a sized one.
-    #[arg(long, conflicts_with_all = ["nodes", "pods_per_node", "events_scenario"])]
-    pub small: bool,
-    /// Write the bundled `fixtures/events` scenario (an event timeline).
-    #[arg(long = "events-scenario", conflicts_with_all = ["nodes", "pods_per_node"])]
-    pub events_scenario: bool,
-    /// How many nodes the cluster has.
-    #[arg(long, value_name = "N", required_unless_present_any = ["small", "events_scenario"])]
-    pub nodes: Option<usize>,
-    /// How many pods run on each node.
-    #[arg(long = "pods-per-node", value_name = "P", required_unless_present_any = ["small", "events_scenario"])]
-    pub pods_per_node: Option<usize>,
-    /// How many windows to write.
-    #[arg(long, value_name = "W", default_value_t = 5)]
-    pub windows: usize,
-    /// The scenario directory to write.
-    #[arg(long, value_name = "DIR")]
-    pub out: PathBuf,
-    /// The random seed: the same seed writes the same scenario.
-    #[arg(long, default_value_t = 1)]
-    pub seed: u64,
 }
 
 /// A duration flag that does not parse, or is too short (clap prints it after the flag's name).

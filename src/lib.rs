@@ -3,7 +3,6 @@
 //! - [`scenario`]: the recorded-cluster format that replay, the fixture server and `synth` share.
 //! - [`sources`]: kubelet summaries, Kubernetes objects, replay.
 //! - [`sinks`]: log, file, InfluxDB.
-//! - [`synth`]: deterministic synthetic clusters in the scenario format.
 //! - [`checkpoint`]: the event dedup state on disk (`--state_dir`), saved atomically.
 //! - [`state_lock`]: one collector per `--state_dir`.
 //! - [`cluster`]: one dataflow across several processes (`--processes`, `--hostfile`).
@@ -11,7 +10,6 @@
 //! - [`errors`]: an error with its causes, as logs and reports print it.
 //! - [`api`]: `/healthz`, `/readyz`, `/metrics` and `metrics.k8s.io` over HTTP(S).
 //! - [`telemetry`]: the collector's own metrics and the last window, for the API.
-//! - [`testkit`]: real servers (influxd) on loopback for tests and benchmarks.
 
 pub mod api;
 pub mod backoff;
@@ -23,7 +21,6 @@ pub mod cluster;
 pub mod config;
 pub mod dispatch;
 pub mod errors;
-pub mod fixture_server;
 pub mod logging;
 pub mod progress;
 pub mod record;
@@ -32,8 +29,5 @@ pub mod scenario;
 pub mod sinks;
 pub mod sources;
 pub mod state_lock;
-pub mod synth;
 pub mod telemetry;
-#[doc(hidden)]
-pub mod testkit;
 pub mod tls;

@@ -4,48 +4,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use clap::Parser;
 use heapster::cli::{Cli, Command};
+use heapster::run;
 use heapster::state_lock::StateLockError;
-use heapster::{run, synth};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     heapster::logging::init(cli.log_format);
 
     match cli.command {
-        Some(Command::Synth(args)) => {
-            let spec = match (args.small, args.events_scenario, args.nodes, args.pods_per_node) {
-                (true, _, _, _) => synth::SynthSpec::small(),
-                (_, true, _, _) => synth::SynthSpec::events_scenario(),
-                (_, _, Some(nodes), Some(pods)) => {
-                    synth::SynthSpec { seed: args.seed, ..synth::SynthSpec::new(nodes, pods, args.windows) }
-                }
-                // clap requires --nodes and --pods-per-node otherwise.
-                _ => synth::SynthSpec::small(),
-            };
-            match synth::synth(&spec, &args.out) {
-                Ok(report) => {
-                    eprintln!("heapster: wrote {}: {report:?}", args.out.display());
-                    ExitCode::SUCCESS
-                }
-                Err(e) => {
-                    eprintln!("heapster: synth: {e}");
-                    ExitCode::FAILURE
-                }
-            }
-        }
-        Some(Command::FixtureServer(args)) => {
-            let mut config = heapster::fixture_server::FixtureConfig::new(&args.scenario, &args.tls_dir);
-            config.listen = args.listen;
-            config.token = args.token;
-            config.google_listen = args.google;
-            match heapster::fixture_server::serve_forever(config) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("heapster: fixture-server: {e}");
-                    ExitCode::FAILURE
-                }
-            }
-        }
         Some(Command::Record(args)) => match heapster::record::record(&args) {
             Ok(report) => {
                 eprintln!("heapster: recorded {} windows into {}", report.windows, args.out.display());

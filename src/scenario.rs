@@ -25,7 +25,8 @@
 //! ```
 //!
 //! The same files drive `replay:` and the fixture server, so a scenario runs both in memory and
-//! over real HTTP. `heapster synth` and `heapster record` write them with [`ScenarioWriter`].
+//! over real HTTP (the fixture server, in the test bed). `heapster record` and the test bed's
+//! `synth` write them with [`ScenarioWriter`].
 
 use std::fs;
 use std::io;
@@ -66,7 +67,7 @@ impl ApiList {
 }
 
 /// `windows/NNNN/api/faults.json`: what the apiserver does wrong on entering a window (format in
-/// [`crate::fixture_server`]).
+/// the test bed's `heapster_testbed::fixture_server`).
 pub const API_FAULTS_FILE: &str = "faults.json";
 
 #[derive(Debug, thiserror::Error)]

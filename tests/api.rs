@@ -9,73 +9,28 @@ mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use heapster::fixture_server::{ApiRequest, FixtureConfig, FixtureServer};
-use heapster::testkit::prometheus::Prometheus;
+use heapster_testbed::fixture_server::{ApiRequest, FixtureConfig, FixtureServer};
+use heapster_testbed::testkit::prometheus::Prometheus;
 use k8s_openapi::api::rbac::v1::ClusterRole;
 use support::*;
 
 const PATIENCE: Duration = Duration::from_secs(90);
 
-/// A heapster process with its stdout and stderr in files.
-struct Collector {
-    child: Child,
-    stdout: PathBuf,
-    stderr: PathBuf,
-}
-
-impl Collector {
-    fn start(dir: &Path, name: &str, args: &[String]) -> Collector {
-        let stdout = dir.join(format!("{name}.out"));
-        let stderr = dir.join(format!("{name}.log"));
-        let child = Command::new(env!("CARGO_BIN_EXE_heapster"))
-            .args(args)
-            .args(["--heapster-port=0", "--listen_ip=127.0.0.1"])
-            .env("RUST_LOG", "info")
-            .stdout(std::fs::File::create(&stdout).expect("stdout"))
-            .stderr(std::fs::File::create(&stderr).expect("stderr"))
-            .spawn()
-            .expect("heapster");
-        Collector { child, stdout, stderr }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.stderr).unwrap_or_default()
-    }
-
-    fn out(&self) -> String {
-        std::fs::read_to_string(&self.stdout).unwrap_or_default()
-    }
-
-    /// Where the API listens, once it says so.
-    async fn api_addr(&mut self) -> SocketAddr {
-        let started = Instant::now();
-        loop {
-            let log = self.log();
-            if let Some(addr) = log.lines().find_map(|l| {
+/// Where the collector's API listens, once it says so.
+async fn api_addr(collector: &mut Collector) -> SocketAddr {
+    collector
+        .wait_for_async("the API to say where it listens", PATIENCE, |c| {
+            c.log().lines().find_map(|l| {
                 let (_, rest) = l.split_once("metrics.k8s.io on ")?;
                 let rest = rest.split_once("://")?.1;
                 rest.split_whitespace().next()?.parse().ok()
-            }) {
-                return addr;
-            }
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("heapster exited with {status}: {log}");
-            }
-            assert!(started.elapsed() < PATIENCE, "the API never said where it listens: {log}");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-}
-
-impl Drop for Collector {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+            })
+        })
+        .await
 }
 
 fn client() -> reqwest::Client {
@@ -103,15 +58,6 @@ async fn eventually<T, F: std::future::Future<Output = Option<T>>>(
         assert!(started.elapsed() < PATIENCE, "timed out waiting for {what}");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-}
-
-fn kubernetes_source(server: &FixtureServer, options: &str) -> String {
-    format!(
-        "--source=kubernetes:{}?inClusterConfig=false&auth={}&kubeletHttps=true&kubeletPort={}{options}",
-        server.api_url(),
-        server.kubeconfig().display(),
-        server.kubelet_https_port()
-    )
 }
 
 /// The log sink's windows: `(header counts, node rows, pod rows)` per window, in order.
@@ -219,15 +165,13 @@ fn granted(role: &ClusterRole) -> BTreeSet<(String, String, String)> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prometheus_and_kubectl_read_what_the_run_printed() {
     let tmp = tempfile::tempdir().expect("tempdir");
-    let mut config = FixtureConfig::new(small(), tmp.path().join("tls"));
-    config.token = Some("fixture-token".into());
-    let server = FixtureServer::start(config).await.expect("fixture server");
+    let server = serve(&small(), tmp.path(), |_| {}).await;
     let mut collector = Collector::start(
         tmp.path(),
         "live",
         &[kubernetes_source(&server, ""), "--metric_resolution=5s".into(), "--sink=log".into()],
     );
-    let addr = collector.api_addr().await;
+    let addr = api_addr(&mut collector).await;
     server.register_metrics_api(&format!("http://{addr}"));
     let prometheus = Prometheus::start(addr).expect("prometheus (run scripts/test-deps.sh)");
     let http = client();
@@ -348,7 +292,7 @@ async fn health_follows_the_api_server_and_readiness_the_first_window() {
         kubeconfig.display()
     );
     let mut collector = Collector::start(tmp.path(), "health", &[source, "--metric_resolution=5s".into()]);
-    let base = format!("http://{}", collector.api_addr().await);
+    let base = format!("http://{}", api_addr(&mut collector).await);
     let http = client();
     let healthz = format!("{base}/healthz");
     let readyz = format!("{base}/readyz");
@@ -459,7 +403,7 @@ async fn tls_refuses_clients_without_an_allowed_certificate() {
             "--allowed_users=system:kube-aggregator,admin".into(),
         ],
     );
-    let addr = collector.api_addr().await;
+    let addr = api_addr(&mut collector).await;
     assert!(collector.log().contains(&format!("https://{addr}")), "{}", collector.log());
     let url = format!("https://localhost:{}/apis/metrics.k8s.io/v1beta1/nodes", addr.port());
     heapster::tls::install_crypto_provider();
@@ -504,7 +448,8 @@ fn sorted_lines(path: &Path) -> Vec<String> {
 async fn bad_requests_and_a_request_storm_change_nothing() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let scenario = tmp.path().join("cluster");
-    heapster::synth::synth(&heapster::synth::SynthSpec::new(100, 10, 4), &scenario).expect("synth");
+    heapster_testbed::synth::synth(&heapster_testbed::synth::SynthSpec::new(100, 10, 4), &scenario)
+        .expect("synth");
     let replay = |name: &str| {
         let out = tmp.path().join(format!("{name}.lp"));
         let args =
@@ -515,7 +460,7 @@ async fn bad_requests_and_a_request_storm_change_nothing() {
     // Unloaded.
     let (mut quiet, quiet_out) = replay("quiet");
     let status = tokio::task::spawn_blocking(move || {
-        let status = quiet.child.wait().expect("wait");
+        let status = quiet.wait();
         (status, quiet.log())
     })
     .await
@@ -524,7 +469,7 @@ async fn bad_requests_and_a_request_storm_change_nothing() {
 
     // Loaded: bad requests first, then up to 10,000 list requests while the replay runs.
     let (mut loaded, loaded_out) = replay("loaded");
-    let base = format!("http://{}", loaded.api_addr().await);
+    let base = format!("http://{}", api_addr(&mut loaded).await);
     let http = client();
     let bad = [
         ("/nope", 404),
@@ -563,7 +508,7 @@ async fn bad_requests_and_a_request_storm_change_nothing() {
             // The replay ended: the API goes down as the process exits.
             Err(e) => {
                 let started = Instant::now();
-                while loaded.child.try_wait().ok().flatten().is_none() {
+                while loaded.try_wait().is_none() {
                     assert!(
                         started.elapsed() < Duration::from_secs(20),
                         "request {i} failed, and heapster runs on: {e}"
@@ -575,7 +520,7 @@ async fn bad_requests_and_a_request_storm_change_nothing() {
         }
     }
     let log = tokio::task::spawn_blocking(move || {
-        let status = loaded.child.wait().expect("wait");
+        let status = loaded.wait();
         assert!(status.success(), "{}", loaded.log());
         loaded.log()
     })

@@ -7,61 +7,20 @@
 
 mod support;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use heapster::fixture_server::{CadvisorFixture, CadvisorFixtureConfig};
 use heapster::sources::cadvisor::{Host, HostList};
-use heapster::synth::cadvisor::{CadvisorSpec, host_name, write_cadvisor_scenario};
-use heapster::testkit::etcd::Etcd;
-use heapster::testkit::influxd::Influxd;
+use heapster_testbed::fixture_server::{CadvisorFixture, CadvisorFixtureConfig};
+use heapster_testbed::synth::cadvisor::{CadvisorSpec, host_name, write_cadvisor_scenario};
+use heapster_testbed::testkit::etcd::Etcd;
+use heapster_testbed::testkit::influxd::Influxd;
 use serde_json::{Value as Json, json};
 use support::*;
 
 /// Bounds every wait.
 const PATIENCE: Duration = Duration::from_secs(90);
-
-/// One window's points without their timestamp, sorted.
-type Window = Vec<String>;
-
-fn windows_of(path: &Path) -> Vec<Window> {
-    let mut by_time: BTreeMap<String, Window> = BTreeMap::new();
-    for line in std::fs::read_to_string(path).unwrap_or_default().lines() {
-        if let Some((point, time)) = line.rsplit_once(' ') {
-            by_time.entry(time.to_string()).or_default().push(point.to_string());
-        }
-    }
-    by_time
-        .into_values()
-        .map(|mut w| {
-            w.sort();
-            w
-        })
-        .collect()
-}
-
-fn replay_windows(scenario: &Path, dir: &Path) -> Vec<Window> {
-    let out = dir.join("replay.lp");
-    let run = heapster(&[
-        &format!("--source=replay:{}", scenario.display()),
-        &format!("--sink=file:{}", out.display()),
-    ]);
-    assert!(run.status.success(), "{}", stderr(&run));
-    windows_of(&out)
-}
-
-fn assert_same_windows(live: &[Window], replayed: &[Window]) {
-    assert!(live.len() >= replayed.len(), "{} live windows for {} recorded", live.len(), replayed.len());
-    for (i, (l, r)) in live.iter().zip(replayed).enumerate() {
-        if l != r {
-            let only_live: Vec<_> = l.iter().filter(|p| !r.contains(p)).take(3).collect();
-            let only_replay: Vec<_> = r.iter().filter(|p| !l.contains(p)).take(3).collect();
-            panic!("window {i} differs: live only {only_live:#?}, replay only {only_replay:#?}");
-        }
-    }
-}
 
 /// The hosts whose node set is in `window`.
 fn nodes(window: &Window) -> BTreeSet<String> {
@@ -72,68 +31,43 @@ fn nodes(window: &Window) -> BTreeSet<String> {
         .collect()
 }
 
+/// The collector under test, its file sink read as windows.
 struct Live {
-    child: Child,
-    stderr: PathBuf,
+    collector: Collector,
     out: PathBuf,
 }
 
 impl Live {
     fn start(dir: &Path, source: &str, extra: &[String]) -> Live {
         let out = dir.join("live.lp");
-        let stderr = dir.join("live.log");
         let mut args = vec![
             format!("--source={source}"),
             "--metric_resolution=5s".into(),
             format!("--sink=file:{}", out.display()),
         ];
         args.extend(extra.iter().cloned());
-        let child = Command::new(env!("CARGO_BIN_EXE_heapster"))
-            .args(&args)
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&stderr).expect("log file"))
-            .spawn()
-            .expect("heapster");
-        Live { child, stderr, out }
+        Live { collector: Collector::start(dir, "live", &args), out }
     }
 
     fn windows(&self) -> Vec<Window> {
         windows_of(&self.out)
     }
 
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.stderr).unwrap_or_default()
-    }
-
     /// Waits until `done` holds for the windows written so far; returns their number then.
     async fn wait(&mut self, what: &str, done: impl Fn(&[Window]) -> bool) -> usize {
-        let started = Instant::now();
-        loop {
-            let windows = self.windows();
-            if done(&windows) {
-                return windows.len();
-            }
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("heapster exited with {status}: {}", self.log());
-            }
-            assert!(started.elapsed() < PATIENCE, "timed out waiting for {what}: {}", self.log());
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        let out = self.out.clone();
+        self.collector
+            .wait_for_async(what, PATIENCE, |_| {
+                let windows = windows_of(&out);
+                done(&windows).then_some(windows.len())
+            })
+            .await
     }
 
     /// Stops heapster with SIGTERM; returns every window and the log.
-    fn stop(mut self) -> (Vec<Window>, String) {
-        let status = terminate(&mut self.child, Duration::from_secs(20));
-        assert!(status.success(), "heapster after SIGTERM: {status}: {}", self.log());
-        (self.windows(), self.log())
-    }
-}
-
-impl Drop for Live {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+    fn stop(self) -> (Vec<Window>, String) {
+        let log = self.collector.stop();
+        (windows_of(&self.out), log)
     }
 }
 

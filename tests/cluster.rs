@@ -6,15 +6,14 @@
 
 mod support;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::ExitStatus;
 use std::time::{Duration, Instant};
 
 use heapster::cluster::Share;
-use heapster::fixture_server::{FixtureConfig, FixtureServer};
-use heapster::synth::{SynthSpec, synth};
-use heapster::testkit::influxd::{Influxd, free_port};
+use heapster_testbed::synth::{SynthSpec, synth};
+use heapster_testbed::testkit::influxd::{Influxd, free_port};
 use serde_json::Value;
 use support::*;
 
@@ -22,23 +21,15 @@ const PROCESSES: usize = 3;
 const WORKERS: usize = 2;
 const PATIENCE: Duration = Duration::from_secs(120);
 
-/// One process of a cluster under test.
+/// One process of a cluster under test, with its own file sink.
 struct Process {
-    child: Child,
-    log: PathBuf,
+    collector: Collector,
     out: PathBuf,
 }
 
 impl Process {
     fn log(&self) -> String {
-        strip_ansi(&std::fs::read_to_string(&self.log).unwrap_or_default())
-    }
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.collector.log()
     }
 }
 
@@ -58,7 +49,6 @@ fn start_cluster(dir: &Path, tag: &str, args: &[String], state: Option<&Path>) -
     (0..PROCESSES)
         .map(|i| {
             let out = dir.join(format!("{tag}-{i}.lp"));
-            let log = dir.join(format!("{tag}-{i}.log"));
             let mut all = args.to_vec();
             all.extend([
                 format!("--sink=file:{}", out.display()),
@@ -70,14 +60,7 @@ fn start_cluster(dir: &Path, tag: &str, args: &[String], state: Option<&Path>) -
             if let Some(state) = state {
                 all.push(format!("--state_dir={}-{i}", state.display()));
             }
-            let child = Command::new(env!("CARGO_BIN_EXE_heapster"))
-                .args(&all)
-                .env("RUST_LOG", "info")
-                .stdout(Stdio::null())
-                .stderr(std::fs::File::create(&log).expect("log"))
-                .spawn()
-                .expect("heapster");
-            Process { child, log, out }
+            Process { collector: Collector::start(dir, &format!("{tag}-{i}"), &all), out }
         })
         .collect()
 }
@@ -89,7 +72,7 @@ fn wait_all(processes: &mut [Process], patience: Duration) -> Vec<ExitStatus> {
     while statuses.iter().any(Option::is_none) {
         for (p, status) in processes.iter_mut().zip(statuses.iter_mut()) {
             if status.is_none() {
-                *status = p.child.try_wait().expect("try_wait");
+                *status = p.collector.try_wait();
             }
         }
         if started.elapsed() > patience {
@@ -149,32 +132,6 @@ fn influx_contents(influxd: &Influxd, db: &str) -> Vec<String> {
     points
 }
 
-fn logged_count(log: &str, field: &str) -> u64 {
-    log.lines()
-        .rev()
-        .find_map(|l| l.split(&format!(" {field}=")).nth(1))
-        .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("no {field} in the log:\n{log}"))
-}
-
-fn strip_ansi(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut chars = text.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            for c in chars.by_ref() {
-                if c.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
 /// Replays `scenario` in one process of one worker and in the cluster, into files and InfluxDB.
 fn replay_in_both(scenario: &Path) {
     let tmp = tempfile::tempdir().expect("tempdir");
@@ -212,7 +169,7 @@ fn replay_of_small_is_the_same_in_a_cluster() {
 
 #[test]
 fn replay_of_events_is_the_same_in_a_cluster() {
-    replay_in_both(&Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/events"));
+    replay_in_both(&events_scenario());
 }
 
 #[test]
@@ -226,8 +183,7 @@ fn replay_of_a_200_node_cluster_is_the_same_in_a_cluster() {
 /// A database's points grouped by time, oldest first, each group without its time and sorted:
 /// live and replayed windows compare although their clocks differ.
 fn influx_windows(influxd: &Influxd, db: &str) -> Vec<Vec<String>> {
-    let mut by_time: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for line in influx_contents(influxd, db) {
+    group_windows(influx_contents(influxd, db).into_iter().map(|line| {
         let mut time = String::new();
         let rest: Vec<&str> = line
             .split(' ')
@@ -239,32 +195,8 @@ fn influx_windows(influxd: &Influxd, db: &str) -> Vec<Vec<String>> {
                 None => true,
             })
             .collect();
-        by_time.entry(time).or_default().push(rest.join(" "));
-    }
-    by_time
-        .into_values()
-        .map(|mut w| {
-            w.sort();
-            w
-        })
-        .collect()
-}
-
-/// One window's points without their timestamp, sorted.
-fn windows_of(files: &[&Path]) -> Vec<Vec<String>> {
-    let mut by_time: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for line in sorted_lines(files) {
-        if let Some((point, time)) = line.rsplit_once(' ') {
-            by_time.entry(time.to_string()).or_default().push(point.to_string());
-        }
-    }
-    by_time
-        .into_values()
-        .map(|mut w| {
-            w.sort();
-            w
-        })
-        .collect()
+        (time, rest.join(" "))
+    }))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -273,9 +205,7 @@ async fn live_processes_scrape_only_their_own_nodes_and_match_one_process() {
     let scenario = tmp.path().join("synth");
     const WINDOWS: usize = 2;
     synth(&SynthSpec::new(200, 1, WINDOWS), &scenario).expect("synth");
-    let mut config = FixtureConfig::new(&scenario, tmp.path().join("tls"));
-    config.token = Some("fixture-token".into());
-    let server = FixtureServer::start(config).await.expect("fixture server");
+    let server = serve(&scenario, tmp.path(), |_| {}).await;
     let influxd = Influxd::start().expect("influxd (run scripts/test-deps.sh)");
     let args = [
         format!("--sink=influxdb:{}?db=live", influxd.url()),
@@ -295,9 +225,9 @@ async fn live_processes_scrape_only_their_own_nodes_and_match_one_process() {
         let started = Instant::now();
         let outs: Vec<&Path> = outs.iter().map(PathBuf::as_path).collect();
         // One window more than recorded: the recorded ones are then complete.
-        while windows_of(&outs).len() <= WINDOWS {
+        while windows_of_files(&outs).len() <= WINDOWS {
             for p in cluster.iter_mut() {
-                if let Ok(Some(status)) = p.child.try_wait() {
+                if let Some(status) = p.collector.try_wait() {
                     panic!("a process exited with {status}: {}", p.log());
                 }
             }
@@ -305,7 +235,7 @@ async fn live_processes_scrape_only_their_own_nodes_and_match_one_process() {
             std::thread::sleep(Duration::from_millis(200));
         }
         for p in &cluster {
-            let _ = Command::new("kill").arg("-TERM").arg(p.child.id().to_string()).status();
+            p.collector.sigterm();
         }
         assert_all_succeeded(&mut cluster, Duration::from_secs(30));
         cluster
@@ -321,9 +251,9 @@ async fn live_processes_scrape_only_their_own_nodes_and_match_one_process() {
         &format!("--sink=influxdb:{}?db=single", influxd.url()),
     ]);
     assert!(run.status.success(), "{}", stderr(&run));
-    let replayed = windows_of(&[&single]);
+    let replayed = windows_of(&single);
     let outs: Vec<&Path> = cluster.iter().map(|p| p.out.as_path()).collect();
-    let live = windows_of(&outs);
+    let live = windows_of_files(&outs);
     assert_eq!(replayed.len(), WINDOWS);
     for (i, (l, r)) in live.iter().zip(&replayed).enumerate() {
         if l != r {
@@ -335,7 +265,7 @@ async fn live_processes_scrape_only_their_own_nodes_and_match_one_process() {
                 .take(20)
                 .collect();
             let per_process: Vec<usize> =
-                cluster.iter().map(|p| windows_of(&[&p.out]).first().map_or(0, Vec::len)).collect();
+                cluster.iter().map(|p| windows_of(&p.out).first().map_or(0, Vec::len)).collect();
             panic!(
                 "window {i} differs from one process's ({} points for {}; first windows per process {per_process:?}):\n{}",
                 l.len(),
@@ -376,56 +306,14 @@ async fn live_processes_scrape_only_their_own_nodes_and_match_one_process() {
     assert!(per_process.iter().all(|&n| n > 0), "{per_process:?}");
 }
 
-/// A state of an event as InfluxDB keeps it: (uid, lastTimestamp in ms) -> count.
-fn stored_events(influxd: &Influxd, db: &str) -> BTreeMap<(String, i64), i64> {
-    let answer = influxd.query(db, r#"SELECT "value", "uid" FROM "log/events""#).expect("query");
-    let mut points = BTreeMap::new();
-    for series in answer["results"][0]["series"].as_array().into_iter().flatten() {
-        for row in series["values"].as_array().expect("values") {
-            let time: jiff::Timestamp = row[0].as_str().expect("time").parse().expect("time");
-            let event: Value = serde_json::from_str(row[1].as_str().expect("value")).expect("event JSON");
-            let uid = row[2].as_str().expect("uid").to_string();
-            points.insert((uid, time.as_millisecond()), event["count"].as_i64().unwrap_or(1));
-        }
-    }
-    points
-}
-
-/// What an uninterrupted run stores: every state the scenario's lists show, the highest count
-/// per (event, lastTimestamp).
-fn expected_events(scenario: &Path) -> BTreeMap<(String, i64), i64> {
-    let mut points: BTreeMap<(String, i64), i64> = BTreeMap::new();
-    for w in 0..window_times_ns(scenario).len() {
-        let file = window_dir(scenario, w).join("api/events.json");
-        if !file.is_file() {
-            continue;
-        }
-        for item in read_json(&file)["items"].as_array().expect("items") {
-            let uid = item["metadata"]["uid"].as_str().expect("uid").to_string();
-            let count = item["count"].as_i64().unwrap_or(1);
-            let last = rfc3339_ns(&item["lastTimestamp"]) / 1_000_000;
-            let slot = points.entry((uid, last)).or_default();
-            *slot = (*slot).max(count);
-        }
-    }
-    points
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_process_stops_the_others_and_a_restart_of_all_loses_no_event() {
     let tmp = tempfile::tempdir().expect("tempdir");
-    let scenario = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/events");
+    let scenario = events_scenario();
     let influxd = Influxd::start().expect("influxd (run scripts/test-deps.sh)");
-    let mut config = FixtureConfig::new(&scenario, tmp.path().join("tls"));
-    config.token = Some("fixture-token".into());
-    config.advance_every = Some(Duration::from_secs(3));
-    let server = FixtureServer::start(config).await.expect("fixture server");
+    let server = serve(&scenario, tmp.path(), |c| c.advance_every = Some(Duration::from_secs(3))).await;
     let args = [
-        format!(
-            "--source=kubernetes.events:{}?inClusterConfig=false&auth={}",
-            server.api_url(),
-            server.kubeconfig().display()
-        ),
+        events_source(&server),
         format!("--sink=influxdb:{}?db=events", influxd.url()),
         "--metric_resolution=5s".to_string(),
         // The recorded events are weeks old: a TTL longer than their age.
@@ -439,7 +327,7 @@ async fn a_killed_process_stops_the_others_and_a_restart_of_all_loses_no_event()
         assert!(started.elapsed() < PATIENCE, "no checkpoint before window 3: {}", first[0].log());
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    first[2].child.kill().expect("SIGKILL");
+    first[2].collector.kill();
     let killed = Instant::now();
     let mut survivors: Vec<Process> = first.drain(..2).collect();
     let statuses = tokio::task::spawn_blocking(move || {
@@ -457,16 +345,16 @@ async fn a_killed_process_stops_the_others_and_a_restart_of_all_loses_no_event()
     }
 
     let mut second = start_cluster(tmp.path(), "second", &args, Some(&state));
-    let expected = expected_events(&scenario);
+    let expected = expected_event_points(&scenario);
     let started = Instant::now();
-    while server.window() + 1 < server.windows() || stored_events(&influxd, "events") != expected {
+    while server.window() + 1 < server.windows() || stored_event_points(&influxd, "events") != expected {
         if started.elapsed() > PATIENCE {
             break;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     for p in &second {
-        let _ = Command::new("kill").arg("-TERM").arg(p.child.id().to_string()).status();
+        p.collector.sigterm();
     }
     let second = tokio::task::spawn_blocking(move || {
         assert_all_succeeded(&mut second, Duration::from_secs(30));
@@ -476,25 +364,10 @@ async fn a_killed_process_stops_the_others_and_a_restart_of_all_loses_no_event()
     .expect("stop");
     assert!(second[0].log().contains("event checkpoint loaded"), "{}", second[0].log());
     // The content of an uninterrupted run.
-    assert_eq!(stored_events(&influxd, "events"), expected);
+    assert_eq!(stored_event_points(&influxd, "events"), expected);
     // The restart did not start over: states checkpointed before the kill were not sent again.
     let exported: u64 = second.iter().map(|p| logged_count(&p.log(), "events_exported")).sum();
-    let states: usize = {
-        let mut all = BTreeSet::new();
-        for w in 0..window_times_ns(&scenario).len() {
-            let file = window_dir(&scenario, w).join("api/events.json");
-            if file.is_file() {
-                for item in read_json(&file)["items"].as_array().expect("items") {
-                    all.insert((
-                        item["metadata"]["uid"].as_str().unwrap_or("").to_string(),
-                        item["count"].as_i64().unwrap_or(1),
-                        item["lastTimestamp"].as_str().unwrap_or("").to_string(),
-                    ));
-                }
-            }
-        }
-        all.len()
-    };
+    let states = event_states(&scenario).len();
     assert!(exported < states as u64, "{exported} exported again of {states}");
 }
 

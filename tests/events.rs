@@ -4,86 +4,33 @@
 
 mod support;
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::collections::BTreeMap;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
-use heapster::fixture_server::{FixtureConfig, FixtureServer};
-use heapster::testkit::influxd::Influxd;
-use serde_json::Value;
+use heapster_testbed::fixture_server::FixtureServer;
+use heapster_testbed::testkit::influxd::Influxd;
 use support::*;
 
 /// Each fixture window lasts this long; the events scenario has 8.
 const WINDOW: Duration = Duration::from_secs(3);
 const PATIENCE: Duration = Duration::from_secs(90);
 
-fn events_fixture() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/events")
+async fn serve_events(dir: &Path) -> FixtureServer {
+    serve(&events_scenario(), dir, |c| c.advance_every = Some(WINDOW)).await
 }
 
-/// A state of an event: (uid, count, lastTimestamp in ms).
-type State = (String, i64, i64);
-
-/// Every distinct event state the scenario's lists ever show, computed from its files.
-fn expected_states(scenario: &Path) -> BTreeSet<State> {
-    let windows = window_times_ns(scenario).len();
-    let mut states = BTreeSet::new();
-    for w in 0..windows {
-        let file = window_dir(scenario, w).join("api/events.json");
-        if !file.is_file() {
-            continue;
-        }
-        for item in read_json(&file)["items"].as_array().expect("items") {
-            let uid = item["metadata"]["uid"].as_str().expect("uid").to_string();
-            let count = item["count"].as_i64().unwrap_or(1);
-            let last = rfc3339_ns(&item["lastTimestamp"]) / 1_000_000;
-            states.insert((uid, count, last));
-        }
-    }
-    states
-}
-
-/// InfluxDB keeps one point per (event, lastTimestamp): the highest count of that second.
-fn expected_points(states: &BTreeSet<State>) -> BTreeMap<(String, i64), i64> {
-    let mut points: BTreeMap<(String, i64), i64> = BTreeMap::new();
-    for (uid, count, last) in states {
-        let slot = points.entry((uid.clone(), *last)).or_default();
-        *slot = (*slot).max(*count);
-    }
-    points
-}
-
-fn stored_points(influxd: &Influxd, db: &str) -> BTreeMap<(String, i64), i64> {
-    let answer = influxd.query(db, r#"SELECT "value", "uid" FROM "log/events""#).expect("query");
-    let mut points = BTreeMap::new();
-    for series in answer["results"][0]["series"].as_array().into_iter().flatten() {
-        for row in series["values"].as_array().expect("values") {
-            let time: jiff::Timestamp = row[0].as_str().expect("time").parse().expect("time");
-            let event: Value = serde_json::from_str(row[1].as_str().expect("value")).expect("event JSON");
-            let uid = row[2].as_str().expect("uid").to_string();
-            assert_eq!(event["metadata"]["uid"].as_str(), Some(uid.as_str()));
-            let previous = points.insert((uid, time.as_millisecond()), event["count"].as_i64().unwrap_or(1));
-            assert!(previous.is_none(), "two points for one event and time");
-        }
-    }
-    points
-}
-
-async fn serve(dir: &Path) -> FixtureServer {
-    let mut config = FixtureConfig::new(events_fixture(), dir.join("tls"));
-    config.token = Some("fixture-token".into());
-    config.advance_every = Some(WINDOW);
-    FixtureServer::start(config).await.expect("fixture server")
-}
-
-fn start(server: &FixtureServer, influxd: &Influxd, db: &str, state_dir: Option<&Path>, log: &Path) -> Child {
+/// The events source against `server` into InfluxDB's `db` (checkpoint in `state_dir`).
+fn start(
+    server: &FixtureServer,
+    influxd: &Influxd,
+    db: &str,
+    state_dir: Option<&Path>,
+    name: &str,
+    dir: &Path,
+) -> Collector {
     let mut args = vec![
-        format!(
-            "--source=kubernetes.events:{}?inClusterConfig=false&auth={}",
-            server.api_url(),
-            server.kubeconfig().display()
-        ),
+        events_source(server),
         format!("--sink=influxdb:{}?db={db}", influxd.url()),
         "--metric_resolution=5s".to_string(),
         // The TTL counts from the collector's clock, and the recorded events are weeks old:
@@ -93,13 +40,7 @@ fn start(server: &FixtureServer, influxd: &Influxd, db: &str, state_dir: Option<
     if let Some(dir) = state_dir {
         args.push(format!("--state_dir={}", dir.display()));
     }
-    Command::new(env!("CARGO_BIN_EXE_heapster"))
-        .args(&args)
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(log).expect("log"))
-        .spawn()
-        .expect("heapster")
+    Collector::start(dir, name, &args)
 }
 
 /// Waits until the fixture is in its last window and InfluxDB holds `expected` (or patience
@@ -110,57 +51,26 @@ async fn until_stored(server: &FixtureServer, influxd: &Influxd, expected: &BTre
         assert!(started.elapsed() < PATIENCE, "the fixture did not reach its last window");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    while started.elapsed() < PATIENCE && &stored_points(influxd, "events") != expected {
+    while started.elapsed() < PATIENCE && &stored_event_points(influxd, "events") != expected {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 
 /// Stops heapster with SIGTERM, checks it exited cleanly and returns its log.
-async fn stop(mut child: Child, log: &Path) -> String {
-    let status = tokio::task::spawn_blocking(move || terminate(&mut child, Duration::from_secs(20)))
-        .await
-        .expect("stop");
-    let log = strip_ansi(&std::fs::read_to_string(log).unwrap_or_default());
-    assert!(status.success(), "{log}");
-    log
-}
-
-fn logged_count(log: &str, field: &str) -> u64 {
-    log.lines()
-        .rev()
-        .find_map(|l| l.split(&format!("{field}=")).nth(1))
-        .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("no {field} in the log:\n{log}"))
-}
-
-fn strip_ansi(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut chars = text.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            for c in chars.by_ref() {
-                if c.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
+async fn stop(collector: Collector) -> String {
+    tokio::task::spawn_blocking(move || collector.stop()).await.expect("stop")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_event_state_once_across_a_410_and_a_dropped_watch() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let influxd = Influxd::start().expect("influxd (run scripts/test-deps.sh)");
-    let server = serve(tmp.path()).await;
-    let log = tmp.path().join("heapster.log");
-    let child = start(&server, &influxd, "events", None, &log);
-    let states = expected_states(&events_fixture());
-    until_stored(&server, &influxd, &expected_points(&states)).await;
-    let log = stop(child, &log).await;
+    let server = serve_events(tmp.path()).await;
+    let child = start(&server, &influxd, "events", None, "heapster", tmp.path());
+    let states = event_states(&events_scenario());
+    let expected = expected_event_points(&events_scenario());
+    until_stored(&server, &influxd, &expected).await;
+    let log = stop(child).await;
     assert!(
         server.stats().watches_expired > 0 && server.stats().watches_dropped > 0,
         "the faults were served"
@@ -171,35 +81,33 @@ async fn every_event_state_once_across_a_410_and_a_dropped_watch() {
         states.len() as u64,
         "each state exported once:\n{log}"
     );
-    assert_eq!(stored_points(&influxd, "events"), expected_points(&states));
+    assert_eq!(stored_event_points(&influxd, "events"), expected);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sigkill_and_a_restart_with_the_same_state_dir_lose_and_double_nothing() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let influxd = Influxd::start().expect("influxd (run scripts/test-deps.sh)");
-    let server = serve(tmp.path()).await;
+    let server = serve_events(tmp.path()).await;
     let state = tmp.path().join("state");
-    let first_log = tmp.path().join("first.log");
-    let mut first = start(&server, &influxd, "events", Some(&state), &first_log);
+    let mut first = start(&server, &influxd, "events", Some(&state), "first", tmp.path());
     // Killed mid-scenario, once a checkpoint was written.
     let started = Instant::now();
     while server.window() < 3 || !state.join("state.bin").is_file() {
         assert!(started.elapsed() < PATIENCE, "no checkpoint before window 3");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    first.kill().expect("SIGKILL");
-    first.wait().expect("wait");
+    first.kill();
 
-    let second_log = tmp.path().join("second.log");
-    let second = start(&server, &influxd, "events", Some(&state), &second_log);
-    let states = expected_states(&events_fixture());
-    until_stored(&server, &influxd, &expected_points(&states)).await;
-    let log = stop(second, &second_log).await;
+    let second = start(&server, &influxd, "events", Some(&state), "second", tmp.path());
+    let states = event_states(&events_scenario());
+    let expected = expected_event_points(&events_scenario());
+    until_stored(&server, &influxd, &expected).await;
+    let log = stop(second).await;
     assert!(log.contains("event checkpoint loaded"), "{log}");
 
     // The same content as an uninterrupted run.
-    assert_eq!(stored_points(&influxd, "events"), expected_points(&states));
+    assert_eq!(stored_event_points(&influxd, "events"), expected);
     // The restart did not start over: the checkpoint's states were not exported again.
     assert!(logged_count(&log, "events_exported") < states.len() as u64, "{log}");
 }

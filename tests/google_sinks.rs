@@ -5,19 +5,14 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
-use heapster::fixture_server::google::{Burst, GoogleConfig, GoogleFaults, GoogleServer};
-use heapster::fixture_server::{FixtureConfig, FixtureServer};
+use heapster_testbed::fixture_server::FixtureServer;
+use heapster_testbed::fixture_server::google::{Burst, GoogleConfig, GoogleFaults, GoogleServer};
 use support::*;
 
 const PATIENCE: Duration = Duration::from_secs(90);
-
-fn events_fixture() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/events")
-}
 
 /// The emulation on its own runtime, so the test's blocking calls do not stall it.
 struct Google {
@@ -78,52 +73,6 @@ fn assert_same<K: Ord + std::fmt::Debug, V: PartialEq + std::fmt::Debug>(
     );
 }
 
-fn strip_ansi(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut chars = text.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            for c in chars.by_ref() {
-                if c.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
-fn logged_count(log: &str, field: &str) -> u64 {
-    let log = strip_ansi(log);
-    log.lines()
-        .rev()
-        .find_map(|l| l.split(&format!("{field}=")).nth(1))
-        .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("no {field} in the log:\n{log}"))
-}
-
-/// Every event state the InfluxDB sink writes, one per (uid, lastTimestamp in ms) with the
-/// highest count of that second, from the scenario's files.
-fn expected_event_points(scenario: &Path) -> BTreeMap<(String, i64), i64> {
-    let mut points: BTreeMap<(String, i64), i64> = BTreeMap::new();
-    for w in 0..window_times_ns(scenario).len() {
-        let file = window_dir(scenario, w).join("api/events.json");
-        if !file.is_file() {
-            continue;
-        }
-        for item in read_json(&file)["items"].as_array().expect("items") {
-            let uid = item["metadata"]["uid"].as_str().expect("uid").to_string();
-            let last = rfc3339_ns(&item["lastTimestamp"]) / 1_000_000;
-            let slot = points.entry((uid, last)).or_default();
-            *slot = (*slot).max(item["count"].as_i64().unwrap_or(1));
-        }
-    }
-    points
-}
-
 /// What Cloud Logging holds: (insertId, timestamp in ms) -> the event's count; every entry
 /// checked against the event it carries.
 fn stored_entries(google: &GoogleServer) -> BTreeMap<(String, i64), i64> {
@@ -151,7 +100,7 @@ fn stored_entries(google: &GoogleServer) -> BTreeMap<(String, i64), i64> {
 #[test]
 fn gcl_replay_writes_each_event_state_once_as_influxdb_does() {
     let google = Google::start();
-    let scenario = events_fixture();
+    let scenario = events_scenario();
     let run = heapster(&[
         &format!("--source=replay:{}", scenario.display()),
         &google.sink_with_key("gcl", ""),
@@ -170,7 +119,7 @@ fn gcl_replay_writes_each_event_state_once_as_influxdb_does() {
 #[test]
 fn gcl_rides_out_429_503_and_token_expiry_and_counts_refused_entries() {
     let google = Google::start();
-    let scenario = events_fixture();
+    let scenario = events_scenario();
     let expected = expected_event_points(&scenario);
     // Entries of one event are refused for good; everything else must arrive.
     let (refused_uid, _) = expected.keys().next().expect("an event").clone();
@@ -247,57 +196,45 @@ fn bad_credentials_and_a_missing_metadata_server_stop_the_start_with_exit_2() {
 /// Each fixture window lasts this long; the events scenario has 8.
 const WINDOW: Duration = Duration::from_secs(2);
 
-fn start_live(server: &FixtureServer, sink: &str, state_dir: &Path, log: &Path) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_heapster"))
-        .args([
-            format!(
-                "--source=kubernetes.events:{}?inClusterConfig=false&auth={}",
-                server.api_url(),
-                server.kubeconfig().display()
-            ),
+fn start_live(server: &FixtureServer, sink: &str, state_dir: &Path, dir: &Path, name: &str) -> Collector {
+    Collector::start(
+        dir,
+        name,
+        &[
+            events_source(server),
             sink.to_string(),
             "--metric_resolution=5s".to_string(),
             "--event_ttl=3650d".to_string(),
             format!("--state_dir={}", state_dir.display()),
-        ])
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(log).expect("log"))
-        .spawn()
-        .expect("heapster")
+        ],
+    )
 }
 
 #[test]
 fn gcl_sigkill_and_restart_write_no_entry_twice_and_miss_none() {
     let google = Google::start();
     let tmp = tempfile::tempdir().expect("tempdir");
-    let mut config = FixtureConfig::new(events_fixture(), tmp.path().join("tls"));
-    config.token = Some("fixture-token".into());
-    config.advance_every = Some(WINDOW);
-    let server = google.runtime.block_on(FixtureServer::start(config)).expect("fixture server");
+    let server =
+        google.runtime.block_on(serve(&events_scenario(), tmp.path(), |c| c.advance_every = Some(WINDOW)));
     let sink = google.sink_with_key("gcl", "");
     let state = tmp.path().join("state");
-    let mut first = start_live(&server, &sink, &state, &tmp.path().join("first.log"));
+    let mut first = start_live(&server, &sink, &state, tmp.path(), "first");
     let started = Instant::now();
     while server.window() < 3 || !state.join("state.bin").is_file() {
         assert!(started.elapsed() < PATIENCE, "no checkpoint before window 3");
         std::thread::sleep(Duration::from_millis(100));
     }
-    first.kill().expect("SIGKILL");
-    first.wait().expect("wait");
+    first.kill();
     let before_restart = google.server.entries().len();
 
-    let second_log = tmp.path().join("second.log");
-    let mut second = start_live(&server, &sink, &state, &second_log);
-    let expected = expected_event_points(&events_fixture());
+    let second = start_live(&server, &sink, &state, tmp.path(), "second");
+    let expected = expected_event_points(&events_scenario());
     while started.elapsed() < PATIENCE
         && (server.window() + 1 < server.windows() || google.server.entries().len() < expected.len())
     {
         std::thread::sleep(Duration::from_millis(200));
     }
-    let status = terminate(&mut second, Duration::from_secs(20));
-    let log = std::fs::read_to_string(&second_log).unwrap_or_default();
-    assert!(status.success(), "{log}");
+    let log = second.stop();
     assert!(log.contains("event checkpoint loaded"), "{log}");
     assert!(before_restart > 0, "the first run wrote entries before it was killed");
     // No state stored twice (stored_entries asserts it) and none missing.
@@ -527,18 +464,8 @@ fn gcm_rides_out_faults_and_counts_exactly_the_refused_series() {
 fn gcm_a_thousand_node_window_arrives_whole_in_requests_of_at_most_200_series() {
     let google = Google::start();
     let scenario = google.dir.path().join("big");
-    let synth = heapster(&[
-        "synth",
-        "--nodes",
-        "1000",
-        "--pods-per-node",
-        "1",
-        "--windows",
-        "2",
-        "--out",
-        &scenario.display().to_string(),
-    ]);
-    assert!(synth.status.success(), "{}", stderr(&synth));
+    heapster_testbed::synth::synth(&heapster_testbed::synth::SynthSpec::new(1000, 1, 2), &scenario)
+        .expect("synth");
     let out = google.dir.path().join("metrics.lp");
     // The node autoscaling metrics of every node: 8,000 series a window. (All metrics would be
     // ~140,000 series a window, minutes of work for a debug-built emulation on a shared machine;

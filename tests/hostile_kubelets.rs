@@ -4,35 +4,14 @@
 
 mod support;
 
-use std::collections::BTreeMap;
-use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use heapster::fixture_server::{FixtureConfig, FixtureServer};
-use heapster::synth::{SynthSpec, synth};
+use heapster_testbed::synth::{SynthSpec, synth};
 use support::*;
 
 const PATIENCE: Duration = Duration::from_secs(120);
 /// The peak RSS may grow this much past its value after the first window.
 const RSS_GROWTH_LIMIT_KIB: u64 = 100 << 10;
-
-/// One window's points without their timestamp, sorted, by window time.
-fn windows_of(path: &Path) -> Vec<Vec<String>> {
-    let mut by_time: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for line in std::fs::read_to_string(path).unwrap_or_default().lines() {
-        if let Some((point, time)) = line.rsplit_once(' ') {
-            by_time.entry(time.to_string()).or_default().push(point.to_string());
-        }
-    }
-    by_time
-        .into_values()
-        .map(|mut w| {
-            w.sort();
-            w
-        })
-        .collect()
-}
 
 /// `VmHWM` (peak resident set) of a process, in KiB.
 fn peak_rss_kib(pid: u32) -> u64 {
@@ -57,48 +36,23 @@ async fn an_endless_and_a_huge_kubelet_body_cost_neither_memory_nor_the_others_w
         std::fs::write(dir.join(format!("{huge}.fault.json")), br#"{"declared_length": 100000000000}"#)
             .expect("fault");
     }
-    let mut config = FixtureConfig::new(&scenario, tmp.path().join("tls"));
-    config.token = Some("fixture-token".into());
-    let server = FixtureServer::start(config).await.expect("fixture server");
+    let server = serve(&scenario, tmp.path(), |_| {}).await;
 
     let out = tmp.path().join("live.lp");
-    let log_path = tmp.path().join("live.log");
-    let source = format!(
-        "--source=kubernetes:{}?inClusterConfig=false&auth={}&kubeletHttps=true&kubeletPort={}&events=false&kubeletTimeout=4s",
-        server.api_url(),
-        server.kubeconfig().display(),
-        server.kubelet_https_port()
-    );
-    let args = [source, "--metric_resolution=5s".into(), format!("--sink=file:{}", out.display())];
-    let log_file = std::fs::File::create(&log_path).expect("log");
-    let out_path = out.clone();
+    let args = [
+        kubernetes_source(&server, "&events=false&kubeletTimeout=4s"),
+        "--metric_resolution=5s".into(),
+        format!("--sink=file:{}", out.display()),
+    ];
+    let (dir, out_path) = (tmp.path().to_path_buf(), out.clone());
     let (baseline, peak, log) = tokio::task::spawn_blocking(move || {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_heapster"))
-            .args(&args)
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(log_file)
-            .spawn()
-            .expect("heapster");
-        let log = || std::fs::read_to_string(&log_path).unwrap_or_default();
-        let started = Instant::now();
-        let wait_for = |windows: usize, child: &mut std::process::Child| {
-            while windows_of(&out_path).len() < windows {
-                if let Ok(Some(status)) = child.try_wait() {
-                    panic!("heapster exited with {status}: {}", log());
-                }
-                assert!(started.elapsed() < PATIENCE, "no {windows} windows in time: {}", log());
-                std::thread::sleep(Duration::from_millis(100));
-            }
-        };
+        let mut live = Collector::start(&dir, "live", &args);
         // Window 0 is clean: its peak is the baseline; windows 1 and 2 have the faults.
-        wait_for(1, &mut child);
-        let baseline = peak_rss_kib(child.id());
-        wait_for(5, &mut child);
-        let peak = peak_rss_kib(child.id());
-        let status = terminate(&mut child, Duration::from_secs(20));
-        assert!(status.success(), "heapster after SIGTERM: {status}: {}", log());
-        (baseline, peak, log())
+        live.wait_windows(&out_path, 1, PATIENCE);
+        let baseline = peak_rss_kib(live.pid());
+        live.wait_windows(&out_path, 5, PATIENCE);
+        let peak = peak_rss_kib(live.pid());
+        (baseline, peak, live.stop())
     })
     .await
     .expect("run");
@@ -110,13 +64,7 @@ async fn an_endless_and_a_huge_kubelet_body_cost_neither_memory_nor_the_others_w
         "peak RSS grew from {baseline} KiB to {peak} KiB:\n{log}"
     );
     let live = windows_of(&out);
-    let replay_out = tmp.path().join("replay.lp");
-    let replay = heapster(&[
-        &format!("--source=replay:{}", scenario.display()),
-        &format!("--sink=file:{}", replay_out.display()),
-    ]);
-    assert!(replay.status.success(), "{}", stderr(&replay));
-    let replayed = windows_of(&replay_out);
+    let replayed = replay_windows(&scenario, tmp.path());
     let of = |w: &[String], node: &str| -> Vec<String> {
         w.iter().filter(|p| p.contains(&format!("nodename={node},"))).cloned().collect()
     };

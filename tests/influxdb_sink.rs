@@ -11,10 +11,10 @@ use heapster::sinks::influxdb::{
     EventEncoder, InfluxConfig, InfluxError, InfluxSink, MAX_EVENT_BYTES_PER_WRITE, WriteReport, buffered,
 };
 use heapster::sinks::queue::{Chunk, Deliver, Sent};
-use heapster::testkit::influxd::Influxd;
 use heapster_dataflows::catalog::Kind;
 use heapster_dataflows::model::{LabeledMetric, LabeledValue, ObjectRef, Resource};
 use heapster_dataflows::{EntityKey, Event, LabelId, LabeledMetricId, MetricId, MetricSet, Value};
+use heapster_testbed::testkit::influxd::Influxd;
 use serde_json::Value as Json;
 
 const T: u64 = 1_700_000_000_000;

@@ -8,129 +8,41 @@ mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use heapster::fixture_server::{FixtureConfig, FixtureServer};
-use heapster::synth::{SynthSpec, TimelineEvent, synth};
-use heapster::testkit::influxd::Influxd;
+use heapster_testbed::fixture_server::FixtureServer;
+use heapster_testbed::synth::{SynthSpec, TimelineEvent, synth};
+use heapster_testbed::testkit::influxd::Influxd;
 use support::*;
 
 /// Bounds every wait: a run of N windows at 5 s takes about 5(N+1) s.
 const PATIENCE: Duration = Duration::from_secs(120);
 
-struct Live {
-    child: Child,
-    stderr: PathBuf,
-    out: PathBuf,
-}
-
-impl Live {
-    /// Starts heapster against `server` with `options` added to the source URI.
-    fn start(server: &FixtureServer, dir: &Path, options: &str, extra_sinks: &[String]) -> Live {
-        let out = dir.join("live.lp");
-        let stderr = dir.join("live.log");
-        let source = format!(
-            "--source=kubernetes:{}?inClusterConfig=false&auth={}&kubeletHttps=true&kubeletPort={}&events=false{options}",
-            server.api_url(),
-            server.kubeconfig().display(),
-            server.kubelet_https_port()
-        );
-        let mut args =
-            vec![source, "--metric_resolution=5s".into(), format!("--sink=file:{}", out.display())];
-        args.extend(extra_sinks.iter().cloned());
-        let child = Command::new(env!("CARGO_BIN_EXE_heapster"))
-            .args(&args)
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&stderr).expect("log file"))
-            .spawn()
-            .expect("heapster");
-        Live { child, stderr, out }
-    }
-
-    /// Waits until the output holds `windows` windows, then stops heapster with SIGTERM.
-    fn run_for(mut self, windows: usize) -> (Vec<Window>, String) {
-        let started = Instant::now();
-        loop {
-            if window_times(&self.out).len() > windows {
-                break;
-            }
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("heapster exited with {status}: {}", self.log());
-            }
-            assert!(started.elapsed() < PATIENCE, "no {windows} windows in time: {}", self.log());
-            std::thread::sleep(Duration::from_millis(200));
-        }
-        let status = terminate(&mut self.child, Duration::from_secs(20));
-        assert!(status.success(), "heapster after SIGTERM: {status}: {}", self.log());
-        (windows_of(&self.out), self.log())
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.stderr).unwrap_or_default()
-    }
-}
-
-impl Drop for Live {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-    }
-}
-
-/// One window's points without their timestamp, sorted.
-type Window = Vec<String>;
-
-fn window_times(path: &Path) -> BTreeSet<String> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| l.rsplit_once(' ').map(|(_, t)| t.to_string()))
-        .collect()
-}
-
-fn windows_of(path: &Path) -> Vec<Window> {
-    let mut by_time: BTreeMap<String, Window> = BTreeMap::new();
-    for line in std::fs::read_to_string(path).unwrap_or_default().lines() {
-        if let Some((point, time)) = line.rsplit_once(' ') {
-            by_time.entry(time.to_string()).or_default().push(point.to_string());
-        }
-    }
-    by_time
-        .into_values()
-        .map(|mut w| {
-            w.sort();
-            w
-        })
-        .collect()
-}
-
-fn replay_windows(scenario: &Path, dir: &Path) -> Vec<Window> {
-    let out = dir.join("replay.lp");
-    let run = heapster(&[
-        &format!("--source=replay:{}", scenario.display()),
-        &format!("--sink=file:{}", out.display()),
-    ]);
-    assert!(run.status.success(), "{}", stderr(&run));
-    windows_of(&out)
-}
-
-async fn serve(scenario: &Path, dir: &Path, edit: impl FnOnce(&mut FixtureConfig)) -> FixtureServer {
-    let mut config = FixtureConfig::new(scenario, dir.join("tls"));
-    config.token = Some("fixture-token".into());
-    edit(&mut config);
-    FixtureServer::start(config).await.expect("fixture server")
-}
-
-fn assert_same_windows(live: &[Window], replayed: &[Window]) {
-    assert!(live.len() >= replayed.len(), "{} live windows for {} recorded", live.len(), replayed.len());
-    for (i, (l, r)) in live.iter().zip(replayed).enumerate() {
-        if l != r {
-            let only_live: Vec<_> = l.iter().filter(|p| !r.contains(p)).take(3).collect();
-            let only_replay: Vec<_> = r.iter().filter(|p| !l.contains(p)).take(3).collect();
-            panic!("window {i} differs: live only {only_live:#?}, replay only {only_replay:#?}");
-        }
-    }
+/// Collects from `server` (`options` added to the source URI, metrics only) into a file until
+/// it holds `windows` complete windows, then stops with SIGTERM; the windows and the log.
+async fn run_live(
+    server: &FixtureServer,
+    dir: &Path,
+    options: &str,
+    extra_sinks: &[String],
+    windows: usize,
+) -> (Vec<Window>, String) {
+    let out = dir.join("live.lp");
+    let mut args = vec![
+        kubernetes_source(server, &format!("&events=false{options}")),
+        "--metric_resolution=5s".into(),
+        format!("--sink=file:{}", out.display()),
+    ];
+    args.extend(extra_sinks.iter().cloned());
+    let dir = dir.to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        // A window is complete once the next one has begun.
+        let log = Collector::run_until_windows(&dir, "live", &args, &out, windows + 1, PATIENCE);
+        (windows_of(&out), log)
+    })
+    .await
+    .expect("run")
 }
 
 fn has_node(window: &Window, node: &str) -> bool {
@@ -145,9 +57,7 @@ async fn live_collection_into_influxdb_equals_replay() {
     let server = serve(&small(), tmp.path(), |_| {}).await;
     let influxd = Influxd::start().expect("influxd (run scripts/test-deps.sh)");
     let influx = format!("--sink=influxdb:{}?db=live", influxd.url());
-    let dir = tmp.path().to_path_buf();
-    let live = Live::start(&server, &dir, "", &[influx]);
-    let (windows, log) = tokio::task::spawn_blocking(move || live.run_for(5)).await.expect("run");
+    let (windows, log) = run_live(&server, tmp.path(), "", &[influx], 5).await;
     let replayed = replay_windows(&small(), tmp.path());
     assert_same_windows(&windows, &replayed);
 
@@ -201,9 +111,7 @@ async fn watches_follow_nodes_and_pods_across_a_410() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let (scenario, not_ready, deleted, (_ns, relabelled)) = timeline_scenario(tmp.path());
     let server = serve(&scenario, tmp.path(), |_| {}).await;
-    let dir = tmp.path().to_path_buf();
-    let live = Live::start(&server, &dir, "", &[]);
-    let (windows, log) = tokio::task::spawn_blocking(move || live.run_for(6)).await.expect("run");
+    let (windows, log) = run_live(&server, tmp.path(), "", &[], 6).await;
     let replayed = replay_windows(&scenario, tmp.path());
     assert_same_windows(&windows, &replayed);
 
@@ -243,10 +151,8 @@ async fn a_slow_a_failing_and_a_garbage_kubelet_do_not_hold_up_the_others() {
             .expect("fault");
     }
     let server = serve(&scenario, tmp.path(), |_| {}).await;
-    let dir = tmp.path().to_path_buf();
     let started = Instant::now();
-    let live = Live::start(&server, &dir, "&kubeletTimeout=2s", &[]);
-    let (windows, log) = tokio::task::spawn_blocking(move || live.run_for(4)).await.expect("run");
+    let (windows, log) = run_live(&server, tmp.path(), "&kubeletTimeout=2s", &[], 4).await;
     // Four 5 s windows, not held up by the 30 s kubelet.
     assert!(started.elapsed() < Duration::from_secs(30 + 25), "took {:?}", started.elapsed());
 
@@ -287,14 +193,12 @@ async fn a_wrong_token_and_a_wrong_certificate_are_refused_and_reported() {
     assert!(kubeconfig.contains("fixture-token"));
     let wrong = tmp.path().join("wrong-token.kubeconfig");
     std::fs::write(&wrong, kubeconfig.replace("fixture-token", "stolen-token")).expect("write");
-    let source = format!(
-        "--source=kubernetes:{}?inClusterConfig=false&auth={}&kubeletHttps=true&kubeletPort={}&events=false",
-        server.api_url(),
-        wrong.display(),
-        server.kubelet_https_port()
-    );
+    let source = kubernetes_source(&server, "&events=false")
+        .replace(&server.kubeconfig().display().to_string(), &wrong.display().to_string());
     let out = tmp.path().join("wrong.lp");
     let log = run_briefly(
+        tmp.path(),
+        "wrong",
         &[&source, "--metric_resolution=5s", &format!("--sink=file:{}", out.display())],
         Duration::from_secs(8),
     );
@@ -307,14 +211,11 @@ async fn a_wrong_token_and_a_wrong_certificate_are_refused_and_reported() {
     let other = tempfile::tempdir().expect("tempdir");
     let mismatched =
         serve(&small(), other.path(), |c| c.cert_name_override = Some("wrong.example".into())).await;
-    let base = format!(
-        "--source=kubernetes:{}?inClusterConfig=false&auth={}&kubeletHttps=true&kubeletPort={}&events=false",
-        mismatched.api_url(),
-        mismatched.kubeconfig().display(),
-        mismatched.kubelet_https_port()
-    );
+    let base = kubernetes_source(&mismatched, "&events=false");
     let out = other.path().join("tls.lp");
     let log = run_briefly(
+        other.path(),
+        "tls",
         &[&base, "--metric_resolution=5s", &format!("--sink=file:{}", out.display())],
         Duration::from_secs(8),
     );
@@ -324,42 +225,23 @@ async fn a_wrong_token_and_a_wrong_certificate_are_refused_and_reported() {
     let insecure = format!("{base}&insecure=true");
     let out = other.path().join("insecure.lp");
     let dir = other.path().to_path_buf();
-    let started = Instant::now();
-    let log = tokio::task::spawn_blocking(move || {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_heapster"))
-            .args([&insecure, "--metric_resolution=5s", &format!("--sink=file:{}", out.display())])
-            .stderr(std::fs::File::create(dir.join("insecure.log")).expect("log"))
-            .spawn()
-            .expect("heapster");
-        while window_times(&out).is_empty() && started.elapsed() < PATIENCE {
-            std::thread::sleep(Duration::from_millis(200));
-        }
-        let _ = child.kill();
-        let _ = child.wait();
-        (window_times(&out).len(), std::fs::read_to_string(dir.join("insecure.log")).unwrap_or_default())
+    tokio::task::spawn_blocking(move || {
+        let args = [insecure, "--metric_resolution=5s".into(), format!("--sink=file:{}", out.display())];
+        let mut live = Collector::start(&dir, "insecure", &args);
+        live.wait_windows(&out, 1, PATIENCE);
     })
     .await
-    .expect("run");
-    assert!(log.0 > 0, "insecure=true collects: {}", log.1);
+    .expect("insecure=true collects");
 }
 
-/// Runs heapster for `duration`, then SIGTERM; returns its log.
-fn run_briefly(args: &[&str], duration: Duration) -> String {
-    let log = tempfile::NamedTempFile::new().expect("log");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_heapster"))
-        .args(args)
-        .stderr(log.reopen().expect("log"))
-        .spawn()
-        .expect("heapster");
+/// Runs heapster for `duration` (or until it exits), then SIGTERM; returns its log.
+fn run_briefly(dir: &Path, name: &str, args: &[&str], duration: Duration) -> String {
+    let mut collector = Collector::start(dir, name, args);
     let started = Instant::now();
-    while started.elapsed() < duration {
-        if let Ok(Some(_)) = child.try_wait() {
-            break;
-        }
+    while started.elapsed() < duration && collector.try_wait().is_none() {
         std::thread::sleep(Duration::from_millis(100));
     }
-    terminate(&mut child, Duration::from_secs(20));
-    std::fs::read_to_string(log.path()).unwrap_or_default()
+    collector.stop_with_status().1
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -367,15 +249,9 @@ async fn a_recording_replays_to_the_points_of_the_live_run() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let server = serve(&small(), tmp.path(), |_| {}).await;
     let recording = tmp.path().join("recording");
-    let source = format!(
-        "--source=kubernetes:{}?inClusterConfig=false&auth={}&kubeletHttps=true&kubeletPort={}",
-        server.api_url(),
-        server.kubeconfig().display(),
-        server.kubelet_https_port()
-    );
     let args = [
         "record".to_string(),
-        source,
+        kubernetes_source(&server, ""),
         "--windows=5".into(),
         format!("--out={}", recording.display()),
         "--metric_resolution=5s".into(),

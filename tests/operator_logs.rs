@@ -34,7 +34,7 @@ fn logs_off_a_terminal_have_no_colour_and_json_is_one_object_a_line() {
     );
 
     // Progress bars are drawn only on a terminal.
-    let synth = heapster(
+    let synth = testbed(
         &["synth", "--nodes", "3", "--pods-per-node", "2", "--windows", "2", "--out"]
             .into_iter()
             .chain([tmp.path().join("s").to_str().expect("path")])
@@ -119,11 +119,36 @@ fn help_names_every_source_and_option() {
         assert!(text.contains(needle), "--help lacks {needle}:\n{text}");
     }
     // Every option of every subcommand has a line of its own.
-    for sub in ["synth", "fixture-server", "record"] {
-        let text = stdout(&heapster(&[sub, "-h"]));
+    for (binary, sub) in
+        [(heapster as fn(&[&str]) -> _, "record"), (testbed, "synth"), (testbed, "fixture-server")]
+    {
+        let text = stdout(&binary(&[sub, "-h"]));
+        assert!(text.contains("Usage:"), "{sub} -h:\n{text}");
         for line in text.lines().filter(|l| l.trim_start().starts_with("--")) {
             let described = line.trim().split("  ").filter(|p| !p.trim().is_empty()).count() >= 2;
             assert!(described, "{sub}: undocumented option {line:?}:\n{text}");
         }
     }
+}
+
+/// The collector's binary carries no test-bed command; the test bed's binary has them.
+#[test]
+fn the_test_bed_commands_are_in_their_own_binary() {
+    let collector = stdout(&heapster(&["--help"]));
+    let commands = |help: &str| -> Vec<String> {
+        help.split("Commands:")
+            .nth(1)
+            .and_then(|rest| rest.split("\n\n").next())
+            .map(|block| {
+                block.lines().filter_map(|l| l.split_whitespace().next()).map(String::from).collect()
+            })
+            .unwrap_or_default()
+    };
+    assert_eq!(commands(&collector), ["record", "help"], "{collector}");
+    for sub in ["synth", "fixture-server"] {
+        let refused = heapster(&[sub, "--help"]);
+        assert!(!refused.status.success(), "heapster {sub}: {}", stdout(&refused));
+    }
+    let testbed_help = stdout(&testbed(&["--help"]));
+    assert_eq!(commands(&testbed_help), ["synth", "fixture-server", "help"], "{testbed_help}");
 }

@@ -6,7 +6,7 @@ mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use heapster::testkit::influxd::Influxd;
+use heapster_testbed::testkit::influxd::Influxd;
 use serde_json::Value;
 use support::*;
 

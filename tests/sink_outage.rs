@@ -10,91 +10,51 @@ mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use heapster::fixture_server::{FixtureConfig, FixtureServer};
-use heapster::testkit::influxd::Influxd;
+use heapster_testbed::fixture_server::FixtureServer;
+use heapster_testbed::testkit::influxd::Influxd;
 use support::*;
 
 const PATIENCE: Duration = Duration::from_secs(120);
 
 /// A collector run: the live source against the fixture server, a `file:` sink and InfluxDB.
 struct Run {
-    child: Child,
-    log: PathBuf,
+    collector: Collector,
     out: PathBuf,
 }
 
 impl Run {
     fn start(server: &FixtureServer, dir: &Path, name: &str, sink: &str, extra: &[String]) -> Run {
         let out = dir.join(format!("{name}.lp"));
-        let log = dir.join(format!("{name}.log"));
-        let source = format!(
-            "--source=kubernetes:{}?inClusterConfig=false&auth={}&kubeletHttps=true&kubeletPort={}&events=false",
-            server.api_url(),
-            server.kubeconfig().display(),
-            server.kubelet_https_port()
-        );
         let mut args = vec![
-            source,
+            kubernetes_source(server, "&events=false"),
             "--metric_resolution=5s".into(),
             format!("--sink=file:{}", out.display()),
             format!("--sink={sink}"),
         ];
         args.extend(extra.iter().cloned());
-        let child = Command::new(env!("CARGO_BIN_EXE_heapster"))
-            .args(&args)
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).expect("log file"))
-            .spawn()
-            .expect("heapster");
-        Run { child, log, out }
+        Run { collector: Collector::start(dir, name, &args), out }
     }
 
     /// Waits until the file sink holds `more` windows beyond what it holds now.
     fn wait_windows(&mut self, more: usize) {
         let target = windows_in(&self.out).len() + more;
-        let started = Instant::now();
-        while windows_in(&self.out).len() < target {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("heapster exited with {status}: {}", self.log());
-            }
-            assert!(started.elapsed() < PATIENCE, "no {more} more windows in time: {}", self.log());
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        let out = &self.out;
+        self.collector.wait_for(&format!("{more} more windows"), PATIENCE, |_| {
+            (windows_in(out).len() >= target).then_some(())
+        });
     }
 
     /// Waits until the log contains `needle`.
     fn wait_log(&mut self, needle: &str) {
-        let started = Instant::now();
-        while !self.log().contains(needle) {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("heapster exited with {status} before logging {needle:?}: {}", self.log());
-            }
-            assert!(started.elapsed() < PATIENCE, "{needle:?} never logged: {}", self.log());
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        self.collector.wait_log(needle, PATIENCE);
     }
 
     /// SIGTERM; returns the windows the file sink wrote and the log.
-    fn stop(mut self) -> (BTreeMap<i64, u64>, String) {
-        let status = terminate(&mut self.child, Duration::from_secs(40));
-        let log = self.log();
-        assert!(status.success(), "heapster after SIGTERM: {status}: {log}");
+    fn stop(self) -> (BTreeMap<i64, u64>, String) {
+        let log = self.collector.stop_within(Duration::from_secs(40));
         (windows_in(&self.out), log)
-    }
-
-    fn log(&self) -> String {
-        strip_ansi(&std::fs::read_to_string(&self.log).unwrap_or_default())
-    }
-}
-
-impl Drop for Run {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -145,23 +105,6 @@ fn until_stored(influxd: &Influxd, db: &str, expected: &BTreeMap<i64, u64>) -> B
     }
 }
 
-fn strip_ansi(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut chars = text.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            for c in chars.by_ref() {
-                if c.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
 /// A number from the InfluxDB sink's `sink finished` line.
 fn sink_count(log: &str, field: &str) -> u64 {
     let line = log
@@ -175,16 +118,10 @@ fn sink_count(log: &str, field: &str) -> u64 {
         .unwrap_or_else(|| panic!("no {field} in {line}"))
 }
 
-async fn serve(dir: &Path) -> FixtureServer {
-    let mut config = FixtureConfig::new(small(), dir.join("tls"));
-    config.token = Some("fixture-token".into());
-    FixtureServer::start(config).await.expect("fixture server")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_frozen_then_killed_influxdb_loses_no_window() {
     let tmp = tempfile::tempdir().expect("tempdir");
-    let server = serve(tmp.path()).await;
+    let server = serve(&small(), tmp.path(), |_| {}).await;
     let mut influxd = Influxd::start().expect("influxd (run scripts/test-deps.sh)");
     let sink = format!("influxdb:{}?db=k8s", influxd.url());
     let dir = tmp.path().to_path_buf();
@@ -212,7 +149,7 @@ async fn a_frozen_then_killed_influxdb_loses_no_window() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_disk_buffer_carries_an_outage_across_a_collector_restart() {
     let tmp = tempfile::tempdir().expect("tempdir");
-    let server = serve(tmp.path()).await;
+    let server = serve(&small(), tmp.path(), |_| {}).await;
     let mut influxd = Influxd::start().expect("influxd (run scripts/test-deps.sh)");
     let sink = format!("influxdb:{}?db=k8s&buffer=disk", influxd.url());
     let state = tmp.path().join("state");
@@ -261,7 +198,7 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_small_bound_drops_the_oldest_windows_counted_and_logged_once() {
     let tmp = tempfile::tempdir().expect("tempdir");
-    let server = serve(tmp.path()).await;
+    let server = serve(&small(), tmp.path(), |_| {}).await;
     let mut influxd = Influxd::start().expect("influxd (run scripts/test-deps.sh)");
     // A window of the small scenario is 450-700 KB of line protocol: this holds one or two.
     let sink = format!("influxdb:{}?db=k8s&max_buffer_bytes=1MiB", influxd.url());
@@ -305,76 +242,32 @@ fn replay_waits_for_a_dead_influxdb_and_writes_everything() {
     let mut influxd = Influxd::start().expect("influxd (run scripts/test-deps.sh)");
     influxd.kill().expect("SIGKILL");
     let out = tmp.path().join("replay.lp");
-    let log = tmp.path().join("replay.log");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_heapster"))
-        .args([
+    let mut replay = Collector::start(
+        tmp.path(),
+        "replay",
+        &[
             format!("--source=replay:{}", small().display()),
             format!("--sink=file:{}", out.display()),
             format!("--sink=influxdb:{}?db=k8s", influxd.url()),
-        ])
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).expect("log"))
-        .spawn()
-        .expect("heapster");
-    let read_log = || strip_ansi(&std::fs::read_to_string(&log).unwrap_or_default());
-    let started = Instant::now();
-    while !read_log().contains("buffering and retrying") {
-        assert!(child.try_wait().expect("wait").is_none(), "replay ended with InfluxDB down: {}", read_log());
-        assert!(started.elapsed() < PATIENCE, "{}", read_log());
-        std::thread::sleep(Duration::from_millis(100));
-    }
+        ],
+    );
+    replay.wait_log("buffering and retrying", PATIENCE);
     // Still waiting once every window is encoded and buffered.
-    assert!(child.try_wait().expect("wait").is_none(), "{}", read_log());
+    replay.assert_running("InfluxDB to come back");
     influxd.restart().expect("restart");
     let started = Instant::now();
     let status = loop {
-        if let Some(status) = child.try_wait().expect("wait") {
+        if let Some(status) = replay.try_wait() {
             break status;
         }
-        assert!(started.elapsed() < PATIENCE, "replay did not finish: {}", read_log());
+        assert!(started.elapsed() < PATIENCE, "replay did not finish: {}", replay.log());
         std::thread::sleep(Duration::from_millis(100));
     };
-    let log = read_log();
+    let log = replay.log();
     assert!(status.success(), "rc {status}: {log}");
     let windows = windows_in(&out);
     assert_eq!(windows.len(), 5);
     assert_eq!(stored(&influxd, "k8s", windows.keys().copied()), windows, "{log}");
-}
-
-/// Every distinct (uid, lastTimestamp ms) -> highest count the events scenario's lists show.
-fn expected_event_points(scenario: &Path) -> BTreeMap<(String, i64), i64> {
-    let mut points: BTreeMap<(String, i64), i64> = BTreeMap::new();
-    for w in 0..window_times_ns(scenario).len() {
-        let file = window_dir(scenario, w).join("api/events.json");
-        if !file.is_file() {
-            continue;
-        }
-        for item in read_json(&file)["items"].as_array().expect("items") {
-            let uid = item["metadata"]["uid"].as_str().expect("uid").to_string();
-            let last = rfc3339_ns(&item["lastTimestamp"]) / 1_000_000;
-            let slot = points.entry((uid, last)).or_default();
-            *slot = (*slot).max(item["count"].as_i64().unwrap_or(1));
-        }
-    }
-    points
-}
-
-/// The `log/events` points InfluxDB holds; fails on two points for one event and time.
-fn stored_event_points(influxd: &Influxd) -> BTreeMap<(String, i64), i64> {
-    let answer = influxd.query("events", r#"SELECT "value", "uid" FROM "log/events""#).expect("query");
-    let mut points = BTreeMap::new();
-    for series in answer["results"][0]["series"].as_array().into_iter().flatten() {
-        for row in series["values"].as_array().expect("values") {
-            let time: jiff::Timestamp = row[0].as_str().expect("time").parse().expect("time");
-            let event: serde_json::Value =
-                serde_json::from_str(row[1].as_str().expect("value")).expect("JSON");
-            let uid = row[2].as_str().expect("uid").to_string();
-            let previous = points.insert((uid, time.as_millisecond()), event["count"].as_i64().unwrap_or(1));
-            assert!(previous.is_none(), "two points for one event and time");
-        }
-    }
-    points
 }
 
 fn rss_bytes(pid: u32) -> u64 {
@@ -390,47 +283,36 @@ fn rss_bytes(pid: u32) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_event_sink_holds_the_checkpoint_then_lets_it_advance() {
     let tmp = tempfile::tempdir().expect("tempdir");
-    let scenario = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/events");
-    let mut config = FixtureConfig::new(&scenario, tmp.path().join("tls"));
-    config.token = Some("fixture-token".into());
-    config.advance_every = Some(Duration::from_secs(3));
-    let server = FixtureServer::start(config).await.expect("fixture server");
+    let scenario = events_scenario();
+    let server = serve(&scenario, tmp.path(), |c| c.advance_every = Some(Duration::from_secs(3))).await;
     let influxd = Influxd::start().expect("influxd (run scripts/test-deps.sh)");
     let state = tmp.path().join("state");
-    let log = tmp.path().join("events.log");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_heapster"))
-        .args([
-            format!(
-                "--source=kubernetes.events:{}?inClusterConfig=false&auth={}",
-                server.api_url(),
-                server.kubeconfig().display()
-            ),
+    let mut child = Collector::start(
+        tmp.path(),
+        "events",
+        &[
+            events_source(&server),
             format!("--sink=influxdb:{}?db=events", influxd.url()),
             "--metric_resolution=5s".to_string(),
             "--event_ttl=3650d".to_string(),
             format!("--state_dir={}", state.display()),
-        ])
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).expect("log"))
-        .spawn()
-        .expect("heapster");
-    let read_log = || strip_ansi(&std::fs::read_to_string(&log).unwrap_or_default());
+        ],
+    );
     let checkpoint = state.join("state.bin");
     let started = Instant::now();
     while !checkpoint.is_file() {
-        assert!(started.elapsed() < PATIENCE, "no checkpoint: {}", read_log());
+        assert!(started.elapsed() < PATIENCE, "no checkpoint: {}", child.log());
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
     // A stall longer than the sink's queue of ticks and its request timeout.
     influxd.pause().expect("SIGSTOP");
     let stall = Instant::now();
-    let first_rss = rss_bytes(child.id());
+    let first_rss = rss_bytes(child.pid());
     let mut peak_rss = first_rss;
     while stall.elapsed() < Duration::from_secs(35) || server.window() + 1 < server.windows() {
-        assert!(child.try_wait().expect("wait").is_none(), "{}", read_log());
-        peak_rss = peak_rss.max(rss_bytes(child.id()));
+        child.assert_running("the end of the stall");
+        peak_rss = peak_rss.max(rss_bytes(child.pid()));
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     let frozen_at = std::fs::metadata(&checkpoint).expect("checkpoint").modified().expect("mtime");
@@ -438,20 +320,17 @@ async fn a_stalled_event_sink_holds_the_checkpoint_then_lets_it_advance() {
 
     let expected = expected_event_points(&scenario);
     let started = Instant::now();
-    while stored_event_points(&influxd) != expected && started.elapsed() < PATIENCE {
+    while stored_event_points(&influxd, "events") != expected && started.elapsed() < PATIENCE {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     // The checkpoint moves again (it is saved at most every 2 s).
     while std::fs::metadata(&checkpoint).expect("checkpoint").modified().expect("mtime") <= frozen_at {
-        assert!(started.elapsed() < PATIENCE, "the checkpoint never advanced again: {}", read_log());
+        assert!(started.elapsed() < PATIENCE, "the checkpoint never advanced again: {}", child.log());
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let status = tokio::task::spawn_blocking(move || terminate(&mut child, Duration::from_secs(40)))
-        .await
-        .expect("stop");
-    let log = read_log();
-    assert!(status.success(), "{log}");
-    assert_eq!(stored_event_points(&influxd), expected, "no event missing or doubled:\n{log}");
+    let log =
+        tokio::task::spawn_blocking(move || child.stop_within(Duration::from_secs(40))).await.expect("stop");
+    assert_eq!(stored_event_points(&influxd, "events"), expected, "no event missing or doubled:\n{log}");
 
     let (_, saved) = heapster::checkpoint::CheckpointStore::open(&state).expect("open state");
     let saved: BTreeSet<String> =

@@ -3,8 +3,7 @@
 
 mod support;
 
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use support::*;
 
@@ -13,25 +12,20 @@ fn a_second_collector_on_a_state_dir_exits_2_naming_the_holder() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let state = tmp.path().join("state");
     let state_arg = format!("--state_dir={}", state.display());
-    let log_path = tmp.path().join("first.log");
     // A paced replay of 60 s windows keeps the first collector running until stopped.
-    let mut first = Command::new(env!("CARGO_BIN_EXE_heapster"))
-        .arg(format!("--source=replay:{}?pace=real", small().display()))
-        .arg(format!("--sink=file:{}", tmp.path().join("first.lp").display()))
-        .arg(&state_arg)
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log_path).expect("log"))
-        .spawn()
-        .expect("heapster");
-    let pid = first.id().to_string();
-    let started = Instant::now();
-    while std::fs::read_to_string(state.join("lock")).unwrap_or_default().trim() != pid {
-        if let Ok(Some(status)) = first.try_wait() {
-            panic!("first heapster exited with {status}: {}", std::fs::read_to_string(&log_path).unwrap());
-        }
-        assert!(started.elapsed() < Duration::from_secs(60), "the first collector took no lock");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let mut first = Collector::start(
+        tmp.path(),
+        "first",
+        &[
+            format!("--source=replay:{}?pace=real", small().display()),
+            format!("--sink=file:{}", tmp.path().join("first.lp").display()),
+            state_arg.clone(),
+        ],
+    );
+    let pid = first.pid().to_string();
+    first.wait_for("the first collector's lock", Duration::from_secs(60), |_| {
+        (std::fs::read_to_string(state.join("lock")).unwrap_or_default().trim() == pid).then_some(())
+    });
 
     let second_out = tmp.path().join("second.lp");
     let second = heapster(&[
@@ -45,8 +39,7 @@ fn a_second_collector_on_a_state_dir_exits_2_naming_the_holder() {
     assert!(message.contains(&format!("pid {pid}")), "names the holder: {message}");
     assert!(!second_out.exists() || std::fs::read(&second_out).unwrap().is_empty(), "wrote nothing");
 
-    let status = terminate(&mut first, Duration::from_secs(20));
-    assert!(status.success(), "first after SIGTERM: {status}");
+    first.stop();
     let third = heapster(&[
         &format!("--source=replay:{}", small().display()),
         &format!("--sink=file:{}", tmp.path().join("third.lp").display()),

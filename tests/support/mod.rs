@@ -1,23 +1,52 @@
-//! Shared helpers of the end-to-end tests: running the binary, reading the bundled scenario.
+//! Shared helpers of the end-to-end tests: running the binaries, reading the bundled scenarios,
+//! a collector process under test ([`Collector`]), its output ([`lines`]) and the event points
+//! scenarios and InfluxDB hold ([`events`]).
 
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
+
+mod collector;
+pub mod events;
+pub mod lines;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use serde_json::Value;
 
+pub use collector::{Collector, api_flags, events_source, kubernetes_source, serve};
+pub use events::{EventState, event_states, expected_event_points, stored_event_points};
+pub use lines::{
+    Window, assert_same_windows, group_windows, logged_count, replay_windows, strip_ansi, window_times,
+    windows_of, windows_of_files,
+};
+
 pub fn small() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/small")
 }
 
-/// Runs the heapster binary with `args`; stdout, stderr and status come back.
+/// The bundled event timeline (a 410 and a dropped watch among its windows).
+pub fn events_scenario() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/events")
+}
+
+/// Runs the heapster binary with `args` (its API on a free loopback port when it collects);
+/// stdout, stderr and status come back.
 pub fn heapster(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_heapster"))
-        .args(args)
+        .args(api_flags(args))
         .env("RUST_LOG", "info")
         .output()
         .unwrap_or_else(|e| panic!("cannot run heapster: {e}"))
+}
+
+/// Runs the test bed's binary (`synth`, `fixture-server`) with `args`.
+pub fn testbed(args: &[&str]) -> Output {
+    let binary = heapster_testbed::testbed_binary().unwrap_or_else(|e| panic!("heapster-testbed: {e}"));
+    Command::new(binary)
+        .args(args)
+        .env("RUST_LOG", "info")
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run heapster-testbed: {e}"))
 }
 
 pub fn stderr(output: &Output) -> String {
