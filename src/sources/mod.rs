@@ -2,7 +2,7 @@
 //!
 //! A new source goes in its own folder `sources/<name>/`: its `--source` URI config (one arm of [`config::SourceConfig`]),
 //! a body type implementing [`crate::bridge::Fetched`] (one node's answer, parsed on the worker that owns the node), and
-//! a [`live::Live`] + [`live::Fetch`] pair saying which nodes a window has and how to fetch one; [`live::run`] does the rest.
+//! a [`live::Live`] + [`live::Fetch`] pair saying which nodes a window has and how to fetch one: `run.rs` hands it to [`live::run`].
 //!
 //! - [`kubelet`]: the kubelet Summary API (`/stats/summary`) and its parser.
 //! - [`kubernetes`]: API-server objects (nodes, pods, namespaces) turned into scrape targets and
