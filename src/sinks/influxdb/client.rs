@@ -151,6 +151,11 @@ pub(super) fn is_transient(status: StatusCode) -> bool {
     status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS
 }
 
+/// [`is_transient`] for a status kept as a number.
+pub(super) fn is_transient_code(status: u16) -> bool {
+    StatusCode::from_u16(status).map_or(true, is_transient)
+}
+
 /// InfluxDB's `{"error": "..."}`, else the body as text, else the status' reason.
 pub(super) fn server_message(answer: &Answer) -> String {
     if let Ok(serde_json::Value::Object(map)) = serde_json::from_str(&answer.body)
