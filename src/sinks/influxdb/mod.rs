@@ -63,14 +63,14 @@ pub enum InfluxError {
     Url { base: String, path: String, source: url::ParseError },
     #[error("cannot start the sink's runtime: {0}")]
     Runtime(#[source] std::io::Error),
-    /// InfluxDB answered with an error status (given up on after retries for 5xx and 429).
+    /// InfluxDB answered with an error status (5xx and 429 are tried again by the queue).
     #[error("InfluxDB answered {status} to {action}: {message}")]
     Server { action: String, status: u16, message: String },
     /// A query statement failed (InfluxDB answers those with 200 and an error per statement).
     #[error("InfluxDB refused {action}: {message}")]
     Statement { action: String, message: String },
-    #[error("InfluxDB did not answer {action} after {attempts} attempts: {message}")]
-    Unreachable { action: String, attempts: u32, message: String },
+    #[error("InfluxDB did not answer {action}: {message}")]
+    Unreachable { action: String, message: String },
 }
 
 impl From<InfluxError> for SinkError {
@@ -91,20 +91,20 @@ impl Writer {
     /// `CREATE DATABASE`, then the retention policy if one was asked for (created, or altered if
     /// it exists with other settings). A user without admin rights gets 403 here: warn and go on,
     /// the database may well exist.
-    async fn ensure_database(&mut self, requests: &mut usize) -> Result<(), InfluxError> {
+    async fn ensure_database(&mut self) -> Result<(), InfluxError> {
         let endpoint = &self.endpoint;
         let db = quote_ident(&self.config.db);
-        tolerate_forbidden(endpoint.query(&format!("CREATE DATABASE {db}"), requests).await)?;
+        tolerate_forbidden(endpoint.query(&format!("CREATE DATABASE {db}")).await)?;
         if let Some(duration) = self.config.retention.influxql() {
             let rp = quote_ident(&self.config.retention_policy);
             let create =
                 format!("CREATE RETENTION POLICY {rp} ON {db} DURATION {duration} REPLICATION 1 DEFAULT");
-            match endpoint.query(&create, requests).await {
+            match endpoint.query(&create).await {
                 Err(InfluxError::Statement { message, .. })
                     if message.contains("already exists") || message.contains("conflicts") =>
                 {
                     let alter = format!("ALTER RETENTION POLICY {rp} ON {db} DURATION {duration} DEFAULT");
-                    tolerate_forbidden(endpoint.query(&alter, requests).await)?;
+                    tolerate_forbidden(endpoint.query(&alter).await)?;
                     info!(db = %self.config.db, policy = %self.config.retention_policy, duration, "InfluxDB retention policy altered");
                 }
                 other => tolerate_forbidden(other)?,
@@ -134,8 +134,7 @@ impl Sink for InfluxConfig {
 
 /// The InfluxDB sink's two halves for [`super::queue`]: the encoders, and a writer that makes one
 /// attempt per chunk (the queue retries).
-pub fn buffered(mut config: InfluxConfig) -> Result<(InfluxEncode, InfluxDeliver), InfluxError> {
-    config.attempts = 1;
+pub fn buffered(config: InfluxConfig) -> Result<(InfluxEncode, InfluxDeliver), InfluxError> {
     let runtime =
         tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(InfluxError::Runtime)?;
     let endpoint = Arc::new(Endpoint::new(&config)?);
@@ -156,11 +155,10 @@ impl Deliver for InfluxDeliver {
     fn send(&mut self, chunks: &[Chunk]) -> Vec<Sent> {
         let writer = &mut self.writer;
         self.runtime.block_on(async {
-            if !writer.db_ready {
-                let mut requests = 0;
-                if let Err(e) = writer.ensure_database(&mut requests).await {
-                    return chunks.iter().map(|_| setup_failed(&e)).collect();
-                }
+            if !writer.db_ready
+                && let Err(e) = writer.ensure_database().await
+            {
+                return chunks.iter().map(|_| setup_failed(&e)).collect();
             }
             let mut tasks = JoinSet::new();
             for (i, chunk) in chunks.iter().enumerate() {
