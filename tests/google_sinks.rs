@@ -511,19 +511,11 @@ const ALL_METRICS_NODES: usize = 500;
 fn gcm_a_large_window_with_every_metric_arrives_whole_and_in_order() {
     let google = Google::start();
     let scenario = google.dir.path().join("big");
-    let nodes = ALL_METRICS_NODES.to_string();
-    let synth = heapster(&[
-        "synth",
-        "--nodes",
-        &nodes,
-        "--pods-per-node",
-        "1",
-        "--windows",
-        "2",
-        "--out",
-        &scenario.display().to_string(),
-    ]);
-    assert!(synth.status.success(), "{}", stderr(&synth));
+    heapster_testbed::synth::synth(
+        &heapster_testbed::synth::SynthSpec::new(ALL_METRICS_NODES, 1, 2),
+        &scenario,
+    )
+    .expect("synth");
     let out = google.dir.path().join("metrics.lp");
     let (run, log) = replay_into_gcm(&scenario, &google.sink_with_key("gcm", "&concurrency=8"), &out);
     assert!(run.status.success(), "{log}");
