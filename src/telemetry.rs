@@ -67,7 +67,6 @@ pub struct Telemetry {
     scrapes: Family<NodeOutcome, Counter>,
     scrape_seconds: Histogram,
     watch_restarts: Family<ResourceLabel, Counter>,
-    sink_retries: Family<SinkLabel, Counter>,
     sink_queue: Family<SinkLabel, Gauge>,
     shared: Arc<Shared>,
     /// Whether windows are turned into [`Snapshot`]s (only while the API server runs).
@@ -115,12 +114,6 @@ impl Telemetry {
             "Watches that had to list again (410 Gone, a broken stream), by resource",
             watch_restarts.clone(),
         );
-        let sink_retries = Family::<SinkLabel, Counter>::default();
-        registry.register(
-            "sink_retries",
-            "Requests a sink retried after a transient failure",
-            sink_retries.clone(),
-        );
         let sink_queue = Family::<SinkLabel, Gauge>::default();
         registry.register(
             "sink_queue_depth",
@@ -135,7 +128,6 @@ impl Telemetry {
             scrapes,
             scrape_seconds,
             watch_restarts,
-            sink_retries,
             sink_queue,
             shared,
             publish: AtomicBool::new(false),
@@ -162,11 +154,6 @@ impl Telemetry {
     /// A watch of `resource` listed again after its start.
     pub fn watch_restart(&self, resource: &str) {
         self.watch_restarts.get_or_create(&ResourceLabel { resource: resource.to_string() }).inc();
-    }
-
-    /// A sink retried a request.
-    pub fn sink_retry(&self, sink: &str) {
-        self.sink_retries.get_or_create(&SinkLabel { sink: sink.to_string() }).inc();
     }
 
     /// How many inputs wait in a sink's queue now.
@@ -354,6 +341,13 @@ impl Collector for RunCollector {
             |s| get(&s.dropped_windows),
         )?;
         per_sink(&mut encoder, "sink_errors", "Writes a sink gave up on", sinks, |s| get(&s.errors))?;
+        per_sink(
+            &mut encoder,
+            "sink_retries",
+            "Sends a sink tried again after a failure that may pass",
+            sinks,
+            |s| get(&s.retries),
+        )?;
         per_sink(&mut encoder, "sink_events_written", "Events a sink wrote", sinks, |s| get(&s.events))?;
         per_sink(&mut encoder, "sink_events_dropped", "Events a sink dropped", sinks, |s| {
             get(&s.dropped_events)
@@ -406,6 +400,7 @@ mod tests {
         stats.metric_sets.store(10, Ordering::Relaxed);
         let sink = Arc::new(SinkStats::default());
         sink.points.store(77, Ordering::Relaxed);
+        sink.retries.store(3, Ordering::Relaxed);
         t.attach(RunCounters {
             stats,
             sinks: vec![("log".into(), sink)],
@@ -423,6 +418,7 @@ mod tests {
             "heapster_windows_exported_total 2",
             "heapster_window_metric_sets 5.0",
             "heapster_sink_points_written_total{sink=\"log\"} 77",
+            "heapster_sink_retries_total{sink=\"log\"} 3",
             "heapster_events_exported_total 0",
             "heapster_source_nodes_listed 1.0",
         ] {

@@ -1,16 +1,13 @@
-//! The InfluxDB sink against a real `influxd` on loopback, through its public API: Heapster's
-//! schema read back, database and retention set-up, partial writes, large windows in chunks,
+//! The InfluxDB sink against a real `influxd` on loopback, through the two halves the queue runs
+//! (`buffered`): Heapster's schema read back, database and retention set-up, partial writes, large windows in chunks,
 //! credentials, and the event schema.
 
-use std::time::Duration;
-
 use bytes::Bytes;
-use heapster::backoff::Backoff;
 use heapster::batch::MetricBatch;
 use heapster::sinks::influxdb::{
-    EventEncoder, InfluxConfig, InfluxError, InfluxSink, MAX_EVENT_BYTES_PER_WRITE, WriteReport, buffered,
+    EventEncoder, InfluxConfig, InfluxDeliver, InfluxEncode, MAX_EVENT_BYTES_PER_WRITE, buffered,
 };
-use heapster::sinks::queue::{Chunk, Deliver, Sent};
+use heapster::sinks::queue::{Chunk, Deliver, Encode, Encoded, Sent};
 use heapster_dataflows::catalog::Kind;
 use heapster_dataflows::model::{LabeledMetric, LabeledValue, ObjectRef, Resource};
 use heapster_dataflows::{EntityKey, Event, LabelId, LabeledMetricId, MetricId, MetricSet, Value};
@@ -20,14 +17,104 @@ use serde_json::Value as Json;
 const T: u64 = 1_700_000_000_000;
 
 fn config_for(url: &str, options: &str) -> InfluxConfig {
-    let mut config = InfluxConfig::from_uri(&format!("influxdb:{url}?{options}")).unwrap();
-    config.attempts = 3;
-    config.backoff = Backoff::new(Duration::from_millis(1), Duration::from_millis(4));
-    config
+    InfluxConfig::from_uri(&format!("influxdb:{url}?{options}")).unwrap()
 }
 
-fn sink_for(url: &str, options: &str) -> InfluxSink {
-    InfluxSink::new(config_for(url, options)).unwrap()
+fn sink_for(url: &str, options: &str) -> Halves {
+    let (encode, deliver) = buffered(config_for(url, options)).unwrap();
+    Halves { encode, deliver }
+}
+
+/// The sink's halves run as the queue runs them: a batch is encoded once, its chunks sent
+/// `parallel()` at a time, and a chunk left to retry sent again (here at most three times).
+struct Halves {
+    encode: InfluxEncode,
+    deliver: InfluxDeliver,
+}
+
+/// What became of one window or event batch.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Outcome {
+    /// Points InfluxDB stored.
+    written: u64,
+    /// Points InfluxDB refused: in partial writes, or in chunks refused for good.
+    refused: u64,
+    /// Points never sent (see [`Encoded::skipped`]).
+    skipped: u64,
+    /// Entities whose `labels` tag was shortened.
+    shortened: u64,
+    /// Chunks (`/write` requests on a first attempt).
+    chunks: usize,
+    /// Why chunks were refused for good.
+    refusals: Vec<String>,
+    /// Why chunks were left to retry, one entry per attempt.
+    retries: Vec<String>,
+    /// Points still not written after the last retry.
+    unsent: u64,
+}
+
+impl Outcome {
+    fn written(written: u64, chunks: usize) -> Outcome {
+        Outcome { written, chunks, ..Outcome::default() }
+    }
+}
+
+impl Halves {
+    /// Sets up the database and retention policy, as the first send does.
+    fn start(&mut self) {
+        assert_eq!(self.deliver.send(&[]), []);
+    }
+
+    fn write(&mut self, batch: &MetricBatch) -> Outcome {
+        let mut chunks = Vec::new();
+        let encoded = self.encode.metrics(batch.into(), &mut |c| chunks.push(c));
+        self.send(chunks, encoded)
+    }
+
+    fn write_events(&mut self, events: &[Event]) -> Outcome {
+        let mut chunks = Vec::new();
+        let encoded = self.encode.events(events, &mut |c| chunks.push(c));
+        self.send(chunks, encoded)
+    }
+
+    fn send(&mut self, chunks: Vec<Chunk>, encoded: Encoded) -> Outcome {
+        let mut out = Outcome {
+            skipped: encoded.skipped,
+            shortened: encoded.shortened,
+            chunks: chunks.len(),
+            ..Outcome::default()
+        };
+        for group in chunks.chunks(self.deliver.parallel().max(1)) {
+            let mut pending = group.to_vec();
+            for _ in 0..3 {
+                if pending.is_empty() {
+                    break;
+                }
+                let sent = self.deliver.send(&pending);
+                assert_eq!(sent.len(), pending.len(), "one outcome per chunk");
+                let mut again = Vec::new();
+                for (chunk, sent) in pending.into_iter().zip(sent) {
+                    match sent {
+                        Sent::Written { refused } => {
+                            out.written += chunk.points - refused;
+                            out.refused += refused;
+                        }
+                        Sent::Refused(why) => {
+                            out.refused += chunk.points;
+                            out.refusals.push(why);
+                        }
+                        Sent::Retry(why) => {
+                            out.retries.push(why);
+                            again.push(chunk);
+                        }
+                    }
+                }
+                pending = again;
+            }
+            out.unsent += pending.iter().map(|c| c.points).sum::<u64>();
+        }
+        out
+    }
 }
 
 /// An InfluxQL identifier in double quotes.
@@ -102,22 +189,11 @@ fn custom(name: &str, value: Value) -> LabeledValue {
     LabeledValue { metric: LabeledMetric::custom(name.into(), Kind::Gauge), resource: Resource::None, value }
 }
 
-#[tokio::test]
-async fn writes_heapsters_schema_and_reads_back() {
+#[test]
+fn writes_heapsters_schema_and_reads_back() {
     let influxd = Influxd::start().unwrap();
     let mut sink = sink_for(&influxd.url(), "db=k8s");
-    let report = sink.write(&small_batch()).await.unwrap();
-    assert_eq!(
-        report,
-        WriteReport {
-            points_written: 4,
-            points_dropped: 0,
-            points_skipped: 0,
-            points_superseded: 0,
-            requests: 2
-        },
-        "one CREATE DATABASE and one write"
-    );
+    assert_eq!(sink.write(&small_batch()), Outcome::written(4, 1), "one write, taken at once");
 
     assert_eq!(
         names(&influxd, "k8s", "SHOW MEASUREMENTS"),
@@ -141,8 +217,8 @@ async fn writes_heapsters_schema_and_reads_back() {
     assert_eq!(field_types(&influxd, "k8s", "memory/node_utilization"), [("value".into(), "float".into())]);
 }
 
-#[tokio::test]
-async fn with_fields_groups_by_measurement_and_floats_round_trip() {
+#[test]
+fn with_fields_groups_by_measurement_and_floats_round_trip() {
     let influxd = Influxd::start().unwrap();
     let mut sink = sink_for(&influxd.url(), "db=grouped&withfields=true&cluster_name=prod%20east");
     let mut batch = small_batch();
@@ -151,8 +227,7 @@ async fn with_fields_groups_by_measurement_and_floats_round_trip() {
     for (i, f) in floats.iter().enumerate() {
         batch.sets[0].labeled.push(custom(&format!("custom/f{i}"), Value::Float(*f)));
     }
-    let report = sink.write(&batch).await.unwrap();
-    assert_eq!(report.points_written, 4 + floats.len());
+    assert_eq!(sink.write(&batch), Outcome::written(4 + floats.len() as u64, 1));
 
     assert_eq!(names(&influxd, "grouped", "SHOW MEASUREMENTS"), ["cpu", "custom", "filesystem", "memory"]);
     assert_eq!(
@@ -167,8 +242,8 @@ async fn with_fields_groups_by_measurement_and_floats_round_trip() {
     assert_eq!(custom_rows[0]["cluster_name"], "prod east");
 }
 
-#[tokio::test]
-async fn creates_database_and_honours_retention() {
+#[test]
+fn creates_database_and_honours_retention() {
     let influxd = Influxd::start().unwrap();
     let policies = |influxd: &Influxd| -> Vec<(String, String, bool)> {
         rows(influxd, "", r#"SHOW RETENTION POLICIES ON "k8s""#)
@@ -183,7 +258,7 @@ async fn creates_database_and_honours_retention() {
             .collect()
     };
     let mut sink = sink_for(&influxd.url(), "retention=48h");
-    sink.start().await.unwrap();
+    sink.start();
     assert!(
         policies(&influxd).contains(&("default".into(), "48h0m0s".into(), true)),
         "{:?}",
@@ -195,8 +270,7 @@ async fn creates_database_and_honours_retention() {
     // Points must be recent: older than the policy's duration, InfluxDB drops them.
     let mut batch = small_batch();
     batch.time = jiff::Timestamp::now().as_millisecond() as u64;
-    let report = sink.write(&batch).await.unwrap();
-    assert_eq!(report.points_written, 4);
+    assert_eq!(sink.write(&batch), Outcome::written(4, 1));
     let now = policies(&influxd);
     assert!(now.contains(&("default".into(), "168h0m0s".into(), true)), "{now:?}");
     assert_eq!(now.iter().filter(|p| p.0 == "default").count(), 1);
@@ -205,33 +279,26 @@ async fn creates_database_and_honours_retention() {
 
     // The database disappears under the sink: it is created again and the window written.
     influxd.query("", r#"DROP DATABASE "k8s""#).unwrap();
-    let report = sink.write(&batch).await.unwrap();
-    assert_eq!(report.points_written, 4);
-    assert_eq!(report.requests, 4, "failed write, CREATE DATABASE, CREATE RETENTION POLICY, write again");
+    let outcome = sink.write(&batch);
+    assert_eq!(outcome.written, 4, "{outcome:?}");
+    assert!(
+        matches!(&outcome.retries[..], [why] if why.contains("database not found")),
+        "the failed write goes back to the queue, and the next attempt sets the database up: {outcome:?}"
+    );
     assert_eq!(rows(&influxd, "k8s", r#"SELECT count(value) FROM "memory/usage""#)[0]["count"], 1);
 }
 
-#[tokio::test]
-async fn partial_write_is_counted_and_the_rest_written() {
+#[test]
+fn partial_write_is_counted_and_the_rest_written() {
     let influxd = Influxd::start().unwrap();
     let mut sink = sink_for(&influxd.url(), "db=k8s");
     let mut first = MetricBatch { time: T, sets: vec![MetricSet::new(EntityKey::Cluster)] };
     first.sets[0].labeled.push(custom("custom/conflict", Value::Int(1)));
-    sink.write(&first).await.unwrap();
+    assert_eq!(sink.write(&first), Outcome::written(1, 1));
 
     let mut second = small_batch();
     second.sets[1].labeled.push(custom("custom/conflict", Value::Float(1.5)));
-    let report = sink.write(&second).await.unwrap();
-    assert_eq!(
-        report,
-        WriteReport {
-            points_written: 4,
-            points_dropped: 1,
-            points_skipped: 0,
-            points_superseded: 0,
-            requests: 1
-        }
-    );
+    assert_eq!(sink.write(&second), Outcome { refused: 1, ..Outcome::written(4, 1) });
     for m in ["cpu/usage_rate", "memory/usage", "filesystem/usage", "memory/node_utilization"] {
         let count = rows(&influxd, "k8s", &format!("SELECT count(value) FROM {}", quote_ident(m)));
         assert_eq!(count[0]["count"], 1, "{m}");
@@ -244,17 +311,15 @@ fn huge_labels() -> String {
     (0..5_000).map(|i| format!("label-{i}:value-{i}")).collect::<Vec<_>>().join(",")
 }
 
-#[tokio::test]
-async fn a_series_key_over_influxdbs_limit_is_shortened_not_refused() {
+#[test]
+fn a_series_key_over_influxdbs_limit_is_shortened_not_refused() {
     let influxd = Influxd::start().unwrap();
     let mut sink = sink_for(&influxd.url(), "db=k8s");
     let mut batch = small_batch();
     let labels = huge_labels();
     assert!(labels.len() > 65_535);
     batch.sets[1].labels.set(LabelId::Labels, labels.as_str().into());
-    let report = sink.write(&batch).await.unwrap();
-    assert_eq!((report.points_written, report.points_dropped, report.points_skipped), (4, 0, 0));
-    assert_eq!(sink.shortened(), 1);
+    assert_eq!(sink.write(&batch), Outcome { shortened: 1, ..Outcome::written(4, 1) });
     let rows = rows(&influxd, "k8s", r#"SELECT * FROM "memory/usage""#);
     assert_eq!(rows.len(), 1);
     let stored = rows[0]["labels"].as_str().unwrap();
@@ -275,27 +340,22 @@ fn lines_influxdb_could_not_parse_are_counted_as_refused() {
     assert_eq!(rows(&influxd, "k8s", "SELECT count(value) FROM m")[0]["count"], 2);
 }
 
-#[tokio::test]
-async fn wrong_password_fails_with_influxdbs_message_without_retry() {
+#[test]
+fn wrong_password_fails_with_influxdbs_message_without_retry() {
     let influxd = Influxd::start_with_auth("admin", "right-one").unwrap();
     let mut sink = sink_for(&influxd.url(), "user=admin&pw=hunter2");
-    let err = sink.write(&small_batch()).await.unwrap_err();
-    let InfluxError::Window { report, cause } = &err else { panic!("{err:?}") };
+    let outcome = sink.write(&small_batch());
     assert_eq!(
-        report,
-        &WriteReport {
-            points_written: 0,
-            points_dropped: 4,
-            points_skipped: 0,
-            points_superseded: 0,
-            requests: 1
-        }
+        (outcome.written, outcome.refused, outcome.unsent, &outcome.retries[..]),
+        (0, 4, 0, &[][..]),
+        "refused for good, not retried: {outcome:?}"
     );
-    assert!(
-        matches!(&**cause, InfluxError::Server { status: 401, message, .. } if message == "authorization failed"),
-        "{cause:?}"
+    assert_eq!(
+        outcome.refusals,
+        [r#"InfluxDB answered 401 to CREATE DATABASE "k8s": authorization failed"#],
+        "InfluxDB's own message"
     );
-    assert!(!format!("{err} {err:?}").contains("hunter2"));
+    assert!(!format!("{outcome:?}").contains("hunter2"));
 
     // A refused large write (the password changed after the database was set up) still
     // reports InfluxDB's answer, although InfluxDB answers before reading the body.
@@ -305,15 +365,18 @@ async fn wrong_password_fails_with_influxdbs_message_without_retry() {
         influxd.query("", q).unwrap();
     }
     let mut sink = sink_for(&influxd.url(), "user=writer&pw=before");
-    sink.start().await.expect("a user without admin rights is told the database exists");
+    assert_eq!(
+        sink.write(&small_batch()),
+        Outcome::written(4, 1),
+        "a user without admin rights is told the database exists"
+    );
     influxd.query("", "SET PASSWORD FOR writer = 'after'").unwrap();
-    let err = sink.write(&many_nodes(5_000)).await.unwrap_err();
-    let InfluxError::Window { report, cause } = &err else { panic!("{err:?}") };
-    assert_eq!((report.points_dropped, report.requests), (25_000, 3), "{cause:?}");
-    assert!(matches!(&**cause, InfluxError::Server { status: 401, .. }), "{cause:?}");
+    let outcome = sink.write(&many_nodes(5_000));
+    assert_eq!((outcome.written, outcome.refused, outcome.chunks), (0, 25_000, 3), "{outcome:?}");
+    assert_eq!(outcome.refusals, ["InfluxDB answered 401: authorization failed"; 3]);
 
     let mut sink = sink_for(&influxd.url(), "user=admin&pw=right-one");
-    assert_eq!(sink.write(&small_batch()).await.unwrap().points_written, 4);
+    assert_eq!(sink.write(&small_batch()), Outcome::written(4, 1));
 }
 
 /// `nodes` node sets of five integer metrics each.
@@ -340,24 +403,15 @@ fn many_nodes(nodes: i64) -> MetricBatch {
     MetricBatch { time: T, sets }
 }
 
-#[tokio::test]
-async fn large_window_goes_in_chunks_of_ten_thousand() {
+#[test]
+fn large_window_goes_in_chunks_of_ten_thousand() {
     let influxd = Influxd::start().unwrap();
     let mut sink = sink_for(&influxd.url(), "db=big&concurrency=2");
-    sink.start().await.unwrap();
+    sink.start();
     let batch = many_nodes(5_000);
     assert_eq!(batch.point_count(), 25_000);
-    let report = sink.write(&batch).await.unwrap();
-    assert_eq!(
-        report,
-        WriteReport {
-            points_written: 25_000,
-            points_dropped: 0,
-            points_skipped: 0,
-            points_superseded: 0,
-            requests: 3
-        }
-    );
+    assert_eq!(sink.deliver.parallel(), 2);
+    assert_eq!(sink.write(&batch), Outcome::written(25_000, 3));
     let json = influxd.query("big", "SELECT count(value) FROM /.*/").unwrap();
     let series = json["results"][0]["series"].as_array().unwrap();
     let total: i64 = series.iter().map(|s| s["values"][0][1].as_i64().unwrap()).sum();
@@ -487,17 +541,12 @@ mod events {
         event
     }
 
-    #[tokio::test]
-    async fn heapsters_schema_reads_back_and_a_resent_state_overwrites() {
+    #[test]
+    fn heapsters_schema_reads_back_and_a_resent_state_overwrites() {
         let influxd = Influxd::start().unwrap();
         let mut sink = sink_for(&influxd.url(), "db=k8s&cluster_name=east");
         let events = vec![pulled(1, LAST_MS, MESSAGE), service_event()];
-        let report = sink.write_events(&events).await.unwrap();
-        assert_eq!(
-            report,
-            WriteReport { points_written: 2, requests: 2, ..WriteReport::default() },
-            "one CREATE DATABASE and one write"
-        );
+        assert_eq!(sink.write_events(&events), Outcome::written(2, 1), "one write, taken at once");
 
         assert_eq!(names(&influxd, "k8s", "SHOW MEASUREMENTS"), ["log/events"]);
         assert_eq!(
@@ -537,13 +586,13 @@ mod events {
 
         // After a restart the same states come again: nothing is added, nothing changes.
         let mut restarted = sink_for(&influxd.url(), "db=k8s&cluster_name=east");
-        assert_eq!(restarted.write_events(&events).await.unwrap().points_written, 2);
+        assert_eq!(restarted.write_events(&events), Outcome::written(2, 1));
         assert_eq!(count(&influxd, "k8s", "log/events", "value"), 2);
         assert_eq!(log_events(&influxd), rows);
 
         // The event repeats later: a second point for it.
         let repeated = with_count(events[0].clone(), 2, LAST_MS + 30_000);
-        sink.write_events(std::slice::from_ref(&repeated)).await.unwrap();
+        assert_eq!(sink.write_events(std::slice::from_ref(&repeated)), Outcome::written(1, 1));
         assert_eq!(count(&influxd, "k8s", "log/events", "value"), 3);
         let counts: Vec<i64> = log_events(&influxd)
             .iter()
@@ -553,8 +602,8 @@ mod events {
         assert_eq!(counts, [1, 2]);
     }
 
-    #[tokio::test]
-    async fn repeats_within_one_second_keep_the_newest_count() {
+    #[test]
+    fn repeats_within_one_second_keep_the_newest_count() {
         let influxd = Influxd::start().unwrap();
         let mut sink = sink_for(&influxd.url(), "db=k8s");
         let first = pulled(1, LAST_MS, "m");
@@ -562,27 +611,27 @@ mod events {
         let third = with_count(first.clone(), 3, LAST_MS);
 
         // In separate batches: the later write overwrites the earlier point.
-        sink.write_events(std::slice::from_ref(&first)).await.unwrap();
-        sink.write_events(std::slice::from_ref(&second)).await.unwrap();
+        assert_eq!(sink.write_events(std::slice::from_ref(&first)), Outcome::written(1, 1));
+        assert_eq!(sink.write_events(std::slice::from_ref(&second)), Outcome::written(1, 1));
         assert_eq!(count(&influxd, "k8s", "log/events", "value"), 1);
         assert_eq!(log_events(&influxd)[0].1["count"], 2);
 
         // In one batch, out of order: the highest count is what is sent.
-        let report = sink.write_events(&[third, second]).await.unwrap();
-        assert_eq!((report.points_written, report.points_superseded), (1, 1));
+        // Two states, one point: the other is superseded, neither sent nor counted as skipped.
+        assert_eq!(sink.write_events(&[third, second]), Outcome::written(1, 1));
         let rows = log_events(&influxd);
         assert_eq!(rows.len(), 1);
         assert_eq!(rows[0].1["count"], 3);
         assert_eq!(rows[0].0["time"], Json::from(rfc3339(LAST_MS)));
     }
 
-    #[tokio::test]
-    async fn with_fields_schema_reads_back() {
+    #[test]
+    fn with_fields_schema_reads_back() {
         let influxd = Influxd::start().unwrap();
         let mut sink = sink_for(&influxd.url(), "db=k8s&withfields=true");
         let events = vec![pulled(1, LAST_MS, MESSAGE), service_event()];
-        assert_eq!(sink.write_events(&events).await.unwrap().points_written, 2);
-        assert_eq!(sink.write_events(&events).await.unwrap().points_written, 2);
+        assert_eq!(sink.write_events(&events), Outcome::written(2, 1));
+        assert_eq!(sink.write_events(&events), Outcome::written(2, 1));
 
         assert_eq!(names(&influxd, "k8s", "SHOW MEASUREMENTS"), ["events"]);
         assert_eq!(
@@ -632,8 +681,8 @@ mod events {
         message + "\\"
     }
 
-    #[tokio::test]
-    async fn large_messages_round_trip_in_chunks_of_bounded_size() {
+    #[test]
+    fn large_messages_round_trip_in_chunks_of_bounded_size() {
         let influxd = Influxd::start().unwrap();
         let mut sink = sink_for(&influxd.url(), "db=k8s");
         let events: Vec<Event> = (0..130)
@@ -659,8 +708,7 @@ mod events {
         }
         assert!(chunks > 1);
 
-        let report = sink.write_events(&events).await.unwrap();
-        assert_eq!(report, WriteReport { points_written: 130, requests: 1 + chunks, ..Default::default() });
+        assert_eq!(sink.write_events(&events), Outcome::written(130, chunks));
         let rows = log_events(&influxd);
         assert_eq!(rows.len(), 130);
         for ((row, json), event) in rows.iter().zip(&events) {
@@ -670,20 +718,22 @@ mod events {
         assert_eq!(events[0].message.len(), 40 * 1024);
     }
 
-    #[tokio::test]
-    async fn events_without_a_time_are_skipped_and_counted() {
+    #[test]
+    fn events_without_a_time_are_skipped_and_counted() {
         let influxd = Influxd::start().unwrap();
         let mut sink = sink_for(&influxd.url(), "db=k8s");
         let mut timeless = service_event();
         timeless.last_timestamp = 0;
         timeless.first_timestamp = 0;
-        let report = sink.write_events(&[timeless.clone()]).await.unwrap();
-        assert_eq!(report, WriteReport { points_skipped: 1, ..Default::default() }, "no request at all");
-
-        let report = sink.write_events(&[timeless, pulled(1, LAST_MS, "m")]).await.unwrap();
         assert_eq!(
-            report,
-            WriteReport { points_written: 1, points_skipped: 1, requests: 2, ..Default::default() }
+            sink.write_events(&[timeless.clone()]),
+            Outcome { skipped: 1, ..Outcome::default() },
+            "no request at all"
+        );
+
+        assert_eq!(
+            sink.write_events(&[timeless, pulled(1, LAST_MS, "m")]),
+            Outcome { skipped: 1, ..Outcome::written(1, 1) }
         );
         assert_eq!(count(&influxd, "k8s", "log/events", "value"), 1);
     }

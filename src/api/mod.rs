@@ -35,7 +35,7 @@ use tokio_rustls::TlsAcceptor;
 use crate::sources::clock::now_ms;
 use crate::telemetry::{self, Telemetry};
 use metrics_api::Query;
-pub use tls::TlsFiles;
+pub use tls::{TlsError, TlsFiles};
 
 /// `/healthz` fails once no window reached the sinks for this many resolutions.
 pub const STALE_WINDOWS: u32 = 3;
@@ -43,7 +43,7 @@ pub const STALE_WINDOWS: u32 = 3;
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     #[error("TLS: {0}")]
-    Tls(String),
+    Tls(#[from] TlsError),
     #[error("cannot listen on {addr}: {source}")]
     Bind { addr: SocketAddr, source: std::io::Error },
 }

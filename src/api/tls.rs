@@ -20,17 +20,53 @@ pub struct TlsFiles {
     pub client_ca: Option<PathBuf>,
 }
 
-fn bad(flag: &str, path: &Path, why: impl std::fmt::Display) -> ApiError {
-    ApiError::Tls(format!("{flag}={}: {why}", path.display()))
+/// Why the TLS files cannot serve: each names the flag and file at fault, and keeps the cause.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    /// Unreadable, or not PEM.
+    #[error("{flag}={}: {source}", path.display())]
+    Pem {
+        flag: &'static str,
+        path: PathBuf,
+        #[source]
+        source: rustls::pki_types::pem::Error,
+    },
+    #[error("{flag}={}: no PEM certificate in the file", path.display())]
+    NoCertificate { flag: &'static str, path: PathBuf },
+    /// A CA certificate rustls does not take.
+    #[error("{flag}={}: {source}", path.display())]
+    BadCa {
+        flag: &'static str,
+        path: PathBuf,
+        #[source]
+        source: rustls::Error,
+    },
+    /// No client certificate verifier can be built from the CA file.
+    #[error("{flag}={}: {source}", path.display())]
+    Verifier {
+        flag: &'static str,
+        path: PathBuf,
+        #[source]
+        source: rustls::server::VerifierBuilderError,
+    },
+    #[error("--tls_cert and --tls_key do not make a pair: {source}")]
+    Pair {
+        #[source]
+        source: rustls::Error,
+    },
 }
 
-fn certificates(flag: &str, path: &Path) -> Result<Vec<CertificateDer<'static>>, ApiError> {
+fn pem(flag: &'static str, path: &Path) -> impl FnOnce(rustls::pki_types::pem::Error) -> TlsError {
+    move |source| TlsError::Pem { flag, path: path.to_path_buf(), source }
+}
+
+fn certificates(flag: &'static str, path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     let certs = CertificateDer::pem_file_iter(path)
-        .map_err(|e| bad(flag, path, e))?
+        .map_err(pem(flag, path))?
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| bad(flag, path, e))?;
+        .map_err(pem(flag, path))?;
     if certs.is_empty() {
-        return Err(bad(flag, path, "no PEM certificate in the file"));
+        return Err(TlsError::NoCertificate { flag, path: path.to_path_buf() });
     }
     Ok(certs)
 }
@@ -39,24 +75,26 @@ fn certificates(flag: &str, path: &Path) -> Result<Vec<CertificateDer<'static>>,
 pub fn server_config(files: &TlsFiles) -> Result<Arc<ServerConfig>, ApiError> {
     crate::tls::install_crypto_provider();
     let chain = certificates("--tls_cert", &files.cert)?;
-    let key = PrivateKeyDer::from_pem_file(&files.key).map_err(|e| bad("--tls_key", &files.key, e))?;
+    let key = PrivateKeyDer::from_pem_file(&files.key).map_err(pem("--tls_key", &files.key))?;
     let builder = ServerConfig::builder();
     let builder = match &files.client_ca {
         Some(ca) => {
             let mut roots = rustls::RootCertStore::empty();
             for cert in certificates("--tls_client_ca", ca)? {
-                roots.add(cert).map_err(|e| bad("--tls_client_ca", ca, e))?;
+                roots.add(cert).map_err(|source| TlsError::BadCa {
+                    flag: "--tls_client_ca",
+                    path: ca.clone(),
+                    source,
+                })?;
             }
             let verifier = WebPkiClientVerifier::builder(Arc::new(roots))
                 .build()
-                .map_err(|e| bad("--tls_client_ca", ca, e))?;
+                .map_err(|source| TlsError::Verifier { flag: "--tls_client_ca", path: ca.clone(), source })?;
             builder.with_client_cert_verifier(verifier)
         }
         None => builder.with_no_client_auth(),
     };
-    let mut config = builder
-        .with_single_cert(chain, key)
-        .map_err(|e| ApiError::Tls(format!("--tls_cert and --tls_key do not make a pair: {e}")))?;
+    let mut config = builder.with_single_cert(chain, key).map_err(|source| TlsError::Pair { source })?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(config))
 }
@@ -107,7 +145,32 @@ mod tests {
     fn missing_files_name_the_flag() {
         let files =
             TlsFiles { cert: "/nonexistent/c.pem".into(), key: "/nonexistent/k.pem".into(), client_ca: None };
-        let err = server_config(&files).unwrap_err().to_string();
-        assert!(err.contains("--tls_cert=/nonexistent/c.pem"), "{err}");
+        let err = server_config(&files).unwrap_err();
+        let text = err.to_string();
+        assert!(text.starts_with("TLS: --tls_cert=/nonexistent/c.pem: "), "{text}");
+        let ApiError::Tls(TlsError::Pem { source, .. }) = &err else { panic!("{err:?}") };
+        assert!(matches!(source, rustls::pki_types::pem::Error::Io(_)), "the cause is kept: {source:?}");
+    }
+
+    #[test]
+    fn a_key_of_another_certificate_is_no_pair() {
+        let dir = tempfile::tempdir().unwrap();
+        let write = |name: &str, text: String| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, text).unwrap();
+            path
+        };
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["x".into()]).unwrap().self_signed(&key).unwrap();
+        let other = rcgen::KeyPair::generate().unwrap();
+        let files = TlsFiles {
+            cert: write("c.pem", cert.pem()),
+            key: write("k.pem", other.serialize_pem()),
+            client_ca: None,
+        };
+        let err = server_config(&files).unwrap_err();
+        assert!(err.to_string().starts_with("TLS: --tls_cert and --tls_key do not make a pair: "), "{err}");
+        assert!(matches!(&err, ApiError::Tls(TlsError::Pair { .. })), "{err:?}");
+        assert!(std::error::Error::source(&err).is_some());
     }
 }

@@ -5,7 +5,7 @@
 //! network backend or a [`LocalWrite`]; one line in [`REGISTRY`] names its `--sink` scheme.
 //!
 //! - [`log`]: a `kubectl top`-like table per window (the default).
-//! - [`file`]: line protocol into a file.
+//! - [`file`](mod@file): line protocol into a file.
 //! - [`influxdb`]: Heapster's InfluxDB schema over HTTP, for metrics and events; its line
 //!   protocol and event encoding.
 //! - [`event_json`]: an event as Heapster's event sinks sent it (JSON and time), for all three.

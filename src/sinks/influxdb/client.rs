@@ -1,18 +1,17 @@
 //! InfluxDB's HTTP API as the sink uses it: `/write` and `/query` with the credentials in a
-//! header, retries of transient failures, and InfluxDB's answers read (error messages, partial
-//! writes, statement errors).
+//! header, one attempt each (the queue retries), and InfluxDB's answers read (error messages,
+//! partial writes, statement errors).
 
 use std::time::Duration;
 
 use bytes::Bytes;
 use reqwest::StatusCode;
 use secrecy::{ExposeSecret, SecretString};
-use tracing::{debug, error, warn};
+use tracing::{error, warn};
 use url::Url;
 
 use super::InfluxError;
 use super::config::InfluxConfig;
-use crate::backoff::Backoff;
 use crate::errors::error_chain;
 use crate::sinks::queue::Sent;
 
@@ -26,8 +25,6 @@ pub(super) struct Endpoint {
     pub(super) query_url: Url,
     pub(super) user: String,
     pub(super) password: SecretString,
-    pub(super) attempts: u32,
-    pub(super) backoff: Backoff,
 }
 
 pub(super) struct Answer {
@@ -63,8 +60,6 @@ impl Endpoint {
             query_url: join("query")?,
             user: config.user.clone(),
             password: config.password.clone(),
-            attempts: config.attempts,
-            backoff: config.backoff,
         })
     }
 
@@ -88,51 +83,31 @@ impl Endpoint {
         Ok(Answer { status, body })
     }
 
-    /// Posts, retrying 5xx, 429 and transport failures with backoff. Returns the answer (any
-    /// other status included) or why it gave up, and the number of requests made.
-    pub(super) async fn post_retrying(
+    /// Posts once. Returns the answer, or why it is worth another try later (5xx, 429, no
+    /// answer) or none (the request cannot be built).
+    pub(super) async fn post_once(
         &self,
         action: &str,
         url: &Url,
         content_type: &'static str,
         body: Bytes,
-    ) -> (Result<Answer, InfluxError>, usize) {
-        let attempts = self.attempts.max(1);
-        let mut waits = self.backoff.waits();
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let failure = match self.post(url, content_type, body.clone()).await {
-                Ok(answer) if is_transient(answer.status) => InfluxError::Server {
-                    action: action.to_string(),
-                    status: answer.status.as_u16(),
-                    message: server_message(&answer),
-                },
-                Ok(answer) => return (Ok(answer), attempt as usize),
-                Err(e) if e.is_builder() => {
-                    return (Err(InfluxError::Client(e)), attempt as usize);
-                }
-                Err(e) => InfluxError::Unreachable {
-                    action: action.to_string(),
-                    attempts: attempt,
-                    message: error_chain(&e),
-                },
-            };
-            if attempt >= attempts {
-                return (Err(failure), attempt as usize);
-            }
-            let delay = waits.next_wait();
-            debug!(%failure, attempt, ?delay, "InfluxDB request failed; retrying");
-            tokio::time::sleep(delay).await;
+    ) -> Result<Answer, InfluxError> {
+        match self.post(url, content_type, body).await {
+            Ok(answer) if is_transient(answer.status) => Err(InfluxError::Server {
+                action: action.to_string(),
+                status: answer.status.as_u16(),
+                message: server_message(&answer),
+            }),
+            Ok(answer) => Ok(answer),
+            Err(e) if e.is_builder() => Err(InfluxError::Client(e)),
+            Err(e) => Err(InfluxError::Unreachable { action: action.to_string(), message: error_chain(&e) }),
         }
     }
 
     /// Runs one InfluxQL statement.
-    pub(super) async fn query(&self, statement: &str, requests: &mut usize) -> Result<(), InfluxError> {
+    pub(super) async fn query(&self, statement: &str) -> Result<(), InfluxError> {
         let body = url::form_urlencoded::Serializer::new(String::new()).append_pair("q", statement).finish();
-        let (result, n) = self.post_retrying(statement, &self.query_url, FORM, Bytes::from(body)).await;
-        *requests += n;
-        let answer = result?;
+        let answer = self.post_once(statement, &self.query_url, FORM, Bytes::from(body)).await?;
         if !answer.status.is_success() {
             return Err(InfluxError::Server {
                 action: statement.to_string(),
@@ -149,6 +124,11 @@ impl Endpoint {
 
 pub(super) fn is_transient(status: StatusCode) -> bool {
     status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS
+}
+
+/// [`is_transient`] for a status kept as a number.
+pub(super) fn is_transient_code(status: u16) -> bool {
+    StatusCode::from_u16(status).map_or(true, is_transient)
 }
 
 /// InfluxDB's `{"error": "..."}`, else the body as text, else the status' reason.
@@ -202,8 +182,7 @@ pub(super) fn quote_ident(s: &str) -> String {
 
 /// One attempt at writing a chunk, classified for the queue.
 pub(super) async fn write_once(endpoint: &Endpoint, body: Bytes, points: usize) -> Sent {
-    let (result, _) = endpoint.post_retrying("write", &endpoint.write_url, LINES, body).await;
-    let answer = match result {
+    let answer = match endpoint.post_once("write", &endpoint.write_url, LINES, body).await {
         Ok(answer) => answer,
         Err(e @ InfluxError::Client(_)) => {
             error!(points, error = %e, "InfluxDB write impossible; points dropped");

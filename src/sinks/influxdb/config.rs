@@ -7,7 +7,6 @@ use secrecy::SecretString;
 use url::Url;
 
 use super::line_protocol::LineOptions;
-use crate::backoff::Backoff;
 use crate::config::{ConfigError, UriOptions, redact};
 use crate::sinks::queue::BufferConfig;
 
@@ -108,9 +107,6 @@ pub struct InfluxConfig {
     pub disable_counter_metrics: bool,
     /// Chunks in flight at most.
     pub concurrency: usize,
-    /// Tries in all for one request, and the waits between them.
-    pub attempts: u32,
-    pub backoff: Backoff,
     /// For one request, from connecting to the end of the answer.
     pub timeout: Duration,
     /// Where writes wait while InfluxDB is away (`buffer=`, `max_buffer_bytes=`).
@@ -167,8 +163,6 @@ impl InfluxConfig {
             insecure_ssl,
             disable_counter_metrics,
             concurrency: usize::try_from(concurrency).unwrap_or(usize::MAX),
-            attempts: 5,
-            backoff: Backoff::new(Duration::from_millis(100), Duration::from_secs(5)),
             timeout: Duration::from_secs(30),
             buffer,
         })

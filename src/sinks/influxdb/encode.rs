@@ -18,8 +18,6 @@ pub const MAX_EVENT_BYTES_PER_WRITE: usize = 4 << 20;
 pub(super) trait ChunkSource {
     /// Appends the next chunk to `out` and says what it holds; `None` when nothing is left.
     fn next_chunk(&mut self, out: &mut Vec<u8>) -> Option<EncodeStats>;
-    /// What all the chunks hold, for a batch given up before any was made.
-    fn total(&self) -> EncodeStats;
 }
 
 /// A metric window's points.
@@ -38,10 +36,6 @@ impl ChunkSource for MetricChunks<'_> {
             self.encoder.encode_chunk(self.window.batch(), &mut self.cursor, MAX_POINTS_PER_WRITE, out);
         self.cursor.release(&mut self.window);
         Some(stats)
-    }
-
-    fn total(&self) -> EncodeStats {
-        self.encoder.count(self.window.batch())
     }
 }
 
@@ -71,10 +65,6 @@ impl ChunkSource for EventChunks<'_> {
             }
         }
         Some(stats)
-    }
-
-    fn total(&self) -> EncodeStats {
-        EncodeStats { written: self.events.len(), skipped: 0 }
     }
 }
 

@@ -1,7 +1,7 @@
 use crate::batch::MetricBatch;
 use heapster_dataflows::model::{LabeledMetric, LabeledValue, Resource};
 use heapster_dataflows::{EntityKey, LabelId, LabeledMetricId, MetricId, MetricSet, Value};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use std::io::{Read, Write};
 
 use std::time::{Duration, Instant};
 
@@ -10,15 +10,20 @@ use secrecy::ExposeSecret;
 use super::client::{Endpoint, dropped_count};
 use super::config::Retention;
 use super::*;
-use crate::backoff::Backoff;
+use crate::sinks::queue::Encode;
 
 const T: u64 = 1_700_000_000_000;
 
-fn sink_for(url: &str, options: &str) -> InfluxSink {
-    let mut config = InfluxConfig::from_uri(&format!("influxdb:{url}?{options}")).unwrap();
-    config.attempts = 3;
-    config.backoff = Backoff::new(Duration::from_millis(1), Duration::from_millis(4));
-    InfluxSink::new(config).unwrap()
+/// The sink's halves as the queue runs them, with the chunks of a window encoded.
+fn halves_for(url: &str, options: &str) -> (InfluxEncode, InfluxDeliver) {
+    let config = InfluxConfig::from_uri(&format!("influxdb:{url}?{options}")).unwrap();
+    buffered(config).unwrap()
+}
+
+fn chunks_of(encode: &mut InfluxEncode, batch: &MetricBatch) -> Vec<Chunk> {
+    let mut chunks = Vec::new();
+    encode.metrics(batch.into(), &mut |c| chunks.push(c));
+    chunks
 }
 
 fn small_batch() -> MetricBatch {
@@ -47,41 +52,37 @@ fn small_batch() -> MetricBatch {
     MetricBatch { time: T, sets: vec![node, pod] }
 }
 
-#[tokio::test]
-async fn down_server_is_retried_then_the_window_counted_dropped() {
+#[test]
+fn down_server_is_left_to_the_queue_to_retry() {
     // A port nothing listens on.
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let mut sink = sink_for(&format!("http://127.0.0.1:{port}"), "");
+    let (mut encode, mut deliver) = halves_for(&format!("http://127.0.0.1:{port}"), "");
+    let chunks = chunks_of(&mut encode, &small_batch());
+    assert_eq!(chunks.iter().map(|c| c.points).sum::<u64>(), 4);
     let started = Instant::now();
-    let err = sink.write(&small_batch()).await.unwrap_err();
+    let sent = deliver.send(&chunks);
     assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
-    let InfluxError::Window { report, cause } = &err else { panic!("{err:?}") };
-    assert_eq!(
-        report,
-        &WriteReport {
-            points_written: 0,
-            points_dropped: 4,
-            points_skipped: 0,
-            points_superseded: 0,
-            requests: 3
-        }
-    );
-    assert!(matches!(&**cause, InfluxError::Unreachable { attempts: 3, .. }), "{cause:?}");
-    assert!(err.to_string().contains("4 of 4 points"), "{err}");
+    assert_eq!(sent.len(), chunks.len());
+    for outcome in sent {
+        assert!(
+            matches!(&outcome, Sent::Retry(m) if m.starts_with("InfluxDB did not answer CREATE DATABASE")),
+            "one attempt, then back to the queue: {outcome:?}"
+        );
+    }
 }
 
 /// Answers requests in order with `script`'s (status, body), recording each request.
-async fn scripted_server(script: Vec<(u16, &'static str)>) -> (u16, tokio::task::JoinHandle<Vec<String>>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+fn scripted_server(script: Vec<(u16, &'static str)>) -> (u16, std::thread::JoinHandle<Vec<String>>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
-    let handle = tokio::spawn(async move {
+    let handle = std::thread::spawn(move || {
         let mut seen = Vec::new();
         for (status, body) in script {
-            let (mut socket, _) = listener.accept().await.unwrap();
+            let (mut socket, _) = listener.accept().unwrap();
             let mut request = Vec::new();
             let mut buf = [0u8; 4096];
             loop {
-                let n = socket.read(&mut buf).await.unwrap();
+                let n = socket.read(&mut buf).unwrap();
                 request.extend_from_slice(&buf[..n]);
                 let text = String::from_utf8_lossy(&request);
                 if let Some((head, rest)) = text.split_once("\r\n\r\n") {
@@ -104,32 +105,29 @@ async fn scripted_server(script: Vec<(u16, &'static str)>) -> (u16, tokio::task:
                 "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
                 body.len()
             );
-            socket.write_all(answer.as_bytes()).await.unwrap();
-            socket.shutdown().await.unwrap();
+            socket.write_all(answer.as_bytes()).unwrap();
+            socket.shutdown(std::net::Shutdown::Write).unwrap();
         }
         seen
     });
     (port, handle)
 }
 
-#[tokio::test]
-async fn retries_5xx_and_429_then_succeeds_with_credentials_only_in_the_header() {
+#[test]
+fn server_errors_and_429_go_back_to_the_queue_then_succeed_with_credentials_only_in_the_header() {
     let ok_query = r#"{"results":[{"statement_id":0}]}"#;
     let (port, server) =
-        scripted_server(vec![(200, ok_query), (503, r#"{"error":"busy"}"#), (429, ""), (204, "")]).await;
-    let mut sink = sink_for(&format!("http://127.0.0.1:{port}"), "user=me&pw=s3cret");
-    let report = sink.write(&small_batch()).await.unwrap();
-    assert_eq!(
-        report,
-        WriteReport {
-            points_written: 4,
-            points_dropped: 0,
-            points_skipped: 0,
-            points_superseded: 0,
-            requests: 4
-        }
-    );
-    let seen = server.await.unwrap();
+        scripted_server(vec![(200, ok_query), (503, r#"{"error":"busy"}"#), (429, ""), (204, "")]);
+    let (mut encode, mut deliver) = halves_for(&format!("http://127.0.0.1:{port}"), "user=me&pw=s3cret");
+    let chunks = chunks_of(&mut encode, &small_batch());
+    assert_eq!(chunks.len(), 1);
+    let first = deliver.send(&chunks);
+    assert!(matches!(&first[..], [Sent::Retry(m)] if m.contains("503") && m.contains("busy")), "{first:?}");
+    let second = deliver.send(&chunks);
+    assert!(matches!(&second[..], [Sent::Retry(m)] if m.contains("429")), "{second:?}");
+    assert_eq!(deliver.send(&chunks), [Sent::Written { refused: 0 }]);
+    let seen = server.join().unwrap();
+    assert_eq!(seen.len(), 4, "one CREATE DATABASE, three writes");
     assert!(seen[0].starts_with("POST /query HTTP/1.1"), "{}", seen[0]);
     assert!(seen[0].ends_with("q=CREATE+DATABASE+%22k8s%22"), "{}", seen[0]);
     for request in &seen[1..] {
@@ -141,24 +139,19 @@ async fn retries_5xx_and_429_then_succeeds_with_credentials_only_in_the_header()
     assert!(seen.iter().all(|r| !r.lines().next().unwrap().contains("s3cret")));
 }
 
-#[tokio::test]
-async fn client_errors_are_not_retried_and_keep_the_servers_message() {
+#[test]
+fn client_errors_are_refused_for_good_with_the_servers_message() {
     let (port, server) = scripted_server(vec![
         (200, r#"{"results":[{"statement_id":0}]}"#),
         (400, r#"{"error":"unable to parse 'x': bad timestamp"}"#),
-    ])
-    .await;
-    let mut sink = sink_for(&format!("http://127.0.0.1:{port}"), "");
-    let err = sink.write(&small_batch()).await.unwrap_err();
-    let InfluxError::Window { report, cause } = &err else { panic!("{err:?}") };
-    assert_eq!(report.requests, 2);
-    assert_eq!(report.points_dropped, 4);
-    assert!(
-        matches!(&**cause, InfluxError::Server { action, status: 400, message }
-            if action == "write" && message == "unable to parse 'x': bad timestamp"),
-        "{cause:?}"
+    ]);
+    let (mut encode, mut deliver) = halves_for(&format!("http://127.0.0.1:{port}"), "");
+    let chunks = chunks_of(&mut encode, &small_batch());
+    assert_eq!(
+        deliver.send(&chunks),
+        [Sent::Refused("InfluxDB answered 400: unable to parse 'x': bad timestamp".into())]
     );
-    assert_eq!(server.await.unwrap().len(), 2);
+    assert_eq!(server.join().unwrap().len(), 2);
 }
 
 #[test]
@@ -171,10 +164,6 @@ fn config_defaults_are_heapsters() {
     assert!(!c.with_fields && !c.insecure_ssl && !c.disable_counter_metrics);
     assert_eq!(c.cluster_name, "default");
     assert_eq!(c.concurrency, 1);
-    assert_eq!(
-        (c.attempts, c.backoff),
-        (5, Backoff::new(Duration::from_millis(100), Duration::from_secs(5)))
-    );
 
     let bare = InfluxConfig::from_uri("influxdb:monitoring-influxdb:8086").unwrap();
     assert_eq!(bare.url.as_str(), "http://monitoring-influxdb:8086/");

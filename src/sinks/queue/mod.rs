@@ -3,9 +3,9 @@
 //! A sink plugs in two halves: an [`Encode`] that turns windows and event batches into chunks
 //! (request bodies), and a [`Deliver`] that sends chunks to the backend. Two threads run them:
 //!
-//! - [`intake`]: takes windows and event batches from the sink's queue, encodes each once, and puts
+//! - `intake.rs`: takes windows and event batches from the sink's queue, encodes each once, and puts
 //!   its chunks in the buffer (memory, or files under `--state_dir` with `buffer=disk`);
-//! - [`sender`]: sends the oldest chunks, in order. A chunk the backend could not take for a reason
+//! - `sender.rs`: sends the oldest chunks, in order. A chunk the backend could not take for a reason
 //!   that may pass (down, 5xx, 429, timeout) stays at the head and is tried again after a capped
 //!   exponential backoff with jitter, for as long as it takes; a chunk it refuses for good is
 //!   counted and dropped.
@@ -16,7 +16,7 @@
 //! are never dropped: a batch is acknowledged (see [`SinkStats::events_written_through`]) once all
 //! its chunks are written, so the event checkpoint waits for it and then moves on.
 //!
-//! With `buffer=disk` each chunk is one file ([`disk`]), written once (to a temporary name, then renamed),
+//! With `buffer=disk` each chunk is one file (`disk.rs`), written once (to a temporary name, then renamed),
 //! read back when sent and removed once written; the files left by a previous run are sent first.
 
 use std::collections::VecDeque;
