@@ -6,7 +6,6 @@
 //! merges the workers' shares into one sorted [`MetricBatch`] for the sinks. In cluster mode
 //! (see [`crate::cluster`]) each process runs this for its own workers and writes its own share.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -389,20 +388,19 @@ pub enum Completed {
 /// frontier has passed it.
 pub struct Collector {
     frontiers: Vec<Option<Time>>,
-    pending: BTreeMap<Time, Vec<Vec<MetricSet>>>,
+    pending: Held<Vec<Vec<MetricSet>>>,
     event_frontiers: Vec<Option<Time>>,
-    pending_events: BTreeMap<Time, Vec<Event>>,
-    versions: BTreeMap<Time, String>,
+    /// Each tick's events and the watch's version as of it (a tick may have either alone).
+    pending_events: Held<(Vec<Event>, Option<String>)>,
 }
 
 impl Collector {
     pub fn new(workers: usize) -> Collector {
         Collector {
             frontiers: vec![Some(0); workers],
-            pending: BTreeMap::new(),
+            pending: Held::default(),
             event_frontiers: vec![Some(0); workers],
-            pending_events: BTreeMap::new(),
-            versions: BTreeMap::new(),
+            pending_events: Held::default(),
         }
     }
 
@@ -410,7 +408,7 @@ impl Collector {
     pub fn absorb(&mut self, message: Collected) -> Vec<Completed> {
         match message {
             Collected::Window { time, sets } => {
-                self.pending.entry(time).or_default().push(sets);
+                self.pending.entry(time, Vec::new).push(sets);
                 Vec::new()
             }
             Collected::Frontier { worker, frontier } => {
@@ -420,7 +418,7 @@ impl Collector {
                 self.complete_windows()
             }
             Collected::Events { time, mut events } => {
-                self.pending_events.entry(time).or_default().append(&mut events);
+                self.pending_events.entry(time, Default::default).0.append(&mut events);
                 Vec::new()
             }
             Collected::EventsFrontier { worker, frontier } => {
@@ -430,7 +428,7 @@ impl Collector {
                 self.complete_events()
             }
             Collected::EventsVersion { time, resource_version } => {
-                self.versions.insert(time, resource_version);
+                self.pending_events.entry(time, Default::default).1 = Some(resource_version);
                 self.complete_events()
             }
         }
@@ -442,33 +440,21 @@ impl Collector {
     }
 
     fn complete_windows(&mut self) -> Vec<Completed> {
-        let mut out = Vec::new();
-        while let Some((&time, _)) = self.pending.first_key_value() {
-            if !passed(&self.frontiers, time) {
-                break;
-            }
-            let Some((_, shares)) = self.pending.pop_first() else { break };
-            out.push(Completed::Metrics(merge(time, shares)));
-        }
-        out
+        let frontiers = &self.frontiers;
+        std::iter::from_fn(|| self.pending.next_if(|t| passed(frontiers, t)))
+            .map(|(time, shares)| Completed::Metrics(merge(time, shares)))
+            .collect()
     }
 
     /// Ticks that every worker has passed, with the watch's version as of each.
     fn complete_events(&mut self) -> Vec<Completed> {
-        let mut out = Vec::new();
-        loop {
-            let next = [self.pending_events.keys().next(), self.versions.keys().next()]
-                .into_iter()
-                .flatten()
-                .min()
-                .copied();
-            let Some(time) = next.filter(|t| passed(&self.event_frontiers, *t)) else { break };
-            let mut events = self.pending_events.remove(&time).unwrap_or_default();
-            events.sort_by_key(Event::state);
-            let resource_version = self.versions.remove(&time);
-            out.push(Completed::Events(EventBatch { time, events, resource_version }));
-        }
-        out
+        let frontiers = &self.event_frontiers;
+        std::iter::from_fn(|| self.pending_events.next_if(|t| passed(frontiers, t)))
+            .map(|(time, (mut events, resource_version))| {
+                events.sort_by_key(Event::state);
+                Completed::Events(EventBatch { time, events, resource_version })
+            })
+            .collect()
     }
 }
 

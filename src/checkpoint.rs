@@ -23,6 +23,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use heapster_dataflows::events::Seen;
+use heapster_dataflows::hash::fnv1a;
 use heapster_dataflows::{Event, Name};
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
@@ -138,7 +139,7 @@ fn encode(checkpoint: &Checkpoint) -> Result<Vec<u8>, CheckpointError> {
     bytes.extend_from_slice(&MAGIC);
     bytes.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
     bytes.extend_from_slice(&(payload.len() as u64).to_le_bytes());
-    bytes.extend_from_slice(&checksum(&payload).to_le_bytes());
+    bytes.extend_from_slice(&fnv1a(&payload).to_le_bytes());
     bytes.extend_from_slice(&payload);
     Ok(bytes)
 }
@@ -165,7 +166,7 @@ fn decode(bytes: &[u8], path: &Path) -> Result<Checkpoint, CheckpointError> {
     if payload.len() as u64 != length {
         return Err(corrupt(format!("the payload is {} bytes, the header says {length}", payload.len())));
     }
-    if checksum(payload) != sum {
+    if fnv1a(payload) != sum {
         return Err(corrupt("checksum mismatch".to_string()));
     }
     let (checkpoint, used): (Checkpoint, usize) =
@@ -175,11 +176,6 @@ fn decode(bytes: &[u8], path: &Path) -> Result<Checkpoint, CheckpointError> {
         return Err(corrupt(format!("{} bytes after the checkpoint", payload.len() - used)));
     }
     Ok(checkpoint)
-}
-
-/// FNV-1a, 64 bits: catches damage, not tampering.
-fn checksum(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3))
 }
 
 /// Wall-clock time in ms since the epoch; injectable so tests need no sleeps.
@@ -420,12 +416,34 @@ mod tests {
     }
 
     #[test]
+    fn the_file_format_keeps_its_fnv1a_checksum() {
+        // The header's checksum is part of the file format: files written by earlier releases,
+        // with this FNV-1a written out by hand, must still open.
+        let old = |bytes: &[u8]| {
+            bytes.iter().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+                (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
+            })
+        };
+        let payload = bincode::serde::encode_to_vec(sample(), bincode::config::standard()).unwrap();
+        let mut written = MAGIC.to_vec();
+        written.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+        written.extend_from_slice(&(payload.len() as u64).to_le_bytes());
+        written.extend_from_slice(&old(&payload).to_le_bytes());
+        written.extend_from_slice(&payload);
+        assert_eq!(encode(&sample()).unwrap(), written, "the file format changed");
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join(STATE_FILE), &written).unwrap();
+        let (_, loaded) = CheckpointStore::open(dir.path()).unwrap();
+        assert_eq!(loaded, Some(sample()));
+    }
+
+    #[test]
     fn a_valid_header_over_a_bad_payload_is_corrupt() {
         let payload = [0xff_u8; 16];
         let mut bytes = MAGIC.to_vec();
         bytes.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
         bytes.extend_from_slice(&(payload.len() as u64).to_le_bytes());
-        bytes.extend_from_slice(&checksum(&payload).to_le_bytes());
+        bytes.extend_from_slice(&fnv1a(&payload).to_le_bytes());
         bytes.extend_from_slice(&payload);
         let (message, err) = open_error(&bytes);
         assert!(matches!(err, CheckpointError::Corrupt { .. }));

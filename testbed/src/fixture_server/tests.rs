@@ -13,6 +13,10 @@ use heapster::scenario::{ScenarioWriter, WindowWriter};
 pub(super) const TOKEN: &str = "s3cret-token";
 /// Bounds every wait on the server, so that a bug fails a test instead of hanging it.
 pub(super) const PATIENCE: Duration = Duration::from_secs(20);
+/// The most a watch stream may stay open. The client's `PATIENCE` bounds a whole request,
+/// body included, which would cut a long stream that is still flowing; a watch is instead
+/// bounded per chunk by `PATIENCE` in [`WatchStream::read`].
+const WATCH_LIFETIME: Duration = Duration::from_secs(600);
 
 fn node(name: &str, ip: &str) -> Value {
     json!({
@@ -144,7 +148,7 @@ impl Fixture {
     }
 
     pub(super) async fn watch(&self, path: &str) -> WatchStream {
-        let response = self.api(path).send().await.unwrap();
+        let response = self.api(path).timeout(WATCH_LIFETIME).send().await.unwrap();
         assert_eq!(response.status(), StatusCode::OK, "{path}");
         assert_eq!(response.headers()["content-type"], "application/json");
         WatchStream { response, buf: Vec::new() }

@@ -1,6 +1,8 @@
 //! A small seeded PRNG (splitmix64): the only source of variation in a synthetic scenario, so the
 //! same spec always gives the same bytes.
 
+use heapster_dataflows::hash::{fnv1a, spread};
+
 /// Stream tags for [`Rng::derive`]: each concern draws from its own stream, so adding a timeline
 /// event never renames a pod and one node's numbers never depend on another's.
 pub const PLAN: u64 = 1;
@@ -17,34 +19,25 @@ const HEX: &[u8] = b"0123456789abcdef";
 
 pub struct Rng(u64);
 
-fn mix(mut z: u64) -> u64 {
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
-}
-
 impl Rng {
     /// An independent stream for `(seed, parts...)`.
     pub fn derive(seed: u64, parts: &[u64]) -> Rng {
-        let mut state = mix(seed ^ 0x5851_f42d_4c95_7f2d);
+        let mut state = spread(seed ^ 0x5851_f42d_4c95_7f2d);
         for &part in parts {
-            state = mix(state ^ mix(part.wrapping_add(0x9e37_79b9_7f4a_7c15)));
+            state = spread(state ^ spread(part.wrapping_add(0x9e37_79b9_7f4a_7c15)));
         }
         Rng(state)
     }
 
     /// A stream keyed by a string (image digests and sizes follow the image name).
     pub fn keyed(seed: u64, tag: u64, key: &str) -> Rng {
-        // FNV-1a: stable across platforms and releases, unlike `DefaultHasher`.
-        let hash = key
-            .bytes()
-            .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
-        Rng::derive(seed, &[tag, hash])
+        // Stable across platforms and releases, unlike `DefaultHasher`.
+        Rng::derive(seed, &[tag, fnv1a(key.as_bytes())])
     }
 
     pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        mix(self.0)
+        spread(self.0)
     }
 
     /// Uniform in `0..n` (0 when `n` is 0).
