@@ -28,8 +28,8 @@ use url::Url;
 
 use heapster_dataflows::Event;
 
-use super::google::auth::{Authenticator, Credentials};
-use super::google::client::{ApiClient, http_client};
+use super::google::client::ApiClient;
+use super::google::connect::{Connection, connect, endpoint_url};
 use super::google::endpoints::{GoogleOptions, SHARED_OPTIONS, sink_options};
 use super::google::error::GoogleError;
 use super::influxdb::events::EventEncoder;
@@ -102,33 +102,15 @@ impl Sink for GclConfig {
     }
 }
 
-/// Reads the credentials, fetches a first token and finds the project: a sink that cannot
-/// authenticate fails here, at start, naming what to fix.
+/// Connects (a sink that cannot authenticate fails here, at start, naming what to fix).
 async fn start(config: GclConfig) -> Result<(GclEncode, Arc<ApiClient>, Url), GoogleError> {
-    let http = http_client(&config.google)?;
-    let credentials =
-        Credentials::from_options(config.google.credentials.as_deref(), &config.google.metadata_host)?;
-    let auth = Arc::new(Authenticator::new(http.clone(), credentials, SCOPE));
-    auth.token().await?;
-    let project = match &config.google.project {
-        Some(p) => p.clone(),
-        None => auth.project().await?,
-    };
-    let location = match &config.google.location {
-        Some(l) => l.clone(),
-        None => auth.zone().await.unwrap_or_else(|| "global".to_string()),
-    };
-    let url = config.google.endpoint.join("v2/entries:write").map_err(|source| GoogleError::Url {
-        base: config.google.endpoint.to_string(),
-        path: "v2/entries:write".into(),
-        source,
-    })?;
+    let Connection { client, project, location } = connect(&config.google, SCOPE, "Cloud Logging").await?;
+    let url = endpoint_url(&config.google, "v2/entries:write")?;
     info!(%project, %location, endpoint = %config.google.endpoint, "Cloud Logging sink ready");
     let encode = GclEncode {
         encoder: EntryEncoder::new(&project, &location, &config.google.cluster_name, config.severity),
         selector: EventEncoder::new(false, config.google.cluster_name.clone()),
     };
-    let client = ApiClient::new(http, auth, "Cloud Logging", config.google.attempts, config.google.backoff);
     Ok((encode, Arc::new(client), url))
 }
 

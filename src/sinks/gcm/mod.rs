@@ -22,8 +22,8 @@ use tokio::task::JoinSet;
 use tracing::{error, info, warn};
 use url::Url;
 
-use super::google::auth::{Authenticator, Credentials};
-use super::google::client::{ApiClient, http_client};
+use super::google::client::ApiClient;
+use super::google::connect::{Connection, connect, endpoint_url};
 use super::google::endpoints::{GoogleOptions, SHARED_OPTIONS, sink_options};
 use super::google::error::GoogleError;
 use crate::batch::Window;
@@ -97,29 +97,10 @@ type Discovered = Arc<Mutex<Vec<Descriptor>>>;
 /// Reads the credentials, fetches a first token, finds the project and creates the metric
 /// descriptors: a sink that cannot authenticate fails here, naming what to fix.
 async fn start(config: GcmConfig) -> Result<(GcmEncode, GcmDeliverParts), GoogleError> {
-    let http = http_client(&config.google)?;
-    let credentials =
-        Credentials::from_options(config.google.credentials.as_deref(), &config.google.metadata_host)?;
-    let auth = Arc::new(Authenticator::new(http.clone(), credentials, SCOPE));
-    auth.token().await?;
-    let project = match &config.google.project {
-        Some(p) => p.clone(),
-        None => auth.project().await?,
-    };
-    let location = match &config.google.location {
-        Some(l) => l.clone(),
-        None => auth.zone().await.unwrap_or_else(|| "global".to_string()),
-    };
-    let join = |path: String| {
-        config.google.endpoint.join(&path).map_err(|source| GoogleError::Url {
-            base: config.google.endpoint.to_string(),
-            path: path.clone(),
-            source,
-        })
-    };
-    let series_url = join(format!("v3/projects/{project}/timeSeries"))?;
-    let descriptors_url = join(format!("v3/projects/{project}/metricDescriptors"))?;
-    let client = Arc::new(ApiClient::new(http, auth, API, config.google.attempts, config.google.backoff));
+    let Connection { client, project, location } = connect(&config.google, SCOPE, API).await?;
+    let series_url = endpoint_url(&config.google, &format!("v3/projects/{project}/timeSeries"))?;
+    let descriptors_url = endpoint_url(&config.google, &format!("v3/projects/{project}/metricDescriptors"))?;
+    let client = Arc::new(client);
     let discovered = Discovered::default();
     let mut deliver = GcmDeliverParts {
         client,
@@ -325,6 +306,8 @@ async fn write(client: Arc<ApiClient>, url: Url, body: Bytes, series: usize) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sinks::google::client::http_client;
+    use crate::sinks::google::{Authenticator, Credentials};
 
     #[test]
     fn parses_options() {

@@ -7,11 +7,13 @@
 //! - [`auth`]: access tokens from the GCE metadata server or a service-account key (a signed JWT
 //!   exchanged at the key's `token_uri`), refreshed before they expire.
 //! - [`error`]: `{"error": {"code", "message", "status", "details"}}`.
+//! - [`connect`]: the start every Google sink makes (credentials, first token, project, zone).
 //! - [`client`]: POST with the token, retrying 429/5xx/timeouts with backoff and jitter (honouring
 //!   `Retry-After`), refreshing the token once on a 401.
 
 pub mod auth;
 pub mod client;
+pub mod connect;
 pub mod endpoints;
 pub mod error;
 pub mod json;
