@@ -1,6 +1,7 @@
 //! The HTTP API under a request storm: a fast replay of a synthetic 1,000-node x 30-pod cluster
 //! (3 windows) into `file:/dev/null`, timed alone and while one client sends up to 10,000
-//! requests (node and pod lists of metrics.k8s.io, /metrics, /healthz) to the collector's API.
+//! requests on one kept-alive connection (node and pod lists of metrics.k8s.io, /metrics,
+//! /healthz) to the collector's API.
 //! Runs alternate (quiet, storm, quiet, ...) so that the machine's drift hits both alike; prints
 //! each run's wall time, the collector's CPU time, the requests answered, the bytes they carried
 //! and the client's own CPU time (on a small machine the client competes with the replay for
@@ -9,7 +10,7 @@
 //! Under `cargo test` (no `--bench`) it runs a 10 x 3 x 2 smoke size, one run of each.
 //! Sizes: `BENCH_NODES`, `BENCH_PODS`, `BENCH_WINDOWS`, `BENCH_RUNS`, `BENCH_REQUESTS`.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -154,8 +155,9 @@ fn heapster_bin() -> PathBuf {
 fn storm(log: &Path, requests: usize, done: &AtomicBool) -> Client {
     let mut client = Client::default();
     if let Some(addr) = api_address(log, done) {
+        let mut connection = None;
         while client.answered < requests && !done.load(Ordering::Relaxed) {
-            match get(&addr, PATHS[client.answered % PATHS.len()]) {
+            match get(&mut connection, &addr, PATHS[client.answered % PATHS.len()]) {
                 Ok(bytes) => {
                     client.answered += 1;
                     client.bytes += bytes;
@@ -181,16 +183,45 @@ fn api_address(log: &Path, done: &AtomicBool) -> Option<String> {
     None
 }
 
-/// One HTTP/1.1 GET on its own connection; the body is read whole and dropped. Returns the
-/// bytes received after the status line.
-fn get(addr: &str, path: &str) -> std::io::Result<u64> {
-    let mut stream = TcpStream::connect(addr)?;
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n")?;
-    let mut reader = BufReader::new(stream);
-    let mut status = String::new();
-    reader.read_line(&mut status)?;
-    if !status.contains(" 200 ") {
-        return Err(std::io::Error::other(format!("{path}: {}", status.trim())));
+/// One HTTP/1.1 GET on a kept-alive connection (as kubectl and Prometheus send them), opened
+/// when there is none; the body is read whole and dropped. Returns the body's length.
+fn get(connection: &mut Option<BufReader<TcpStream>>, addr: &str, path: &str) -> std::io::Result<u64> {
+    let reader = match connection {
+        Some(reader) => reader,
+        None => {
+            let stream = TcpStream::connect(addr)?;
+            stream.set_nodelay(true)?;
+            connection.insert(BufReader::new(stream))
+        }
+    };
+    // One write: a request in pieces waits on delayed ACKs.
+    reader.get_mut().write_all(format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n\r\n").as_bytes())?;
+    let mut line = String::new();
+    reader.read_line(&mut line)?;
+    if !line.contains(" 200 ") {
+        return Err(std::io::Error::other(format!("{path}: {}", line.trim())));
     }
-    std::io::copy(&mut reader, &mut std::io::sink())
+    let mut length = None;
+    loop {
+        line.clear();
+        if reader.read_line(&mut line)? == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        let header = line.trim_end();
+        if header.is_empty() {
+            break;
+        }
+        if let Some((name, value)) = header.split_once(':')
+            && name.eq_ignore_ascii_case("content-length")
+        {
+            length = value.trim().parse::<u64>().ok();
+        }
+    }
+    let Some(length) = length else {
+        // No length: the body ends with the connection.
+        let body = std::io::copy(reader, &mut std::io::sink())?;
+        *connection = None;
+        return Ok(body);
+    };
+    std::io::copy(&mut reader.by_ref().take(length), &mut std::io::sink())
 }
