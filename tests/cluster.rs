@@ -199,13 +199,15 @@ fn influx_windows(influxd: &Influxd, db: &str) -> Vec<Vec<String>> {
     }))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn live_processes_scrape_only_their_own_nodes_and_match_one_process() {
+/// Runs `scenario` live from the fixture server on a 3 x 2 cluster until its `windows` recorded
+/// windows are complete, and checks them, in the files and in InfluxDB, against one process's
+/// replay of the same scenario, point for point. Returns the fixture server's request log.
+async fn live_cluster_matches_one_process(
+    scenario: &Path,
+    windows: usize,
+) -> heapster_testbed::fixture_server::FixtureStats {
     let tmp = tempfile::tempdir().expect("tempdir");
-    let scenario = tmp.path().join("synth");
-    const WINDOWS: usize = 2;
-    synth(&SynthSpec::new(200, 1, WINDOWS), &scenario).expect("synth");
-    let server = serve(&scenario, tmp.path(), |_| {}).await;
+    let server = serve(scenario, tmp.path(), |_| {}).await;
     let influxd = Influxd::start().expect("influxd (run scripts/test-deps.sh)");
     let args = [
         format!("--sink=influxdb:{}?db=live", influxd.url()),
@@ -225,13 +227,13 @@ async fn live_processes_scrape_only_their_own_nodes_and_match_one_process() {
         let started = Instant::now();
         let outs: Vec<&Path> = outs.iter().map(PathBuf::as_path).collect();
         // One window more than recorded: the recorded ones are then complete.
-        while windows_of_files(&outs).len() <= WINDOWS {
+        while windows_of_files(&outs).len() <= windows {
             for p in cluster.iter_mut() {
                 if let Some(status) = p.collector.try_wait() {
                     panic!("a process exited with {status}: {}", p.log());
                 }
             }
-            assert!(started.elapsed() < PATIENCE, "no {WINDOWS} windows in time: {}", cluster[0].log());
+            assert!(started.elapsed() < PATIENCE, "no {windows} windows in time: {}", cluster[0].log());
             std::thread::sleep(Duration::from_millis(200));
         }
         for p in &cluster {
@@ -254,7 +256,7 @@ async fn live_processes_scrape_only_their_own_nodes_and_match_one_process() {
     let replayed = windows_of(&single);
     let outs: Vec<&Path> = cluster.iter().map(|p| p.out.as_path()).collect();
     let live = windows_of_files(&outs);
-    assert_eq!(replayed.len(), WINDOWS);
+    assert_eq!(replayed.len(), windows);
     for (i, (l, r)) in live.iter().zip(&replayed).enumerate() {
         if l != r {
             let warnings: Vec<String> = cluster
@@ -277,9 +279,9 @@ async fn live_processes_scrape_only_their_own_nodes_and_match_one_process() {
 
     // InfluxDB too: the cluster's first windows hold what one process's replay wrote.
     let stored = influx_windows(&influxd, "single");
-    assert_eq!(stored.len(), WINDOWS);
+    assert_eq!(stored.len(), windows);
     let live = influx_windows(&influxd, "live");
-    assert!(live.len() >= WINDOWS, "{} windows in InfluxDB", live.len());
+    assert!(live.len() >= windows, "{} windows in InfluxDB", live.len());
     for (i, (l, r)) in live.iter().zip(&stored).enumerate() {
         assert!(
             l == r,
@@ -289,8 +291,17 @@ async fn live_processes_scrape_only_their_own_nodes_and_match_one_process() {
         );
     }
 
+    server.stats()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_processes_scrape_only_their_own_nodes_and_match_one_process() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let scenario = tmp.path().join("synth");
+    synth(&SynthSpec::new(200, 1, 2), &scenario).expect("synth");
+    let stats = live_cluster_matches_one_process(&scenario, 2).await;
     // The fixture server's request log: every kubelet was asked only by the process owning it.
-    let agents = server.stats().summary_agents;
+    let agents = stats.summary_agents;
     assert_eq!(agents.len(), 200, "every node was scraped");
     let mut per_process = [0usize; PROCESSES];
     for (node, asked_by) in &agents {
@@ -304,6 +315,13 @@ async fn live_processes_scrape_only_their_own_nodes_and_match_one_process() {
         per_process[owner] += 1;
     }
     assert!(per_process.iter().all(|&n| n > 0), "{per_process:?}");
+}
+
+/// `fixtures/small` live: a restarted container, a deleted pod and a node that turns NotReady,
+/// with the pods' metadata watched by process 0 alone and exchanged to the others' workers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_small_is_the_same_in_a_cluster() {
+    live_cluster_matches_one_process(&small(), 5).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
