@@ -156,6 +156,15 @@ fn storm(log: &Path, requests: usize, done: &AtomicBool) -> Client {
     let mut client = Client::default();
     if let Some(addr) = api_address(log, done) {
         let mut connection = None;
+        // Lists stay empty until a window has rates: the storm starts on a populated snapshot,
+        // so that it reads real lists.
+        loop {
+            match get(&mut connection, &addr, PATHS[0]) {
+                Ok(bytes) if bytes > 4096 => break,
+                Ok(_) if !done.load(Ordering::Relaxed) => std::thread::sleep(Duration::from_millis(20)),
+                _ => return client,
+            }
+        }
         while client.answered < requests && !done.load(Ordering::Relaxed) {
             match get(&mut connection, &addr, PATHS[client.answered % PATHS.len()]) {
                 Ok(bytes) => {

@@ -95,7 +95,7 @@ pub fn global() -> &'static Telemetry {
 }
 
 impl Telemetry {
-    fn new() -> Telemetry {
+    pub(crate) fn new() -> Telemetry {
         let mut registry = Registry::with_prefix("heapster");
         let info = Info::new(vec![("version", env!("CARGO_PKG_VERSION"))]);
         registry.register("build", "The collector's version", info);

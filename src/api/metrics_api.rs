@@ -118,7 +118,7 @@ fn list(kind: &str, items: Vec<Value>) -> Answer {
 }
 
 /// What a request asks of the metrics API.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Query<'a> {
     Nodes,
     Node(&'a str),
@@ -257,6 +257,7 @@ mod tests {
                     containers: vec![("nginx".into(), usage), ("php".into(), usage)],
                 },
             ],
+            rendered: Default::default(),
         }
     }
 

@@ -214,12 +214,25 @@ pub fn handle(telemetry: &Telemetry, method: &Method, path: &str, query: Option<
         return json(metrics_api::status(405, "MethodNotAllowed", "metrics cannot be watched"));
     }
     let snapshot = telemetry.snapshot();
-    json(metrics_api::answer(
-        snapshot.as_deref(),
-        api_query,
-        params.get("labelSelector").map(String::as_str),
-        params.get("fieldSelector").map(String::as_str),
-    ))
+    let labels = params.get("labelSelector").map(String::as_str);
+    let fields = params.get("fieldSelector").map(String::as_str);
+    if let Some(snapshot) = snapshot.as_deref()
+        && labels.is_none_or(str::is_empty)
+        && fields.is_none_or(str::is_empty)
+    {
+        let cell = match api_query {
+            Query::Nodes => Some(&snapshot.rendered.nodes),
+            Query::Pods(None) => Some(&snapshot.rendered.pods),
+            _ => None,
+        };
+        if let Some(cell) = cell {
+            let body = cell.get_or_init(|| {
+                Bytes::from(metrics_api::answer(Some(snapshot), api_query, None, None).1.to_string())
+            });
+            return respond(200, "application/json", body.clone());
+        }
+    }
+    json(metrics_api::answer(snapshot.as_deref(), api_query, labels, fields))
 }
 
 /// Heapster's health: the node list works and a window reached the sinks recently enough.
@@ -254,5 +267,57 @@ pub fn readiness(telemetry: &Telemetry) -> (bool, String) {
     match telemetry.last_window_at_ms() {
         Some(_) => (true, "ready: a window has been exported\n".to_string()),
         None => (false, "not ready: no window exported yet\n".to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use heapster_dataflows::{EntityKey, MetricId, MetricSet, Value};
+    use http_body_util::BodyExt;
+
+    use super::*;
+    use crate::batch::MetricBatch;
+
+    fn body(response: Response<Body>) -> Bytes {
+        futures::executor::block_on(response.into_body().collect()).map(|b| b.to_bytes()).unwrap_or_default()
+    }
+
+    fn with_usage(key: EntityKey) -> MetricSet {
+        let mut set = MetricSet::new(key);
+        set.values.set(MetricId::CpuUsageRate, Value::Int(250));
+        set.values.set(MetricId::MemoryWorkingSet, Value::Int(1 << 20));
+        set
+    }
+
+    #[test]
+    fn unfiltered_lists_are_rendered_once_per_window_and_equal_a_fresh_answer() {
+        let telemetry = Telemetry::new();
+        telemetry.start_publishing();
+        let sets = vec![
+            with_usage(EntityKey::Node { node: "n1".into() }),
+            with_usage(EntityKey::PodContainer {
+                ns: "web".into(),
+                pod: "p1".into(),
+                container: "php".into(),
+            }),
+            with_usage(EntityKey::PodContainer { ns: "db".into(), pod: "p2".into(), container: "pg".into() }),
+        ];
+        telemetry.window_complete(&MetricBatch { time: 60_000, sets });
+        let snapshot = telemetry.snapshot().expect("a snapshot");
+        let pods = "/apis/metrics.k8s.io/v1beta1/pods";
+        assert!(snapshot.rendered.pods.get().is_none());
+        let first = body(handle(&telemetry, &Method::GET, pods, None));
+        assert_eq!(snapshot.rendered.pods.get(), Some(&first), "kept for the next request");
+        assert_eq!(body(handle(&telemetry, &Method::GET, pods, None)), first);
+        let fresh = metrics_api::answer(Some(&snapshot), Query::Pods(None), None, None).1.to_string();
+        assert_eq!(first, fresh.as_bytes());
+        let nodes = body(handle(&telemetry, &Method::GET, "/apis/metrics.k8s.io/v1beta1/nodes", None));
+        assert_eq!(snapshot.rendered.nodes.get(), Some(&nodes));
+        // A selector is answered afresh, not from the unfiltered list.
+        let selected =
+            body(handle(&telemetry, &Method::GET, pods, Some("fieldSelector=metadata.namespace%3Ddb")));
+        assert_ne!(selected, first);
+        assert!(String::from_utf8_lossy(&selected).contains("\"p2\""));
+        assert!(!String::from_utf8_lossy(&selected).contains("\"p1\""));
     }
 }
