@@ -460,48 +460,6 @@ fn gcm_rides_out_faults_and_counts_exactly_the_refused_series() {
     google.assert_every_request_well_formed();
 }
 
-#[test]
-fn gcm_a_thousand_node_window_arrives_whole_in_requests_of_at_most_200_series() {
-    let google = Google::start();
-    let scenario = google.dir.path().join("big");
-    heapster_testbed::synth::synth(&heapster_testbed::synth::SynthSpec::new(1000, 1, 2), &scenario)
-        .expect("synth");
-    let out = google.dir.path().join("metrics.lp");
-    // The node autoscaling metrics of every node: 8,000 series a window. (All metrics would be
-    // ~140,000 series a window, minutes of work for a debug-built emulation on a shared machine;
-    // their request shape is the same code path, checked by the replay tests above.)
-    let (run, log) =
-        replay_into_gcm(&scenario, &google.sink_with_key("gcm", "&concurrency=8&metrics=autoscaling"), &out);
-    assert!(run.status.success(), "{log}");
-    let autoscaling = [
-        "cpu/node_capacity",
-        "memory/node_capacity",
-        "cpu/node_allocatable",
-        "memory/node_allocatable",
-        "cpu/node_utilization",
-        "memory/node_utilization",
-        "cpu/node_reservation",
-        "memory/node_reservation",
-    ];
-    let mut expected = file_points(&out);
-    expected.retain(|k, _| k.2 == "node" && autoscaling.contains(&k.1.as_str()));
-    let nodes: std::collections::BTreeSet<&str> = expected.keys().map(|k| k.6.as_str()).collect();
-    assert_eq!(nodes.len(), 1000, "every node");
-    let windows: std::collections::BTreeSet<i64> = expected.keys().map(|k| k.0).collect();
-    assert_eq!(windows.len(), 2, "two windows");
-    let got: BTreeMap<PointKey, f64> = gcm_points(&google.server)
-        .into_iter()
-        .map(|(k, v)| ((k.0, k.1, "node".to_string(), k.3, k.4, k.5, k.6, k.7, k.8), v))
-        .collect();
-    assert_eq!(got.len(), expected.len(), "every point arrived");
-    assert!(got == expected, "the same points and values");
-    let stats = google.server.stats();
-    assert_eq!(stats.max_series_per_request, 200, "{stats:?}");
-    assert!(stats.time_series_requests as usize >= expected.len() / 200, "{stats:?}");
-    // The emulation refuses repeated series in a request and points not newer than the last.
-    google.assert_every_request_well_formed();
-}
-
 /// Nodes of the all-metrics window below: the size the API's limits must hold at (one pod per
 /// node keeps the run near a minute in a debug build, most of it the emulation's schema checks).
 const ALL_METRICS_NODES: usize = 1000;
