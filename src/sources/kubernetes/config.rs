@@ -154,16 +154,14 @@ pub enum ClientError {
     #[error("Kubernetes client: {0}")]
     Client(#[source] kube::Error),
     #[error("kubelet client: {0}")]
-    Kubelet(#[source] reqwest::Error),
-    #[error("kubelet client: cluster CA: {0}")]
-    KubeletCa(#[source] reqwest::Error),
+    Kubelet(#[source] super::kubelet_client::KubeletClientError),
 }
 
 /// The clients a Kubernetes source needs.
 #[derive(Clone)]
 pub struct Clients {
     pub api: kube::Client,
-    pub kubelet: reqwest::Client,
+    pub kubelet: super::kubelet_client::KubeletClient,
     /// Bearer token for kubelets over HTTPS.
     pub kubelet_token: Option<String>,
 }
@@ -207,19 +205,9 @@ pub async fn clients(config: &KubernetesConfig) -> Result<Clients, ClientError> 
         }
     }
 
-    let mut kubelet = reqwest::Client::builder()
-        .connect_timeout(config.kubelet_timeout)
-        .timeout(config.kubelet_timeout)
-        .pool_idle_timeout(Duration::from_secs(90));
-    if config.insecure {
-        kubelet = kubelet.danger_accept_invalid_certs(true);
-    } else if let Some(certs) = &kube_config.root_cert {
-        for der in certs {
-            let cert = reqwest::Certificate::from_der(der).map_err(ClientError::KubeletCa)?;
-            kubelet = kubelet.add_root_certificate(cert);
-        }
-    }
-    let kubelet = kubelet.build().map_err(ClientError::Kubelet)?;
+    let roots = kube_config.root_cert.as_deref().unwrap_or_default();
+    let kubelet = super::kubelet_client::KubeletClient::new(roots, config.insecure, config.kubelet_timeout)
+        .map_err(ClientError::Kubelet)?;
     let api = kube::Client::try_from(kube_config).map_err(ClientError::Client)?;
     Ok(Clients { api, kubelet, kubelet_token: token })
 }

@@ -3,6 +3,7 @@
 //! - [`config`]: the `kubernetes:` URI and the API and kubelet clients it describes.
 //! - [`event_watch`]: the events list/watch loop.
 //! - [`events`]: core and `events.k8s.io` events (lists, watch lines) into the event model.
+//! - [`kubelet_client`]: the HTTP client for kubelets, light on idle connections.
 //! - [`objects`]: nodes, pods and namespaces into scrape targets and enrichment metadata.
 //! - [`quantity`]: resource quantities (`100m`, `1.5Gi`) as exact integers.
 //! - [`watch`]: reflectors keeping the objects current.
@@ -13,6 +14,7 @@
 pub mod config;
 pub mod event_watch;
 pub mod events;
+pub mod kubelet_client;
 pub mod objects;
 pub mod quantity;
 mod raw_list;

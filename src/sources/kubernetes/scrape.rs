@@ -2,14 +2,19 @@
 
 use std::time::Duration;
 
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper::header::{AUTHORIZATION, CONTENT_LENGTH, USER_AGENT};
+
 use super::config::{Clients, KubernetesConfig};
+use super::kubelet_client::KubeletClient;
 use crate::sources::NodeTarget;
 use crate::sources::ScrapeError;
 
 /// How to reach kubelets.
 #[derive(Clone)]
 pub struct Scraper {
-    client: reqwest::Client,
+    client: KubeletClient,
     https: bool,
     port: u16,
     token: Option<String>,
@@ -50,22 +55,38 @@ impl Scraper {
         Some(format!("{scheme}://{host}:{}/stats/summary", self.port))
     }
 
+    /// The node's summary; the whole exchange (connect, answer, body) within the timeout.
     pub async fn scrape(&self, target: &NodeTarget) -> Result<Vec<u8>, ScrapeError> {
         let url = self
             .url(target)
             .ok_or_else(|| ScrapeError::Failed("no InternalIP or ExternalIP address to scrape".into()))?;
-        let mut request = self.client.get(&url).timeout(self.timeout);
+        match tokio::time::timeout(self.timeout, self.exchange(&url)).await {
+            Ok(result) => result,
+            Err(_) => Err(ScrapeError::Failed(format!(
+                "timed out after {}",
+                humantime::format_duration(self.timeout)
+            ))),
+        }
+    }
+
+    async fn exchange(&self, url: &str) -> Result<Vec<u8>, ScrapeError> {
+        let mut headers = Vec::new();
         if let (true, Some(token)) = (self.https, &self.token) {
-            request = request.bearer_auth(token);
+            headers.push((AUTHORIZATION, format!("Bearer {token}")));
         }
         if let Some(agent) = &self.user_agent {
-            request = request.header(reqwest::header::USER_AGENT, agent);
+            headers.push((USER_AGENT, agent.clone()));
         }
-        let mut response =
-            request.send().await.map_err(|e| ScrapeError::Failed(describe(&e, self.timeout)))?;
+        let response = self.client.get(url, &headers).await.map_err(ScrapeError::Failed)?;
         let status = response.status();
+        let declared = response
+            .headers()
+            .get(CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        let mut body = response.into_body();
         if !status.is_success() {
-            let body = match read_capped(&mut response, MAX_ERROR_BODY).await {
+            let body = match read_capped(&mut body, declared, MAX_ERROR_BODY).await {
                 Ok(Capped::Whole(body) | Capped::Cut(body)) => body,
                 Err(_) => Vec::new(),
             };
@@ -74,17 +95,17 @@ impl Scraper {
             return Err(ScrapeError::Failed(format!("{url}: HTTP {status}: {}", body.trim())));
         }
         // A declared length over the cap is refused before a byte of the body is read.
-        if let Some(declared) = response.content_length().filter(|&n| n > MAX_BODY as u64) {
+        if let Some(declared) = declared.filter(|&n| n > MAX_BODY as u64) {
             return Err(ScrapeError::Failed(format!(
                 "{url}: declares a body of {declared} bytes, over the {MAX_BODY}-byte limit; not read"
             )));
         }
-        match read_capped(&mut response, MAX_BODY).await {
+        match read_capped(&mut body, declared, MAX_BODY).await {
             Ok(Capped::Whole(body)) => Ok(body),
             Ok(Capped::Cut(_)) => Err(ScrapeError::Failed(format!(
                 "{url}: body over the {MAX_BODY}-byte limit; stopped reading there"
             ))),
-            Err(e) => Err(ScrapeError::Failed(format!("{url}: body: {}", describe(&e, self.timeout)))),
+            Err(e) => Err(ScrapeError::Failed(format!("{url}: body: {}", crate::errors::error_chain(&e)))),
         }
     }
 }
@@ -96,33 +117,26 @@ enum Capped {
     Cut(Vec<u8>),
 }
 
-/// Reads the body chunk by chunk, counting as it goes, and stops at `cap`: memory never holds
+/// Reads the body frame by frame, counting as it goes, and stops at `cap`: memory never holds
 /// more than `cap` bytes of it, whatever the sender declares or streams.
-async fn read_capped(response: &mut reqwest::Response, cap: usize) -> Result<Capped, reqwest::Error> {
+async fn read_capped(body: &mut Incoming, declared: Option<u64>, cap: usize) -> Result<Capped, hyper::Error> {
     // A declared length within the cap sizes the buffer once; pages are only touched as bytes
     // arrive, so a sender that declares much and sends little costs little.
-    let declared = response.content_length().map_or(0, |n| n.min(cap as u64) as usize);
-    let mut body = Vec::with_capacity(declared);
-    while let Some(chunk) = response.chunk().await? {
-        let take = chunk.len().min(cap - body.len());
+    let declared = declared.map_or(0, |n| n.min(cap as u64) as usize);
+    let mut out = Vec::with_capacity(declared);
+    while let Some(frame) = body.frame().await {
+        let Ok(chunk) = frame?.into_data() else { continue };
+        let take = chunk.len().min(cap - out.len());
         // Grow by doubling as a Vec does, but never past the cap.
-        let needed = body.len() + take;
-        if needed > body.capacity() {
-            let target = (body.capacity() * 2).max(needed).min(cap);
-            body.reserve_exact(target - body.len());
+        let needed = out.len() + take;
+        if needed > out.capacity() {
+            let target = (out.capacity() * 2).max(needed).min(cap);
+            out.reserve_exact(target - out.len());
         }
-        body.extend_from_slice(&chunk[..take]);
+        out.extend_from_slice(&chunk[..take]);
         if take < chunk.len() {
-            return Ok(Capped::Cut(body));
+            return Ok(Capped::Cut(out));
         }
     }
-    Ok(Capped::Whole(body))
-}
-
-/// reqwest's error with its cause chain, which holds the useful part (refused, reset, ...).
-fn describe(e: &reqwest::Error, timeout: Duration) -> String {
-    if e.is_timeout() {
-        return format!("timed out after {}", humantime::format_duration(timeout));
-    }
-    crate::errors::error_chain(e)
+    Ok(Capped::Whole(out))
 }
