@@ -6,6 +6,7 @@
 //! - [`kubelet_client`]: the HTTP client for kubelets, light on idle connections.
 //! - [`objects`]: nodes, pods and namespaces into scrape targets and enrichment metadata.
 //! - [`quantity`]: resource quantities (`100m`, `1.5Gi`) as exact integers.
+//! - [`trimmed`]: nodes and pods decoded with only the fields the graph reads.
 //! - [`watch`]: reflectors keeping the objects current.
 //! - [`reach`]: the API server's reachability, logged once per change.
 //! - [`scrape`]: kubelet `/stats/summary` requests.
@@ -21,4 +22,5 @@ mod raw_list;
 pub mod reach;
 pub mod scrape;
 pub mod source;
+pub mod trimmed;
 pub mod watch;

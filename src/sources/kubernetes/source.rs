@@ -160,6 +160,9 @@ pub async fn run(
             share.processes
         ));
     }
+    // Windows are counted from start, not from the first lists: the first window is the first
+    // boundary after start, late by what lists still take then, never a whole resolution later.
+    let started = started.or_else(|| Some(crate::sources::clock::now_ms()));
     // Only the leader feeds metadata: the other processes watch the nodes, to know their own.
     let cluster = Cluster::watch_what(&clients.api, resolution, share.is_leader()).await;
     let source = Watched { cluster, scraper: Kubelets(scraper), schedulable_label: config.schedulable_label };

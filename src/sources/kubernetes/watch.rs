@@ -11,13 +11,14 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use futures::StreamExt;
 use heapster_dataflows::meta::MetaRecord;
 use heapster_dataflows::model::Interner;
-use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
+use k8s_openapi::api::core::v1::Namespace;
 use kube::Api;
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
 use serde::de::DeserializeOwned;
 
 use super::objects::{namespace_meta, node_meta, node_target_interned, pod_meta};
+use super::trimmed::{TrimmedNode, TrimmedPod};
 use crate::sources::NodeTarget;
 use crate::sources::meta_state::Kind;
 
@@ -79,15 +80,16 @@ impl SharedState {
 /// Converts one object; `None` (with a warning) when it cannot be used.
 trait Convert: Sized {
     const KIND: Kind;
-    fn convert(&self, interner: &mut Interner) -> Option<((String, String), Object)>;
+    fn convert(self, interner: &mut Interner) -> Option<((String, String), Object)>;
 }
 
-impl Convert for Node {
+impl Convert for TrimmedNode {
     const KIND: Kind = Kind::Node;
-    fn convert(&self, interner: &mut Interner) -> Option<((String, String), Object)> {
+    fn convert(self, interner: &mut Interner) -> Option<((String, String), Object)> {
+        let node = self.into_node();
         let mut warnings = Vec::new();
-        let converted = node_target_interned(self, interner).and_then(|target| {
-            node_meta(self, interner, &mut warnings).map(|(name, meta)| (target, name, meta))
+        let converted = node_target_interned(&node, interner).and_then(|target| {
+            node_meta(&node, interner, &mut warnings).map(|(name, meta)| (target, name, meta))
         });
         warn_all(&warnings);
         match converted {
@@ -103,11 +105,11 @@ impl Convert for Node {
     }
 }
 
-impl Convert for Pod {
+impl Convert for TrimmedPod {
     const KIND: Kind = Kind::Pod;
-    fn convert(&self, interner: &mut Interner) -> Option<((String, String), Object)> {
+    fn convert(self, interner: &mut Interner) -> Option<((String, String), Object)> {
         let mut warnings = Vec::new();
-        let converted = pod_meta(self, interner, &mut warnings);
+        let converted = pod_meta(&self.into_pod(), interner, &mut warnings);
         warn_all(&warnings);
         match converted {
             Ok(((ns, name), meta)) => Some((
@@ -124,8 +126,8 @@ impl Convert for Pod {
 
 impl Convert for Namespace {
     const KIND: Kind = Kind::Namespace;
-    fn convert(&self, interner: &mut Interner) -> Option<((String, String), Object)> {
-        match namespace_meta(self, interner) {
+    fn convert(self, interner: &mut Interner) -> Option<((String, String), Object)> {
+        match namespace_meta(&self, interner) {
             Ok((name, meta)) => Some((
                 (String::new(), name.to_string()),
                 Object { record: MetaRecord::Namespace { name, meta }, target: None },
@@ -156,13 +158,13 @@ fn warn_all(warnings: &[String]) {
 /// Starts the node watcher alone: a cluster process other than the leader needs only its
 /// scrape targets, the leader feeds the metadata.
 pub fn spawn_nodes(client: &kube::Client, state: &SharedState) {
-    tokio::spawn(watch::<Node>(Api::all(client.clone()), state.clone()));
+    tokio::spawn(watch::<TrimmedNode>(Api::all(client.clone()), state.clone()));
 }
 
 /// Starts the three watchers on the current runtime. They run until the runtime stops.
 pub fn spawn(client: &kube::Client, state: &SharedState) {
-    tokio::spawn(watch::<Node>(Api::all(client.clone()), state.clone()));
-    tokio::spawn(watch::<Pod>(Api::all(client.clone()), state.clone()));
+    tokio::spawn(watch::<TrimmedNode>(Api::all(client.clone()), state.clone()));
+    tokio::spawn(watch::<TrimmedPod>(Api::all(client.clone()), state.clone()));
     tokio::spawn(watch::<Namespace>(Api::all(client.clone()), state.clone()));
 }
 
