@@ -8,6 +8,7 @@ use heapster::run;
 use heapster::state_lock::StateLockError;
 
 fn main() -> ExitCode {
+    limit_malloc_arenas();
     let cli = Cli::parse();
     heapster::logging::init(cli.log_format);
 
@@ -69,3 +70,20 @@ fn main() -> ExitCode {
         }
     }
 }
+
+/// glibc gives threads that allocate at once arenas of their own, up to eight per core, and
+/// freed memory stays in the arena that held it: the runtime's threads, the workers and the
+/// sinks each keep a window's worth. Two arenas measured 40 MiB less peak RSS at 1,000 nodes
+/// for the same CPU. `MALLOC_ARENA_MAX` in the environment still decides when set.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn limit_malloc_arenas() {
+    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
+        // SAFETY: mallopt only sets an allocator tunable; no other thread exists yet.
+        unsafe {
+            libc::mallopt(libc::M_ARENA_MAX, 2);
+        }
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn limit_malloc_arenas() {}
