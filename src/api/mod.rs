@@ -48,7 +48,7 @@ pub enum ApiError {
     Tls(#[from] TlsError),
     #[error("cannot listen on {addr}: {source}")]
     Bind { addr: SocketAddr, source: std::io::Error },
-    #[error("cannot start the API thread: {0}")]
+    #[error("cannot start the API's thread or runtime: {0}")]
     Spawn(std::io::Error),
 }
 
@@ -82,9 +82,12 @@ impl Drop for ApiServer {
 pub fn start(config: &ApiConfig) -> Result<ApiServer, ApiError> {
     let tls = config.tls.as_ref().map(tls::server_config).transpose()?;
     let client_ca = config.tls.as_ref().is_some_and(|t| t.client_ca.is_some());
+    // Bound here, on the API's runtime, so that a busy port is an error of the start (tokio
+    // sets SO_REUSEADDR: a restart does not wait out the old connections' TIME_WAIT).
+    let runtime =
+        tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(ApiError::Spawn)?;
     let bind_error = |source| ApiError::Bind { addr: config.listen, source };
-    let listener = std::net::TcpListener::bind(config.listen).map_err(bind_error)?;
-    listener.set_nonblocking(true).map_err(bind_error)?;
+    let listener = runtime.block_on(TcpListener::bind(config.listen)).map_err(bind_error)?;
     let addr = listener.local_addr().map_err(bind_error)?;
     let scheme = if tls.is_some() { "https" } else { "http" };
     let gate = Arc::new(Gate { client_ca, allowed_users: config.allowed_users.clone() });
@@ -99,25 +102,7 @@ pub fn start(config: &ApiConfig) -> Result<ApiServer, ApiError> {
                 ),
                 got => tracing::info!(priority = %got, "the API thread yields the CPU to the pipeline"),
             }
-            let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-                Ok(runtime) => runtime,
-                Err(e) => {
-                    tracing::error!(
-                        "the API's runtime: {e}; /healthz, /metrics and metrics.k8s.io are not served"
-                    );
-                    return;
-                }
-            };
             runtime.block_on(async move {
-                let listener = match TcpListener::from_std(listener) {
-                    Ok(listener) => listener,
-                    Err(e) => {
-                        tracing::error!(
-                            "the API's listener: {e}; /healthz, /metrics and metrics.k8s.io are not served"
-                        );
-                        return;
-                    }
-                };
                 tokio::select! {
                     _ = accept_loop(listener, tls.map(TlsAcceptor::from), gate) => {}
                     _ = stopped => {}
