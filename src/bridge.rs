@@ -40,6 +40,8 @@ pub struct Stats {
     pub parse_warnings: AtomicU64,
     pub metric_sets: AtomicU64,
     pub metric_values: AtomicU64,
+    /// Windows cut short by a stop before all their scrapes were in, so not exported.
+    pub cancelled_windows: AtomicU64,
 }
 
 impl Stats {
@@ -72,6 +74,8 @@ pub enum Collected {
     EventsFrontier { worker: usize, frontier: Option<Time> },
     /// Where the event watch stood once tick `time` was fed (from worker 0).
     EventsVersion { time: Time, resource_version: String },
+    /// A worker's feed closed before window `time` was: its scrapes were cancelled by a stop.
+    Cancelled { time: Time },
 }
 
 /// Settings of the timely side.
@@ -209,7 +213,13 @@ pub fn run_workers_on(
                     worker.step_or_park(park);
                     continue;
                 }
-                Err(TryRecvError::Disconnected) => break,
+                Err(TryRecvError::Disconnected) => {
+                    if let Some(time) = open {
+                        // Its remaining scrapes never come: the window would be short of nodes.
+                        let _ = collected.send(Collected::Cancelled { time });
+                    }
+                    break;
+                }
             };
             let (time, scrape) = match message {
                 Feed::Meta { time, changes } => {
@@ -382,6 +392,10 @@ fn to_collector<D: 'static>(
 pub enum Completed {
     Metrics(MetricBatch),
     Events(EventBatch),
+    /// A window a stop cut short: not exported, only counted.
+    Cancelled {
+        time: Time,
+    },
 }
 
 /// Merges the workers' shares of each window (and of each events tick) once every worker's
@@ -392,6 +406,8 @@ pub struct Collector {
     event_frontiers: Vec<Option<Time>>,
     /// Each tick's events and the watch's version as of it (a tick may have either alone).
     pending_events: Held<(Vec<Event>, Option<String>)>,
+    /// Windows some worker's feed closed in the middle of: dropped when they complete.
+    cancelled: Vec<Time>,
 }
 
 impl Collector {
@@ -401,6 +417,7 @@ impl Collector {
             pending: Held::default(),
             event_frontiers: vec![Some(0); workers],
             pending_events: Held::default(),
+            cancelled: Vec::new(),
         }
     }
 
@@ -431,6 +448,12 @@ impl Collector {
                 self.pending_events.entry(time, Default::default).1 = Some(resource_version);
                 self.complete_events()
             }
+            Collected::Cancelled { time } => {
+                if !self.cancelled.contains(&time) {
+                    self.cancelled.push(time);
+                }
+                Vec::new()
+            }
         }
     }
 
@@ -441,8 +464,20 @@ impl Collector {
 
     fn complete_windows(&mut self) -> Vec<Completed> {
         let frontiers = &self.frontiers;
+        let cancelled = &self.cancelled;
         std::iter::from_fn(|| self.pending.next_if(|t| passed(frontiers, t)))
-            .map(|(time, shares)| Completed::Metrics(merge(time, shares)))
+            .map(|(time, shares)| {
+                if cancelled.contains(&time) {
+                    let sets: usize = shares.iter().map(Vec::len).sum();
+                    tracing::warn!(
+                        window = time,
+                        sets,
+                        "window {time} not exported: the stop cancelled its scrapes before every node was in"
+                    );
+                    return Completed::Cancelled { time };
+                }
+                Completed::Metrics(merge(time, shares))
+            })
             .collect()
     }
 

@@ -45,6 +45,9 @@ pub fn dispatch(
                                 last.send(SinkInput::Metrics(batch));
                             }
                         }
+                        Completed::Cancelled { .. } => {
+                            stats.cancelled_windows.fetch_add(1, Ordering::Relaxed);
+                        }
                         Completed::Events(batch) => {
                             // The checkpointer needs only each event's state: the events
                             // themselves are freed once every sink has encoded them.

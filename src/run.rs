@@ -107,7 +107,39 @@ pub struct RunReport {
     pub traffic: Option<Arc<crate::cluster::connect::Traffic>>,
 }
 
-/// Sets `stop` on SIGINT or SIGTERM: the source ends its window, the sinks flush.
+/// Listens for SIGINT and SIGTERM on a thread of its own, so that a busy I/O runtime does not
+/// delay the stop; the thread ends with the returned guard.
+fn listen_for_signals(stop: &Arc<AtomicBool>) -> Result<tokio::sync::oneshot::Sender<()>, RunError> {
+    let (ended, run_ended) = tokio::sync::oneshot::channel::<()>();
+    let runtime =
+        tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(RunError::Runtime)?;
+    let stop = Arc::clone(stop);
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            runtime.block_on(async move {
+                tokio::select! {
+                    () = stop_on_signal(stop) => {}
+                    _ = run_ended => {}
+                }
+            });
+        })
+        .map_err(|source| RunError::Spawn { what: "signals", source })?;
+    Ok(ended)
+}
+
+/// Logs a step of the end of a run: at info when stopping (an operator sees where the time
+/// went), at debug when a replay simply ends.
+fn ending(stop: &AtomicBool, what: &str) {
+    if stop.load(std::sync::atomic::Ordering::Relaxed) {
+        tracing::info!("stopping: {what}");
+    } else {
+        tracing::debug!("{what}");
+    }
+}
+
+/// Sets `stop` on SIGINT or SIGTERM: the scrapes in flight are cancelled, the windows the
+/// workers accepted go to the sinks, the sinks flush.
 async fn stop_on_signal(stop: Arc<AtomicBool>) {
     let interrupt = tokio::signal::ctrl_c();
     #[cfg(unix)]
@@ -128,7 +160,7 @@ async fn stop_on_signal(stop: Arc<AtomicBool>) {
         _ = interrupt => {}
         _ = terminate => {}
     }
-    tracing::info!("stopping: finishing the current window");
+    tracing::info!("stopping: cancelling the scrapes in flight, flushing the windows already accepted");
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
 }
 
@@ -165,10 +197,10 @@ pub fn run(config: RunConfig, stop: Arc<AtomicBool>) -> Result<RunReport, RunErr
         .enable_all()
         .build()
         .map_err(RunError::Runtime)?;
-    runtime.spawn(stop_on_signal(Arc::clone(&stop)));
+    let _signals = listen_for_signals(&stop)?;
     // Another process on the port must not stop collection: the API is off then, and says so.
     let _api = match &config.api {
-        Some(api) => match runtime.block_on(crate::api::start(api)) {
+        Some(api) => match crate::api::start(api) {
             Ok(server) => Some(server),
             Err(e @ crate::api::ApiError::Bind { .. }) => {
                 tracing::error!("{e}; /healthz, /metrics and metrics.k8s.io are not served");
@@ -323,10 +355,13 @@ pub fn run(config: RunConfig, stop: Arc<AtomicBool>) -> Result<RunReport, RunErr
     let worker_config = WorkerConfig { workers, share, labels: config.labels, events: events_config };
     let workers_result =
         bridge::run_workers_on(worker_config, network, receivers, collected_tx, Arc::clone(&stats));
+    ending(&stop, "the workers are done, every window they accepted is with the collector");
     let source_result = source();
     let sinks = collector.join().map_err(|_| RunError::Panicked("collector"))?;
+    ending(&stop, "the sinks are flushed");
     workers_result?;
     source_result?;
     runtime.shutdown_timeout(Duration::from_secs(1));
+    ending(&stop, "the I/O runtime is down");
     Ok(RunReport { stats, sinks, events: counters, elapsed: started.elapsed(), traffic })
 }

@@ -7,9 +7,11 @@
 //! - `/apis/metrics.k8s.io/v1beta1/...`: what `kubectl top` and the HPA read ([`metrics_api`]).
 //!
 //! Handlers read only the published snapshot and atomics ([`crate::telemetry`]), so serving
-//! never holds up the workers or the collector.
+//! never holds up the workers or the collector. The server runs on a thread of its own at the
+//! lowest scheduling priority ([`priority`]): under a request storm the pipeline keeps its CPU.
 
 pub mod metrics_api;
+pub mod priority;
 pub mod selector;
 pub mod snapshot;
 pub mod tls;
@@ -29,7 +31,7 @@ use hyper::service::service_fn;
 use hyper::{Method, Request, Response};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
-use tokio::task::{JoinHandle, JoinSet};
+use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 
 use crate::sources::clock::now_ms;
@@ -46,6 +48,8 @@ pub enum ApiError {
     Tls(#[from] TlsError),
     #[error("cannot listen on {addr}: {source}")]
     Bind { addr: SocketAddr, source: std::io::Error },
+    #[error("cannot start the API's thread or runtime: {0}")]
+    Spawn(std::io::Error),
 }
 
 /// The API server's settings (Heapster's flags).
@@ -61,29 +65,54 @@ pub struct ApiConfig {
 /// A running API server; stops when dropped.
 pub struct ApiServer {
     pub addr: SocketAddr,
-    task: JoinHandle<()>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
 impl Drop for ApiServer {
     fn drop(&mut self) {
-        self.task.abort();
+        // Not joined: a thread at idle priority may wait for CPU, and the process need not.
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
     }
 }
 
-/// Binds and serves on the current runtime; windows are published from now on.
-pub async fn start(config: &ApiConfig) -> Result<ApiServer, ApiError> {
+/// Binds, then serves on a thread of its own at the lowest priority the OS grants, with its
+/// own single-threaded runtime; windows are published from now on.
+pub fn start(config: &ApiConfig) -> Result<ApiServer, ApiError> {
     let tls = config.tls.as_ref().map(tls::server_config).transpose()?;
     let client_ca = config.tls.as_ref().is_some_and(|t| t.client_ca.is_some());
-    let listener = TcpListener::bind(config.listen)
-        .await
-        .map_err(|source| ApiError::Bind { addr: config.listen, source })?;
-    let addr = listener.local_addr().map_err(|source| ApiError::Bind { addr: config.listen, source })?;
+    // Bound here, on the API's runtime, so that a busy port is an error of the start (tokio
+    // sets SO_REUSEADDR: a restart does not wait out the old connections' TIME_WAIT).
+    let runtime =
+        tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(ApiError::Spawn)?;
+    let bind_error = |source| ApiError::Bind { addr: config.listen, source };
+    let listener = runtime.block_on(TcpListener::bind(config.listen)).map_err(bind_error)?;
+    let addr = listener.local_addr().map_err(bind_error)?;
     let scheme = if tls.is_some() { "https" } else { "http" };
+    let gate = Arc::new(Gate { client_ca, allowed_users: config.allowed_users.clone() });
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    std::thread::Builder::new()
+        .name("api".into())
+        .spawn(move || {
+            match priority::lower_this_thread() {
+                priority::Priority::Unchanged(why) => tracing::warn!(
+                    "the API thread runs at normal priority, the OS refused to lower it ({why}): \
+                     a request storm competes with the pipeline for CPU"
+                ),
+                got => tracing::info!(priority = %got, "the API thread yields the CPU to the pipeline"),
+            }
+            runtime.block_on(async move {
+                tokio::select! {
+                    _ = accept_loop(listener, tls.map(TlsAcceptor::from), gate) => {}
+                    _ = stopped => {}
+                }
+            });
+        })
+        .map_err(ApiError::Spawn)?;
     tracing::info!(address = %addr, "serving /healthz, /readyz, /metrics and metrics.k8s.io on {scheme}://{addr}");
     telemetry::global().start_publishing();
-    let gate = Arc::new(Gate { client_ca, allowed_users: config.allowed_users.clone() });
-    let task = tokio::spawn(accept_loop(listener, tls.map(TlsAcceptor::from), gate));
-    Ok(ApiServer { addr, task })
+    Ok(ApiServer { addr, stop: Some(stop) })
 }
 
 /// Who may in, decided per connection from its client certificate.

@@ -76,7 +76,13 @@ pub async fn run<S: Live>(
     while sleep_until(next, &stop).await {
         let window = source.window(next).await;
         tracing::debug!(window = next, nodes = window.nodes.len(), changes = window.changes.len(), "window");
-        feed_window(&feeds, next, window, &fetch, &health, resolution).await?;
+        let fed = feed_window(&feeds, next, window, &fetch, &health, resolution);
+        if !until_stopped(fed, &stop).await? {
+            // A worker whose feed closes with the window open tells the collector, which does
+            // not export a window short of nodes.
+            tracing::info!(window = next, "stopping: the window's scrapes in flight are cancelled");
+            break;
+        }
         let now = now_ms();
         next += step;
         if now >= next {
@@ -104,18 +110,47 @@ async fn feed_window<F: Fetch>(
         .into_iter()
         .map(|(feed, nodes)| {
             let (fetch, health) = (fetch.clone(), Arc::clone(health));
-            tokio::spawn(fetch_worker(time, nodes, feed, fetch, health, resolution))
+            AbortOnDrop(tokio::spawn(fetch_worker(time, nodes, feed, fetch, health, resolution)))
         })
         .collect();
     let mut result = Ok(());
-    for task in tasks {
-        match task.await {
+    for mut task in tasks {
+        match (&mut task.0).await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => result = Err(e),
             Err(e) => tracing::error!("a scrape task failed: {e}"),
         }
     }
     result
+}
+
+/// A scrape task that ends with the window's future: a cancelled window leaves no fetch
+/// running and no feed open behind it.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// How often a window's scrapes look at the stop flag.
+const STOP_POLL: Duration = Duration::from_millis(20);
+
+/// Runs `fed` to its end, or until `stop` is set (`Ok(false)`: it was dropped unfinished).
+async fn until_stopped(
+    fed: impl Future<Output = Result<(), WorkersGone>>,
+    stop: &AtomicBool,
+) -> Result<bool, WorkersGone> {
+    let stopped = async {
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            tokio::time::sleep(STOP_POLL).await;
+        }
+    };
+    tokio::select! {
+        result = fed => result.map(|()| true),
+        () = stopped => Ok(false),
+    }
 }
 
 /// One worker's fetches for one window.

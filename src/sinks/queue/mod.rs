@@ -51,7 +51,8 @@ pub const OPTIONS: &[&str] = &["buffer", "max_buffer_bytes"];
 pub const DEFAULT_MEMORY_BYTES: u64 = 256 << 20;
 /// Default bound of the on-disk buffer.
 pub const DEFAULT_DISK_BYTES: u64 = 4 << 30;
-/// How long a stopping collector keeps trying a backend that is down before it gives up.
+/// How long a stopping collector keeps trying a backend that is down before it gives up, and
+/// the bound of its last flush to one that is up.
 pub const STOP_GRACE: Duration = Duration::from_secs(10);
 /// Name of the folder under `--state_dir` holding the disk buffers, one sub-folder per sink.
 pub const BUFFER_DIR: &str = "sink-buffer";

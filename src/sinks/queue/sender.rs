@@ -38,6 +38,9 @@ impl<D: Deliver> Sender<D> {
             // What the disk buffer holds waits for the next start: no grace needed.
             let grace = if self.shared.dir.is_some() { Duration::ZERO } else { self.stop_grace };
             let give_up = stopping_since.is_some_and(|t| t.elapsed() >= grace) && failures > 0;
+            // One bounded flush: a backlog a slow backend cannot take within the grace stays in
+            // the disk buffer for the next start, or is reported as not written.
+            let flush_over = stopping_since.is_some_and(|t| t.elapsed() >= self.stop_grace);
             let taken = {
                 let mut state = self.shared.lock();
                 loop {
@@ -61,7 +64,12 @@ impl<D: Deliver> Sender<D> {
                 }
                 // Not waiting for the intake to close: a replay's intake may be waiting for room.
                 if give_up {
-                    self.abandon(&mut state);
+                    self.abandon(&mut state, "stopping with the backend down");
+                    break;
+                }
+                if flush_over {
+                    let why = format!("stopping: not written within {:?}", self.stop_grace);
+                    self.abandon(&mut state, &why);
                     break;
                 }
                 let mut taken = Vec::new();
@@ -197,8 +205,8 @@ impl<D: Deliver> Sender<D> {
         self.shared.changed.notify_all();
     }
 
-    /// Stopping with the backend still down: reports what is not written and stops.
-    fn abandon(&self, state: &mut State) {
+    /// Stopping with the backend still down (or too slow): reports what is not written and stops.
+    fn abandon(&self, state: &mut State, why: &str) {
         state.abandoned = true;
         let windows =
             state.entries.iter().filter(|e| e.last && matches!(e.what, What::Metrics { .. })).count();
@@ -217,12 +225,12 @@ impl<D: Deliver> Sender<D> {
             error!(
                 sink = %self.shared.name,
                 windows, points, events, bytes = state.bytes,
-                "stopping with the backend down: not written so far, kept in the disk buffer for the next start"
+                "{why}: not written so far, kept in the disk buffer for the next start"
             );
             // Chunks kept in memory after a disk error are lost.
             state.entries.retain(|e| e.body.is_none());
         } else {
-            error!(sink = %self.shared.name, windows, points, events, "stopping with the backend down: not written");
+            error!(sink = %self.shared.name, windows, points, events, "{why}: not written");
             let stats = &self.shared.stats;
             stats.dropped_windows.fetch_add(windows as u64, Ordering::Relaxed);
             stats.dropped_points.fetch_add(points, Ordering::Relaxed);

@@ -364,3 +364,37 @@ fn events_the_backend_refused_in_a_written_chunk_count_as_dropped() {
     assert_eq!(run.load(|s| &s.events), 2);
     assert_eq!(run.load(|s| &s.events_written_through), 8, "the batch is acknowledged");
 }
+
+/// A backend that is up but takes `delay` per request.
+struct Slow {
+    delay: Duration,
+    backend: Backend,
+}
+
+impl Deliver for Slow {
+    fn send(&mut self, chunks: &[Chunk]) -> Vec<Sent> {
+        std::thread::sleep(self.delay);
+        self.backend.send(chunks)
+    }
+}
+
+#[test]
+fn a_stopping_flush_to_a_slow_backend_is_bounded_and_reports_the_rest() {
+    let backend = Backend::default();
+    let slow = Slow { delay: Duration::from_millis(20), backend: backend.clone() };
+    let memory = BufferConfig { kind: BufferKind::Memory, max_bytes: 1 << 20 };
+    let mut sink = Running::start_with(memory, None, AtBound::DropOldest, slow);
+    let windows = 20;
+    for time in 1..=windows {
+        sink.send(window(time * 1000, 1));
+    }
+    // Twenty requests of 20 ms each cannot fit in the 50 ms grace.
+    sink.stop.store(true, Ordering::Relaxed);
+    sink.finish();
+    let written = sink.load(|s| &s.windows);
+    let dropped = sink.load(|s| &s.dropped_windows);
+    assert!(dropped > 0, "the flush ran past its grace: {written} windows written");
+    assert_eq!(written + dropped, windows, "every window written or reported");
+    assert_eq!(backend.taken.lock().unwrap().len() as u64, written);
+    assert_eq!(sink.load(|s| &s.errors), 1);
+}
