@@ -110,6 +110,7 @@ impl<D: Deliver> Sender<D> {
                 }
                 self.finish(taken.seq, outcome);
             }
+            self.set_failing(retry.is_some());
             match retry {
                 None => {
                     failures = 0;
@@ -129,6 +130,16 @@ impl<D: Deliver> Sender<D> {
                     });
                 }
             }
+        }
+    }
+
+    /// Tells the intake whether the backend is failing (it drops at the bound then, else waits).
+    fn set_failing(&self, failing: bool) {
+        let mut state = self.shared.lock();
+        if state.failing != failing {
+            state.failing = failing;
+            drop(state);
+            self.shared.changed.notify_all();
         }
     }
 
