@@ -3,151 +3,168 @@
 //! it again (keys in order, the last of duplicate keys kept, strings and numbers written as
 //! serde_json writes them), at a fraction of the allocations.
 //!
-//! Anything unusual (nesting deeper than serde_json's limit, invalid JSON) returns `None` and
-//! the caller takes the `Value` path, which reports the error as it always did.
+//! Invalid JSON (or nesting past serde_json's limit) returns `None`; the caller then takes the
+//! `Value` path, which reports the error as it always did.
 
 use std::borrow::Cow;
 use std::fmt;
 
-use serde::de::{self, Deserializer, MapAccess, Visitor};
-use serde_json::value::RawValue;
-
-/// serde_json's own nesting limit for a `Value`; deeper input goes the `Value` way and fails there.
-const MAX_DEPTH: usize = 127;
+use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde_json::Number;
 
 /// The compact, key-sorted JSON of the object `raw`, without `metadata.managedFields`; `None`
-/// when `raw` is not a JSON object this path handles (the caller falls back).
+/// when `raw` is not a JSON object (the caller falls back and reports why).
 pub(super) fn compact_event(raw: &str) -> Option<String> {
+    // One parse: strings borrowed where they hold no escapes, nesting bounded by serde_json.
+    let tree: Json<'_> = serde_json::from_str(raw).ok()?;
+    let Json::Object(_) = tree else { return None };
     let mut out = Vec::with_capacity(raw.len());
-    write_value(raw.trim_ascii(), 0, Strip::Top, &mut out)?;
+    write(&tree, Strip::Top, &mut out);
     String::from_utf8(out).ok()
+}
+
+/// A JSON value as read: objects keep their entries in the order written.
+enum Json<'a> {
+    Object(Vec<(Cow<'a, str>, Json<'a>)>),
+    Array(Vec<Json<'a>>),
+    String(Cow<'a, str>),
+    Number(Number),
+    Literal(&'static str),
 }
 
 /// Which key an object at this place leaves out.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Strip {
-    /// The event itself: its `metadata` strips `managedFields`.
+    /// The event itself: its `metadata` leaves out `managedFields`.
     Top,
     Metadata,
     Nothing,
 }
 
-fn write_value(raw: &str, depth: usize, strip: Strip, out: &mut Vec<u8>) -> Option<()> {
-    if depth > MAX_DEPTH {
-        return None;
-    }
-    match raw.as_bytes().first()? {
-        b'{' => {
-            let mut entries = serde_json::from_str::<Entries<'_>>(raw).ok()?.0;
-            // Stable: of duplicate keys the last stays last, and is the one kept (as a map keeps it).
-            entries.sort_by(|a, b| a.0.cmp(&b.0));
+fn write(value: &Json<'_>, strip: Strip, out: &mut Vec<u8>) {
+    match value {
+        Json::Object(entries) => {
+            // Stable, so of duplicate keys the last written stays last: it is the one kept, as a
+            // map keeps it.
+            let mut order: Vec<&(Cow<'_, str>, Json<'_>)> = entries.iter().collect();
+            order.sort_by(|a, b| a.0.cmp(&b.0));
             out.push(b'{');
             let mut first = true;
-            for (i, (key, value)) in entries.iter().enumerate() {
-                if entries.get(i + 1).is_some_and(|next| next.0 == *key) {
-                    continue;
-                }
-                if strip == Strip::Metadata && key == "managedFields" {
+            for (i, (key, value)) in order.iter().map(|e| (&e.0, &e.1)).enumerate() {
+                if order.get(i + 1).is_some_and(|next| next.0 == *key)
+                    || (strip == Strip::Metadata && key == "managedFields")
+                {
                     continue;
                 }
                 if !first {
                     out.push(b',');
                 }
                 first = false;
-                serde_json::to_writer(&mut *out, key.as_ref()).ok()?;
+                write_str(key, out);
                 out.push(b':');
-                let inner =
-                    if strip == Strip::Top && key == "metadata" { Strip::Metadata } else { Strip::Nothing };
-                write_value(value.get(), depth + 1, inner, out)?;
+                let inner = if strip == Strip::Top && key == "metadata" { Strip::Metadata } else { Strip::Nothing };
+                write(value, inner, out);
             }
             out.push(b'}');
         }
-        b'[' => {
-            let items = serde_json::from_str::<Vec<&RawValue>>(raw).ok()?;
+        Json::Array(items) => {
             out.push(b'[');
             for (i, item) in items.iter().enumerate() {
                 if i > 0 {
                     out.push(b',');
                 }
-                write_value(item.get(), depth + 1, Strip::Nothing, out)?;
+                write(item, Strip::Nothing, out);
             }
             out.push(b']');
         }
-        b'"' => {
-            let text = serde_json::from_str::<Text<'_>>(raw).ok()?;
-            serde_json::to_writer(&mut *out, text.0.as_ref()).ok()?;
+        Json::String(text) => write_str(text, out),
+        Json::Number(number) => {
+            // Writing to a Vec cannot fail.
+            let _ = serde_json::to_writer(&mut *out, number);
         }
-        b't' | b'f' | b'n' => {
-            // true, false, null: as written (serde_json checked them when it split the parent).
-            let literal = match raw {
-                "true" | "false" | "null" => raw,
-                _ => return None,
-            };
-            out.extend_from_slice(literal.as_bytes());
-        }
-        _ => {
-            let number = serde_json::from_str::<serde_json::Number>(raw).ok()?;
-            serde_json::to_writer(&mut *out, &number).ok()?;
-        }
+        Json::Literal(literal) => out.extend_from_slice(literal.as_bytes()),
     }
-    Some(())
 }
 
-/// A JSON string, borrowed when it holds no escapes.
-struct Text<'a>(Cow<'a, str>);
+fn write_str(text: &str, out: &mut Vec<u8>) {
+    // Writing to a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *out, text);
+}
 
-impl<'de> serde::Deserialize<'de> for Text<'de> {
+impl<'de> serde::Deserialize<'de> for Json<'de> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_str(TextVisitor)
+        deserializer.deserialize_any(JsonVisitor)
     }
 }
 
-struct TextVisitor;
+/// A key, borrowed when it holds no escapes.
+struct Key<'a>(Cow<'a, str>);
 
-impl<'de> Visitor<'de> for TextVisitor {
-    type Value = Text<'de>;
+impl<'de> serde::Deserialize<'de> for Key<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        match deserializer.deserialize_str(JsonVisitor)? {
+            Json::String(text) => Ok(Key(text)),
+            _ => Err(de::Error::custom("a key that is not a string")),
+        }
+    }
+}
+
+struct JsonVisitor;
+
+impl<'de> Visitor<'de> for JsonVisitor {
+    type Value = Json<'de>;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a string")
+        f.write_str("any JSON value")
+    }
+
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Self::Value, E> {
+        Ok(Json::Literal(if v { "true" } else { "false" }))
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(Json::Literal("null"))
+    }
+
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+        Ok(Json::Number(v.into()))
+    }
+
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+        Ok(Json::Number(v.into()))
+    }
+
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
+        // As a `Value` does: a float JSON cannot hold is null.
+        Ok(Number::from_f64(v).map_or(Json::Literal("null"), Json::Number))
     }
 
     fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
-        Ok(Text(Cow::Borrowed(v)))
+        Ok(Json::String(Cow::Borrowed(v)))
     }
 
     fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
-        Ok(Text(Cow::Owned(v.to_string())))
+        Ok(Json::String(Cow::Owned(v.to_string())))
     }
 
     fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
-        Ok(Text(Cow::Owned(v)))
+        Ok(Json::String(Cow::Owned(v)))
     }
-}
 
-/// An object's entries in the order written, values left as raw JSON.
-struct Entries<'a>(Vec<(Cow<'a, str>, &'a RawValue)>);
-
-impl<'de> serde::Deserialize<'de> for Entries<'de> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_map(EntriesVisitor)
-    }
-}
-
-struct EntriesVisitor;
-
-impl<'de> Visitor<'de> for EntriesVisitor {
-    type Value = Entries<'de>;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("an object")
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0));
+        while let Some(item) = seq.next_element()? {
+            items.push(item);
+        }
+        Ok(Json::Array(items))
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut entries = Vec::with_capacity(map.size_hint().unwrap_or(8));
-        while let Some((key, value)) = map.next_entry::<Text<'de>, &'de RawValue>()? {
+        let mut entries = Vec::with_capacity(map.size_hint().unwrap_or(0));
+        while let Some((key, value)) = map.next_entry::<Key<'de>, Json<'de>>()? {
             entries.push((key.0, value));
         }
-        Ok(Entries(entries))
+        Ok(Json::Object(entries))
     }
 }
 
