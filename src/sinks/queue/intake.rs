@@ -198,8 +198,8 @@ impl Store {
     /// sender to make room, chunk by chunk, rather than dropping anything. A window's line
     /// protocol may be larger than the whole bound (1,000 nodes x 30 pods is ~750 MiB), and the
     /// backend writes it in time; newer windows wait in the sink's queue meanwhile (past its
-    /// slots they are dropped there, counted and logged). Once the backend fails, the bound
-    /// drops the oldest windows as before.
+    /// slots they are dropped there, counted and logged). Once the backend is down (failed sends
+    /// in a row), the bound drops the oldest windows instead.
     fn pace<'a>(&self, mut state: MutexGuard<'a, State>, bytes: u64) -> MutexGuard<'a, State> {
         while state.bytes > 0
             && state.bytes + bytes > self.shared.max_bytes

@@ -25,6 +25,10 @@ struct Taken {
     chunk: Option<Chunk>,
 }
 
+/// Failed sends in a row after which the backend counts as down (the intake then drops the
+/// oldest windows at the bound instead of waiting for room).
+const FAILING_AFTER: u32 = 3;
+
 impl<D: Deliver> Sender<D> {
     pub(super) fn run(&mut self) {
         let mut failures = 0u32;
@@ -110,7 +114,9 @@ impl<D: Deliver> Sender<D> {
                 }
                 self.finish(taken.seq, outcome);
             }
-            self.set_failing(retry.is_some());
+            // One failure is not an outage: InfluxDB answers 500 "timeout" to a write that is
+            // only slow (creating a large window's series), and takes the retry.
+            self.set_failing(retry.is_some() && failures + 1 >= FAILING_AFTER);
             match retry {
                 None => {
                     failures = 0;

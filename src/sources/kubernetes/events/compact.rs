@@ -62,7 +62,8 @@ fn write(value: &Json<'_>, strip: Strip, out: &mut Vec<u8>) {
                 first = false;
                 write_str(key, out);
                 out.push(b':');
-                let inner = if strip == Strip::Top && key == "metadata" { Strip::Metadata } else { Strip::Nothing };
+                let inner =
+                    if strip == Strip::Top && key == "metadata" { Strip::Metadata } else { Strip::Nothing };
                 write(value, inner, out);
             }
             out.push(b'}');
