@@ -1,7 +1,7 @@
 //! The intake thread: takes windows and event batches from the sink's queue, encodes each once
 //! and stores its chunks, dropping the oldest windows at the bound (live) or waiting (replay).
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, MutexGuard};
 use std::time::Duration;
 
@@ -28,6 +28,8 @@ pub(super) struct Store {
     pub(super) at_bound: AtBound,
     /// Warned that events went past the bound (they are never dropped).
     pub(super) logged_over: bool,
+    /// The collector is stopping: no more pacing, so the flush stays within the bound.
+    pub(super) stop: Arc<AtomicBool>,
 }
 
 impl<E: Encode> Intake<E> {
@@ -199,12 +201,13 @@ impl Store {
     /// protocol may be larger than the whole bound (1,000 nodes x 30 pods is ~750 MiB), and the
     /// backend writes it in time; newer windows wait in the sink's queue meanwhile (past its
     /// slots they are dropped there, counted and logged). Once the backend is down (failed sends
-    /// in a row), the bound drops the oldest windows instead.
+    /// in a row), or the collector is stopping, the bound drops the oldest windows instead.
     fn pace<'a>(&self, mut state: MutexGuard<'a, State>, bytes: u64) -> MutexGuard<'a, State> {
         while state.bytes > 0
             && state.bytes + bytes > self.shared.max_bytes
             && !state.failing
             && !state.abandoned
+            && !self.stop.load(Ordering::Relaxed)
         {
             state = self
                 .shared

@@ -400,8 +400,13 @@ impl Buffered {
             max_bytes: plan.config.max_bytes,
             name: plan.name.clone(),
         });
-        let store =
-            Store { shared: Arc::clone(&shared), next_seq, at_bound: plan.at_bound, logged_over: false };
+        let store = Store {
+            shared: Arc::clone(&shared),
+            next_seq,
+            at_bound: plan.at_bound,
+            logged_over: false,
+            stop: Arc::clone(&plan.stop),
+        };
         let mut intake = Intake { store, encode };
         let intake = std::thread::Builder::new()
             .name(format!("sink {} intake", plan.name))
