@@ -1,5 +1,6 @@
 //! Events harness: a burst of 100,000 events through the replay path (list parsing, dedup,
-//! collector), reporting events/s and peak RSS; then rollouts of 20,000 events a window with a
+//! collector) on one worker, reporting events/s (wall), events per CPU-second (the figure to
+//! trust on a shared machine) and peak RSS; then rollouts of 20,000 events a window with a
 //! two-window TTL, for 6 and for 12 windows: the dedup state and peak RSS stay flat once the TTL
 //! evicts, whatever the number of windows.
 //!
@@ -12,7 +13,7 @@ use std::time::{Duration, Instant};
 
 mod common;
 
-use common::{peak_rss_kib, replay_to_null, run_child, run_or_exit, size};
+use common::{cpu_seconds, peak_rss_kib, replay_to_null, run_child, run_or_exit, size};
 use heapster::run::RunConfig;
 use heapster_dataflows::events::DedupConfig;
 use heapster_testbed::synth::{EventHook, SynthSpec, synth};
@@ -31,8 +32,8 @@ fn main() {
     let burst_dir = base.join(format!("burst-{burst}"));
     prepare(&burst_dir, SynthSpec::event_burst(burst));
     println!(
-        "{:<28} {:>10} {:>12} {:>12} {:>10} {:>10}",
-        "run", "events", "events/s", "dedup held", "evicted", "peak RSS"
+        "{:<28} {:>10} {:>12} {:>12} {:>12} {:>10} {:>10}",
+        "run", "events", "events/s", "events/cpu-s", "dedup held", "evicted", "peak RSS"
     );
     spawn("burst", &burst_dir, 3_600_000);
 
@@ -87,18 +88,21 @@ fn child(spec: &str) {
         resolution: Duration::from_secs(60),
         ..replay_to_null(dir)
     };
+    let cpu_before = cpu_seconds();
     let started = Instant::now();
     let report = run_or_exit(config);
     let wall = started.elapsed().as_secs_f64();
+    let cpu = (cpu_seconds() - cpu_before).max(0.01);
     let exported = report.events.exported.load(Ordering::Relaxed);
     let held = report.events.entries.load(Ordering::Relaxed);
     let evicted = report.events.evicted_ttl.load(Ordering::Relaxed)
         + report.events.evicted_full.load(Ordering::Relaxed);
     println!(
-        "{:<28} {:>10} {:>12.0} {:>12} {:>10} {:>6} MiB",
+        "{:<28} {:>10} {:>12.0} {:>12.0} {:>12} {:>10} {:>6} MiB",
         label,
         exported,
         exported as f64 / wall,
+        exported as f64 / cpu,
         held,
         evicted,
         peak_rss_kib() / 1024

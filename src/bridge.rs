@@ -486,7 +486,10 @@ impl Collector {
         let frontiers = &self.event_frontiers;
         std::iter::from_fn(|| self.pending_events.next_if(|t| passed(frontiers, t)))
             .map(|(time, (mut events, resource_version))| {
-                events.sort_by_key(Event::state);
+                // By state, compared in place: a key function would clone every uid per comparison.
+                events.sort_by(|a, b| {
+                    (&a.uid, a.count, a.last_timestamp).cmp(&(&b.uid, b.count, b.last_timestamp))
+                });
                 Completed::Events(EventBatch { time, events, resource_version })
             })
             .collect()

@@ -1,14 +1,18 @@
 //! The intake thread: takes windows and event batches from the sink's queue, encodes each once
 //! and stores its chunks, dropping the oldest windows at the bound (live) or waiting (replay).
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, MutexGuard};
+use std::time::Duration;
 
 use crossbeam_channel::Receiver;
 use tracing::{error, warn};
 
 use super::disk::{header, write_chunk_file};
 use super::{AtBound, Chunk, Encode, Encoded, Entry, Shared, State, What};
+
+/// How often a pacing intake looks again without being woken (a stop, a missed wake-up).
+const PACE_CHECK: Duration = Duration::from_millis(500);
 use crate::batch::SinkInput;
 use crate::batch::Window;
 
@@ -24,6 +28,8 @@ pub(super) struct Store {
     pub(super) at_bound: AtBound,
     /// Warned that events went past the bound (they are never dropped).
     pub(super) logged_over: bool,
+    /// The collector is stopping: no more pacing, so the flush stays within the bound.
+    pub(super) stop: Arc<AtomicBool>,
 }
 
 impl<E: Encode> Intake<E> {
@@ -153,6 +159,9 @@ impl Store {
             },
         };
         let mut state = self.shared.lock();
+        if self.at_bound == AtBound::DropOldest && matches!(what, What::Metrics { .. }) {
+            state = self.pace(state, bytes);
+        }
         let entry = Entry {
             seq,
             item,
@@ -185,6 +194,29 @@ impl Store {
         drop(state);
         self.shared.changed.notify_all();
         None
+    }
+
+    /// Live: while the backend is taking writes, a window that does not fit waits for the
+    /// sender to make room, chunk by chunk, rather than dropping anything. A window's line
+    /// protocol may be larger than the whole bound (1,000 nodes x 30 pods is ~750 MiB), and the
+    /// backend writes it in time; newer windows wait in the sink's queue meanwhile (past its
+    /// slots they are dropped there, counted and logged). Once the backend is down (failed sends
+    /// in a row), or the collector is stopping, the bound drops the oldest windows instead.
+    fn pace<'a>(&self, mut state: MutexGuard<'a, State>, bytes: u64) -> MutexGuard<'a, State> {
+        while state.bytes > 0
+            && state.bytes + bytes > self.shared.max_bytes
+            && !state.failing
+            && !state.abandoned
+            && !self.stop.load(Ordering::Relaxed)
+        {
+            state = self
+                .shared
+                .changed
+                .wait_timeout(state, PACE_CHECK)
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .0;
+        }
+        state
     }
 
     /// Drops the oldest complete windows (never events, never one being sent, never `current`)

@@ -11,7 +11,9 @@
 //!   counted and dropped.
 //!
 //! The buffer is bounded in bytes (`max_buffer_bytes`). Live collection never waits for a sink:
-//! at the bound the oldest complete windows are dropped, counted, and logged once per outage.
+//! while the backend is down, at the bound the oldest complete windows are dropped, counted, and
+//! logged once per outage; while it is taking writes, a window larger than the room left is
+//! encoded at the pace the backend takes it (the next windows wait in the sink's queue).
 //! Replay waits instead: the intake stops taking windows until the backlog shrinks. Event batches
 //! are never dropped: a batch is acknowledged (see [`SinkStats::events_written_through`]) once all
 //! its chunks are written, so the event checkpoint waits for it and then moves on.
@@ -244,6 +246,8 @@ struct State {
     abandoned: bool,
     /// One past the tick of the last events batch fully in the buffer.
     events_enqueued_through: Time,
+    /// The last send failed and the sender is backing off: the bound drops windows, not waits.
+    failing: bool,
     /// Windows dropped at the bound since the buffer was last empty.
     outage_dropped: (u64, u64),
     /// Refused events of items whose written entries are all gone while the item is still
@@ -355,6 +359,7 @@ impl Buffered {
             bytes: 0,
             closed: false,
             abandoned: false,
+            failing: false,
             events_enqueued_through: 0,
             outage_dropped: (0, 0),
             refused_early: Vec::new(),
@@ -396,8 +401,13 @@ impl Buffered {
             max_bytes: plan.config.max_bytes,
             name: plan.name.clone(),
         });
-        let store =
-            Store { shared: Arc::clone(&shared), next_seq, at_bound: plan.at_bound, logged_over: false };
+        let store = Store {
+            shared: Arc::clone(&shared),
+            next_seq,
+            at_bound: plan.at_bound,
+            logged_over: false,
+            stop: Arc::clone(&plan.stop),
+        };
         let mut intake = Intake { store, encode };
         let intake = std::thread::Builder::new()
             .name(format!("sink {} intake", plan.name))

@@ -25,6 +25,10 @@ struct Taken {
     chunk: Option<Chunk>,
 }
 
+/// Failed sends in a row after which the backend counts as down (the intake then drops the
+/// oldest windows at the bound instead of waiting for room).
+const FAILING_AFTER: u32 = 3;
+
 impl<D: Deliver> Sender<D> {
     pub(super) fn run(&mut self) {
         let mut failures = 0u32;
@@ -118,6 +122,9 @@ impl<D: Deliver> Sender<D> {
                 }
                 self.finish(taken.seq, outcome);
             }
+            // One failure is not an outage: InfluxDB answers 500 "timeout" to a write that is
+            // only slow (creating a large window's series), and takes the retry.
+            self.set_failing(retry.is_some() && failures + 1 >= FAILING_AFTER);
             match retry {
                 None => {
                     failures = 0;
@@ -137,6 +144,16 @@ impl<D: Deliver> Sender<D> {
                     });
                 }
             }
+        }
+    }
+
+    /// Tells the intake whether the backend is failing (it drops at the bound then, else waits).
+    fn set_failing(&self, failing: bool) {
+        let mut state = self.shared.lock();
+        if state.failing != failing {
+            state.failing = failing;
+            drop(state);
+            self.shared.changed.notify_all();
         }
     }
 

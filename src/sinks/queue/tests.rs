@@ -205,6 +205,19 @@ fn at_the_bound_the_oldest_windows_are_dropped_and_counted() {
 }
 
 #[test]
+fn a_window_larger_than_the_bound_is_paced_while_the_backend_takes_writes() {
+    let backend = Backend::default();
+    // 10 chunks of 7 bytes against a bound of 20: the window never fits at once.
+    let mut sink = Running::start(memory(20), None, AtBound::DropOldest, &backend);
+    sink.send(window(1000, 10));
+    sink.send(window(2000, 10));
+    sink.finish();
+    assert_eq!(backend.taken.lock().unwrap().len(), 20);
+    assert_eq!((sink.load(|s| &s.windows), sink.load(|s| &s.dropped_windows)), (2, 0));
+    assert_eq!(sink.load(|s| &s.points), 20);
+}
+
+#[test]
 fn events_are_never_dropped_and_acknowledged_once_written() {
     let backend = Backend::default();
     backend.down.store(true, Ordering::Relaxed);

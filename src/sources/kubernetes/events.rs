@@ -197,6 +197,13 @@ fn convert(
     let message = fields.message.unwrap_or("");
     let raw_error =
         |source| EventError::Raw { namespace: namespace.to_string(), name: name.to_string(), source };
+    // The common case: a message within bounds, and JSON that fits once compacted.
+    if message.len() <= MAX_MESSAGE_BYTES
+        && let Some(raw) = std::str::from_utf8(raw).ok().and_then(compact::compact_event)
+        && raw.len() <= MAX_RAW_BYTES
+    {
+        return Ok((event_of(&fields, meta, uid, kind, created, message.to_string(), raw), warnings));
+    }
     let mut json: Value = if raw.is_empty() {
         serde_json::to_value(typed).map_err(raw_error)?
     } else {
@@ -207,17 +214,29 @@ fn convert(
         meta.remove("managedFields");
     }
     let (message, raw) = bounded(&mut json, fields.message_key, message, &who, &mut warnings);
+    Ok((event_of(&fields, meta, uid, kind, created, message, raw), warnings))
+}
 
+/// The model's event from the fields, with its message and JSON already bounded.
+fn event_of(
+    fields: &Fields<'_>,
+    meta: &ObjectMeta,
+    uid: &str,
+    kind: &str,
+    created: Option<i64>,
+    message: String,
+    raw: String,
+) -> Event {
     let involved = fields.involved.map_or_else(ObjectRef::default, |o| ObjectRef {
         kind: name_of(&o.kind),
         namespace: name_of(&o.namespace),
         name: name_of(&o.name),
         uid: name_of(&o.uid),
     });
-    let event = Event {
+    Event {
         uid: Name::new(uid),
-        namespace: Name::new(namespace),
-        name: Name::new(name),
+        namespace: Name::new(meta.namespace.as_deref().unwrap_or("")),
+        name: Name::new(meta.name.as_deref().unwrap_or("")),
         involved,
         reason: Name::new(fields.reason.unwrap_or("")),
         message,
@@ -229,8 +248,7 @@ fn convert(
         count: fields.count.unwrap_or(1),
         resource_version: name_of(&meta.resource_version),
         raw,
-    };
-    Ok((event, warnings))
+    }
 }
 
 /// The message and the compact JSON, both within their limits: the message is cut to
@@ -422,6 +440,8 @@ fn positive(count: Option<i32>) -> Option<i64> {
 fn name_of(s: &Option<String>) -> Name {
     Name::new(s.as_deref().unwrap_or(""))
 }
+
+mod compact;
 
 #[cfg(test)]
 mod tests;
