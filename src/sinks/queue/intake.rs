@@ -1,5 +1,6 @@
 //! The intake thread: takes windows and event batches from the sink's queue, encodes each once
-//! and stores its chunks, dropping the oldest windows at the bound (live) or waiting (replay).
+//! and stores its chunks. At the bound, live waits for the sender while the backend takes writes
+//! and drops the oldest windows once it is down or the collector stops; replay always waits.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, MutexGuard};
@@ -10,11 +11,11 @@ use tracing::{error, warn};
 
 use super::disk::{header, write_chunk_file};
 use super::{AtBound, Chunk, Encode, Encoded, Entry, Shared, State, What};
+use crate::batch::SinkInput;
+use crate::batch::Window;
 
 /// How often a pacing intake looks again without being woken (a stop, a missed wake-up).
 const PACE_CHECK: Duration = Duration::from_millis(500);
-use crate::batch::SinkInput;
-use crate::batch::Window;
 
 pub(super) struct Intake<E> {
     pub(super) store: Store,
