@@ -45,6 +45,12 @@ pub fn dispatch(
                                 last.send(SinkInput::Metrics(batch));
                             }
                         }
+                        Completed::Table(table) => {
+                            let table = Arc::new(table);
+                            for sink in &sinks {
+                                sink.send(SinkInput::Table(Arc::clone(&table)));
+                            }
+                        }
                         Completed::Events(batch) => {
                             // The checkpointer needs only each event's state: the events
                             // themselves are freed once every sink has encoded them.
