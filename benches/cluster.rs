@@ -7,7 +7,8 @@
 //! per window (from the kernel: the whole run in replay, `BENCH_STEADY` steady windows live),
 //! that CPU against the single process's times the share (the goal: under +15%), peak RSS, and
 //! bytes sent to and received from the other processes per window (the collector's own counters
-//! on its peer sockets, logged at exit).
+//! on its peer sockets, logged at exit), and live, the nodes scraped per steady window by all
+//! the processes together (fewer than the nodes: the collectors did not keep up).
 //!
 //! Under `cargo test` (no `--bench`) it runs a smoke size: a few nodes, two processes. The
 //! scenarios it synthesizes go under the temp dir as `heapster-cluster-bench-*` and are deleted
@@ -42,7 +43,7 @@ fn main() {
     let mut made = Vec::new();
 
     println!(
-        "{:<18} {:>7} {:>13} {:>13} {:>9} {:>10} {:>14} {:>14}",
+        "{:<18} {:>7} {:>13} {:>13} {:>9} {:>10} {:>14} {:>14} {:>10}",
         "run",
         "share",
         "cpu s/window",
@@ -50,7 +51,8 @@ fn main() {
         "overhead",
         "peak RSS",
         "sent B/window",
-        "recv B/window"
+        "recv B/window",
+        "nodes/win"
     );
     let result = (|| -> Result<(), String> {
         if wants("replay-single") || wants("replay-cluster") {
@@ -99,6 +101,8 @@ struct Row {
     peak_rss_mib: u64,
     /// Bytes to and from the other processes per window (cluster runs).
     traffic: Option<(f64, f64)>,
+    /// Live: summaries the fixture server served per steady window, to all processes together.
+    scraped: Option<f64>,
 }
 
 fn print_rows(name: &str, rows: &Option<Vec<Row>>, single: Option<&Vec<Row>>) {
@@ -110,7 +114,7 @@ fn print_rows(name: &str, rows: &Option<Vec<Row>>, single: Option<&Vec<Row>>) {
             v.map_or("-".to_string(), |v| format!("{:.0}", pick(v)))
         };
         println!(
-            "{:<18} {:>7.3} {:>13.3} {:>13} {:>9} {:>6} MiB {:>14} {:>14}",
+            "{:<18} {:>7.3} {:>13.3} {:>13} {:>9} {:>6} MiB {:>14} {:>14} {:>10}",
             format!("{name} p{process}"),
             row.share,
             row.cpu_per_window,
@@ -119,6 +123,7 @@ fn print_rows(name: &str, rows: &Option<Vec<Row>>, single: Option<&Vec<Row>>) {
             row.peak_rss_mib,
             per_window(row.traffic, |t| t.0),
             per_window(row.traffic, |t| t.1),
+            row.scraped.map_or("-".to_string(), |n| format!("{n:.0}")),
         );
     }
 }
@@ -225,6 +230,7 @@ fn replay_run(scenario: &Path, processes: usize) -> Result<Vec<Row>, String> {
             cpu_per_window: usage.cpu_seconds / windows,
             peak_rss_mib: usage.max_rss_kib / 1024,
             traffic: traffic(&log).map(|(s, r)| (s as f64 / windows, r as f64 / windows)),
+            scraped: None,
         });
     }
     Ok(rows)
@@ -286,8 +292,10 @@ impl Live<'_> {
         let first = next_boundary(self.resolution) + self.resolution;
         sleep_until(first);
         let before: Vec<f64> = pids.iter().map(|&p| cpu_seconds(p)).collect::<Result<_, _>>()?;
+        let scraped_before = stats("steady")?.0;
         sleep_until(first + self.resolution * self.steady as u32);
         let after: Vec<f64> = pids.iter().map(|&p| cpu_seconds(p)).collect::<Result<_, _>>()?;
+        let scraped = (stats("steady")?.0 - scraped_before) as f64 / self.steady as f64;
         let peaks: Vec<u64> = pids.iter().map(|&p| peak_rss_kib(p)).collect::<Result<_, _>>()?;
         for &pid in &pids {
             signal(pid, "TERM");
@@ -305,6 +313,7 @@ impl Live<'_> {
                 cpu_per_window: (after[i] - before[i]) / self.steady as f64,
                 peak_rss_mib: peaks[i] / 1024,
                 traffic: traffic(&log).map(|(s, r)| (s as f64 / windows, r as f64 / windows)),
+                scraped: Some(scraped),
             });
         }
         Ok(rows)
