@@ -29,7 +29,9 @@ lint:
 ## (fixture server and collector as processes, live beside replay, null sink and InfluxDB), the
 ## sink-outage harness (disk buffer through a dead InfluxDB), the Google sinks' encoding (a
 ## 1,000 x 30 window into Cloud Monitoring series, 100,000 events into Cloud Logging entries), a
-## replay timed alone and under a 10,000-request storm at the HTTP API, and criterion micro-benchmarks.
+## replay timed alone and under a 10,000-request storm at the HTTP API, cluster mode (each process's
+## cost against one process: 20,000 nodes replayed by 4 processes, 5,000 live by 2), and criterion
+## micro-benchmarks.
 bench:
 	$(CARGO) bench --bench throughput
 	$(CARGO) bench --bench cadvisor
@@ -38,6 +40,7 @@ bench:
 	$(CARGO) bench --bench sink_outage
 	$(CARGO) bench --bench google
 	$(CARGO) bench --bench api_storm
+	$(CARGO) bench --bench cluster
 	$(CARGO) bench --bench micro
 
 ## Replay any scenario: make replay SCENARIO=dir WORKERS=2

@@ -13,20 +13,16 @@
 //! separated (`replay-w1-null,live-w1-null,live-w2-null,live-w1-influxdb,...`); `BENCH_HEAPSTER`
 //! runs another build's binary (before/after a change).
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 mod common;
 
+use common::process::*;
 use common::size;
 use heapster_testbed::synth::{SynthSpec, synth};
 use heapster_testbed::testkit::influxd::Influxd;
-
-/// How long any one wait of the harness may last before it gives up.
-const PATIENCE: Duration = Duration::from_secs(600);
 
 #[derive(Clone, Copy, PartialEq)]
 enum Mode {
@@ -254,24 +250,6 @@ impl Bench {
     }
 }
 
-/// Children killed if the harness bails out early.
-struct KillOnDrop(Vec<Child>);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        for child in &mut self.0 {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-/// The binary under test: this build's, or `BENCH_HEAPSTER` to compare another build.
-fn heapster_bin() -> PathBuf {
-    std::env::var_os("BENCH_HEAPSTER")
-        .map_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_heapster")), PathBuf::from)
-}
-
 fn start_influxd(sink: SinkKind) -> Result<Option<Influxd>, String> {
     match sink {
         SinkKind::Null => Ok(None),
@@ -286,17 +264,6 @@ fn sink_flag(influxd: Option<&Influxd>) -> String {
     }
 }
 
-fn collector(args: &[String], log: &Path) -> Result<Child, String> {
-    let log = std::fs::File::create(log).map_err(|e| e.to_string())?;
-    Command::new(heapster_bin())
-        .args(args)
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .map_err(|e| format!("cannot start heapster: {e}"))
-}
-
 /// Windows the sinks dropped, from each sink's `sink finished` line at exit.
 fn dropped_windows(log: &Path) -> usize {
     let log = std::fs::read_to_string(log).unwrap_or_default();
@@ -305,212 +272,4 @@ fn dropped_windows(log: &Path) -> usize {
         .filter_map(|l| l.split("dropped_windows=").nth(1))
         .filter_map(|rest| rest.split(|c: char| !c.is_ascii_digit()).next()?.parse::<usize>().ok())
         .sum()
-}
-
-fn scenario_windows(scenario: &Path) -> Result<usize, String> {
-    let manifest = std::fs::read(scenario.join("scenario.json")).map_err(|e| e.to_string())?;
-    let manifest: serde_json::Value = serde_json::from_slice(&manifest).map_err(|e| e.to_string())?;
-    Ok(manifest["windows"].as_array().map_or(0, Vec::len))
-}
-
-/// What `heapster-testbed fixture-server` prints about itself at start.
-struct FixtureInfo {
-    api: String,
-    api_addr: String,
-    kubeconfig: String,
-    kubelet_https_port: String,
-}
-
-impl FixtureInfo {
-    fn read(server: &mut Child) -> Result<FixtureInfo, String> {
-        let stdout = server.stdout.take().ok_or("no stdout")?;
-        let mut lines = BufReader::new(stdout).lines();
-        let (mut api, mut kubeconfig, mut port) = (None, None, None);
-        for line in lines.by_ref() {
-            let line = line.map_err(|e| e.to_string())?;
-            if let Some(v) = line.strip_prefix("api: ") {
-                api = Some(v.to_string());
-            } else if let Some(v) = line.strip_prefix("kubeconfig: ") {
-                kubeconfig = Some(v.to_string());
-            } else if let Some(v) = line.strip_prefix("kubelets: ") {
-                port = v.rsplit(' ').next().map(str::to_string);
-            } else if line.starts_with("windows: ") {
-                break;
-            }
-        }
-        // The rest of its output is not needed, but the pipe must not fill up.
-        std::thread::spawn(move || for _ in lines {});
-        let api = api.ok_or("the fixture server printed no api address")?;
-        let api_addr = api.trim_start_matches("https://").trim_end_matches('/').to_string();
-        Ok(FixtureInfo {
-            api,
-            api_addr,
-            kubeconfig: kubeconfig.ok_or("no kubeconfig")?,
-            kubelet_https_port: port.ok_or("no kubelet port")?,
-        })
-    }
-}
-
-/// `(summary requests, nodes)` from the fixture server's `/fixture/stats`, over its HTTPS port.
-fn fixture_stats(api_addr: &str) -> Result<(u64, u64), String> {
-    let body = https_get(api_addr, "/fixture/stats")?;
-    let value: serde_json::Value = serde_json::from_str(&body).map_err(|e| format!("{e}: {body}"))?;
-    Ok((value["summaries"].as_u64().unwrap_or(0), value["nodes"].as_u64().unwrap_or(0)))
-}
-
-/// A GET over TLS that trusts anything: the harness only reads its own fixture server's counter.
-fn https_get(addr: &str, path: &str) -> Result<String, String> {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let config = rustls::ClientConfig::builder()
-        .dangerous()
-        .with_custom_certificate_verifier(std::sync::Arc::new(AnyCert))
-        .with_no_client_auth();
-    let name = rustls::pki_types::ServerName::try_from("localhost").map_err(|e| e.to_string())?;
-    let mut conn =
-        rustls::ClientConnection::new(std::sync::Arc::new(config), name).map_err(|e| e.to_string())?;
-    let mut sock = TcpStream::connect(addr).map_err(|e| format!("{addr}: {e}"))?;
-    let mut tls = rustls::Stream::new(&mut conn, &mut sock);
-    write!(tls, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").map_err(|e| e.to_string())?;
-    let mut response = Vec::new();
-    // A close without close_notify still ends the body: keep what arrived.
-    let _ = tls.read_to_end(&mut response);
-    let response = String::from_utf8_lossy(&response);
-    let (head, body) = response.split_once("\r\n\r\n").ok_or("no HTTP body")?;
-    if !head.starts_with("HTTP/1.0 200") && !head.starts_with("HTTP/1.1 200") {
-        return Err(format!("GET {path}: {}", head.lines().next().unwrap_or("")));
-    }
-    Ok(body.to_string())
-}
-
-#[derive(Debug)]
-struct AnyCert;
-
-impl rustls::client::danger::ServerCertVerifier for AnyCert {
-    fn verify_server_cert(
-        &self,
-        _: &rustls::pki_types::CertificateDer<'_>,
-        _: &[rustls::pki_types::CertificateDer<'_>],
-        _: &rustls::pki_types::ServerName<'_>,
-        _: &[u8],
-        _: rustls::pki_types::UnixTime,
-    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
-        Ok(rustls::client::danger::ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        _: &[u8],
-        _: &rustls::pki_types::CertificateDer<'_>,
-        _: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        Ok(rustls::client::danger::HandshakeSignatureValid::assertion())
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        _: &[u8],
-        _: &rustls::pki_types::CertificateDer<'_>,
-        _: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        Ok(rustls::client::danger::HandshakeSignatureValid::assertion())
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        rustls::crypto::ring::default_provider().signature_verification_algorithms.supported_schemes()
-    }
-}
-
-fn wait_until(mut done: impl FnMut() -> Result<bool, String>, what: &str) -> Result<(), String> {
-    let started = Instant::now();
-    while !done()? {
-        if started.elapsed() > PATIENCE {
-            return Err(format!("no {what} within {PATIENCE:?}"));
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    Ok(())
-}
-
-/// The next multiple of `resolution` since the epoch (windows are aligned to it).
-fn next_boundary(resolution: Duration) -> SystemTime {
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
-    let step = resolution.as_millis().max(1);
-    let next = (now.as_millis() / step + 1) * step;
-    UNIX_EPOCH + Duration::from_millis(next as u64)
-}
-
-fn sleep_until(at: SystemTime) {
-    if let Ok(left) = at.duration_since(SystemTime::now()) {
-        std::thread::sleep(left);
-    }
-}
-
-/// User + system CPU seconds of a running process, from /proc.
-fn cpu_seconds(pid: u32) -> Result<f64, String> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).map_err(|e| format!("pid {pid}: {e}"))?;
-    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
-    Ok((ticks(11) + ticks(12)) / clock_ticks())
-}
-
-fn clock_ticks() -> f64 {
-    // SAFETY: sysconf has no preconditions.
-    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    if ticks > 0 { ticks as f64 } else { 100.0 }
-}
-
-/// Peak RSS of a running process, KiB.
-fn peak_rss_kib(pid: u32) -> Result<u64, String> {
-    let status =
-        std::fs::read_to_string(format!("/proc/{pid}/status")).map_err(|e| format!("pid {pid}: {e}"))?;
-    Ok(status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0))
-}
-
-fn signal(pid: u32, name: &str) {
-    let _ = Command::new("kill").arg(format!("-{name}")).arg(pid.to_string()).status();
-}
-
-struct Usage {
-    cpu_seconds: f64,
-    max_rss_kib: u64,
-}
-
-/// Waits for `child` and reads its own resource usage (wait4), not that of all children.
-fn wait_with_usage(child: Child) -> Result<(bool, Usage), String> {
-    let pid = child.id() as libc::pid_t;
-    let mut status = 0;
-    // SAFETY: an all-zero rusage is valid; wait4 writes it.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    let deadline = Instant::now() + PATIENCE;
-    loop {
-        // SAFETY: pid is our own unwaited child; status and usage point to live locals.
-        let got = unsafe { libc::wait4(pid, &mut status, libc::WNOHANG, &mut usage) };
-        if got == pid {
-            break;
-        }
-        if got < 0 {
-            return Err(format!("wait4: {}", std::io::Error::last_os_error()));
-        }
-        if Instant::now() > deadline {
-            signal(pid as u32, "KILL");
-            return Err(format!("pid {pid} did not exit within {PATIENCE:?}"));
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    // `child` was reaped by wait4; dropping it does not wait again.
-    drop(child);
-    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-    let ok = libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0;
-    Ok((
-        ok,
-        Usage {
-            cpu_seconds: secs(usage.ru_utime) + secs(usage.ru_stime),
-            max_rss_kib: usage.ru_maxrss as u64,
-        },
-    ))
 }

@@ -72,4 +72,6 @@ pub struct EventBatch {
 pub enum SinkInput {
     Metrics(Arc<MetricBatch>),
     Events(Arc<EventBatch>),
+    /// The log table of a whole window, gathered by the graph (process 0 only).
+    Table(Arc<crate::sinks::log::WindowTable>),
 }

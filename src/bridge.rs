@@ -14,10 +14,10 @@ use crossbeam_channel::{Receiver, Sender, TryRecvError};
 use differential_dataflow::input::Input as _;
 use heapster_dataflows::events::{DedupConfig, DedupCounters, Seen, dedup};
 use heapster_dataflows::meta::{LabelPolicy, MetaRecord};
-use heapster_dataflows::metrics::window::Held;
+use heapster_dataflows::metrics::window::{Held, Windows};
 use heapster_dataflows::model::{Interner, node_owner};
 use heapster_dataflows::{Event, MetricSet, Time};
-use timely::dataflow::channels::pact::Pipeline;
+use timely::dataflow::channels::pact::{Exchange, Pipeline};
 use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::operators::{Input as _, Probe as _};
 use timely::dataflow::{ProbeHandle, StreamVec};
@@ -25,6 +25,7 @@ use timely::dataflow::{ProbeHandle, StreamVec};
 use crate::batch::{EventBatch, MetricBatch};
 use crate::cluster::Share;
 use crate::cluster::connect::Network;
+use crate::sinks::log::WindowTable;
 
 mod feed;
 
@@ -76,6 +77,8 @@ pub enum Collected {
     EventsVersion { time: Time, resource_version: String },
     /// A worker's feed closed before window `time` was: its scrapes were cancelled by a stop.
     Cancelled { time: Time },
+    /// The log table of a whole window, every worker's share gathered (on worker 0 of process 0).
+    Table { table: WindowTable },
 }
 
 /// Settings of the timely side.
@@ -88,6 +91,8 @@ pub struct WorkerConfig {
     pub labels: LabelPolicy,
     /// Event deduplication, when the source has events.
     pub events: Option<EventsConfig>,
+    /// Gather the log sink's table of each window (worker 0 of process 0 prints it).
+    pub table: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -133,6 +138,10 @@ pub fn run_workers_on(
     let peers = share.peers();
     let labels = config.labels.clone();
     let events_config = config.events.clone();
+    let table = config.table;
+    if table && !share.is_leader() {
+        tracing::info!("log sink: process 0 prints the table of the whole cluster; this process prints none");
+    }
     let (builders, others) = match network {
         Some(network) => (network.builders, network.guard),
         None => {
@@ -166,13 +175,8 @@ pub fn run_workers_on(
             let (sets_in, sets) = scope.new_input::<Vec<MetricSet>>();
             let (meta_in, meta) = scope.new_collection::<MetaRecord, isize>();
             let windows = heapster_dataflows::metrics::metrics(sets, meta, &labels).probe_with(&probe);
-            to_collector(
-                windows,
-                local,
-                collected.clone(),
-                |time, sets| Collected::Window { time, sets: sorted_by_key(sets) },
-                |worker, frontier| Collected::Frontier { worker, frontier },
-            );
+            let tables = windows_to_collector(windows, local, collected.clone(), table);
+            gather_tables(tables, collected.clone());
             let (events_in, events) = scope.new_input::<Vec<Event>>();
             let (seed_in, seed) = scope.new_input::<Vec<Seen>>();
             let exported = dedup(events, seed, dedup_config, counters).probe_with(&events_probe);
@@ -387,6 +391,61 @@ fn to_collector<D: 'static>(
     });
 }
 
+/// The sink-side end of a worker's windows: sends each complete window, sorted, and the
+/// worker's frontier to the collector; with `table`, gives the log table of its share of each
+/// window to the graph.
+fn windows_to_collector<'s>(
+    stream: StreamVec<'s, Time, MetricSet>,
+    worker: usize,
+    collected: Sender<Collected>,
+    table: bool,
+) -> StreamVec<'s, Time, WindowTable> {
+    stream.unary_frontier(Pipeline, "to_sinks", move |_cap, _info| {
+        let mut pending: Windows<MetricSet> = Held::default();
+        let mut reported = Some(Some(0));
+        move |(input, frontier), output| {
+            input.for_each(|cap, data| {
+                if let Some(cap) = cap.retain_least(output.output_index()) {
+                    pending.stash(cap, data);
+                }
+            });
+            while let Some((cap, sets)) = pending.next_complete(&[frontier]) {
+                let time = *cap.time();
+                let sets = sorted_by_key(sets);
+                if table {
+                    output.session(&cap).give(WindowTable::of(time, &sets));
+                }
+                // A closed collector means the process is shutting down; nothing left to tell.
+                let _ = collected.send(Collected::Window { time, sets });
+            }
+            let now = frontier.frontier().first().copied();
+            if reported != Some(now) {
+                reported = Some(now);
+                let _ = collected.send(Collected::Frontier { worker, frontier: now });
+            }
+        }
+    })
+}
+
+/// Every worker's share of each window's log table, merged on worker 0 of process 0 (one
+/// constant key), which hands the whole table to its collector once every share is in.
+fn gather_tables(tables: StreamVec<'_, Time, WindowTable>, collected: Sender<Collected>) {
+    let mut pending: Held<WindowTable> = Held::default();
+    tables.sink(Exchange::new(|_: &WindowTable| 0), "gather_tables", move |(input, frontier)| {
+        input.for_each(|cap, data| {
+            if let Some(&time) = cap.least() {
+                let whole = pending.entry(time, || WindowTable::empty(time));
+                for share in data.drain(..) {
+                    whole.merge(share);
+                }
+            }
+        });
+        while let Some((_, table)) = pending.next_passed(&[frontier]) {
+            let _ = collected.send(Collected::Table { table });
+        }
+    });
+}
+
 /// What the collector hands to the sinks.
 #[derive(Debug)]
 pub enum Completed {
@@ -396,6 +455,8 @@ pub enum Completed {
     Cancelled {
         time: Time,
     },
+    /// The log table of a whole window.
+    Table(WindowTable),
 }
 
 /// Merges the workers' shares of each window (and of each events tick) once every worker's
@@ -454,6 +515,10 @@ impl Collector {
                 }
                 Vec::new()
             }
+            // Complete already: the graph gathered it once every worker had passed the window.
+            // A window a stop cancelled is not exported, so neither is its table.
+            Collected::Table { table } if self.cancelled.contains(&table.time) => Vec::new(),
+            Collected::Table { table } => vec![Completed::Table(table)],
         }
     }
 

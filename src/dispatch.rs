@@ -48,6 +48,12 @@ pub fn dispatch(
                         Completed::Cancelled { .. } => {
                             stats.cancelled_windows.fetch_add(1, Ordering::Relaxed);
                         }
+                        Completed::Table(table) => {
+                            let table = Arc::new(table);
+                            for sink in &sinks {
+                                sink.send(SinkInput::Table(Arc::clone(&table)));
+                            }
+                        }
                         Completed::Events(batch) => {
                             // The checkpointer needs only each event's state: the events
                             // themselves are freed once every sink has encoded them.

@@ -210,6 +210,7 @@ pub fn run(config: RunConfig, stop: Arc<AtomicBool>) -> Result<RunReport, RunErr
         },
         None => None,
     };
+    let log_table = config.sinks.iter().any(|sink| sink.name() == "log");
     let mut sinks = Vec::with_capacity(config.sinks.len());
     let sink_context = SinkContext { state_dir: config.state_dir.clone(), stop: Arc::clone(&stop) };
     for sink in config.sinks {
@@ -352,7 +353,8 @@ pub fn run(config: RunConfig, stop: Arc<AtomicBool>) -> Result<RunReport, RunErr
 
     let events_config =
         events.then(|| EventsConfig { dedup: config.dedup.clone(), seed, counters: Arc::clone(&counters) });
-    let worker_config = WorkerConfig { workers, share, labels: config.labels, events: events_config };
+    let worker_config =
+        WorkerConfig { workers, share, labels: config.labels, events: events_config, table: log_table };
     let workers_result =
         bridge::run_workers_on(worker_config, network, receivers, collected_tx, Arc::clone(&stats));
     ending(&stop, "the workers are done, every window they accepted is with the collector");

@@ -410,3 +410,64 @@ fn an_unreachable_peer_is_named_after_a_bounded_wait() {
     assert!(log.contains(&format!("process 0 ({})", addresses[0])), "{log}");
     assert!(log.contains(&format!("process 2 ({})", addresses[2])), "{log}");
 }
+
+/// The log sink's tables in `out`, one per window: each line of a table split into its cells,
+/// from its `window ...` header to the blank line after it (event lines are left out).
+fn printed_tables(out: &str) -> Vec<Vec<Vec<String>>> {
+    let mut tables: Vec<Vec<Vec<String>>> = Vec::new();
+    let mut open = false;
+    for line in out.lines() {
+        if line.starts_with("window ") {
+            tables.push(Vec::new());
+            open = true;
+        }
+        if line.trim().is_empty() {
+            open = false;
+        }
+        if let (true, Some(table)) = (open, tables.last_mut()) {
+            table.push(line.split_whitespace().map(str::to_string).collect());
+        }
+    }
+    tables
+}
+
+/// The log table is global: process 0 prints the one table of the whole cluster, gathered from
+/// every process's share, the same as one process prints; the others print none. The cluster
+/// aggregate, global too, is written by one process only.
+#[test]
+fn process_0_prints_the_one_log_table_of_the_whole_cluster() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let scenario = tmp.path().join("synth");
+    synth(&SynthSpec::new(200, 2, 2), &scenario).expect("synth");
+    let source = format!("--source=replay:{}", scenario.display());
+    let run = heapster(&[&source, "--sink=log"]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    let expected = printed_tables(&stdout(&run));
+    assert_eq!(expected.len(), 2, "{}", stdout(&run));
+    // Every node has its row, and pods are counted and listed.
+    let node_rows = expected[0].iter().skip(2).take_while(|row| row[0] != "busiest").count();
+    assert_eq!(node_rows, 200, "{:?}", expected[0]);
+    assert!(expected[0][0].join(" ").contains("200 nodes, 400 pods"), "{:?}", expected[0][0]);
+
+    let args = [source, "--sink=log".to_string()];
+    let mut cluster = start_cluster(tmp.path(), "table", &args, None);
+    assert_all_succeeded(&mut cluster, PATIENCE);
+    assert_eq!(printed_tables(&cluster[0].collector.out()), expected, "process 0's tables");
+    for p in &cluster[1..] {
+        assert!(printed_tables(&p.collector.out()).is_empty(), "{}", p.collector.out());
+        let said = p.log().lines().filter(|l| l.contains("process 0 prints the table")).count();
+        assert_eq!(said, 1, "{}", p.log());
+    }
+    assert!(!cluster[0].log().contains("process 0 prints the table"), "{}", cluster[0].log());
+
+    // Each window's cluster aggregate is in the file of one process only, once.
+    let with_cluster: Vec<usize> = cluster
+        .iter()
+        .map(|p| {
+            let lines = std::fs::read_to_string(&p.out).unwrap_or_default();
+            lines.lines().filter(|l| l.starts_with("cpu/request,") && l.contains("type=cluster")).count()
+        })
+        .collect();
+    assert_eq!(with_cluster.iter().filter(|&&n| n > 0).count(), 1, "{with_cluster:?}");
+    assert_eq!(with_cluster.iter().sum::<usize>(), 2, "one per window: {with_cluster:?}");
+}

@@ -37,8 +37,13 @@ fn switches(tid: &str) -> u64 {
 fn an_idle_worker_sleeps_until_its_feed_wakes_it() {
     let (feed, fed) = crossbeam_channel::bounded(8);
     let (collected, collector) = crossbeam_channel::unbounded();
-    let config =
-        WorkerConfig { workers: 1, share: Share::single(1), labels: LabelPolicy::default(), events: None };
+    let config = WorkerConfig {
+        workers: 1,
+        share: Share::single(1),
+        labels: LabelPolicy::default(),
+        events: None,
+        table: false,
+    };
     let workers =
         std::thread::spawn(move || run_workers(config, vec![fed], collected, Arc::new(Stats::default())));
 

@@ -3,6 +3,8 @@
 // Each harness uses its own part of these.
 #![allow(dead_code)]
 
+pub mod process;
+
 /// A size from the environment; else `full` under `cargo bench`, and `smoke` when the harness
 /// runs as a test (`cargo test --all-targets` builds and runs it without `--bench`): the test
 /// suite checks that the harness works, not how fast, and must not take minutes doing so.

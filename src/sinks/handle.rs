@@ -138,6 +138,9 @@ impl SinkHandle {
                 tracing::error!(sink = %self.name, "{why}: {} events of tick {} not written", batch.events.len(), batch.time);
                 self.stats.dropped_events.fetch_add(batch.events.len() as u64, Ordering::Relaxed);
             }
+            SinkInput::Table(table) => {
+                tracing::warn!(sink = %self.name, "{why}: the table of window {} not printed", table.time);
+            }
         }
     }
 
@@ -215,6 +218,12 @@ fn drain(rx: Receiver<SinkInput>, pending: &AtomicUsize, stats: &SinkStats, mut 
                     }
                 }
                 stats.events_written_through.fetch_max(batch.time + 1, Ordering::Relaxed);
+            }
+            SinkInput::Table(table) => {
+                if let Err(e) = writer.table(&table) {
+                    stats.errors.fetch_add(1, Ordering::Relaxed);
+                    tracing::error!("the table of window {} not written: {e}", table.time);
+                }
             }
         }
     }

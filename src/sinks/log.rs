@@ -3,11 +3,17 @@
 //!
 //! Nodes first (usage and share of allocatable), then the busiest pods by CPU, then counts. The
 //! first window of a run has no CPU rates yet (a rate needs two samples) and shows `-`.
+//!
+//! The table is global: the graph gathers every worker's [`WindowTable`] share of a window on
+//! worker 0 of process 0, and the collector hands the merged table to the sink. So in a cluster
+//! process 0 prints the one table of the whole cluster and the other processes print none;
+//! events are printed by every process, each its own share.
 
 use std::fmt::Write as _;
 use std::io::{self, Write};
 
-use heapster_dataflows::{EntityKey, Event, MetricId, MetricSet};
+use heapster_dataflows::{EntityKey, Event, MetricId, MetricSet, Time};
+use serde::{Deserialize, Serialize};
 
 use super::event_json::event_time_ms;
 use super::sink::{LocalWrite, Opened, Sink, SinkContext, SinkError};
@@ -31,8 +37,14 @@ impl Sink for LogConfig {
 }
 
 impl<W: Write + Send> LocalWrite for LogSink<W> {
-    fn metrics(&mut self, window: Window<'_>) -> io::Result<()> {
-        self.write(window.batch())
+    /// The table comes whole from the graph instead ([`LocalWrite::table`]): in a cluster this
+    /// process's window is only its share.
+    fn metrics(&mut self, _window: Window<'_>) -> io::Result<()> {
+        Ok(())
+    }
+
+    fn table(&mut self, table: &WindowTable) -> io::Result<()> {
+        self.write_table(table)
     }
 
     fn events(&mut self, events: &[Event]) -> io::Result<()> {
@@ -61,6 +73,12 @@ impl<W: Write> LogSink<W> {
 
     pub fn write(&mut self, batch: &MetricBatch) -> io::Result<()> {
         let text = render(batch);
+        self.out.write_all(text.as_bytes())?;
+        self.out.flush()
+    }
+
+    pub fn write_table(&mut self, table: &WindowTable) -> io::Result<()> {
+        let text = render_table(table);
         self.out.write_all(text.as_bytes())?;
         self.out.flush()
     }
@@ -130,76 +148,159 @@ fn one_line(s: &str) -> String {
 
 /// The text for one window.
 pub fn render(batch: &MetricBatch) -> String {
-    let mut counts = [0usize; 6];
-    for set in &batch.sets {
-        let slot = match set.key {
-            EntityKey::Node { .. } => 0,
-            EntityKey::Pod { .. } => 1,
-            EntityKey::PodContainer { .. } => 2,
-            EntityKey::SysContainer { .. } => 3,
-            EntityKey::Namespace { .. } => 4,
-            EntityKey::Cluster => 5,
-        };
-        counts[slot] += 1;
+    render_table(&WindowTable::of(batch.time, &batch.sets))
+}
+
+/// What the log sink prints of one window, or one worker's share of it: counts, a row per
+/// node, the busiest pods. Small next to the window's sets, so in a cluster every worker's share
+/// goes to one worker through the graph's exchange and one process prints the cluster's table.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct WindowTable {
+    /// Window end, ms since the epoch.
+    pub time: Time,
+    /// Nodes, pods, containers, system containers, namespaces, cluster.
+    counts: [u64; 6],
+    points: u64,
+    nodes: Vec<NodeRow>,
+    /// The busiest pods, busiest first, at most [`TOP_PODS`].
+    pods: Vec<PodRow>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+struct NodeRow {
+    node: String,
+    cpu: Option<i64>,
+    cpu_share: Option<f64>,
+    memory: Option<i64>,
+    memory_share: Option<f64>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+struct PodRow {
+    ns: String,
+    pod: String,
+    cpu: Option<i64>,
+    memory: Option<i64>,
+}
+
+impl PodRow {
+    /// Busiest first: CPU, then memory, then name (the order of a window's sorted sets).
+    fn order(&self) -> impl Ord + '_ {
+        (
+            std::cmp::Reverse(self.cpu.unwrap_or(-1)),
+            std::cmp::Reverse(self.memory.unwrap_or(-1)),
+            self.ns.as_str(),
+            self.pod.as_str(),
+        )
     }
+}
+
+impl WindowTable {
+    /// A window's table before any share is merged in.
+    pub fn empty(time: Time) -> WindowTable {
+        WindowTable { time, ..WindowTable::default() }
+    }
+
+    /// The table of `sets`, a whole window or one worker's share of it.
+    pub fn of(time: Time, sets: &[MetricSet]) -> WindowTable {
+        let mut table = WindowTable::empty(time);
+        for set in sets {
+            table.points += set.point_count() as u64;
+            let slot = match &set.key {
+                EntityKey::Node { node } => {
+                    table.nodes.push(NodeRow {
+                        node: node.to_string(),
+                        cpu: set.values.get_i64(MetricId::CpuUsageRate),
+                        cpu_share: set.values.get(MetricId::CpuNodeUtilization).map(|v| v.as_f64()),
+                        memory: set.values.get_i64(MetricId::MemoryWorkingSet),
+                        memory_share: set.values.get(MetricId::MemoryNodeUtilization).map(|v| v.as_f64()),
+                    });
+                    0
+                }
+                EntityKey::Pod { ns, pod } => {
+                    table.pods.push(PodRow {
+                        ns: ns.to_string(),
+                        pod: pod.to_string(),
+                        cpu: set.values.get_i64(MetricId::CpuUsageRate),
+                        memory: set.values.get_i64(MetricId::MemoryWorkingSet),
+                    });
+                    1
+                }
+                EntityKey::PodContainer { .. } => 2,
+                EntityKey::SysContainer { .. } => 3,
+                EntityKey::Namespace { .. } => 4,
+                EntityKey::Cluster => 5,
+            };
+            table.counts[slot] += 1;
+        }
+        table.keep_busiest();
+        table
+    }
+
+    /// Adds another share of the same window.
+    pub fn merge(&mut self, other: WindowTable) {
+        for (mine, theirs) in self.counts.iter_mut().zip(other.counts) {
+            *mine += theirs;
+        }
+        self.points += other.points;
+        self.nodes.extend(other.nodes);
+        self.pods.extend(other.pods);
+        self.keep_busiest();
+    }
+
+    fn keep_busiest(&mut self) {
+        self.pods.sort_by(|a, b| a.order().cmp(&b.order()));
+        self.pods.truncate(TOP_PODS);
+    }
+}
+
+/// The text of one window's table.
+pub fn render_table(table: &WindowTable) -> String {
+    let counts = table.counts;
     let time =
-        jiff::Timestamp::from_millisecond(batch.time as i64).map(|t| t.to_string()).unwrap_or_default();
+        jiff::Timestamp::from_millisecond(table.time as i64).map(|t| t.to_string()).unwrap_or_default();
     let mut out = format!(
         "window {time}: {} nodes, {} pods, {} containers, {} system containers, {} namespaces, {} points\n",
-        counts[0],
-        counts[1],
-        counts[2],
-        counts[3],
-        counts[4],
-        batch.point_count()
+        counts[0], counts[1], counts[2], counts[3], counts[4], table.points
     );
 
+    let mut rows: Vec<&NodeRow> = table.nodes.iter().collect();
+    rows.sort_by(|a, b| a.node.cmp(&b.node));
     let mut nodes = Table::new(["NODE", "CPU(cores)", "CPU%", "MEMORY(bytes)", "MEMORY%"]);
-    for set in batch.sets.iter().filter(|s| matches!(s.key, EntityKey::Node { .. })) {
-        let EntityKey::Node { node } = &set.key else { continue };
+    for row in rows {
         nodes.row([
-            node.to_string(),
-            cpu(set),
-            percent(set, MetricId::CpuNodeUtilization),
-            memory(set),
-            percent(set, MetricId::MemoryNodeUtilization),
+            row.node.clone(),
+            cpu(row.cpu),
+            percent(row.cpu_share),
+            memory(row.memory),
+            percent(row.memory_share),
         ]);
     }
     out.push_str(&nodes.render());
 
-    let mut pods: Vec<&MetricSet> =
-        batch.sets.iter().filter(|s| matches!(s.key, EntityKey::Pod { .. })).collect();
-    pods.sort_by_key(|p| {
-        (
-            std::cmp::Reverse(p.values.get_i64(MetricId::CpuUsageRate).unwrap_or(-1)),
-            std::cmp::Reverse(p.values.get_i64(MetricId::MemoryWorkingSet).unwrap_or(-1)),
-        )
-    });
-    let mut table = Table::new(["NAMESPACE", "POD", "CPU(cores)", "MEMORY(bytes)"]);
-    for pod in pods.iter().take(TOP_PODS) {
-        let EntityKey::Pod { ns, pod: name } = &pod.key else { continue };
-        table.row([ns.to_string(), name.to_string(), cpu(pod), memory(pod)]);
-    }
-    if !pods.is_empty() {
-        out.push_str(&format!("busiest pods ({} of {}):\n", pods.len().min(TOP_PODS), pods.len()));
-        out.push_str(&table.render());
+    let total = counts[1] as usize;
+    if total > 0 {
+        let mut pods = Table::new(["NAMESPACE", "POD", "CPU(cores)", "MEMORY(bytes)"]);
+        for pod in &table.pods {
+            pods.row([pod.ns.clone(), pod.pod.clone(), cpu(pod.cpu), memory(pod.memory)]);
+        }
+        out.push_str(&format!("busiest pods ({} of {total}):\n", table.pods.len()));
+        out.push_str(&pods.render());
     }
     out.push('\n');
     out
 }
 
-fn cpu(set: &MetricSet) -> String {
-    set.values.get_i64(MetricId::CpuUsageRate).map_or_else(|| "-".to_string(), |m| format!("{m}m"))
+fn cpu(millicores: Option<i64>) -> String {
+    millicores.map_or_else(|| "-".to_string(), |m| format!("{m}m"))
 }
 
-fn memory(set: &MetricSet) -> String {
-    set.values
-        .get_i64(MetricId::MemoryWorkingSet)
-        .map_or_else(|| "-".to_string(), |b| format!("{}Mi", b >> 20))
+fn memory(bytes: Option<i64>) -> String {
+    bytes.map_or_else(|| "-".to_string(), |b| format!("{}Mi", b >> 20))
 }
 
-fn percent(set: &MetricSet, id: MetricId) -> String {
-    set.values.get(id).map_or_else(|| "-".to_string(), |r| format!("{:.0}%", r.as_f64() * 100.0))
+fn percent(share: Option<f64>) -> String {
+    share.map_or_else(|| "-".to_string(), |r| format!("{:.0}%", r * 100.0))
 }
 
 /// Left-aligned columns, two spaces apart.
@@ -282,6 +383,28 @@ mod tests {
         assert_eq!(lines[6].split_whitespace().next_back(), Some("-"));
         assert!(lines[6].contains("p11") && lines[6].contains("110m"), "{text}");
         assert_eq!(text.lines().filter(|l| l.starts_with("web")).count(), 10);
+    }
+
+    #[test]
+    fn shares_merged_in_any_order_print_the_whole_window() {
+        let mut sets =
+            vec![node("node-a", Some(850), 0.2125), node("node-b", None, 0.0), node("node-c", Some(5), 0.5)];
+        // Ties on CPU: the name decides, as in the window's sorted sets.
+        sets.extend((0..15).map(|i| pod(&format!("p{i:02}"), (i % 4) * 10)));
+        sets.push(MetricSet::new(EntityKey::Cluster));
+        let time = 1_793_527_260_000;
+        let whole = render(&MetricBatch { time, sets: sets.clone() });
+        let mut shares: Vec<Vec<MetricSet>> = vec![Vec::new(); 3];
+        for (i, set) in sets.into_iter().enumerate() {
+            shares[(i * 7) % 3].push(set);
+        }
+        let mut merged = WindowTable::empty(time);
+        for share in shares.iter().rev() {
+            merged.merge(WindowTable::of(time, share));
+        }
+        assert_eq!(render_table(&merged), whole);
+        assert!(whole.contains("3 nodes, 15 pods"), "{whole}");
+        assert!(whole.contains("busiest pods (10 of 15)"), "{whole}");
     }
 
     #[test]

@@ -40,6 +40,11 @@ pub trait LocalWrite: Send {
     fn events(&mut self, _events: &[Event]) -> io::Result<()> {
         Ok(())
     }
+
+    /// The whole cluster's log table of a window (the log sink's; others leave it alone).
+    fn table(&mut self, _table: &crate::sinks::log::WindowTable) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 /// Why a sink could not open.

@@ -55,6 +55,8 @@ impl<E: Encode> Intake<E> {
                     let what = What::Events { tick: Some(batch.time), events: batch.events.len() as u64 };
                     self.item(what, |enc, emit| enc.events(&batch.events, emit));
                 }
+                // The log table is the log sink's alone.
+                SinkInput::Table(_) => {}
             }
         }
         self.store.shared.lock().closed = true;
