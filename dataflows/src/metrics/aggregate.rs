@@ -38,9 +38,18 @@ pub struct Part {
 /// cgroup: cpu, memory, and the rates derived from them) stands; only what the pod lacks is the
 /// sum of its containers (older kubelets, requests and limits, restarts).
 pub fn aggregate_pods(sets: &mut Vec<MetricSet>, time: Time) {
-    // Each pod's set (if any) then its containers by name: one sort, no maps.
-    let mut order: Vec<usize> = (0..sets.len()).filter(|i| sets[*i].key.pod().is_some()).collect();
-    order.sort_unstable_by(|a, b| pod_order(&sets[*a].key).cmp(&pod_order(&sets[*b].key)));
+    // Each pod's set (if any) then its containers by name: one sort, no maps. Pods are sorted by
+    // a hash first, so most comparisons are of two integers rather than of names; pods whose
+    // hashes collide fall back to their names, so each pod's sets still sit together in order.
+    let mut hashed: Vec<(u64, usize)> = sets
+        .iter()
+        .enumerate()
+        .filter_map(|(i, set)| set.key.pod().map(|(ns, pod)| (pod_hash(ns, pod), i)))
+        .collect();
+    hashed.sort_unstable_by(|(ha, a), (hb, b)| {
+        ha.cmp(hb).then_with(|| pod_order(&sets[*a].key).cmp(&pod_order(&sets[*b].key)))
+    });
+    let order: Vec<usize> = hashed.into_iter().map(|(_, i)| i).collect();
     let mut start = 0;
     while start < order.len() {
         let group = sets[order[start]].key.pod();
@@ -70,6 +79,14 @@ pub fn aggregate_pods(sets: &mut Vec<MetricSet>, time: Time) {
         }
         start = end;
     }
+}
+
+fn pod_hash(ns: &Name, pod: &Name) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = rustc_hash::FxHasher::default();
+    ns.hash(&mut hasher);
+    pod.hash(&mut hasher);
+    hasher.finish()
 }
 
 /// A pod's place in `aggregate_pods`' order: by pod, the pod's own set first, then containers

@@ -9,7 +9,7 @@
 //! for each of its points, and numbers are formatted without allocating.
 
 use heapster_dataflows::catalog::{LABELED_RATES, RATES};
-use heapster_dataflows::model::{LabeledMetric, Resource};
+use heapster_dataflows::model::{LabelId, LabeledMetric, Resource};
 use heapster_dataflows::{LabeledMetricId, MetricId, MetricSet, Value};
 
 use crate::batch::{MetricBatch, Window};
@@ -426,6 +426,29 @@ fn set_tag_block<'a>(
     if block.bytes.len() <= SET_TAG_BUDGET { Fit::Shortened } else { Fit::TooLong }
 }
 
+/// A set's own tag keys (Heapster's labels, `type`, `cluster_name`), sorted by key once: a set's
+/// tags are then a merge with its extra labels (already sorted), not a sort per set.
+#[derive(Clone, Copy)]
+enum Own {
+    Label(LabelId),
+    Type,
+    Cluster,
+}
+
+static OWN_TAGS: std::sync::LazyLock<Vec<(&'static str, Own)>> = std::sync::LazyLock::new(|| {
+    let mut own: Vec<(&'static str, Own)> =
+        LabelId::ALL.iter().map(|id| (id.key(), Own::Label(*id))).collect();
+    own.push(("type", Own::Type));
+    own.push(("cluster_name", Own::Cluster));
+    own.retain(|(key, _)| !EXCLUDED_TAGS.contains(key));
+    own.sort_unstable_by_key(|(key, _)| *key);
+    own
+});
+
+/// The set's tags sorted by key, one per key: of several for one key, the cluster name wins over
+/// a label copied from pod labels, which wins over Heapster's own (as in Heapster's label map,
+/// where the cluster name was set last). Empty keys and values, and [`EXCLUDED_TAGS`], are left
+/// out.
 fn collect_tags<'a>(
     set: &'a MetricSet,
     cluster_name: &'a str,
@@ -433,19 +456,41 @@ fn collect_tags<'a>(
     block: &mut TagBlock,
 ) {
     tags.clear();
-    for (id, value) in set.labels.iter() {
-        tags.push(Tag { key: id.key(), value, rank: 0 });
+    let mut extra = set
+        .labels
+        .extra
+        .iter()
+        .map(|(key, value)| Tag { key, value, rank: 1 })
+        .filter(|t| !t.key.is_empty() && !t.value.is_empty() && !EXCLUDED_TAGS.contains(&t.key))
+        .peekable();
+    // Extras are sorted by key; the first of several for one key is kept.
+    let push = |tags: &mut Vec<Tag<'a>>, tag: Tag<'a>| {
+        if tags.last().is_none_or(|last| last.key != tag.key) {
+            tags.push(tag);
+        }
+    };
+    for &(key, own) in OWN_TAGS.iter() {
+        while let Some(tag) = extra.next_if(|t| t.key < key) {
+            push(tags, tag);
+        }
+        let (value, rank) = match own {
+            Own::Label(id) => (set.labels.get(id).map_or("", |v| v.as_str()), 0),
+            Own::Type => (set.key.type_label(), 0),
+            Own::Cluster => (cluster_name, 2),
+        };
+        let mut best = (!value.is_empty()).then_some(Tag { key, value, rank });
+        while let Some(tag) = extra.next_if(|t| t.key == key) {
+            if best.is_none_or(|b| tag.rank > b.rank) {
+                best = Some(tag);
+            }
+        }
+        if let Some(tag) = best {
+            tags.push(tag);
+        }
     }
-    tags.push(Tag { key: "type", value: set.key.type_label(), rank: 0 });
-    // Labels copied from pod labels override Heapster's own, as they did in its label map; the
-    // cluster name overrides everything, as Heapster set it last.
-    for (key, value) in &set.labels.extra {
-        tags.push(Tag { key, value, rank: 1 });
+    for tag in extra {
+        push(tags, tag);
     }
-    tags.push(Tag { key: "cluster_name", value: cluster_name, rank: 2 });
-    tags.retain(|t| !t.key.is_empty() && !t.value.is_empty() && !EXCLUDED_TAGS.contains(&t.key));
-    tags.sort_unstable_by(|a, b| a.key.cmp(b.key).then(b.rank.cmp(&a.rank)));
-    tags.dedup_by(|later, first| later.key == first.key);
     escape_tags(tags, block);
 }
 
