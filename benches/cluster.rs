@@ -17,7 +17,7 @@
 //! `BENCH_HEAPSTER` runs another build's binary.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 mod common;
@@ -247,16 +247,7 @@ struct Live<'a> {
 impl Live<'_> {
     fn run(&self, processes: usize) -> Result<Vec<Row>, String> {
         let tls = tempfile::tempdir().map_err(|e| e.to_string())?;
-        let testbed = heapster_testbed::testbed_binary().map_err(|e| e.to_string())?;
-        let mut server = Command::new(testbed)
-            .args(["fixture-server", "--listen", "127.0.0.1:0", "--scenario"])
-            .arg(self.scenario)
-            .arg("--tls-dir")
-            .arg(tls.path())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(|e| format!("cannot start the fixture server: {e}"))?;
+        let mut server = fixture_server(self.scenario, tls.path())?;
         let result = self.against(&mut server, processes);
         let _ = server.kill();
         let _ = server.wait();

@@ -14,7 +14,7 @@
 //! runs another build's binary (before/after a change).
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 mod common;
@@ -173,16 +173,7 @@ impl Bench {
     fn live(&self, workers: usize, sink: SinkKind) -> Result<Row, String> {
         let influxd = start_influxd(sink)?;
         let tls = tempfile::tempdir().map_err(|e| e.to_string())?;
-        let testbed = heapster_testbed::testbed_binary().map_err(|e| e.to_string())?;
-        let mut server = Command::new(testbed)
-            .args(["fixture-server", "--listen", "127.0.0.1:0", "--scenario"])
-            .arg(&self.scenario)
-            .arg("--tls-dir")
-            .arg(tls.path())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(|e| format!("cannot start the fixture server: {e}"))?;
+        let mut server = fixture_server(&self.scenario, tls.path())?;
         let guard = KillOnDrop(vec![]);
         let result = self.live_against(&mut server, workers, influxd.as_ref(), guard);
         let _ = server.kill();

@@ -45,6 +45,21 @@ pub fn scenario_windows(scenario: &Path) -> Result<usize, String> {
     Ok(manifest["windows"].as_array().map_or(0, Vec::len))
 }
 
+/// Starts `heapster-testbed fixture-server` on `scenario`, its TLS files in `tls_dir`; its
+/// addresses are read with [`FixtureInfo::read`].
+pub fn fixture_server(scenario: &Path, tls_dir: &Path) -> Result<Child, String> {
+    let testbed = heapster_testbed::testbed_binary().map_err(|e| e.to_string())?;
+    Command::new(testbed)
+        .args(["fixture-server", "--listen", "127.0.0.1:0", "--scenario"])
+        .arg(scenario)
+        .arg("--tls-dir")
+        .arg(tls_dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("cannot start the fixture server: {e}"))
+}
+
 /// What `heapster-testbed fixture-server` prints about itself at start.
 pub struct FixtureInfo {
     pub api: String,
