@@ -17,7 +17,9 @@ use serde::{Deserialize, Serialize};
 
 use super::event_json::event_time_ms;
 use super::sink::{LocalWrite, Opened, Sink, SinkContext, SinkError};
-use crate::batch::{MetricBatch, Window};
+#[cfg(test)]
+use crate::batch::MetricBatch;
+use crate::batch::Window;
 
 /// How many pods the table lists.
 const TOP_PODS: usize = 10;
@@ -69,12 +71,6 @@ impl<W: Write> LogSink<W> {
 
     pub fn into_inner(self) -> W {
         self.out
-    }
-
-    pub fn write(&mut self, batch: &MetricBatch) -> io::Result<()> {
-        let text = render(batch);
-        self.out.write_all(text.as_bytes())?;
-        self.out.flush()
     }
 
     pub fn write_table(&mut self, table: &WindowTable) -> io::Result<()> {
@@ -146,7 +142,8 @@ fn one_line(s: &str) -> String {
     out
 }
 
-/// The text for one window.
+/// The text for one whole window.
+#[cfg(test)]
 pub fn render(batch: &MetricBatch) -> String {
     render_table(&WindowTable::of(batch.time, &batch.sets))
 }
@@ -186,13 +183,13 @@ struct PodRow {
 impl PodRow {
     /// Busiest first: CPU, then memory, then name (the order of a window's sorted sets).
     fn order(&self) -> impl Ord + '_ {
-        (
-            std::cmp::Reverse(self.cpu.unwrap_or(-1)),
-            std::cmp::Reverse(self.memory.unwrap_or(-1)),
-            self.ns.as_str(),
-            self.pod.as_str(),
-        )
+        busiest_first(&self.ns, &self.pod, self.cpu, self.memory)
     }
+}
+
+/// The busiest pods' order: CPU, then memory, then name (the order of a window's sorted sets).
+fn busiest_first<'a>(ns: &'a str, pod: &'a str, cpu: Option<i64>, memory: Option<i64>) -> impl Ord + 'a {
+    (std::cmp::Reverse(cpu.unwrap_or(-1)), std::cmp::Reverse(memory.unwrap_or(-1)), ns, pod)
 }
 
 impl WindowTable {
@@ -204,6 +201,8 @@ impl WindowTable {
     /// The table of `sets`, a whole window or one worker's share of it.
     pub fn of(time: Time, sets: &[MetricSet]) -> WindowTable {
         let mut table = WindowTable::empty(time);
+        // Only the busiest pods become rows: a window has tens of thousands of pods.
+        let mut pods = Vec::new();
         for set in sets {
             table.points += set.point_count() as u64;
             let slot = match &set.key {
@@ -218,12 +217,9 @@ impl WindowTable {
                     0
                 }
                 EntityKey::Pod { ns, pod } => {
-                    table.pods.push(PodRow {
-                        ns: ns.to_string(),
-                        pod: pod.to_string(),
-                        cpu: set.values.get_i64(MetricId::CpuUsageRate),
-                        memory: set.values.get_i64(MetricId::MemoryWorkingSet),
-                    });
+                    let cpu = set.values.get_i64(MetricId::CpuUsageRate);
+                    let memory = set.values.get_i64(MetricId::MemoryWorkingSet);
+                    pods.push((ns.as_str(), pod.as_str(), cpu, memory));
                     1
                 }
                 EntityKey::PodContainer { .. } => 2,
@@ -233,7 +229,19 @@ impl WindowTable {
             };
             table.counts[slot] += 1;
         }
-        table.keep_busiest();
+        type Candidate<'a> = (&'a str, &'a str, Option<i64>, Option<i64>);
+        let order = |a: &Candidate<'_>, b: &Candidate<'_>| {
+            busiest_first(a.0, a.1, a.2, a.3).cmp(&busiest_first(b.0, b.1, b.2, b.3))
+        };
+        if pods.len() > TOP_PODS {
+            pods.select_nth_unstable_by(TOP_PODS, order);
+            pods.truncate(TOP_PODS);
+        }
+        pods.sort_unstable_by(order);
+        table.pods = pods
+            .into_iter()
+            .map(|(ns, pod, cpu, memory)| PodRow { ns: ns.to_string(), pod: pod.to_string(), cpu, memory })
+            .collect();
         table
     }
 
