@@ -210,7 +210,7 @@ pub fn run(config: RunConfig, stop: Arc<AtomicBool>) -> Result<RunReport, RunErr
         },
         None => None,
     };
-    let log_table = config.sinks.iter().any(|sink| sink.name() == "log");
+    let log_table = config.sinks.iter().any(SinkConfig::wants_table);
     let mut sinks = Vec::with_capacity(config.sinks.len());
     let sink_context = SinkContext { state_dir: config.state_dir.clone(), stop: Arc::clone(&stop) };
     for sink in config.sinks {

@@ -36,6 +36,10 @@ impl Sink for LogConfig {
     fn open(&self, _context: &SinkContext) -> Result<Opened, SinkError> {
         Ok(Opened::Local(Box::new(LogSink::stdout())))
     }
+
+    fn wants_table(&self) -> bool {
+        true
+    }
 }
 
 impl<W: Write + Send> LocalWrite for LogSink<W> {

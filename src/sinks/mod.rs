@@ -90,4 +90,10 @@ mod tests {
         assert!(err.reason.contains("unknown sink \"kafka\"; expected one of: log, file, influxdb"), "{err}");
         assert_eq!(SinkConfig::from_uri("log").unwrap().name(), "log");
     }
+
+    #[test]
+    fn only_the_log_sink_wants_the_cluster_table() {
+        assert!(SinkConfig::from_uri("log").unwrap().wants_table());
+        assert!(!SinkConfig::from_uri("file:/dev/null").unwrap().wants_table());
+    }
 }

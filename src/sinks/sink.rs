@@ -20,6 +20,12 @@ pub trait Sink: fmt::Debug + Send + Sync + 'static {
     /// Opens the sink's writer. Fails only when the sink can never work (a file that cannot be
     /// created, bad credentials): a backend that is not up yet is the queue's to retry.
     fn open(&self, context: &SinkContext) -> Result<Opened, SinkError>;
+
+    /// Whether the sink prints the whole cluster's table of each window ([`LocalWrite::table`]):
+    /// the graph gathers that table only when some sink wants it.
+    fn wants_table(&self) -> bool {
+        false
+    }
 }
 
 /// An opened sink, in one of the two ways sinks run.
@@ -68,6 +74,10 @@ impl SinkConfig {
 
     pub fn name(&self) -> String {
         self.0.name()
+    }
+
+    pub fn wants_table(&self) -> bool {
+        self.0.wants_table()
     }
 
     pub fn sink(&self) -> &dyn Sink {
