@@ -16,7 +16,7 @@ use std::fmt;
 use std::marker::PhantomData;
 
 use serde::de::value::MapAccessDeserializer;
-use serde::de::{Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::de::{Deserialize, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
 /// The longest excerpt of a body's string kept for a warning.
 const EXCERPT_CHARS: usize = 40;
@@ -428,6 +428,70 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for Lenient<Vec<T>> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         d.deserialize_any(ListVisitor(PhantomData))
     }
+}
+
+/// Takes a JSON object apart entry by entry as it is read (see [`StreamObj`]).
+pub trait Entries<'de> {
+    fn entries<A: MapAccess<'de>>(&mut self, map: A) -> Result<(), A::Error>;
+}
+
+/// Takes a JSON array apart item by item as it is read (see [`StreamList`]).
+pub trait Items<'de> {
+    fn items<A: SeqAccess<'de>>(&mut self, seq: A) -> Result<(), A::Error>;
+}
+
+/// An [`Obj`] whose entries go to an [`Entries`] as they are read, so nothing of it is kept;
+/// the result says only whether it was an object (as an empty `Obj<()>`), absent, or what else.
+pub struct StreamObj<'s, S>(pub &'s mut S);
+
+/// A [`List`] whose items go to an [`Items`] as they are read, never collected; the result is
+/// an empty list, absent, or what was found instead.
+pub struct StreamList<'s, S>(pub &'s mut S);
+
+impl<'de, S: Entries<'de>> DeserializeSeed<'de> for StreamObj<'_, S> {
+    type Value = Obj<()>;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Obj<()>, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de, S: Entries<'de>> Visitor<'de> for StreamObj<'_, S> {
+    type Value = Obj<()>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Obj<()>, A::Error> {
+        self.0.entries(map)?;
+        Ok(Lenient::Value(Object(())))
+    }
+
+    reject!(Obj<()>; bool, i64, u64, f64, str, seq, null);
+}
+
+impl<'de, S: Items<'de>> DeserializeSeed<'de> for StreamList<'_, S> {
+    type Value = List<()>;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<List<()>, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de, S: Items<'de>> Visitor<'de> for StreamList<'_, S> {
+    type Value = List<()>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<List<()>, A::Error> {
+        self.0.items(seq)?;
+        Ok(Lenient::Value(Vec::new()))
+    }
+
+    reject!(List<()>; bool, i64, u64, f64, str, map, null);
 }
 
 #[cfg(test)]
