@@ -613,6 +613,60 @@ mod tests {
         assert_eq!(found(&probe(r#"{"text": -2.5e200}"#).text), "number -2.5e200");
     }
 
+    /// Counts what it is handed, as a streamed object's or array's consumer would.
+    #[derive(Default)]
+    struct Counter(Vec<i64>);
+
+    impl<'de> Entries<'de> for Counter {
+        fn entries<A: MapAccess<'de>>(&mut self, mut map: A) -> Result<(), A::Error> {
+            while let Some((_, v)) = map.next_entry::<IgnoredAny, Num>()? {
+                self.0.push(v.get().ok().flatten().copied().unwrap_or(-1));
+            }
+            Ok(())
+        }
+    }
+
+    impl<'de> Items<'de> for Counter {
+        fn items<A: SeqAccess<'de>>(&mut self, mut seq: A) -> Result<(), A::Error> {
+            while let Some(v) = seq.next_element::<Num>()? {
+                self.0.push(v.get().ok().flatten().copied().unwrap_or(-1));
+            }
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn streamed_values_are_handed_over_and_other_kinds_kept() {
+        let obj = |json: &str| {
+            let mut counter = Counter::default();
+            let kind =
+                StreamObj(&mut counter).deserialize(&mut serde_json::Deserializer::from_str(json)).unwrap();
+            (kind, counter.0)
+        };
+        let list = |json: &str| {
+            let mut counter = Counter::default();
+            let kind =
+                StreamList(&mut counter).deserialize(&mut serde_json::Deserializer::from_str(json)).unwrap();
+            (kind, counter.0)
+        };
+        let (kind, seen) = obj(r#"{"a": 1, "b": "x", "c": 3}"#);
+        assert!(matches!(kind, Lenient::Value(_)));
+        assert_eq!(seen, [1, -1, 3]);
+        let (kind, seen) = list("[4, null, 6]");
+        assert!(matches!(kind, Lenient::Value(ref v) if v.is_empty()));
+        assert_eq!(seen, [4, -1, 6]);
+        assert_eq!(found(&obj("[1]").0), "an array");
+        assert_eq!(found(&list(r#"{"a": [1]}"#).0), "an object");
+        assert!(obj("null").0.is_absent() && list("null").0.is_absent());
+        assert_eq!(found(&list("\"s\"").0), "string \"s\"");
+        // Broken JSON inside is the parse's error, not a kept value.
+        let mut counter = Counter::default();
+        assert!(
+            StreamList(&mut counter).deserialize(&mut serde_json::Deserializer::from_str("[1, }")).is_err()
+        );
+        assert_eq!(counter.0, [1], "items before the break were handed over");
+    }
+
     #[test]
     fn escaped_strings_are_owned_and_long_ones_cut() {
         let p = probe(r#"{"text": "a\u002db", "num": "0123456789012345678901234567890123456789xyz"}"#);
