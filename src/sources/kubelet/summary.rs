@@ -26,10 +26,9 @@ use heapster_dataflows::model::{
     Name, Resource, Value,
 };
 use rustc_hash::FxHashMap;
-
-use crate::sources::NodeTarget;
 use serde::de::{DeserializeSeed, Error as _, MapAccess, SeqAccess};
 
+use crate::sources::NodeTarget;
 use crate::sources::lenient::{
     Entries, Items, List, Obj, Quoted, StreamList, StreamObj, Text, excerpt, quote_out_of_range,
 };
