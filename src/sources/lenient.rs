@@ -16,7 +16,7 @@ use std::fmt;
 use std::marker::PhantomData;
 
 use serde::de::value::MapAccessDeserializer;
-use serde::de::{Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::de::{Deserialize, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
 /// The longest excerpt of a body's string kept for a warning.
 const EXCERPT_CHARS: usize = 40;
@@ -430,6 +430,70 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for Lenient<Vec<T>> {
     }
 }
 
+/// Takes a JSON object apart entry by entry as it is read (see [`StreamObj`]).
+pub trait Entries<'de> {
+    fn entries<A: MapAccess<'de>>(&mut self, map: A) -> Result<(), A::Error>;
+}
+
+/// Takes a JSON array apart item by item as it is read (see [`StreamList`]).
+pub trait Items<'de> {
+    fn items<A: SeqAccess<'de>>(&mut self, seq: A) -> Result<(), A::Error>;
+}
+
+/// An [`Obj`] whose entries go to an [`Entries`] as they are read, so nothing of it is kept;
+/// the result says only whether it was an object (as an empty `Obj<()>`), absent, or what else.
+pub struct StreamObj<'s, S>(pub &'s mut S);
+
+/// A [`List`] whose items go to an [`Items`] as they are read, never collected; the result is
+/// an empty list, absent, or what was found instead.
+pub struct StreamList<'s, S>(pub &'s mut S);
+
+impl<'de, S: Entries<'de>> DeserializeSeed<'de> for StreamObj<'_, S> {
+    type Value = Obj<()>;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Obj<()>, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de, S: Entries<'de>> Visitor<'de> for StreamObj<'_, S> {
+    type Value = Obj<()>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Obj<()>, A::Error> {
+        self.0.entries(map)?;
+        Ok(Lenient::Value(Object(())))
+    }
+
+    reject!(Obj<()>; bool, i64, u64, f64, str, seq, null);
+}
+
+impl<'de, S: Items<'de>> DeserializeSeed<'de> for StreamList<'_, S> {
+    type Value = List<()>;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<List<()>, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de, S: Items<'de>> Visitor<'de> for StreamList<'_, S> {
+    type Value = List<()>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<List<()>, A::Error> {
+        self.0.items(seq)?;
+        Ok(Lenient::Value(Vec::new()))
+    }
+
+    reject!(List<()>; bool, i64, u64, f64, str, map, null);
+}
+
 #[cfg(test)]
 mod tests {
     use serde::Deserialize;
@@ -547,6 +611,60 @@ mod tests {
         assert_eq!(found(&num("-1e308")), "negative number -1e308");
         assert_eq!(found(&num("1.5e300")), "number 1.5e300, which is out of range");
         assert_eq!(found(&probe(r#"{"text": -2.5e200}"#).text), "number -2.5e200");
+    }
+
+    /// Counts what it is handed, as a streamed object's or array's consumer would.
+    #[derive(Default)]
+    struct Counter(Vec<i64>);
+
+    impl<'de> Entries<'de> for Counter {
+        fn entries<A: MapAccess<'de>>(&mut self, mut map: A) -> Result<(), A::Error> {
+            while let Some((_, v)) = map.next_entry::<IgnoredAny, Num>()? {
+                self.0.push(v.get().ok().flatten().copied().unwrap_or(-1));
+            }
+            Ok(())
+        }
+    }
+
+    impl<'de> Items<'de> for Counter {
+        fn items<A: SeqAccess<'de>>(&mut self, mut seq: A) -> Result<(), A::Error> {
+            while let Some(v) = seq.next_element::<Num>()? {
+                self.0.push(v.get().ok().flatten().copied().unwrap_or(-1));
+            }
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn streamed_values_are_handed_over_and_other_kinds_kept() {
+        let obj = |json: &str| {
+            let mut counter = Counter::default();
+            let kind =
+                StreamObj(&mut counter).deserialize(&mut serde_json::Deserializer::from_str(json)).unwrap();
+            (kind, counter.0)
+        };
+        let list = |json: &str| {
+            let mut counter = Counter::default();
+            let kind =
+                StreamList(&mut counter).deserialize(&mut serde_json::Deserializer::from_str(json)).unwrap();
+            (kind, counter.0)
+        };
+        let (kind, seen) = obj(r#"{"a": 1, "b": "x", "c": 3}"#);
+        assert!(matches!(kind, Lenient::Value(_)));
+        assert_eq!(seen, [1, -1, 3]);
+        let (kind, seen) = list("[4, null, 6]");
+        assert!(matches!(kind, Lenient::Value(ref v) if v.is_empty()));
+        assert_eq!(seen, [4, -1, 6]);
+        assert_eq!(found(&obj("[1]").0), "an array");
+        assert_eq!(found(&list(r#"{"a": [1]}"#).0), "an object");
+        assert!(obj("null").0.is_absent() && list("null").0.is_absent());
+        assert_eq!(found(&list("\"s\"").0), "string \"s\"");
+        // Broken JSON inside is the parse's error, not a kept value.
+        let mut counter = Counter::default();
+        assert!(
+            StreamList(&mut counter).deserialize(&mut serde_json::Deserializer::from_str("[1, }")).is_err()
+        );
+        assert_eq!(counter.0, [1], "items before the break were handed over");
     }
 
     #[test]

@@ -400,6 +400,35 @@ fn truncated_body_names_node_and_offset() {
 }
 
 #[test]
+fn pods_are_sets_as_read_yet_a_broken_tail_appends_nothing() {
+    let body = capture(GKE);
+    let json: Json = serde_json::from_slice(&body).unwrap();
+    let (_, node_first) = parse_ok(&body, GKE_NODE);
+    // The node's entry last (or twice, or absent): the node's sets still come first.
+    let mut text = String::from("{\"pods\": ");
+    text.push_str(&json["pods"].to_string());
+    text.push_str(", \"node\": ");
+    text.push_str(&json["node"].to_string());
+    text.push('}');
+    let (report, node_last) = parse_ok(text.as_bytes(), GKE_NODE);
+    assert_eq!(report.sets, node_first.len());
+    assert_eq!(node_last, node_first);
+    let (_, no_node) = parse_json(&json!({"pods": json["pods"]}), GKE_NODE);
+    assert_eq!(no_node[0].key.to_string(), format!("node:{GKE_NODE}"));
+    assert_eq!(no_node.len(), node_first.len() - count(&node_first, "sys_container"));
+
+    // Pods already turned into sets are taken back when the body breaks after them.
+    let mut out = vec![MetricSet::new(EntityKey::Cluster)];
+    for broken in [format!("{}, \"node\": 5}}", &text[..text.len() - 1]), format!("{text} x")] {
+        let mut interner = Interner::default();
+        let target = NodeTarget::named(GKE_NODE);
+        let result = parse_summary(broken.as_bytes(), &target, FALLBACK, &mut interner, &mut out);
+        assert!(matches!(result, Err(SummaryError::Malformed { .. })), "{result:?}");
+        assert_eq!(out, [MetricSet::new(EntityKey::Cluster)], "nothing is appended on error");
+    }
+}
+
+#[test]
 fn garbage_is_an_error_at_its_offset() {
     let body = b"{\"node\": {\"cpu\": x}}";
     let (result, _) = parse(body, "n1");

@@ -5,13 +5,15 @@ use serde::Deserialize;
 
 use crate::sources::lenient::{Float, List, Num, Obj, Text};
 
-#[derive(Default, Deserialize)]
-#[serde(default)]
-pub struct Summary<'a> {
-    #[serde(borrow)]
-    pub node: Obj<NodeStats<'a>>,
-    #[serde(borrow)]
-    pub pods: List<Obj<PodStats<'a>>>,
+/// The summary's top-level keys. The summary itself is read entry by entry (`Decoder`'s
+/// `Entries`), so that each pod is turned into sets as soon as it is read.
+#[derive(Deserialize)]
+#[serde(field_identifier, rename_all = "camelCase")]
+pub enum SummaryField {
+    Node,
+    Pods,
+    #[serde(other)]
+    Other,
 }
 
 #[derive(Default, Deserialize)]
