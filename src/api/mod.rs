@@ -255,8 +255,11 @@ pub fn handle(telemetry: &Telemetry, method: &Method, path: &str, query: Option<
             _ => None,
         };
         if let Some(cell) = cell {
-            let body = cell
-                .get_or_init(|| Bytes::from(metrics_api::answer(Some(snapshot), api_query, None, None).1));
+            // Shrunk to its length: the body lives as long as the window, and a list rendered
+            // into a guessed capacity would keep the unused part too.
+            let body = cell.get_or_init(|| {
+                Bytes::from(metrics_api::answer(Some(snapshot), api_query, None, None).1.into_boxed_slice())
+            });
             return respond(200, "application/json", body.clone());
         }
     }
