@@ -91,7 +91,7 @@ fn main() {
     let walls = |runs: &[Run]| runs.iter().map(|r| r.wall).collect::<Vec<f64>>();
     println!("quiet wall s: {:.2?}", walls(&quiet));
     println!("storm wall s: {:.2?}", walls(&storm));
-    let medians: [(&str, fn(&Run) -> f64); 5] = [
+    let medians: [(&str, Measure); 5] = [
         ("wall s", |r| r.wall),
         ("collector cpu s", |r| r.collector_cpu),
         ("pipeline cpu s (without the api thread)", |r| r.collector_cpu - r.api_cpu),
@@ -125,6 +125,9 @@ impl Drop for KillOnDrop {
         let _ = self.0.wait();
     }
 }
+
+/// One figure of a run.
+type Measure = fn(&Run) -> f64;
 
 struct Run {
     wall: f64,
