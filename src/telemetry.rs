@@ -227,7 +227,7 @@ struct AtomicHistogram(Arc<HistogramCells>);
 
 #[derive(Debug)]
 struct HistogramCells {
-    /// Upper bounds, ascending, the last `f64::MAX` (printed `+Inf`).
+    /// Upper bounds, ascending, the last infinite (printed `+Inf`).
     bounds: Vec<f64>,
     /// Observations per bucket (not cumulative), as prometheus-client encodes them.
     counts: Vec<AtomicU64>,
@@ -237,7 +237,7 @@ struct HistogramCells {
 
 impl AtomicHistogram {
     fn new(bounds: impl IntoIterator<Item = f64>) -> AtomicHistogram {
-        let bounds: Vec<f64> = bounds.into_iter().chain([f64::MAX]).collect();
+        let bounds: Vec<f64> = bounds.into_iter().chain([f64::INFINITY]).collect();
         let counts = bounds.iter().map(|_| AtomicU64::new(0)).collect();
         AtomicHistogram(Arc::new(HistogramCells { bounds, counts, sum: AtomicU64::new(0f64.to_bits()) }))
     }
