@@ -3,9 +3,10 @@
 //! requests on one kept-alive connection (node and pod lists of metrics.k8s.io, /metrics,
 //! /healthz) to the collector's API.
 //! Runs alternate (quiet, storm, quiet, ...) so that the machine's drift hits both alike; prints
-//! each run's wall time, the collector's CPU time, the requests answered, the bytes they carried
-//! and the client's own CPU time (on a small machine the client competes with the replay for
-//! cores), then the medians and the slowdown.
+//! each run's wall time, the collector's CPU time, of which its `api` thread's (sampled from
+//! `/proc` every 20 ms while it runs), the collector's peak RSS, the requests answered, the bytes
+//! they carried and the client's own CPU time (on a small machine the client competes with the
+//! replay for cores), then the medians and the slowdown.
 //!
 //! Under `cargo test` (no `--bench`) it runs a 10 x 3 x 2 smoke size, one run of each.
 //! Sizes: `BENCH_NODES`, `BENCH_PODS`, `BENCH_WINDOWS`, `BENCH_RUNS`, `BENCH_REQUESTS`.
@@ -50,10 +51,19 @@ fn main() {
         if client_idle { "SCHED_IDLE" } else { "normal priority" }
     );
     println!(
-        "{:<4} {:<6} {:>9} {:>13} {:>10} {:>12} {:>13}",
-        "run", "mode", "wall s", "collector s", "answered", "MB received", "client cpu s"
+        "{:<4} {:<6} {:>9} {:>13} {:>9} {:>12} {:>8} {:>10} {:>12} {:>13}",
+        "run",
+        "mode",
+        "wall s",
+        "collector s",
+        "api s",
+        "pipeline s",
+        "peak MB",
+        "answered",
+        "MB received",
+        "client cpu s"
     );
-    let (mut quiet, mut storm) = (Vec::new(), Vec::new());
+    let (mut quiet, mut storm) = (Vec::<Run>::new(), Vec::<Run>::new());
     for run in 0..runs {
         for loaded in [false, true] {
             let log = work.join(format!("run{run}-{}.log", if loaded { "storm" } else { "quiet" }));
@@ -61,24 +71,38 @@ fn main() {
                 .unwrap_or_else(|e| fail(&format!("run {run}: {e}")));
             let mode = if loaded { "storm" } else { "quiet" };
             println!(
-                "{run:<4} {mode:<6} {:>9.2} {:>13.2} {:>10} {:>12.1} {:>13.2}",
+                "{run:<4} {mode:<6} {:>9.2} {:>13.2} {:>9.2} {:>12.2} {:>8.0} {:>10} {:>12.1} {:>13.2}",
                 r.wall,
                 r.collector_cpu,
+                r.api_cpu,
+                r.collector_cpu - r.api_cpu,
+                r.peak_rss as f64 / 1e6,
                 r.client.answered,
                 r.client.bytes as f64 / 1e6,
                 r.client.cpu
             );
             if loaded {
-                storm.push(r.wall);
+                storm.push(r);
             } else {
-                quiet.push(r.wall);
+                quiet.push(r);
             }
         }
     }
-    println!("quiet wall s: {quiet:.2?}");
-    println!("storm wall s: {storm:.2?}");
-    let (q, s) = (median(&mut quiet), median(&mut storm));
-    println!("median wall s: quiet {q:.2}, storm {s:.2}; slowdown {:+.1}%", (s / q - 1.0) * 100.0);
+    let walls = |runs: &[Run]| runs.iter().map(|r| r.wall).collect::<Vec<f64>>();
+    println!("quiet wall s: {:.2?}", walls(&quiet));
+    println!("storm wall s: {:.2?}", walls(&storm));
+    let medians: [(&str, Measure); 5] = [
+        ("wall s", |r| r.wall),
+        ("collector cpu s", |r| r.collector_cpu),
+        ("pipeline cpu s (without the api thread)", |r| r.collector_cpu - r.api_cpu),
+        ("peak RSS MB", |r| r.peak_rss as f64 / 1e6),
+        ("answered", |r| r.client.answered as f64),
+    ];
+    for (name, value) in medians {
+        let q = median(&mut quiet.iter().map(value).collect::<Vec<_>>());
+        let s = median(&mut storm.iter().map(value).collect::<Vec<_>>());
+        println!("median {name}: quiet {q:.2}, storm {s:.2}; {:+.1}%", (s / q - 1.0) * 100.0);
+    }
     let _ = std::fs::remove_dir_all(&work);
 }
 
@@ -102,10 +126,60 @@ impl Drop for KillOnDrop {
     }
 }
 
+/// One figure of a run.
+type Measure = fn(&Run) -> f64;
+
 struct Run {
     wall: f64,
     collector_cpu: f64,
+    /// The collector's `api` thread, as last sampled.
+    api_cpu: f64,
+    /// The collector's peak resident set (`VmHWM`), bytes, as last sampled.
+    peak_rss: u64,
     client: Client,
+}
+
+/// What [`sample`] saw last of the collector.
+#[derive(Clone, Copy, Default)]
+struct Sampled {
+    api_cpu: f64,
+    peak_rss: u64,
+}
+
+/// CPU seconds of the thread named `api` and the peak RSS of process `pid`, from `/proc`.
+fn sample_once(pid: u32) -> Option<Sampled> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kb = status.lines().find_map(|l| l.strip_prefix("VmHWM:"))?.trim().trim_end_matches("kB").trim();
+    let peak_rss = kb.parse::<u64>().ok()? * 1024;
+    // SAFETY: sysconf has no preconditions.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    let mut api_cpu = 0.0;
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).ok()?.flatten() {
+        let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else { continue };
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else { continue };
+        if &stat[open + 1..close] != "api" {
+            continue;
+        }
+        // utime and stime: fields 14 and 15, the 12th and 13th after the comm.
+        let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
+        let field = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
+        api_cpu += (field(11) + field(12)) / ticks;
+    }
+    Some(Sampled { api_cpu, peak_rss })
+}
+
+/// Samples the collector every 20 ms until `done`; returns the last sample.
+fn sample(pid: u32, done: Arc<AtomicBool>) -> std::thread::JoinHandle<Sampled> {
+    std::thread::spawn(move || {
+        let mut last = Sampled::default();
+        while !done.load(Ordering::Relaxed) {
+            if let Some(now) = sample_once(pid) {
+                last = now;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        last
+    })
 }
 
 #[derive(Default)]
@@ -139,6 +213,7 @@ fn replay(scenario: &Path, log: &Path, requests: usize, client_idle: bool) -> Re
         .map_err(|e| format!("cannot start heapster: {e}"))?;
     let mut child = KillOnDrop(child);
     let done = Arc::new(AtomicBool::new(false));
+    let sampler = sample(child.0.id(), done.clone());
     let client = (requests > 0).then(|| {
         let (log, done) = (log.to_path_buf(), done.clone());
         std::thread::spawn(move || {
@@ -157,11 +232,12 @@ fn replay(scenario: &Path, log: &Path, requests: usize, client_idle: bool) -> Re
     let collector_cpu = cpu_seconds(libc::RUSAGE_CHILDREN) - children_before;
     done.store(true, Ordering::Relaxed);
     let client = client.map_or_else(Client::default, |c| c.join().unwrap_or_default());
+    let sampled = sampler.join().unwrap_or_default();
     if !status.success() {
         let text = std::fs::read_to_string(log).unwrap_or_default();
         return Err(format!("heapster failed ({status}): {text}"));
     }
-    Ok(Run { wall, collector_cpu, client })
+    Ok(Run { wall, collector_cpu, api_cpu: sampled.api_cpu, peak_rss: sampled.peak_rss, client })
 }
 
 fn heapster_bin() -> PathBuf {

@@ -15,11 +15,12 @@ use std::time::Duration;
 use arc_swap::ArcSwapOption;
 use heapster_dataflows::events::DedupCounters;
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::encoding::{
+    DescriptorEncoder, EncodeLabelSet, EncodeMetric, MetricEncoder, NoLabelSet,
+};
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
-use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::{Registry, Unit};
 
@@ -65,7 +66,7 @@ pub struct RunCounters {
 pub struct Telemetry {
     registry: Registry,
     scrapes: Family<NodeOutcome, Counter>,
-    scrape_seconds: Histogram,
+    scrape_seconds: AtomicHistogram,
     watch_restarts: Family<ResourceLabel, Counter>,
     sink_queue: Family<SinkLabel, Gauge>,
     shared: Arc<Shared>,
@@ -101,7 +102,8 @@ impl Telemetry {
         registry.register("build", "The collector's version", info);
         let scrapes = Family::<NodeOutcome, Counter>::default();
         registry.register("node_scrapes", "Kubelet scrapes by node and outcome (ok, error)", scrapes.clone());
-        let scrape_seconds = Histogram::new([0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]);
+        let scrape_seconds =
+            AtomicHistogram::new([0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]);
         registry.register_with_unit(
             "node_scrape_duration",
             "How long a kubelet scrape took, failures included",
@@ -214,6 +216,57 @@ impl Telemetry {
             tracing::error!("encoding /metrics failed: {e}");
         }
         out
+    }
+}
+
+/// A histogram of atomics. prometheus-client's `Histogram` sits behind a mutex that `/metrics`
+/// holds while it encodes: on the API's idle-priority thread, preempted with the mutex held, it
+/// would stall every scrape that records its latency until the API thread got a core again.
+#[derive(Clone, Debug)]
+struct AtomicHistogram(Arc<HistogramCells>);
+
+#[derive(Debug)]
+struct HistogramCells {
+    /// Upper bounds, ascending, the last infinite (printed `+Inf`).
+    bounds: Vec<f64>,
+    /// Observations per bucket (not cumulative), as prometheus-client encodes them.
+    counts: Vec<AtomicU64>,
+    /// The sum of observations, as `f64` bits.
+    sum: AtomicU64,
+}
+
+impl AtomicHistogram {
+    fn new(bounds: impl IntoIterator<Item = f64>) -> AtomicHistogram {
+        let bounds: Vec<f64> = bounds.into_iter().chain([f64::INFINITY]).collect();
+        let counts = bounds.iter().map(|_| AtomicU64::new(0)).collect();
+        AtomicHistogram(Arc::new(HistogramCells { bounds, counts, sum: AtomicU64::new(0f64.to_bits()) }))
+    }
+
+    fn observe(&self, value: f64) {
+        let cells = &self.0;
+        // NaN lands in the last bucket, as prometheus-client puts it.
+        let bucket = cells.bounds.iter().position(|bound| value <= *bound).unwrap_or(cells.bounds.len() - 1);
+        if let Some(count) = cells.counts.get(bucket) {
+            count.fetch_add(1, Ordering::Relaxed);
+        }
+        let add = |bits: u64| Some((f64::from_bits(bits) + value).to_bits());
+        let _ = cells.sum.fetch_update(Ordering::Relaxed, Ordering::Relaxed, add);
+    }
+}
+
+impl EncodeMetric for AtomicHistogram {
+    fn encode(&self, mut encoder: MetricEncoder) -> fmt::Result {
+        let cells = &self.0;
+        let buckets: Vec<(f64, u64)> =
+            cells.bounds.iter().zip(&cells.counts).map(|(b, c)| (*b, c.load(Ordering::Relaxed))).collect();
+        // The count from the buckets read, so that `_count` equals the `+Inf` bucket.
+        let count = buckets.iter().map(|(_, c)| c).sum();
+        let sum = f64::from_bits(cells.sum.load(Ordering::Relaxed));
+        encoder.encode_histogram::<NoLabelSet>(sum, count, &buckets, None)
+    }
+
+    fn metric_type(&self) -> prometheus_client::metrics::MetricType {
+        prometheus_client::metrics::MetricType::Histogram
     }
 }
 
@@ -413,6 +466,11 @@ mod tests {
             "heapster_node_scrapes_total{node=\"node-a\",outcome=\"ok\"} 1",
             "heapster_node_scrapes_total{node=\"node-a\",outcome=\"error\"} 1",
             "heapster_node_scrape_duration_seconds_count 2",
+            "heapster_node_scrape_duration_seconds_sum 0.033",
+            "heapster_node_scrape_duration_seconds_bucket{le=\"0.005\"} 1",
+            "heapster_node_scrape_duration_seconds_bucket{le=\"0.025\"} 1",
+            "heapster_node_scrape_duration_seconds_bucket{le=\"0.05\"} 2",
+            "heapster_node_scrape_duration_seconds_bucket{le=\"+Inf\"} 2",
             "heapster_watch_restarts_total{resource=\"nodes\"} 1",
             "heapster_sink_queue_depth{sink=\"log\"} 2",
             "heapster_windows_exported_total 2",

@@ -200,7 +200,7 @@ fn respond(code: u16, content_type: &'static str, body: impl Into<Bytes>) -> Res
 }
 
 fn json((code, body): metrics_api::Answer) -> Response<Body> {
-    respond(code, "application/json", body.to_string())
+    respond(code, "application/json", body)
 }
 
 fn text(code: u16, body: String) -> Response<Body> {
@@ -255,8 +255,10 @@ pub fn handle(telemetry: &Telemetry, method: &Method, path: &str, query: Option<
             _ => None,
         };
         if let Some(cell) = cell {
+            // Shrunk to its length: the body lives as long as the window, and a list rendered
+            // into a guessed capacity would keep the unused part too.
             let body = cell.get_or_init(|| {
-                Bytes::from(metrics_api::answer(Some(snapshot), api_query, None, None).1.to_string())
+                Bytes::from(metrics_api::answer(Some(snapshot), api_query, None, None).1.into_boxed_slice())
             });
             return respond(200, "application/json", body.clone());
         }
@@ -338,8 +340,8 @@ mod tests {
         let first = body(handle(&telemetry, &Method::GET, pods, None));
         assert_eq!(snapshot.rendered.pods.get(), Some(&first), "kept for the next request");
         assert_eq!(body(handle(&telemetry, &Method::GET, pods, None)), first);
-        let fresh = metrics_api::answer(Some(&snapshot), Query::Pods(None), None, None).1.to_string();
-        assert_eq!(first, fresh.as_bytes());
+        let fresh = metrics_api::answer(Some(&snapshot), Query::Pods(None), None, None).1;
+        assert_eq!(first, fresh);
         let nodes = body(handle(&telemetry, &Method::GET, "/apis/metrics.k8s.io/v1beta1/nodes", None));
         assert_eq!(snapshot.rendered.nodes.get(), Some(&nodes));
         // A selector is answered afresh, not from the unfiltered list.

@@ -33,7 +33,7 @@ impl Labels {
         Labels { text, separator }
     }
 
-    pub fn parse(&self) -> BTreeMap<String, String> {
+    pub fn parse(&self) -> BTreeMap<&str, &str> {
         self.text.as_ref().map(|t| parse_labels(t.as_str(), &self.separator)).unwrap_or_default()
     }
 }
@@ -88,7 +88,7 @@ fn usage(set: &MetricSet) -> Option<Usage> {
 }
 
 /// The `labels` label (`k:v` pairs joined by `separator`) back into a map.
-pub fn parse_labels(text: &str, separator: &str) -> BTreeMap<String, String> {
+pub fn parse_labels<'a>(text: &'a str, separator: &str) -> BTreeMap<&'a str, &'a str> {
     if text.is_empty() {
         return BTreeMap::new();
     }
@@ -97,8 +97,8 @@ pub fn parse_labels(text: &str, separator: &str) -> BTreeMap<String, String> {
         .into_iter()
         .filter(|p| !p.is_empty())
         .map(|p| match p.split_once(':') {
-            Some((k, v)) => (k.to_string(), v.to_string()),
-            None => (p.to_string(), String::new()),
+            Some((k, v)) => (k, v),
+            None => (p, ""),
         })
         .collect()
 }
@@ -196,21 +196,21 @@ mod tests {
         assert_eq!(snapshot.nodes.len(), 1, "node a has no rate yet");
         assert_eq!(snapshot.nodes[0].name, "b");
         assert_eq!(snapshot.nodes[0].usage, Usage { cpu_millicores: 250, memory_bytes: 4 << 30 });
-        assert_eq!(snapshot.nodes[0].labels.parse().get("zone").map(String::as_str), Some("x"));
+        assert_eq!(snapshot.nodes[0].labels.parse().get("zone").copied(), Some("x"));
         let names: Vec<(&str, &str)> =
             snapshot.pods.iter().map(|p| (p.namespace.as_str(), p.name.as_str())).collect();
         assert_eq!(names, [("kube-system", "dns"), ("web", "p1")]);
         let p1 = &snapshot.pods[1];
         assert_eq!(p1.containers.iter().map(|c| c.0.as_str()).collect::<Vec<_>>(), ["nginx", "php"]);
-        assert_eq!(p1.labels.parse().get("tier").map(String::as_str), Some("front"));
+        assert_eq!(p1.labels.parse().get("tier").copied(), Some("front"));
     }
 
     #[test]
     fn labels_parse_with_any_separator() {
         let labels = parse_labels("app.kubernetes.io/name:web;team:a:b;flag", ";");
-        assert_eq!(labels.get("app.kubernetes.io/name").map(String::as_str), Some("web"));
-        assert_eq!(labels.get("team").map(String::as_str), Some("a:b"));
-        assert_eq!(labels.get("flag").map(String::as_str), Some(""));
+        assert_eq!(labels.get("app.kubernetes.io/name").copied(), Some("web"));
+        assert_eq!(labels.get("team").copied(), Some("a:b"));
+        assert_eq!(labels.get("flag").copied(), Some(""));
         assert!(parse_labels("", ",").is_empty());
     }
 }
