@@ -6,7 +6,7 @@
 //! Messages are bounded: InfluxDB 1.x refuses string fields over 64 KiB, and the event's JSON
 //! (kept whole in [`Event::raw`]) must fit as well.
 
-use super::raw_list::{RawList, VersionMeta, identity};
+use super::raw_list::VersionMeta;
 use heapster_dataflows::Event;
 use heapster_dataflows::Name;
 use heapster_dataflows::model::ObjectRef;
@@ -46,6 +46,8 @@ pub enum EventError {
     WrongKind(String),
     #[error("not an EventList: it has no items")]
     NoItems,
+    #[error("the EventList could not be read: {0}")]
+    Read(#[source] std::io::Error),
     #[error("watch line is not a watch event: {0}")]
     WatchLine(#[source] serde_json::Error),
     #[error("watch event of unknown type {0:?}")]
@@ -344,28 +346,12 @@ fn marker(cut_bytes: usize) -> String {
 /// A `v1` `EventList` body (`GET /api/v1/events`), or an `events.k8s.io/v1` one -> events; bad
 /// items are skipped with a warning.
 pub fn parse_event_list(body: &[u8]) -> Result<EventListParsed, EventError> {
-    let list: RawList<'_> = serde_json::from_slice(body).map_err(EventError::NotAList)?;
-    if let Some(found) = list.kind.filter(|k| k != "EventList") {
-        return Err(EventError::WrongKind(found));
-    }
-    // List items carry no apiVersion of their own: the list's tells which API they come from.
-    let events_v1 = list.api_version.as_deref() == Some(EVENTS_V1);
-    let items = list.items.ok_or(EventError::NoItems)?.unwrap_or_default();
-    let mut parsed = EventListParsed {
-        resource_version: list.metadata.and_then(|m| m.resource_version).filter(|v| !v.is_empty()),
-        ..EventListParsed::default()
-    };
-    let mut names = Interner::default();
-    for (index, raw) in items.into_iter().enumerate() {
-        match convert_item(raw.get(), events_v1, &mut names) {
-            Ok(Ok((event, mut warnings))) => {
-                parsed.events.push(event);
-                parsed.warnings.append(&mut warnings);
-            }
-            Ok(Err(e)) => parsed.warnings.push(format!("EventList item {index} skipped: {e}")),
-            Err(e) => parsed.warnings.push(format!("EventList item {index}{}: {e}", identity(raw, "event"))),
-        }
-    }
+    let mut parsed = EventListParsed::default();
+    parsed.resource_version = read_event_list(body, usize::MAX, |mut chunk| {
+        parsed.events.append(&mut chunk.events);
+        parsed.warnings.append(&mut chunk.warnings);
+        std::ops::ControlFlow::Continue(())
+    })?;
     Ok(parsed)
 }
 
@@ -471,6 +457,9 @@ fn positive(count: Option<i32>) -> Option<i64> {
 
 mod compact;
 mod light;
+mod stream;
+
+pub use stream::read_event_list;
 
 #[cfg(test)]
 mod tests;
