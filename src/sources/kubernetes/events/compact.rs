@@ -99,6 +99,8 @@ fn key_order(a: &str, b: &str) -> std::cmp::Ordering {
     }
 }
 
+// The `Cow` itself is the point: whether the string was borrowed says whether it needs escaping.
+#[allow(clippy::ptr_arg)]
 fn write_str(text: &Cow<'_, str>, out: &mut Vec<u8>) {
     match text {
         // Read without escapes, so it has nothing to escape: JSON strings hold no raw control
