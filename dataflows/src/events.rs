@@ -27,7 +27,7 @@
 //! its seen set from the output's [`Event::state`]s (see [`Seen::of`]); the operator exposes no
 //! other state.
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -103,9 +103,20 @@ pub struct DedupState {
     max_entries: usize,
     /// uid -> (count, last_timestamp).
     latest: FxHashMap<Name, (i64, i64)>,
-    /// (last_timestamp, uid): the eviction order.
-    by_age: BTreeSet<(i64, Name)>,
+    /// last_timestamp -> the uids stored at it: the eviction order. A uid whose state moved to
+    /// another timestamp stays behind in its old bucket until that bucket goes, and is skipped
+    /// then (an entry is evicted only from the bucket of its current timestamp). Buckets hold
+    /// plain lists, so storing a state costs no string comparisons.
+    by_age: BTreeMap<i64, Bucket>,
     tally: Tally,
+}
+
+/// The uids stored at one `last_timestamp`.
+#[derive(Default)]
+struct Bucket {
+    uids: Vec<Name>,
+    /// Whether `uids` is in descending order (the smallest last), for evicting by the bound.
+    sorted: bool,
 }
 
 impl DedupState {
@@ -115,7 +126,7 @@ impl DedupState {
             ttl_ms,
             max_entries: max_entries.max(1),
             latest: FxHashMap::default(),
-            by_age: BTreeSet::new(),
+            by_age: BTreeMap::new(),
             tally: Tally::default(),
         }
     }
@@ -140,13 +151,16 @@ impl DedupState {
     pub fn evict(&mut self, now_ms: Time) -> usize {
         let horizon = i64::try_from(now_ms.saturating_sub(self.ttl_ms)).unwrap_or(i64::MAX);
         let mut evicted = 0;
-        while let Some((ts, _)) = self.by_age.first() {
-            if *ts >= horizon {
+        while let Some(entry) = self.by_age.first_entry() {
+            if *entry.key() >= horizon {
                 break;
             }
-            if let Some((_, uid)) = self.by_age.pop_first() {
-                self.latest.remove(&uid);
-                evicted += 1;
+            let (ts, bucket) = entry.remove_entry();
+            for uid in bucket.uids {
+                if self.latest.get(&uid).is_some_and(|held| held.1 == ts) {
+                    self.latest.remove(&uid);
+                    evicted += 1;
+                }
             }
         }
         self.tally.evicted_ttl += evicted as u64;
@@ -181,20 +195,51 @@ impl DedupState {
         match self.latest.get_mut(uid) {
             Some(held) if *held >= candidate => return false,
             Some(held) => {
-                self.by_age.remove(&(held.1, uid.clone()));
+                let moved = held.1 != last_timestamp;
                 *held = candidate;
+                if !moved {
+                    // Already in this timestamp's bucket.
+                    return true;
+                }
             }
             None => {
                 self.latest.insert(uid.clone(), candidate);
             }
         }
-        self.by_age.insert((last_timestamp, uid.clone()));
+        let bucket = self.by_age.entry(last_timestamp).or_default();
+        bucket.uids.push(uid.clone());
+        bucket.sorted = false;
         while self.latest.len() > self.max_entries {
-            let Some((_, oldest)) = self.by_age.pop_first() else { break };
-            self.latest.remove(&oldest);
-            self.tally.evicted_full += 1;
+            if !self.evict_oldest() {
+                break;
+            }
         }
         true
+    }
+
+    /// Drops the entry with the oldest `last_timestamp` (of those, the least uid); false if
+    /// there is none.
+    fn evict_oldest(&mut self) -> bool {
+        while let Some(mut entry) = self.by_age.first_entry() {
+            let ts = *entry.key();
+            let bucket = entry.get_mut();
+            if !bucket.sorted {
+                bucket.uids.sort_unstable_by(|a, b| b.cmp(a));
+                bucket.sorted = true;
+            }
+            while let Some(uid) = bucket.uids.pop() {
+                if self.latest.get(&uid).is_some_and(|held| held.1 == ts) {
+                    self.latest.remove(&uid);
+                    self.tally.evicted_full += 1;
+                    if bucket.uids.is_empty() {
+                        entry.remove();
+                    }
+                    return true;
+                }
+            }
+            entry.remove();
+        }
+        false
     }
 }
 
@@ -375,6 +420,32 @@ mod tests {
         assert!(state.offer(&event("e", 1, 4500)));
         assert_eq!(state.get("c"), None);
         assert!(state.get("b").is_some());
+        assert_eq!(state.take_tally().evicted_full, 2);
+    }
+
+    #[test]
+    fn an_entry_is_evicted_from_its_current_timestamp_only() {
+        let mut state = DedupState::new(10_000, 3);
+        // `a` moves on from 1000; its old place must not take it along.
+        assert!(state.offer(&event("a", 1, 1000)));
+        assert!(state.offer(&event("a", 2, 1000)), "a count bump at the same time");
+        assert!(state.offer(&event("a", 3, 9000)));
+        assert!(state.offer(&event("b", 1, 1000)));
+        assert_eq!(state.evict(11_500), 1, "only b is older than 1500");
+        assert_eq!(state.get("a"), Some(seen("a", 3, 9000)));
+        assert_eq!(state.get("b"), None);
+        assert_eq!(state.evict(20_000), 1, "a goes once, by its current time");
+        assert!(state.is_empty());
+
+        // Full, with equal times: the least uid goes first, as before.
+        for uid in ["m", "k", "z"] {
+            assert!(state.offer(&event(uid, 1, 50_000)));
+        }
+        assert!(state.offer(&event("n", 1, 60_000)));
+        assert_eq!(state.get("k"), None, "the least uid of the oldest time");
+        assert!(state.offer(&event("o", 1, 60_000)));
+        assert_eq!(state.get("m"), None);
+        assert_eq!(state.len(), 3);
         assert_eq!(state.take_tally().evicted_full, 2);
     }
 

@@ -6,14 +6,15 @@
 //! Messages are bounded: InfluxDB 1.x refuses string fields over 64 KiB, and the event's JSON
 //! (kept whole in [`Event::raw`]) must fit as well.
 
-use super::raw_list::{RawList, VersionMeta, identity};
+use super::raw_list::VersionMeta;
 use heapster_dataflows::Event;
 use heapster_dataflows::Name;
 use heapster_dataflows::model::ObjectRef;
+use heapster_dataflows::name::Interner;
 use k8s_openapi::api::core::v1::{Event as CoreEvent, EventSource, ObjectReference};
 use k8s_openapi::api::events::v1::Event as EventsV1;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Status};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::Value;
 use serde_json::value::RawValue;
 use thiserror::Error;
@@ -45,6 +46,8 @@ pub enum EventError {
     WrongKind(String),
     #[error("not an EventList: it has no items")]
     NoItems,
+    #[error("the EventList could not be read: {0}")]
+    Read(#[source] std::io::Error),
     #[error("watch line is not a watch event: {0}")]
     WatchLine(#[source] serde_json::Error),
     #[error("watch event of unknown type {0:?}")]
@@ -90,9 +93,16 @@ pub enum WatchEvent {
 }
 
 /// The fields both API versions have, once their fallbacks are applied.
+#[derive(Default)]
 struct Fields<'a> {
-    meta: &'a ObjectMeta,
-    involved: Option<&'a ObjectReference>,
+    namespace: Option<&'a str>,
+    name: Option<&'a str>,
+    uid: Option<&'a str>,
+    resource_version: Option<&'a str>,
+    /// `metadata.creationTimestamp`, in ms.
+    created: Option<i64>,
+    /// kind, namespace, name, uid.
+    involved: Option<[Option<&'a str>; 4]>,
     reason: Option<&'a str>,
     message: Option<&'a str>,
     type_: Option<&'a str>,
@@ -103,6 +113,20 @@ struct Fields<'a> {
     count: Option<i64>,
     /// The key of the message in the JSON: `message` (core) or `note` (events.k8s.io).
     message_key: &'static str,
+}
+
+/// The typed objects' metadata and involved object as [`Fields`].
+fn typed_meta<'a>(meta: &'a ObjectMeta, involved: Option<&'a ObjectReference>) -> Fields<'a> {
+    Fields {
+        namespace: meta.namespace.as_deref(),
+        name: meta.name.as_deref(),
+        uid: meta.uid.as_deref(),
+        resource_version: meta.resource_version.as_deref(),
+        created: meta.creation_timestamp.as_ref().map(|t| t.0.as_millisecond()),
+        involved: involved
+            .map(|o| [o.kind.as_deref(), o.namespace.as_deref(), o.name.as_deref(), o.uid.as_deref()]),
+        ..Fields::default()
+    }
 }
 
 /// A core `v1` Event -> the model, with warnings. `raw` is the object's JSON as received (it
@@ -116,8 +140,6 @@ pub fn from_core_v1(ev: &CoreEvent, raw: &[u8]) -> Result<(Event, Vec<String>), 
     let series = ev.series.as_ref();
     let source = ev.source.as_ref();
     let fields = Fields {
-        meta: &ev.metadata,
-        involved: Some(&ev.involved_object),
         reason: ev.reason.as_deref(),
         message: ev.message.as_deref(),
         type_: ev.type_.as_deref(),
@@ -136,8 +158,9 @@ pub fn from_core_v1(ev: &CoreEvent, raw: &[u8]) -> Result<(Event, Vec<String>), 
             .or(ev.event_time.as_ref().map(|t| t.0.as_millisecond())),
         count: positive(ev.count).or(positive(series.and_then(|s| s.count))),
         message_key: "message",
+        ..typed_meta(&ev.metadata, Some(&ev.involved_object))
     };
-    convert(fields, raw, ev)
+    convert(fields, raw, || serde_json::to_value(ev), &mut Interner::default())
 }
 
 /// An `events.k8s.io/v1` Event -> the model, with warnings (see [`from_core_v1`] for `raw`).
@@ -151,8 +174,6 @@ pub fn from_events_v1(ev: &EventsV1, raw: &[u8]) -> Result<(Event, Vec<String>),
     let series = ev.series.as_ref();
     let source = ev.deprecated_source.as_ref();
     let fields = Fields {
-        meta: &ev.metadata,
-        involved: ev.regarding.as_ref(),
         reason: ev.reason.as_deref(),
         message: ev.note.as_deref(),
         type_: ev.type_.as_deref(),
@@ -171,20 +192,25 @@ pub fn from_events_v1(ev: &EventsV1, raw: &[u8]) -> Result<(Event, Vec<String>),
             .or(ev.event_time.as_ref().map(|t| t.0.as_millisecond())),
         count: positive(ev.deprecated_count).or(positive(series.map(|s| s.count))),
         message_key: "note",
+        ..typed_meta(&ev.metadata, ev.regarding.as_ref())
     };
-    convert(fields, raw, ev)
+    convert(fields, raw, || serde_json::to_value(ev), &mut Interner::default())
 }
 
+/// The model's event from `fields`; `raw` is the object's JSON (empty: `typed` gives it).
+/// Strings that repeat from event to event are shared through `names`.
 fn convert(
     fields: Fields<'_>,
     raw: &[u8],
-    typed: &impl Serialize,
+    typed: impl FnOnce() -> Result<Value, serde_json::Error>,
+    names: &mut Interner,
 ) -> Result<(Event, Vec<String>), EventError> {
-    let meta = fields.meta;
-    let namespace = meta.namespace.as_deref().unwrap_or("");
-    let name = meta.name.as_deref().unwrap_or("");
+    let namespace = fields.namespace.unwrap_or("");
+    let name = fields.name.unwrap_or("");
     let who = || format!("event {namespace}/{name}");
-    let uid = non_empty(&meta.uid)
+    let uid = fields
+        .uid
+        .filter(|u| !u.is_empty())
         .ok_or_else(|| EventError::MissingUid { namespace: namespace.to_string(), name: name.to_string() })?;
     let mut warnings = Vec::new();
 
@@ -193,7 +219,6 @@ fn convert(
         warnings.push(format!("{}: type {kind:?} is neither Normal nor Warning; kept as given", who()));
     }
 
-    let created = meta.creation_timestamp.as_ref().map(|t| t.0.as_millisecond());
     let message = fields.message.unwrap_or("");
     let raw_error =
         |source| EventError::Raw { namespace: namespace.to_string(), name: name.to_string(), source };
@@ -202,10 +227,10 @@ fn convert(
         && let Some(raw) = std::str::from_utf8(raw).ok().and_then(compact::compact_event)
         && raw.len() <= MAX_RAW_BYTES
     {
-        return Ok((event_of(&fields, meta, uid, kind, created, message.to_string(), raw), warnings));
+        return Ok((event_of(&fields, uid, kind, message.to_string(), raw, names), warnings));
     }
     let mut json: Value = if raw.is_empty() {
-        serde_json::to_value(typed).map_err(raw_error)?
+        typed().map_err(raw_error)?
     } else {
         serde_json::from_slice(raw).map_err(raw_error)?
     };
@@ -214,39 +239,37 @@ fn convert(
         meta.remove("managedFields");
     }
     let (message, raw) = bounded(&mut json, fields.message_key, message, &who, &mut warnings);
-    Ok((event_of(&fields, meta, uid, kind, created, message, raw), warnings))
+    Ok((event_of(&fields, uid, kind, message, raw, names), warnings))
 }
 
-/// The model's event from the fields, with its message and JSON already bounded.
+/// The model's event from the fields, with its message and JSON already bounded. The uid, the
+/// name and the version are the event's own; the other strings repeat, and are shared.
 fn event_of(
     fields: &Fields<'_>,
-    meta: &ObjectMeta,
     uid: &str,
     kind: &str,
-    created: Option<i64>,
     message: String,
     raw: String,
+    names: &mut Interner,
 ) -> Event {
-    let involved = fields.involved.map_or_else(ObjectRef::default, |o| ObjectRef {
-        kind: name_of(&o.kind),
-        namespace: name_of(&o.namespace),
-        name: name_of(&o.name),
-        uid: name_of(&o.uid),
+    let mut shared = |s: Option<&str>| names.intern(s.unwrap_or(""));
+    let involved = fields.involved.map_or_else(ObjectRef::default, |[kind, namespace, name, uid]| {
+        ObjectRef { kind: shared(kind), namespace: shared(namespace), name: shared(name), uid: shared(uid) }
     });
     Event {
         uid: Name::new(uid),
-        namespace: Name::new(meta.namespace.as_deref().unwrap_or("")),
-        name: Name::new(meta.name.as_deref().unwrap_or("")),
+        namespace: shared(fields.namespace),
+        name: Name::new(fields.name.unwrap_or("")),
         involved,
-        reason: Name::new(fields.reason.unwrap_or("")),
+        reason: shared(fields.reason),
         message,
-        kind: Name::new(kind),
-        source_component: Name::new(fields.source_component.unwrap_or("")),
-        source_host: Name::new(fields.source_host.unwrap_or("")),
-        first_timestamp: fields.first_timestamp.or(created).unwrap_or(0),
-        last_timestamp: fields.last_timestamp.or(created).unwrap_or(0),
+        kind: shared(Some(kind)),
+        source_component: shared(fields.source_component),
+        source_host: shared(fields.source_host),
+        first_timestamp: fields.first_timestamp.or(fields.created).unwrap_or(0),
+        last_timestamp: fields.last_timestamp.or(fields.created).unwrap_or(0),
         count: fields.count.unwrap_or(1),
-        resource_version: name_of(&meta.resource_version),
+        resource_version: Name::new(fields.resource_version.unwrap_or("")),
         raw,
     }
 }
@@ -323,32 +346,12 @@ fn marker(cut_bytes: usize) -> String {
 /// A `v1` `EventList` body (`GET /api/v1/events`), or an `events.k8s.io/v1` one -> events; bad
 /// items are skipped with a warning.
 pub fn parse_event_list(body: &[u8]) -> Result<EventListParsed, EventError> {
-    let list: RawList<'_> = serde_json::from_slice(body).map_err(EventError::NotAList)?;
-    if let Some(found) = list.kind.filter(|k| k != "EventList") {
-        return Err(EventError::WrongKind(found));
-    }
-    // List items carry no apiVersion of their own: the list's tells which API they come from.
-    let events_v1 = list.api_version.as_deref() == Some(EVENTS_V1);
-    let items = list.items.ok_or(EventError::NoItems)?.unwrap_or_default();
-    let mut parsed = EventListParsed {
-        resource_version: list.metadata.and_then(|m| m.resource_version).filter(|v| !v.is_empty()),
-        ..EventListParsed::default()
-    };
-    for (index, raw) in items.into_iter().enumerate() {
-        let converted = if events_v1 {
-            serde_json::from_str::<EventsV1>(raw.get()).map(|ev| from_events_v1(&ev, raw.get().as_bytes()))
-        } else {
-            serde_json::from_str::<CoreEvent>(raw.get()).map(|ev| from_core_v1(&ev, raw.get().as_bytes()))
-        };
-        match converted {
-            Ok(Ok((event, mut warnings))) => {
-                parsed.events.push(event);
-                parsed.warnings.append(&mut warnings);
-            }
-            Ok(Err(e)) => parsed.warnings.push(format!("EventList item {index} skipped: {e}")),
-            Err(e) => parsed.warnings.push(format!("EventList item {index}{}: {e}", identity(raw, "event"))),
-        }
-    }
+    let mut parsed = EventListParsed::default();
+    parsed.resource_version = read_event_list(body, usize::MAX, |mut chunk| {
+        parsed.events.append(&mut chunk.events);
+        parsed.warnings.append(&mut chunk.warnings);
+        std::ops::ControlFlow::Continue(())
+    })?;
     Ok(parsed)
 }
 
@@ -388,19 +391,34 @@ pub fn parse_watch_line(line: &[u8]) -> Result<(WatchEvent, Vec<String>), EventE
     let object = watch.object.get();
     let object_error = |source| EventError::WatchObject { kind, source };
     let version: ApiVersion = serde_json::from_str(object).map_err(object_error)?;
-    let (event, warnings) = if version.api_version.as_deref() == Some(EVENTS_V1) {
-        let ev: EventsV1 = serde_json::from_str(object).map_err(object_error)?;
-        from_events_v1(&ev, object.as_bytes())?
-    } else {
-        let ev: CoreEvent = serde_json::from_str(object).map_err(object_error)?;
-        from_core_v1(&ev, object.as_bytes())?
-    };
+    let events_v1 = version.api_version.as_deref() == Some(EVENTS_V1);
+    let (event, warnings) =
+        convert_item(object, events_v1, &mut Interner::default()).map_err(object_error)??;
     let event = match kind {
         "ADDED" => WatchEvent::Added(event),
         "MODIFIED" => WatchEvent::Modified(event),
         _ => WatchEvent::Deleted(event),
     };
     Ok((event, warnings))
+}
+
+/// One object of a list or a watch -> the model: the outer error when it does not decode as an
+/// event, the inner one when it decodes but cannot be one.
+#[allow(clippy::type_complexity)]
+fn convert_item(
+    raw: &str,
+    events_v1: bool,
+    names: &mut Interner,
+) -> Result<Result<(Event, Vec<String>), EventError>, serde_json::Error> {
+    // Only reached when `raw` is empty, which an object never is.
+    let typed = || serde_json::from_str(raw);
+    Ok(if events_v1 {
+        let item: light::V1Item<'_> = serde_json::from_str(raw)?;
+        convert(item.fields(), raw.as_bytes(), typed, names)
+    } else {
+        let item: light::CoreItem<'_> = serde_json::from_str(raw)?;
+        convert(item.fields(), raw.as_bytes(), typed, names)
+    })
 }
 
 #[derive(Deserialize)]
@@ -437,11 +455,11 @@ fn positive(count: Option<i32>) -> Option<i64> {
     count.filter(|c| *c > 0).map(i64::from)
 }
 
-fn name_of(s: &Option<String>) -> Name {
-    Name::new(s.as_deref().unwrap_or(""))
-}
-
 mod compact;
+mod light;
+mod stream;
+
+pub use stream::read_event_list;
 
 #[cfg(test)]
 mod tests;

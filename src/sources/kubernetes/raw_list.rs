@@ -8,7 +8,6 @@ use serde_json::value::RawValue;
 #[serde(rename_all = "camelCase")]
 pub(super) struct RawList<'a> {
     pub kind: Option<String>,
-    pub api_version: Option<String>,
     pub metadata: Option<VersionMeta>,
     /// Absent: not a list. `null`: an empty list (Go encodes a nil slice so).
     #[serde(borrow, default, deserialize_with = "present")]

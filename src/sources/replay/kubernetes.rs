@@ -3,6 +3,7 @@
 //! take effect in the window that recorded them. In cluster mode each process reads only the
 //! bodies of the nodes its workers own; the leader alone feeds metadata and events.
 
+use std::ops::ControlFlow;
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
 
@@ -16,7 +17,7 @@ use crate::bridge::{Feeds, WorkersGone};
 use crate::scenario::{ApiList, Scenario};
 use crate::sources::health::Health;
 use crate::sources::kubelet::SummaryScrape;
-use crate::sources::kubernetes::events::parse_event_list;
+use crate::sources::kubernetes::events::{EventError, read_event_list};
 use crate::sources::kubernetes::objects::{parse_namespace_list, parse_node_list, parse_pod_list};
 use crate::sources::meta_state::{Kind, MetaState};
 use crate::sources::{NodeTarget, ScrapeError};
@@ -102,7 +103,7 @@ pub fn run(
 }
 
 /// The window's event list, if it changed: every event in it (dedup drops the states
-/// already exported), then the tick at every worker.
+/// already exported), read and fed a chunk at a time, then the tick at every worker.
 fn feed_events(
     scenario: &Scenario,
     window: usize,
@@ -113,24 +114,35 @@ fn feed_events(
     let changed = scenario.api_changed(window, ApiList::Events);
     let mut resource_version = None;
     if changed && let Some(file) = scenario.api_file(window, ApiList::Events) {
-        let read: Result<_, Box<dyn std::error::Error + Send + Sync>> = match std::fs::read(&file) {
-            Ok(body) => parse_event_list(&body).map_err(Into::into),
-            Err(e) => Err(e.into()),
-        };
-        match read {
-            Ok(parsed) => {
-                for w in parsed.warnings {
+        let mut gone = None;
+        let read = std::fs::File::open(&file).map_err(EventError::Read).and_then(|body| {
+            read_event_list(body, EVENT_CHUNK, |chunk| {
+                for w in chunk.warnings {
                     tracing::warn!(file = %file.display(), "{w}");
                 }
-                report.events += parsed.events.len();
-                resource_version = parsed.resource_version;
-                feeds.events(time, parsed.events)?;
-            }
-            Err(e) => tracing::error!(file = %file.display(), "events not replayed: {e}"),
+                report.events += chunk.events.len();
+                match feeds.events(time, chunk.events) {
+                    Ok(()) => ControlFlow::Continue(()),
+                    Err(e) => {
+                        gone = Some(e);
+                        ControlFlow::Break(())
+                    }
+                }
+            })
+        });
+        if let Some(e) = gone {
+            return Err(e);
+        }
+        match read {
+            Ok(version) => resource_version = version,
+            Err(e) => tracing::error!(file = %file.display(), "events not replayed past this point: {e}"),
         }
     }
     feeds.events_tick(time, resource_version)
 }
+
+/// Events fed at a time: a list of any size takes little memory on its way in.
+const EVENT_CHUNK: usize = 4096;
 
 type ListRead = (Vec<MetaRecord>, Option<Vec<NodeTarget>>);
 

@@ -16,10 +16,10 @@ use serde_json::Number;
 /// when `raw` is not a JSON object (the caller falls back and reports why).
 pub(super) fn compact_event(raw: &str) -> Option<String> {
     // One parse: strings borrowed where they hold no escapes, nesting bounded by serde_json.
-    let tree: Json<'_> = serde_json::from_str(raw).ok()?;
+    let mut tree: Json<'_> = serde_json::from_str(raw).ok()?;
     let Json::Object(_) = tree else { return None };
     let mut out = Vec::with_capacity(raw.len());
-    write(&tree, Strip::Top, &mut out);
+    write(&mut tree, Strip::Top, &mut out);
     String::from_utf8(out).ok()
 }
 
@@ -41,19 +41,21 @@ enum Strip {
     Nothing,
 }
 
-fn write(value: &Json<'_>, strip: Strip, out: &mut Vec<u8>) {
+fn write(value: &mut Json<'_>, strip: Strip, out: &mut Vec<u8>) {
     match value {
         Json::Object(entries) => {
             // Stable, so of duplicate keys the last written stays last: it is the one kept, as a
-            // map keeps it.
-            let mut order: Vec<&(Cow<'_, str>, Json<'_>)> = entries.iter().collect();
-            order.sort_by(|a, b| a.0.cmp(&b.0));
+            // map keeps it. Most nested objects are in order already.
+            if !entries.is_sorted_by(|a, b| key_order(&a.0, &b.0).is_le()) {
+                entries.sort_by(|a, b| key_order(&a.0, &b.0));
+            }
             out.push(b'{');
             let mut first = true;
-            for (i, (key, value)) in order.iter().map(|e| (&e.0, &e.1)).enumerate() {
-                if order.get(i + 1).is_some_and(|next| next.0 == *key)
-                    || (strip == Strip::Metadata && key == "managedFields")
-                {
+            let count = entries.len();
+            for i in 0..count {
+                let duplicate = i + 1 < count && entries[i + 1].0 == entries[i].0;
+                let (key, value) = &mut entries[i];
+                if duplicate || (strip == Strip::Metadata && key == "managedFields") {
                     continue;
                 }
                 if !first {
@@ -70,7 +72,7 @@ fn write(value: &Json<'_>, strip: Strip, out: &mut Vec<u8>) {
         }
         Json::Array(items) => {
             out.push(b'[');
-            for (i, item) in items.iter().enumerate() {
+            for (i, item) in items.iter_mut().enumerate() {
                 if i > 0 {
                     out.push(b',');
                 }
@@ -87,9 +89,33 @@ fn write(value: &Json<'_>, strip: Strip, out: &mut Vec<u8>) {
     }
 }
 
-fn write_str(text: &str, out: &mut Vec<u8>) {
-    // Writing to a Vec cannot fail.
-    let _ = serde_json::to_writer(&mut *out, text);
+/// Keys in byte order, as a map sorts them; most differ in their first byte, which is compared
+/// without a call.
+#[inline]
+fn key_order(a: &str, b: &str) -> std::cmp::Ordering {
+    match (a.as_bytes().first(), b.as_bytes().first()) {
+        (Some(x), Some(y)) if x != y => x.cmp(y),
+        _ => a.cmp(b),
+    }
+}
+
+// The `Cow` itself is the point: whether the string was borrowed says whether it needs escaping.
+#[allow(clippy::ptr_arg)]
+fn write_str(text: &Cow<'_, str>, out: &mut Vec<u8>) {
+    match text {
+        // Read without escapes, so it has nothing to escape: JSON strings hold no raw control
+        // characters, quotes or backslashes.
+        Cow::Borrowed(text) => {
+            out.reserve(text.len() + 2);
+            out.push(b'"');
+            out.extend_from_slice(text.as_bytes());
+            out.push(b'"');
+        }
+        // Writing to a Vec cannot fail.
+        Cow::Owned(text) => {
+            let _ = serde_json::to_writer(&mut *out, text);
+        }
+    }
 }
 
 impl<'de> serde::Deserialize<'de> for Json<'de> {

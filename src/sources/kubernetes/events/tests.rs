@@ -376,3 +376,45 @@ fn garbage_watch_lines_are_errors() {
         Err(EventError::WatchObject { kind: "ERROR", .. })
     ));
 }
+
+/// The list reader gives the very events the typed objects give (so every sink writes the same
+/// bytes as before): every capture, and a core item with every fallback in play.
+#[test]
+fn list_events_are_the_typed_conversions() {
+    let mut bodies: Vec<Vec<u8>> =
+        ["k8s-events-gke-2016.json", "k8s-events-services-gke-2017.json"].into_iter().map(capture).collect();
+    let mut odd = core_json();
+    odd["message"] = json!("quotes \" and \\ and é and \u{1}");
+    odd["series"] = json!({"count": 4, "lastObservedTime": "2024-01-01T00:01:00.123456Z"});
+    odd["eventTime"] = json!("2024-01-01T00:00:05.250000Z");
+    let mut long = core_json();
+    long["metadata"]["uid"] = json!("u-long");
+    long["message"] = json!("\u{1}".repeat(MAX_MESSAGE_BYTES));
+    bodies.push(
+        json!({"kind": "EventList", "apiVersion": "v1", "metadata": {}, "items": [core_json(), odd, long]})
+            .to_string()
+            .into_bytes(),
+    );
+    for body in bodies {
+        let raw: Value = serde_json::from_slice(&body).unwrap();
+        let parsed = parse_event_list(&body).unwrap();
+        let items = raw["items"].as_array().unwrap();
+        assert_eq!(parsed.events.len(), items.len());
+        let mut warnings = Vec::new();
+        for (event, item) in parsed.events.iter().zip(items) {
+            let ev: CoreEvent = serde_json::from_value(item.clone()).unwrap();
+            let (typed, mut typed_warnings) = from_core_v1(&ev, item.to_string().as_bytes()).unwrap();
+            assert_eq!(event, &typed);
+            warnings.append(&mut typed_warnings);
+        }
+        assert_eq!(parsed.warnings, warnings);
+    }
+    let v1 = json!({"metadata": {"name": "db.2", "namespace": "data", "uid": "u-2", "resourceVersion": "90"},
+        "eventTime": "2024-02-01T10:00:01.500000Z", "deprecatedCount": 3,
+        "series": {"count": 7, "lastObservedTime": "2024-02-01T10:05:00.000000Z"},
+        "reportingController": "kubelet", "deprecatedSource": {"host": "n"}, "note": "x",
+        "regarding": {"kind": "Pod", "name": "db"}, "type": "Normal"});
+    let body = json!({"kind": "EventList", "apiVersion": "events.k8s.io/v1", "items": [v1]}).to_string();
+    let parsed = parse_event_list(body.as_bytes()).unwrap();
+    assert_eq!(parsed.events, vec![events_v1(&v1).unwrap().0]);
+}
