@@ -265,6 +265,11 @@ impl Checkpointer {
         Ok(true)
     }
 
+    /// Whether states changed since the last save (a later `tick` will save them).
+    pub fn is_dirty(&self) -> bool {
+        self.dirty
+    }
+
     /// Saves what changed since the last save, whatever the interval.
     pub fn finish(mut self) -> Result<(), CheckpointError> {
         if self.dirty {

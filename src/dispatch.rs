@@ -14,7 +14,9 @@ use crate::bridge::{Collected, Collector, Completed, Stats};
 use crate::checkpoint::Checkpointer;
 use crate::sinks::{SinkHandle, SinkInput, SinkStats};
 
-/// How often acknowledgements are looked at when the workers are quiet.
+/// How often acknowledgements are looked at when the workers are quiet while a sink still has
+/// work queued or events await their checkpoint. With nothing pending the thread sleeps until the
+/// next message: an idle collector wakes for its windows only.
 const ACK_POLL: Duration = Duration::from_millis(500);
 
 /// Runs until the workers are done; then flushes the sinks and saves the last checkpoint.
@@ -27,8 +29,14 @@ pub fn dispatch(
 ) -> Vec<(String, Arc<SinkStats>)> {
     let mut collector = Collector::new(workers);
     let mut unwritten: VecDeque<EventBatch> = VecDeque::new();
+    let mut pending = false;
     loop {
-        match collected.recv_timeout(ACK_POLL) {
+        let received = if pending {
+            collected.recv_timeout(ACK_POLL)
+        } else {
+            collected.recv().map_err(|_| RecvTimeoutError::Disconnected)
+        };
+        match received {
             Ok(message) => {
                 for completed in collector.absorb(message) {
                     match completed {
@@ -76,6 +84,9 @@ pub fn dispatch(
         }
         let stats: Vec<Arc<SinkStats>> = sinks.iter().map(|s| Arc::clone(&s.stats)).collect();
         acknowledge(&mut unwritten, &stats, checkpointer.as_mut());
+        pending = !unwritten.is_empty()
+            || checkpointer.as_ref().is_some_and(Checkpointer::is_dirty)
+            || sinks.iter().any(|s| s.queue_depth() > 0);
     }
     let finished: Vec<(String, Arc<SinkStats>)> =
         sinks.into_iter().map(|s| (s.name.clone(), s.finish())).collect();

@@ -161,7 +161,7 @@ async fn stop_on_signal(stop: Arc<AtomicBool>) {
         _ = terminate => {}
     }
     tracing::info!("stopping: cancelling the scrapes in flight, flushing the windows already accepted");
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    crate::sources::clock::request_stop(&stop);
 }
 
 /// Runs until the source ends (replay) or `stop` is set.

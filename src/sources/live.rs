@@ -134,22 +134,14 @@ impl<T> Drop for AbortOnDrop<T> {
     }
 }
 
-/// How often a window's scrapes look at the stop flag.
-const STOP_POLL: Duration = Duration::from_millis(20);
-
 /// Runs `fed` to its end, or until `stop` is set (`Ok(false)`: it was dropped unfinished).
 async fn until_stopped(
     fed: impl Future<Output = Result<(), WorkersGone>>,
     stop: &AtomicBool,
 ) -> Result<bool, WorkersGone> {
-    let stopped = async {
-        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-            tokio::time::sleep(STOP_POLL).await;
-        }
-    };
     tokio::select! {
         result = fed => result.map(|()| true),
-        () = stopped => Ok(false),
+        () = crate::sources::clock::stopped(stop) => Ok(false),
     }
 }
 

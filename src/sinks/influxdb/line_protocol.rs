@@ -140,6 +140,8 @@ impl Head {
 #[derive(Clone, Copy)]
 struct Tag<'a> {
     key: &'a str,
+    /// `,key=` escaped, for the set's own keys (escaped once); empty for other keys.
+    head: &'a [u8],
     value: &'a str,
     rank: u8,
 }
@@ -221,7 +223,12 @@ impl LineEncoder {
         let max_points = max_points.max(1);
         let mut stats = EncodeStats::default();
         let mut ts_buf = itoa::Buffer::new();
-        let timestamp = ts_buf.format(batch.time.saturating_mul(1_000_000)).as_bytes();
+        // ` <timestamp>\n`: the same end for every line of the batch.
+        let mut end = Vec::with_capacity(24);
+        end.push(b' ');
+        end.extend_from_slice(ts_buf.format(batch.time.saturating_mul(1_000_000)).as_bytes());
+        end.push(b'\n');
+        let end = end.as_slice();
         let LineEncoder {
             opts,
             skip_metrics,
@@ -279,7 +286,7 @@ impl LineEncoder {
                 if stats.written == max_points {
                     return stats;
                 }
-                write_point(out, &heads[id as usize], &set_tags.bytes, value, timestamp);
+                write_point(out, &heads[id as usize], &set_tags.bytes, value, end);
                 stats.written += 1;
                 cursor.value += 1;
             }
@@ -330,7 +337,7 @@ impl LineEncoder {
                     cursor.labeled += 1;
                     continue;
                 }
-                write_point(out, head, tag_block, labeled.value, timestamp);
+                write_point(out, head, tag_block, labeled.value, end);
                 stats.written += 1;
                 cursor.labeled += 1;
             }
@@ -402,7 +409,7 @@ fn set_tag_block<'a>(
     let Some(at) = tags.iter().position(|t| t.key == "labels") else { return Fit::TooLong };
     // The longest prefix whose escaped form is `excess` bytes shorter than the whole.
     let value = tags[at].value;
-    let escaped = |b: &u8| if TAG_TABLE[usize::from(*b)] { 2 } else { 1 };
+    let escaped = |b: &u8| if TAG_TABLE.is_special(*b) { 2 } else { 1 };
     let room = value.as_bytes().iter().map(escaped).sum::<usize>().saturating_sub(excess);
     let mut used = 0;
     let mut cut = 0;
@@ -435,14 +442,21 @@ enum Own {
     Cluster,
 }
 
-static OWN_TAGS: std::sync::LazyLock<Vec<(&'static str, Own)>> = std::sync::LazyLock::new(|| {
+static OWN_TAGS: std::sync::LazyLock<Vec<(&'static str, Own, Vec<u8>)>> = std::sync::LazyLock::new(|| {
     let mut own: Vec<(&'static str, Own)> =
         LabelId::ALL.iter().map(|id| (id.key(), Own::Label(*id))).collect();
     own.push(("type", Own::Type));
     own.push(("cluster_name", Own::Cluster));
     own.retain(|(key, _)| !EXCLUDED_TAGS.contains(key));
     own.sort_unstable_by_key(|(key, _)| *key);
-    own
+    own.into_iter()
+        .map(|(key, id)| {
+            let mut head = vec![b','];
+            push_escaped(&mut head, key, &TAG_TABLE);
+            head.push(b'=');
+            (key, id, head)
+        })
+        .collect()
 });
 
 /// The set's tags sorted by key, one per key: of several for one key, the cluster name wins over
@@ -460,7 +474,7 @@ fn collect_tags<'a>(
         .labels
         .extra
         .iter()
-        .map(|(key, value)| Tag { key, value, rank: 1 })
+        .map(|(key, value)| Tag { key, head: &[], value, rank: 1 })
         .filter(|t| !t.key.is_empty() && !t.value.is_empty() && !EXCLUDED_TAGS.contains(&t.key))
         .peekable();
     // Extras are sorted by key; the first of several for one key is kept.
@@ -469,7 +483,8 @@ fn collect_tags<'a>(
             tags.push(tag);
         }
     };
-    for &(key, own) in OWN_TAGS.iter() {
+    for (key, own, head) in OWN_TAGS.iter() {
+        let (key, own) = (*key, *own);
         while let Some(tag) = extra.next_if(|t| t.key < key) {
             push(tags, tag);
         }
@@ -478,7 +493,7 @@ fn collect_tags<'a>(
             Own::Type => (set.key.type_label(), 0),
             Own::Cluster => (cluster_name, 2),
         };
-        let mut best = (!value.is_empty()).then_some(Tag { key, value, rank });
+        let mut best = (!value.is_empty()).then_some(Tag { key, head, value, rank });
         while let Some(tag) = extra.next_if(|t| t.key == key) {
             if best.is_none_or(|b| tag.rank > b.rank) {
                 best = Some(tag);
@@ -499,7 +514,12 @@ fn escape_tags(tags: &[Tag<'_>], block: &mut TagBlock) {
     block.starts.clear();
     for tag in tags.iter() {
         block.starts.push(block.bytes.len());
-        push_tag(&mut block.bytes, tag.key, tag.value);
+        if tag.head.is_empty() {
+            push_tag(&mut block.bytes, tag.key, tag.value);
+        } else {
+            block.bytes.extend_from_slice(tag.head);
+            push_escaped(&mut block.bytes, tag.value, &TAG_TABLE);
+        }
     }
 }
 
@@ -527,7 +547,8 @@ fn merge_resource_tags(tags: &[Tag<'_>], block: &TagBlock, resource: &[(&str, &s
     }
 }
 
-fn write_point(out: &mut Vec<u8>, head: &Head, tags: &[u8], value: Value, timestamp: &[u8]) {
+/// One line; `end` is ` <timestamp>\n`.
+fn write_point(out: &mut Vec<u8>, head: &Head, tags: &[u8], value: Value, end: &[u8]) {
     out.extend_from_slice(&head.measurement);
     out.extend_from_slice(tags);
     out.extend_from_slice(&head.field);
@@ -538,9 +559,7 @@ fn write_point(out: &mut Vec<u8>, head: &Head, tags: &[u8], value: Value, timest
         }
         Value::Float(f) => out.extend_from_slice(ryu::Buffer::new().format_finite(f).as_bytes()),
     }
-    out.push(b' ');
-    out.extend_from_slice(timestamp);
-    out.push(b'\n');
+    out.extend_from_slice(end);
 }
 
 fn is_finite(value: Value) -> bool {
@@ -574,39 +593,95 @@ pub(super) fn push_tag(out: &mut Vec<u8>, key: &str, value: &str) {
 /// Escapes per the line-protocol spec. Two things it cannot express are made safe instead: a line
 /// break (which would end the line) becomes an escaped space, and trailing backslashes (which
 /// would escape the separator that follows) are dropped.
-fn push_escaped(out: &mut Vec<u8>, s: &str, table: &[bool; 256]) {
-    let s = s.trim_end_matches('\\').as_bytes();
-    if !s.iter().any(|b| table[usize::from(*b)]) {
-        out.extend_from_slice(s);
-        return;
+///
+/// Runs between special bytes are copied whole: a `labels` value has a comma every few bytes,
+/// and every tag value of every set passes through here once per window.
+fn push_escaped(out: &mut Vec<u8>, s: &str, table: &Escapes) {
+    let mut s = s.as_bytes();
+    while let [rest @ .., b'\\'] = s {
+        s = rest;
     }
-    for &b in s {
-        match b {
+    let mut start = 0;
+    while let Some(at) = table.find(&s[start..]) {
+        let at = start + at;
+        out.extend_from_slice(&s[start..at]);
+        match s[at] {
             b'\n' | b'\r' => out.extend_from_slice(b"\\ "),
-            b if table[usize::from(b)] => {
+            b => {
                 out.push(b'\\');
                 out.push(b);
             }
-            b => out.push(b),
         }
+        start = at + 1;
+    }
+    out.extend_from_slice(&s[start..]);
+}
+
+/// Which bytes need attention: a lookup table for single bytes and the same set as word
+/// patterns, so that a scan looks at eight bytes per step.
+struct Escapes {
+    table: [bool; 256],
+    /// Each special byte repeated in every byte of a word; unused entries repeat the first.
+    words: [u64; 5],
+}
+
+const LOW_BITS: u64 = 0x0101_0101_0101_0101;
+const HIGH_BITS: u64 = 0x8080_8080_8080_8080;
+
+impl Escapes {
+    const fn new(special: &[u8]) -> Escapes {
+        let mut table = [false; 256];
+        let mut all = [b'\n', b'\r', 0, 0, 0];
+        let mut n = 2;
+        table[b'\n' as usize] = true;
+        table[b'\r' as usize] = true;
+        let mut i = 0;
+        while i < special.len() {
+            table[special[i] as usize] = true;
+            all[n] = special[i];
+            n += 1;
+            i += 1;
+        }
+        let mut words = [0u64; 5];
+        let mut w = 0;
+        while w < 5 {
+            let b = if w < n { all[w] } else { all[0] };
+            words[w] = LOW_BITS * b as u64;
+            w += 1;
+        }
+        Escapes { table, words }
+    }
+
+    #[inline]
+    fn is_special(&self, b: u8) -> bool {
+        self.table[usize::from(b)]
+    }
+
+    /// The index of the first byte of `s` that needs escaping.
+    #[inline]
+    fn find(&self, s: &[u8]) -> Option<usize> {
+        let mut chunks = s.chunks_exact(8);
+        let mut base = 0;
+        for chunk in chunks.by_ref() {
+            let word = chunk.try_into().map_or(0, u64::from_le_bytes);
+            // The high bit of each byte equal to one of the specials (the lowest such byte is
+            // exact; bytes above a match may show false positives, which `trailing_zeros` skips).
+            let mut hits = 0;
+            for pattern in self.words {
+                let x = word ^ pattern;
+                hits |= x.wrapping_sub(LOW_BITS) & !x & HIGH_BITS;
+            }
+            if hits != 0 {
+                return Some(base + (hits.trailing_zeros() / 8) as usize);
+            }
+            base += 8;
+        }
+        chunks.remainder().iter().position(|b| self.is_special(*b)).map(|at| base + at)
     }
 }
 
-/// Which bytes need attention, one lookup per byte on the hot path.
-const fn escape_table(special: &[u8]) -> [bool; 256] {
-    let mut table = [false; 256];
-    table[b'\n' as usize] = true;
-    table[b'\r' as usize] = true;
-    let mut i = 0;
-    while i < special.len() {
-        table[special[i] as usize] = true;
-        i += 1;
-    }
-    table
-}
-
-static MEASUREMENT_TABLE: [bool; 256] = escape_table(MEASUREMENT_SPECIAL);
-static TAG_TABLE: [bool; 256] = escape_table(TAG_SPECIAL);
+static MEASUREMENT_TABLE: Escapes = Escapes::new(MEASUREMENT_SPECIAL);
+static TAG_TABLE: Escapes = Escapes::new(TAG_SPECIAL);
 
 #[cfg(test)]
 mod tests;

@@ -254,7 +254,7 @@ fn disable_counter_metrics_leaves_out_counters_with_rates() {
 fn floats_use_forms_influxdb_parses() {
     let mut out = Vec::new();
     for f in [1e20, 1.5e-7, 123.0, -0.0, f64::MAX, 5e-324] {
-        write_point(&mut out, &Head::new("m", false), b"", Value::Float(f), b"0");
+        write_point(&mut out, &Head::new("m", false), b"", Value::Float(f), b" 0\n");
     }
     assert_eq!(
         String::from_utf8(out).unwrap(),
@@ -279,4 +279,48 @@ fn tags_too_long_even_without_labels_skip_the_set() {
     assert_eq!(stats, EncodeStats { written: 1, skipped: 2 });
     assert_eq!(encoder.shortened(), 0);
     assert!(String::from_utf8(out).unwrap().starts_with("memory/usage,cluster_name=default,type=node "));
+}
+
+/// The escaping rules, one byte at a time: what the word-at-a-time scan must give.
+fn escaped_bytewise(s: &str, special: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for &b in s.trim_end_matches('\\').as_bytes() {
+        match b {
+            b'\n' | b'\r' => out.extend_from_slice(b"\\ "),
+            b if special.contains(&b) => out.extend_from_slice(&[b'\\', b]),
+            b => out.push(b),
+        }
+    }
+    out
+}
+
+#[test]
+fn word_scan_escapes_every_special_byte_at_every_offset() {
+    // Every special (and near-miss bytes around them) at every place of strings of up to three
+    // words, so matches land in each byte of a word, across words and in the tail.
+    let near = ['\n', '\r', ' ', ',', '=', '\\', '!', '<', '>', '-', '+', '\u{0b}', '\u{0c}', 'é', 'a'];
+    for len in 0..25 {
+        for at in 0..len.max(1) {
+            for &c in &near {
+                for &second in &[None, Some(','), Some('\n'), Some('=')] {
+                    let mut s: Vec<char> = (0..len).map(|i| (b'a' + (i % 26) as u8) as char).collect();
+                    if len > 0 {
+                        s[at] = c;
+                        if let Some(d) = second {
+                            let other = (at * 7 + 3) % len;
+                            s[other] = d;
+                        }
+                    }
+                    let s: String = s.into_iter().collect();
+                    for (table, special) in
+                        [(&TAG_TABLE, TAG_SPECIAL), (&MEASUREMENT_TABLE, MEASUREMENT_SPECIAL)]
+                    {
+                        let mut out = Vec::new();
+                        push_escaped(&mut out, &s, table);
+                        assert_eq!(out, escaped_bytewise(&s, special), "{s:?}");
+                    }
+                }
+            }
+        }
+    }
 }
