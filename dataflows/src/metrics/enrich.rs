@@ -1,9 +1,11 @@
 //! `enrich`: metric sets meet their node's and pod's metadata (Heapster's pod-based,
 //! namespace-based and node-autoscaling enrichers).
 //!
-//! Sets and index changes are exchanged by the same route, so each worker holds the index entries
-//! of exactly the pods and nodes whose sets it receives. A window is enriched against the index
-//! as of that window's time.
+//! Sets and index changes are routed by node (see [`route`](super::route)): sets stay on the
+//! worker that scraped them, and each worker holds the index entries of exactly its own nodes
+//! and the pods bound to them. A pod's metadata enriches only sets scraped on the node it is
+//! bound to, so the output does not depend on where a stale entry of a moved pod happens to be.
+//! A window is enriched against the index as of that window's time.
 
 use std::sync::Arc;
 
@@ -13,6 +15,7 @@ use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::Capability;
 use timely::dataflow::operators::generic::Operator;
 
+use super::route;
 use super::window::{Held, Updates, Windows};
 use crate::catalog::{LabeledMetricId, MetricId};
 use crate::meta::{ContainerMeta, Meta, MetaKey, NodeInfo, PodInfo};
@@ -87,6 +90,10 @@ struct PodTemplate {
 impl WindowEnricher {
     /// Enriches `set` with its node's or pod's metadata as of its window.
     pub fn enrich(&mut self, meta: Option<&Meta>, set: &mut MetricSet) {
+        let meta = meta.filter(|meta| match meta {
+            Meta::Pod(info) => info.node.as_ref() == route::set_node(set),
+            Meta::Node(_) => true,
+        });
         match (meta, &set.key) {
             (Some(Meta::Node(info)), EntityKey::Node { .. }) => enrich_node(set, info),
             (Some(Meta::Pod(info)), EntityKey::Pod { ns, pod }) => {
@@ -218,8 +225,8 @@ pub fn enrich<'s>(
     sets: StreamVec<'s, Time, MetricSet>,
     index: StreamVec<'s, Time, IndexChange>,
 ) -> StreamVec<'s, Time, MetricSet> {
-    let by_set = Exchange::new(|set: &MetricSet| set.key.route());
-    let by_key = Exchange::new(|change: &IndexChange| (change.0).0.route());
+    let by_set = Exchange::new(route::set);
+    let by_key = Exchange::new(|((key, meta), _, _): &IndexChange| route::meta(key, meta));
     sets.binary_frontier(index, by_set, by_key, "enrich", |_cap, _info| {
         let mut waiting = Windows::default();
         let mut updates = Updates::default();
@@ -265,6 +272,7 @@ mod tests {
     fn pod_info(containers: Vec<ContainerMeta>) -> Meta {
         Meta::Pod(PodInfo {
             uid: Name::new("uid-1"),
+            node: Some(Name::new("node-1")),
             namespace_id: Some(Name::new("ns-uid")),
             labels: Name::new("app:web"),
             stored: vec![],
@@ -312,7 +320,9 @@ mod tests {
         let mut pod = MetricSet::new(key(None));
         pod.labels.set(LabelId::Nodename, Name::new("node-1"));
         pod.create_time = 7;
-        let mut sets = vec![pod, MetricSet::new(key(Some("app")))];
+        let mut app = MetricSet::new(key(Some("app")));
+        app.labels.set(LabelId::Nodename, Name::new("node-1"));
+        let mut sets = vec![pod, app];
         enrich_window(&index, &mut sets);
 
         assert_eq!(sets.len(), 3, "one stub for the unreported sidecar");

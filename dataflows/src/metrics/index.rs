@@ -55,6 +55,7 @@ pub fn meta_index<'s>(
 fn pod_info(pod: &PodMeta, namespace_id: Option<Name>, policy: &LabelPolicy) -> PodInfo {
     PodInfo {
         uid: pod.uid.clone(),
+        node: pod.node.clone(),
         namespace_id,
         labels: policy.render(&pod.labels),
         stored: policy.stored(&pod.labels),

@@ -10,6 +10,7 @@ pub mod aggregate;
 pub mod enrich;
 pub mod index;
 pub mod rate;
+pub mod route;
 pub mod window;
 
 #[cfg(test)]
