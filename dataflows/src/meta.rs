@@ -82,6 +82,7 @@ pub enum MetaRecord {
 pub enum MetaKey {
     Node(Name),
     Pod(Name, Name),
+    Namespace(Name),
 }
 
 impl MetaKey {
@@ -97,14 +98,13 @@ impl MetaKey {
     }
 }
 
-/// A pod's metadata joined with its namespace, with its labels already rendered.
+/// A pod's metadata, with its labels already rendered.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct PodInfo {
     pub uid: Name,
     /// The node the pod is bound to: its metadata goes to that node's owner, and enriches only
     /// sets scraped on that node.
     pub node: Option<Name>,
-    pub namespace_id: Option<Name>,
     /// Heapster's `labels` label: `k:v` pairs sorted and joined.
     pub labels: Name,
     /// Labels copied out by `--store_label`, sorted by key.
@@ -125,6 +125,8 @@ pub struct NodeInfo {
 pub enum Meta {
     Node(NodeInfo),
     Pod(PodInfo),
+    /// The namespace's uid (a pod's `namespace_id`).
+    Namespace(Name),
 }
 
 /// How pod and node labels become Heapster's `labels` label (`--label_separator`,

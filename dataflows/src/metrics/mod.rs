@@ -3,7 +3,7 @@
 //! ```text
 //! sets (each worker: its own nodes) ──> rate ──> enrich ──> aggregate ──> complete window
 //!                                                   ↑
-//! metadata (nodes, pods, namespaces) ──> meta_index (differential)
+//! metadata (nodes, pods, namespaces) ──> meta_index (placed by node; namespaces everywhere)
 //! ```
 
 pub mod aggregate;
@@ -31,6 +31,6 @@ pub fn metrics<'s>(
 ) -> StreamVec<'s, Time, MetricSet> {
     let index = index::meta_index(meta, policy);
     let sets = rate::rate(sets);
-    let sets = enrich::enrich(sets, index.inner);
+    let sets = enrich::enrich(sets, index);
     aggregate::aggregate(sets)
 }

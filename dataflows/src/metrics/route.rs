@@ -7,7 +7,7 @@
 //! namespaces and the cluster (to their target's worker).
 
 use crate::hash::node_route;
-use crate::meta::{Meta, MetaKey, PodInfo};
+use crate::meta::MetaRecord;
 use crate::model::{EntityKey, LabelId, MetricSet, Name};
 
 /// The node a set was scraped on: in its key, or its `nodename` label (every set of a node
@@ -37,13 +37,17 @@ pub fn target(key: &EntityKey) -> u64 {
     }
 }
 
-/// A metadata entry's worker: the owner of the node it describes, or of the node its pod is
-/// bound to. A pod not bound to a node (pending) cannot be scraped; it goes by its key.
-pub fn meta(key: &MetaKey, meta: &Meta) -> u64 {
-    match (key, meta) {
-        (MetaKey::Node(node), _) => node_route(node),
-        (_, Meta::Pod(PodInfo { node: Some(node), .. })) => node_route(node),
-        (MetaKey::Pod(ns, pod), _) => crate::model::stable_hash(&["pod", ns, pod]),
+/// A node's or pod's metadata's worker: the owner of the node it describes, or of the node the
+/// pod is bound to. A pod not bound to a node (pending) cannot be scraped; it goes by its key.
+/// (Namespaces go to every worker.)
+pub fn record(record: &MetaRecord) -> u64 {
+    match record {
+        MetaRecord::Node { name, .. } => node_route(name),
+        MetaRecord::Pod { ns, name, meta } => match &meta.node {
+            Some(node) => node_route(node),
+            None => EntityKey::Pod { ns: ns.clone(), pod: name.clone() }.route(),
+        },
+        MetaRecord::Namespace { name, .. } => EntityKey::Namespace { ns: name.clone() }.route(),
     }
 }
 
@@ -52,6 +56,7 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
+    use crate::meta::{NodeMeta, NodeResources, PodMeta};
 
     fn on_node(key: EntityKey, node: &str) -> MetricSet {
         let mut set = MetricSet::new(key);
@@ -73,22 +78,27 @@ mod tests {
             assert_eq!(set(&on_node(key.clone(), node)), owner, "{key}");
         }
         assert_eq!(target(&EntityKey::Node { node: node.into() }), owner);
-        let info = |node: Option<&str>| {
-            Meta::Pod(PodInfo {
+        let pod = |node: Option<&str>| MetaRecord::Pod {
+            ns: "a".into(),
+            name: "b".into(),
+            meta: Arc::new(PodMeta {
                 uid: "u".into(),
+                labels: vec![],
                 node: node.map(Name::new),
-                namespace_id: None,
-                labels: Name::default(),
-                stored: vec![],
                 containers: Arc::from(Vec::new()),
-            })
+            }),
         };
-        let pod = MetaKey::Pod("a".into(), "b".into());
-        assert_eq!(meta(&pod, &info(Some(node))), owner);
+        assert_eq!(record(&pod(Some(node))), owner);
+        let node_meta = NodeMeta {
+            labels: vec![],
+            capacity: NodeResources::default(),
+            allocatable: NodeResources::default(),
+        };
+        assert_eq!(record(&MetaRecord::Node { name: node.into(), meta: node_meta }), owner);
         // Without a node, a pod and its containers still meet (by pod), and so does its metadata.
         let lone = MetricSet::new(container.clone());
         assert_eq!(set(&lone), set(&MetricSet::new(EntityKey::Pod { ns: "a".into(), pod: "b".into() })));
-        assert_eq!(meta(&pod, &info(None)), container.route());
+        assert_eq!(record(&pod(None)), container.route());
         assert_eq!(set(&on_node(EntityKey::Cluster, node)), EntityKey::Cluster.route());
         let ns = EntityKey::Namespace { ns: "a".into() };
         assert_eq!(set(&on_node(ns.clone(), node)), ns.route());
