@@ -5,10 +5,11 @@
 //! live against `heapster-testbed fixture-server` at `BENCH_LIVE_NODES` (5,000) nodes, one process
 //! then `BENCH_LIVE_PROCESSES` (2). Per process it prints: the share of the nodes it owns, CPU-s
 //! per window (from the kernel: the whole run in replay, `BENCH_STEADY` steady windows live),
-//! that CPU against the single process's times the share (the goal: under +15%), peak RSS, and
-//! bytes sent to and received from the other processes per window (the collector's own counters
-//! on its peer sockets, logged at exit), and live, the nodes scraped per steady window by all
-//! the processes together (fewer than the nodes: the collectors did not keep up).
+//! that CPU against the single process's times the share (the goal: under +15%), peak RSS (its
+//! own `VmHWM`), and bytes sent to and received from the other processes per window (the
+//! collector's own counters on its peer sockets, logged at exit), and live, the nodes scraped
+//! per steady window by all the processes together (fewer than the nodes: the collectors did
+//! not keep up).
 //!
 //! Under `cargo test` (no `--bench`) it runs a smoke size: a few nodes, two processes. The
 //! scenarios it synthesizes go under the temp dir as `heapster-cluster-bench-*` and are deleted
@@ -218,6 +219,7 @@ fn replay_run(scenario: &Path, processes: usize) -> Result<Vec<Row>, String> {
         guard.0.push(collector(&args, &log)?);
         logs.push(log);
     }
+    let peaks = watch_peaks(&guard.0);
     let mut rows = Vec::new();
     for (i, child) in std::mem::take(&mut guard.0).into_iter().enumerate() {
         let (ok, usage) = wait_with_usage(child)?;
@@ -228,12 +230,35 @@ fn replay_run(scenario: &Path, processes: usize) -> Result<Vec<Row>, String> {
         rows.push(Row {
             share: shares[i],
             cpu_per_window: usage.cpu_seconds / windows,
-            peak_rss_mib: usage.max_rss_kib / 1024,
+            peak_rss_mib: peaks[i] / 1024,
             traffic: traffic(&log).map(|(s, r)| (s as f64 / windows, r as f64 / windows)),
             scraped: None,
         });
     }
     Ok(rows)
+}
+
+/// Each child's peak RSS (KiB) from its own memory (`VmHWM`), polled until all have exited (their
+/// `/proc` entry lost it). wait4's `ru_maxrss` will not do: a child spawned from this process
+/// starts its count from this process's own peak, the gigabytes a synthesis just used.
+fn watch_peaks(children: &[Child]) -> Vec<u64> {
+    let pids: Vec<u32> = children.iter().map(Child::id).collect();
+    let mut peaks = vec![0; pids.len()];
+    let deadline = Instant::now() + Duration::from_secs(3600);
+    while Instant::now() < deadline {
+        let mut running = false;
+        for (pid, peak) in pids.iter().zip(peaks.iter_mut()) {
+            // 0 (no VmHWM line) once the process has exited and waits to be reaped.
+            let kib = peak_rss_kib(*pid).unwrap_or(0);
+            running |= kib > 0;
+            *peak = (*peak).max(kib);
+        }
+        if !running {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    peaks
 }
 
 /// Collectors against one fixture server, each in its own process.

@@ -37,7 +37,13 @@ pub fn stable_hash(parts: &[&str]) -> u64 {
 
 /// The worker (or process) that owns a node: it scrapes it and keeps its rate state.
 pub fn node_owner(node: &str, peers: usize) -> usize {
-    (stable_hash(&[node]) % peers.max(1) as u64) as usize
+    (node_route(node) % peers.max(1) as u64) as usize
+}
+
+/// The route of a node's records through a timely exchange: timely sends a record to worker
+/// `route % peers`, which is [`node_owner`], so what is routed by node stays where it was scraped.
+pub fn node_route(node: &str) -> u64 {
+    stable_hash(&[node])
 }
 
 #[cfg(test)]

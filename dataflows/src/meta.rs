@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::{EntityKey, Name, stable_hash};
+use crate::model::{EntityKey, Name};
 
 /// Requests or limits of one container, as integers in Heapster's units.
 #[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -82,6 +82,7 @@ pub enum MetaRecord {
 pub enum MetaKey {
     Node(Name),
     Pod(Name, Name),
+    Namespace(Name),
 }
 
 impl MetaKey {
@@ -95,21 +96,15 @@ impl MetaKey {
             _ => None,
         }
     }
-
-    /// Same routing as [`EntityKey::route`], so a set and its metadata meet on one worker.
-    pub fn route(&self) -> u64 {
-        match self {
-            MetaKey::Node(node) => stable_hash(&["node", node]),
-            MetaKey::Pod(ns, pod) => stable_hash(&["pod", ns, pod]),
-        }
-    }
 }
 
-/// A pod's metadata joined with its namespace, with its labels already rendered.
+/// A pod's metadata, with its labels already rendered.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct PodInfo {
     pub uid: Name,
-    pub namespace_id: Option<Name>,
+    /// The node the pod is bound to: its metadata goes to that node's owner, and enriches only
+    /// sets scraped on that node.
+    pub node: Option<Name>,
     /// Heapster's `labels` label: `k:v` pairs sorted and joined.
     pub labels: Name,
     /// Labels copied out by `--store_label`, sorted by key.
@@ -130,6 +125,8 @@ pub struct NodeInfo {
 pub enum Meta {
     Node(NodeInfo),
     Pod(PodInfo),
+    /// The namespace's uid (a pod's `namespace_id`).
+    Namespace(Name),
 }
 
 /// How pod and node labels become Heapster's `labels` label (`--label_separator`,
@@ -211,14 +208,5 @@ mod tests {
         };
         let stored = policy.stored(&labels(&[("tier", "web"), ("app", "nginx")]));
         assert_eq!(stored, labels(&[("application", "nginx"), ("tier", "web")]));
-    }
-
-    #[test]
-    fn meta_routes_like_entities() {
-        let pod = EntityKey::PodContainer { ns: "a".into(), pod: "b".into(), container: "c".into() };
-        assert_eq!(MetaKey::for_entity(&pod).unwrap().route(), pod.route());
-        let node = EntityKey::Node { node: "n".into() };
-        assert_eq!(MetaKey::for_entity(&node).unwrap().route(), node.route());
-        assert_eq!(MetaKey::for_entity(&EntityKey::Cluster), None);
     }
 }

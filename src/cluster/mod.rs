@@ -2,8 +2,10 @@
 //!
 //! Every process runs the same graph with `-w` workers; worker `w` of process `p` is global
 //! worker `p * workers + w`. A node belongs to the global worker its stable hash picks, so each
-//! process scrapes (or replays) only its own share of the nodes, and the graph's exchanges carry
-//! metric sets, metadata and events between processes. Process 0 is the leader: it alone feeds
+//! process scrapes (or replays) only its own share of the nodes. A node's metric sets stay on the
+//! worker that scraped them from parse to sink (`heapster_dataflows::metrics::route`); between
+//! processes travel only the metadata (each pod's and node's to its node's owner, namespaces to
+//! all), the namespace and cluster sums, and events. Process 0 is the leader: it alone feeds
 //! metadata and events into the graph (the exchanges route them to their owners), and it alone
 //! keeps the event watch's resource version.
 //!

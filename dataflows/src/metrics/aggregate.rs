@@ -3,10 +3,11 @@
 //! (Heapster's pod, namespace, node and cluster aggregators, then node utilization and
 //! reservation).
 //!
-//! Pods are summed where their containers already are (enrich exchanged both by pod). Upward
-//! sums travel as small [`Part`]s exchanged to the worker of their target, each worker's parts
-//! for one target summed first; they only carry integer metrics, so the totals do not depend on
-//! how many workers summed them, nor in what order.
+//! Pods are summed where their containers already are: on their node's owner, where they were
+//! scraped, which is also where the node's sums are made. Upward sums travel as small [`Part`]s
+//! exchanged to the worker of their target (only namespaces and the cluster leave the worker),
+//! each worker's parts for one target summed first; they only carry integer metrics, so the
+//! totals do not depend on how many workers summed them, nor in what order.
 
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
@@ -15,6 +16,7 @@ use timely::dataflow::channels::pact::{Exchange, Pipeline};
 use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::operators::{Capability, Concat, OkErr};
 
+use super::route;
 use super::window::{Held, Windows};
 use crate::catalog::{Kind, MetricId, NAMESPACE_AGGREGATED, NODE_AGGREGATED, POD_SUMMED_COUNTERS};
 use crate::model::{
@@ -354,8 +356,8 @@ fn roll_up_namespaces_and_nodes<'s>(
     nodes: StreamVec<'s, Time, MetricSet>,
     parts: StreamVec<'s, Time, Part>,
 ) -> (StreamVec<'s, Time, MetricSet>, StreamVec<'s, Time, Part>) {
-    let by_key = Exchange::new(|set: &MetricSet| set.key.route());
-    let by_target = Exchange::new(|part: &Part| part.target.route());
+    let by_key = Exchange::new(route::set);
+    let by_target = Exchange::new(|part: &Part| route::target(&part.target));
     let rolled: StreamVec<'s, Time, SetOrPart> =
         nodes.binary_frontier(parts, by_key, by_target, "roll_up_namespaces_and_nodes", |_cap, _info| {
             let mut windows: Held<(Capability<Time>, Vec<MetricSet>, Vec<Part>)> = Held::default();
@@ -386,7 +388,7 @@ fn roll_up_namespaces_and_nodes<'s>(
 
 /// The cluster's sums, on the one worker its key routes to.
 fn roll_up_cluster<'s>(parts: StreamVec<'s, Time, Part>) -> StreamVec<'s, Time, MetricSet> {
-    let by_target = Exchange::new(|part: &Part| part.target.route());
+    let by_target = Exchange::new(|part: &Part| route::target(&part.target));
     parts.unary_frontier(by_target, "roll_up_cluster", |_cap, _info| {
         let mut windows = Windows::default();
         move |(input, frontier), output| {

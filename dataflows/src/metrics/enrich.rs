@@ -1,18 +1,21 @@
 //! `enrich`: metric sets meet their node's and pod's metadata (Heapster's pod-based,
 //! namespace-based and node-autoscaling enrichers).
 //!
-//! Sets and index changes are exchanged by the same route, so each worker holds the index entries
-//! of exactly the pods and nodes whose sets it receives. A window is enriched against the index
-//! as of that window's time.
+//! Sets and index changes are routed by node (see [`route`](super::route)): sets stay on the
+//! worker that scraped them, and each worker holds the index entries of exactly its own nodes
+//! and the pods bound to them. A pod's metadata enriches only sets scraped on the node it is
+//! bound to, so the output does not depend on where a stale entry of a moved pod happens to be.
+//! A window is enriched against the index as of that window's time.
 
 use std::sync::Arc;
 
 use rustc_hash::{FxHashMap, FxHashSet};
 use timely::dataflow::StreamVec;
-use timely::dataflow::channels::pact::Exchange;
+use timely::dataflow::channels::pact::{Exchange, Pipeline};
 use timely::dataflow::operators::Capability;
 use timely::dataflow::operators::generic::Operator;
 
+use super::route;
 use super::window::{Held, Updates, Windows};
 use crate::catalog::{LabeledMetricId, MetricId};
 use crate::meta::{ContainerMeta, Meta, MetaKey, NodeInfo, PodInfo};
@@ -86,12 +89,16 @@ struct PodTemplate {
 
 impl WindowEnricher {
     /// Enriches `set` with its node's or pod's metadata as of its window.
-    pub fn enrich(&mut self, meta: Option<&Meta>, set: &mut MetricSet) {
+    pub fn enrich(&mut self, index: &MetaIndex, set: &mut MetricSet) {
+        let meta = MetaKey::for_entity(&set.key).and_then(|key| index.get(&key)).filter(|meta| match meta {
+            Meta::Pod(info) => info.node.as_ref() == route::set_node(set),
+            _ => true,
+        });
         match (meta, &set.key) {
             (Some(Meta::Node(info)), EntityKey::Node { .. }) => enrich_node(set, info),
             (Some(Meta::Pod(info)), EntityKey::Pod { ns, pod }) => {
                 let (ns, pod) = (ns.clone(), pod.clone());
-                enrich_pod(set, info);
+                enrich_pod(set, info, namespace_id(index, &ns));
                 if !info.containers.is_empty() {
                     self.pods.push(PodTemplate {
                         ns,
@@ -105,8 +112,9 @@ impl WindowEnricher {
             }
             (Some(Meta::Pod(info)), EntityKey::PodContainer { ns, pod, container }) => {
                 let container = container.clone();
+                let ns_id = namespace_id(index, ns);
                 self.reported.insert((ns.clone(), pod.clone(), container.clone()));
-                enrich_pod(set, info);
+                enrich_pod(set, info, ns_id);
                 if let Some(spec) = info.containers.iter().find(|c| c.name == container) {
                     enrich_container(set, spec);
                 }
@@ -145,8 +153,7 @@ impl WindowEnricher {
 pub fn enrich_window(index: &MetaIndex, sets: &mut Vec<MetricSet>) {
     let mut enricher = WindowEnricher::default();
     for set in sets.iter_mut() {
-        let meta = MetaKey::for_entity(&set.key).and_then(|key| index.get(&key));
-        enricher.enrich(meta, set);
+        enricher.enrich(index, set);
     }
     sets.append(&mut enricher.stubs());
 }
@@ -175,10 +182,18 @@ fn enrich_node(set: &mut MetricSet, info: &NodeInfo) {
     }
 }
 
-fn enrich_pod(set: &mut MetricSet, info: &PodInfo) {
+/// The uid of namespace `ns`, if it is known.
+fn namespace_id<'a>(index: &'a MetaIndex, ns: &Name) -> Option<&'a Name> {
+    match index.get(&MetaKey::Namespace(ns.clone())) {
+        Some(Meta::Namespace(uid)) => Some(uid),
+        _ => None,
+    }
+}
+
+fn enrich_pod(set: &mut MetricSet, info: &PodInfo, namespace_id: Option<&Name>) {
     set.labels.set(LabelId::PodId, info.uid.clone());
     set.labels.set(LabelId::Labels, info.labels.clone());
-    if let Some(id) = &info.namespace_id {
+    if let Some(id) = namespace_id {
         set.labels.set(LabelId::NamespaceId, id.clone());
     }
     if !info.stored.is_empty() {
@@ -213,14 +228,14 @@ fn enrich_container(set: &mut MetricSet, spec: &ContainerMeta) {
 }
 
 /// The `enrich` operator. Sets stream through as soon as the index is known for their window;
-/// stubs follow when the window is complete.
+/// stubs follow when the window is complete. `index` comes already placed on the workers that
+/// enrich with it ([`meta_index`](super::index::meta_index)).
 pub fn enrich<'s>(
     sets: StreamVec<'s, Time, MetricSet>,
     index: StreamVec<'s, Time, IndexChange>,
 ) -> StreamVec<'s, Time, MetricSet> {
-    let by_set = Exchange::new(|set: &MetricSet| set.key.route());
-    let by_key = Exchange::new(|change: &IndexChange| (change.0).0.route());
-    sets.binary_frontier(index, by_set, by_key, "enrich", |_cap, _info| {
+    let by_set = Exchange::new(route::set);
+    sets.binary_frontier(index, by_set, Pipeline, "enrich", |_cap, _info| {
         let mut waiting = Windows::default();
         let mut updates = Updates::default();
         let mut index = MetaIndex::default();
@@ -243,8 +258,7 @@ pub fn enrich<'s>(
                 index.apply(updates.drain_through(time));
                 let (_, enricher) = open.entry(time, || (cap.clone(), WindowEnricher::default()));
                 for set in sets.iter_mut() {
-                    let meta = MetaKey::for_entity(&set.key).and_then(|key| index.get(&key));
-                    enricher.enrich(meta, set);
+                    enricher.enrich(&index, set);
                 }
                 output.session(&cap).give_container(&mut sets);
             }
@@ -265,7 +279,7 @@ mod tests {
     fn pod_info(containers: Vec<ContainerMeta>) -> Meta {
         Meta::Pod(PodInfo {
             uid: Name::new("uid-1"),
-            namespace_id: Some(Name::new("ns-uid")),
+            node: Some(Name::new("node-1")),
             labels: Name::new("app:web"),
             stored: vec![],
             containers: containers.into(),
@@ -309,10 +323,13 @@ mod tests {
             pod_info(vec![spec("app", Some(250)), spec("sidecar", None)]),
             1,
         )]);
+        index.apply([(MetaKey::Namespace("web".into()), Meta::Namespace("ns-uid".into()), 1)]);
         let mut pod = MetricSet::new(key(None));
         pod.labels.set(LabelId::Nodename, Name::new("node-1"));
         pod.create_time = 7;
-        let mut sets = vec![pod, MetricSet::new(key(Some("app")))];
+        let mut app = MetricSet::new(key(Some("app")));
+        app.labels.set(LabelId::Nodename, Name::new("node-1"));
+        let mut sets = vec![pod, app];
         enrich_window(&index, &mut sets);
 
         assert_eq!(sets.len(), 3, "one stub for the unreported sidecar");
@@ -387,7 +404,7 @@ mod tests {
             sets: StreamVec<'s, Time, MetricSet>,
             meta: VecCollection<'s, Time, MetaRecord>,
         ) -> StreamVec<'s, Time, MetricSet> {
-            enrich(sets, meta_index(meta, &LabelPolicy::default()).inner)
+            enrich(sets, meta_index(meta, &LabelPolicy::default()))
         }
 
         fn pod_record(name: &str, containers: Vec<ContainerMeta>) -> MetaRecord {

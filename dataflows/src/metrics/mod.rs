@@ -3,13 +3,14 @@
 //! ```text
 //! sets (each worker: its own nodes) ──> rate ──> enrich ──> aggregate ──> complete window
 //!                                                   ↑
-//! metadata (nodes, pods, namespaces) ──> meta_index (differential)
+//! metadata (nodes, pods, namespaces) ──> meta_index (placed by node; namespaces everywhere)
 //! ```
 
 pub mod aggregate;
 pub mod enrich;
 pub mod index;
 pub mod rate;
+pub mod route;
 pub mod window;
 
 #[cfg(test)]
@@ -30,6 +31,6 @@ pub fn metrics<'s>(
 ) -> StreamVec<'s, Time, MetricSet> {
     let index = index::meta_index(meta, policy);
     let sets = rate::rate(sets);
-    let sets = enrich::enrich(sets, index.inner);
+    let sets = enrich::enrich(sets, index);
     aggregate::aggregate(sets)
 }
