@@ -1,6 +1,7 @@
 //! Kubernetes API objects turned into scrape targets and enrichment metadata.
 //!
-//! Recorded lists (replay) and watches (live) carry the same objects, so both convert here. One
+//! Recorded lists (replay) and watches (live) carry the same objects, decoded alike to the fields
+//! the graph reads ([`super::trimmed`]), so both convert here. One
 //! bad object never costs the others: list items are decoded one by one, and a problem with an
 //! item or with one of its quantities becomes a warning naming the object.
 
@@ -20,6 +21,7 @@ use thiserror::Error;
 
 use super::quantity::{self, QuantityError};
 use super::raw_list::{RawList, identity};
+use super::trimmed::{TrimmedNode, TrimmedPod};
 use crate::sources::NodeTarget;
 
 /// Resource names whose quantities count accelerators, besides any `<vendor>/gpu`.
@@ -171,13 +173,15 @@ pub fn parse_node_list(body: &[u8], interner: &mut Interner) -> Result<NodeListP
     let mut targets = Vec::new();
     let mut records = Vec::new();
     let mut warnings = Vec::new();
-    let resource_version = parse_list(body, ListKind::NODES, &mut warnings, |node: Node, warnings| {
-        let target = node_target_interned(&node, interner)?;
-        let (name, meta) = node_meta(&node, interner, warnings)?;
-        targets.push(target);
-        records.push(MetaRecord::Node { name, meta });
-        Ok(())
-    })?;
+    let resource_version =
+        parse_list(body, ListKind::NODES, &mut warnings, |node: TrimmedNode, warnings| {
+            let node = node.into_node();
+            let target = node_target_interned(&node, interner)?;
+            let (name, meta) = node_meta(&node, interner, warnings)?;
+            targets.push(target);
+            records.push(MetaRecord::Node { name, meta });
+            Ok(())
+        })?;
     Ok(NodeListParsed { targets, records, resource_version, warnings })
 }
 
@@ -186,7 +190,8 @@ pub fn parse_node_list(body: &[u8], interner: &mut Interner) -> Result<NodeListP
 pub fn parse_pod_list(body: &[u8], interner: &mut Interner) -> Result<MetaListParsed, ObjectError> {
     let mut records = Vec::new();
     let mut warnings = Vec::new();
-    let resource_version = parse_list(body, ListKind::PODS, &mut warnings, |pod: Pod, warnings| {
+    let resource_version = parse_list(body, ListKind::PODS, &mut warnings, |pod: TrimmedPod, warnings| {
+        let pod = pod.into_pod();
         let ((ns, name), meta) = pod_meta(&pod, interner, warnings)?;
         records.push(MetaRecord::Pod { ns, name, meta: std::sync::Arc::new(meta) });
         Ok(())
