@@ -48,8 +48,9 @@ impl EntityKey {
         }
     }
 
-    /// A stable hash that sends a pod and its containers to the same worker, and a node and
-    /// its system containers to the same worker.
+    /// A stable hash of the key alone: a pod and its containers to one worker, a node and its
+    /// system containers to one. Sets that know their node go by the node instead
+    /// ([`crate::metrics::route`]), so that a node's sets stay where they were scraped.
     pub fn route(&self) -> u64 {
         match self {
             EntityKey::Cluster => 0,
