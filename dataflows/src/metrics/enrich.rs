@@ -1,7 +1,7 @@
 //! `enrich`: metric sets meet their node's and pod's metadata (Heapster's pod-based,
 //! namespace-based and node-autoscaling enrichers).
 //!
-//! Sets and index changes are routed by node (see [`route`](super::route)): sets stay on the
+//! Sets and index changes are routed by node (see [`super::route`]): sets stay on the
 //! worker that scraped them, and each worker holds the index entries of exactly its own nodes
 //! and the pods bound to them. A pod's metadata enriches only sets scraped on the node it is
 //! bound to, so the output does not depend on where a stale entry of a moved pod happens to be.

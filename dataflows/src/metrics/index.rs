@@ -2,7 +2,7 @@
 //! that enrich with it.
 //!
 //! The metadata source feeds one worker. Each pod's and node's changes go from there straight
-//! to the owner of their node (see [`route`](super::route)), where their labels are rendered
+//! to the owner of their node (see [`super::route`]), where their labels are rendered
 //! once per change, not once per window; namespaces, a handful, go to every worker, and a pod's
 //! `namespace_id` is read from them when it is enriched. Joining pods with their namespace in
 //! the graph instead would gather every pod of a namespace on one worker first, and send each
