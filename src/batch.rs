@@ -1,11 +1,13 @@
 //! What flows from the graph to the sinks: a complete metrics window ([`MetricBatch`], handed to
-//! each sink as a [`Window`]) and one tick's new event states ([`EventBatch`]), either of them
-//! queued to a sink as a [`SinkInput`]. The bridge builds them, the sinks, the API snapshot and
+//! each sink as a [`Window`]), one tick's new event states ([`EventBatch`]) and a window's log
+//! table ([`table::WindowTable`]), each queued to a sink as a [`SinkInput`]. The bridge builds them, the sinks, the API snapshot and
 //! telemetry read them.
 
 use std::sync::Arc;
 
 use heapster_dataflows::{Event, MetricSet, Time};
+
+pub mod table;
 
 /// One complete window: every metric set of every worker, sorted by key.
 #[derive(Clone, Debug, Default)]
@@ -73,5 +75,5 @@ pub enum SinkInput {
     Metrics(Arc<MetricBatch>),
     Events(Arc<EventBatch>),
     /// The log table of a whole window, gathered by the graph (process 0 only).
-    Table(Arc<crate::sinks::log::WindowTable>),
+    Table(Arc<table::WindowTable>),
 }

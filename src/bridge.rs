@@ -22,10 +22,10 @@ use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::operators::{Input as _, Probe as _};
 use timely::dataflow::{ProbeHandle, StreamVec};
 
+use crate::batch::table::WindowTable;
 use crate::batch::{EventBatch, MetricBatch};
 use crate::cluster::Share;
 use crate::cluster::connect::Network;
-use crate::sinks::log::WindowTable;
 
 mod feed;
 

@@ -19,7 +19,8 @@
 //! - [`sources`]: kubelet summaries, Kubernetes objects and events, cAdvisor hosts, replay.
 //! - [`bridge`]: the feed protocol into the workers (metadata to worker 0, each node's body to
 //!   its owner, a close to all) and the collector that hands complete windows to the sinks.
-//! - [`batch`]: a complete window of metric sets, a batch of events: what bridge and sinks share.
+//! - [`batch`]: a complete window of metric sets, a batch of events, a window's log table: what
+//!   bridge and sinks share.
 //! - [`sinks`]: log, file, InfluxDB, Google Cloud Monitoring and Logging, behind one queue.
 //! - [`run`] and [`dispatch`]: start sources, workers, sinks and the API; hand windows out.
 //! - [`scenario`] and [`record`]: the recorded-cluster format replay reads, and its recorder.

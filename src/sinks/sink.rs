@@ -48,7 +48,7 @@ pub trait LocalWrite: Send {
     }
 
     /// The whole cluster's log table of a window (the log sink's; others leave it alone).
-    fn table(&mut self, _table: &crate::sinks::log::WindowTable) -> io::Result<()> {
+    fn table(&mut self, _table: &crate::batch::table::WindowTable) -> io::Result<()> {
         Ok(())
     }
 }
