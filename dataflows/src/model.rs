@@ -1,6 +1,6 @@
 //! The records that flow through the graphs: one [`MetricSet`] per entity per window.
 //!
-//! A metric set is a boxed dense value array plus shared label strings: moving one between
+//! A metric set is a boxed compact value array plus shared label strings: moving one between
 //! operators moves a pointer, and copying one bumps reference counts, never re-allocates names.
 
 use std::fmt;
@@ -121,32 +121,48 @@ impl Value {
 // `Values` keeps one presence bit per metric in a u64.
 const _: () = assert!(MetricId::COUNT <= 64);
 
-/// The dense value array of a metric set, indexed by [`MetricId`].
+/// The values of a metric set, by [`MetricId`].
 ///
 /// Absent is not zero: a presence bit per metric keeps "the kubelet did not say" apart from 0.
-#[derive(Clone, PartialEq)]
+/// Only present values are stored, in catalog order (a value's slot is the number of present
+/// metrics before it): a container reports 18 of the 40 metrics, and a window holds 100,000 sets.
+#[derive(Clone, Default, PartialEq)]
 pub struct Values {
     present: u64,
-    raw: [u64; MetricId::COUNT],
-}
-
-impl Default for Values {
-    fn default() -> Self {
-        Values { present: 0, raw: [0; MetricId::COUNT] }
-    }
+    raw: Vec<u64>,
 }
 
 impl Values {
+    /// Room for `n` values, so a set that knows its size is allocated once.
+    pub fn with_capacity(n: usize) -> Self {
+        Values { present: 0, raw: Vec::with_capacity(n) }
+    }
+
     #[inline]
-    pub fn get(&self, id: MetricId) -> Option<Value> {
-        if self.present & (1 << id as u64) == 0 {
-            return None;
-        }
-        let raw = self.raw[id as usize];
-        Some(match id.desc().ty {
+    fn bit(id: MetricId) -> u64 {
+        1 << id as u64
+    }
+
+    /// Where `id`'s value is (or would be) in `raw`.
+    #[inline]
+    fn slot(&self, id: MetricId) -> usize {
+        (self.present & (Self::bit(id) - 1)).count_ones() as usize
+    }
+
+    #[inline]
+    fn decode(id: MetricId, raw: u64) -> Value {
+        match id.desc().ty {
             ValueType::Int => Value::Int(raw as i64),
             ValueType::Float => Value::Float(f64::from_bits(raw)),
-        })
+        }
+    }
+
+    #[inline]
+    pub fn get(&self, id: MetricId) -> Option<Value> {
+        if !self.contains(id) {
+            return None;
+        }
+        Some(Self::decode(id, self.raw[self.slot(id)]))
     }
 
     #[inline]
@@ -157,15 +173,28 @@ impl Values {
     /// Stores `v` in the catalog's representation for `id`.
     #[inline]
     pub fn set(&mut self, id: MetricId, v: Value) {
-        self.raw[id as usize] = match v.coerce(id.desc().ty) {
+        let raw = match v.coerce(id.desc().ty) {
             Value::Int(i) => i as u64,
             Value::Float(f) => f.to_bits(),
         };
-        self.present |= 1 << id as u64;
+        let slot = self.slot(id);
+        if self.contains(id) {
+            self.raw[slot] = raw;
+            return;
+        }
+        if self.raw.len() == self.raw.capacity() {
+            // Sets are sized by kind up front; growing a few at a time keeps the rest tight.
+            self.raw.reserve_exact(4);
+        }
+        self.raw.insert(slot, raw);
+        self.present |= Self::bit(id);
     }
 
     pub fn remove(&mut self, id: MetricId) {
-        self.present &= !(1 << id as u64);
+        if self.contains(id) {
+            self.raw.remove(self.slot(id));
+            self.present &= !Self::bit(id);
+        }
     }
 
     /// Adds `v` to the current value, or sets it when absent.
@@ -177,12 +206,13 @@ impl Values {
         self.set(id, sum);
     }
 
+    #[inline]
     pub fn contains(&self, id: MetricId) -> bool {
-        self.present & (1 << id as u64) != 0
+        self.present & Self::bit(id) != 0
     }
 
     pub fn len(&self) -> usize {
-        self.present.count_ones() as usize
+        self.raw.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -191,7 +221,7 @@ impl Values {
 
     /// Present values in catalog order.
     pub fn iter(&self) -> impl Iterator<Item = (MetricId, Value)> + '_ {
-        MetricId::ALL.iter().filter_map(move |&id| self.get(id).map(|v| (id, v)))
+        MetricId::ALL.iter().filter(move |&&id| self.contains(id)).zip(&self.raw).map(|(&id, &raw)| (id, Self::decode(id, raw)))
     }
 }
 
@@ -203,26 +233,21 @@ impl fmt::Debug for Values {
 
 impl Serialize for Values {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let present: Vec<u64> =
-            MetricId::ALL.iter().filter(|id| self.contains(**id)).map(|id| self.raw[*id as usize]).collect();
-        (self.present, present).serialize(s)
+        (self.present, &self.raw).serialize(s)
     }
 }
 
 impl<'de> Deserialize<'de> for Values {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let (present, raws): (u64, Vec<u64>) = Deserialize::deserialize(d)?;
-        let mut values = Values::default();
-        let mut raws = raws.into_iter();
-        for id in MetricId::ALL {
-            if present & (1 << *id as u64) != 0 {
-                let raw =
-                    raws.next().ok_or_else(|| serde::de::Error::custom("fewer values than presence bits"))?;
-                values.raw[*id as usize] = raw;
-            }
+        let (present, mut raw): (u64, Vec<u64>) = Deserialize::deserialize(d)?;
+        let present = present & ((1u128 << MetricId::COUNT) - 1) as u64;
+        let count = present.count_ones() as usize;
+        if raw.len() < count {
+            return Err(serde::de::Error::custom("fewer values than presence bits"));
         }
-        values.present = present & ((1u128 << MetricId::COUNT) - 1) as u64;
-        Ok(values)
+        raw.truncate(count);
+        raw.shrink_to_fit();
+        Ok(Values { present, raw })
     }
 }
 
@@ -384,7 +409,7 @@ pub struct LabeledValue {
 /// Everything known about one entity in one window.
 ///
 /// The body is boxed: a set crosses a dozen operators and is sorted and merged with its window,
-/// so a move is a pointer instead of 600 bytes. Fields are reached through `Deref`.
+/// so a move is a pointer instead of 200 bytes. Fields are reached through `Deref`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct MetricSet(Box<SetBody>);
@@ -405,12 +430,21 @@ pub struct SetBody {
 
 impl MetricSet {
     pub fn new(key: EntityKey) -> Self {
+        // The most values a set of each kind reports (rates and enrichment included), so the
+        // value array is allocated once and tight.
+        let values = match key {
+            EntityKey::Cluster | EntityKey::Namespace { .. } => 8,
+            EntityKey::Node { .. } => MetricId::COUNT,
+            EntityKey::SysContainer { .. } => 12,
+            EntityKey::Pod { .. } => 28,
+            EntityKey::PodContainer { .. } => 18,
+        };
         MetricSet(Box::new(SetBody {
             key,
             labels: Labels::default(),
             create_time: 0,
             scrape_time: 0,
-            values: Values::default(),
+            values: Values::with_capacity(values),
             labeled: Vec::new(),
         }))
     }
@@ -540,8 +574,10 @@ mod tests {
     #[test]
     fn records_stay_small() {
         // Every window moves tens of thousands of these between operators.
-        assert!(std::mem::size_of::<LabeledValue>() <= 56, "{}", std::mem::size_of::<LabeledValue>());
+        assert_eq!(std::mem::size_of::<Name>(), std::mem::size_of::<usize>());
+        assert_eq!(std::mem::size_of::<Option<Name>>(), std::mem::size_of::<usize>());
+        assert!(std::mem::size_of::<LabeledValue>() <= 48, "{}", std::mem::size_of::<LabeledValue>());
         assert_eq!(std::mem::size_of::<MetricSet>(), std::mem::size_of::<usize>());
-        assert!(std::mem::size_of::<SetBody>() <= 640, "{}", std::mem::size_of::<SetBody>());
+        assert!(std::mem::size_of::<SetBody>() <= 224, "{}", std::mem::size_of::<SetBody>());
     }
 }
