@@ -26,7 +26,8 @@ struct Prev {
     /// presence mask keeps the state of 100,000 entities compact).
     counters: [i64; RATES.len()],
     counted: u8,
-    labeled: Vec<(LabeledMetricId, Resource, i64)>,
+    /// Exactly sized, and empty (no allocation) for the many entities without disk counters.
+    labeled: Box<[(LabeledMetricId, Resource, i64)]>,
 }
 
 /// The latest window of every entity this worker scrapes.
@@ -118,7 +119,7 @@ fn add_rates(prev: &Prev, set: &mut MetricSet) {
         };
         set.values.set(*rate, value);
     }
-    for (counter, resource, old) in &prev.labeled {
+    for (counter, resource, old) in prev.labeled.iter() {
         let Some(new) = set.labeled_value(*counter, resource).map(Value::as_i64) else { continue };
         let Some((_, rate)) = LABELED_RATES.iter().find(|(c, _)| c == counter) else { continue };
         if new >= *old {
