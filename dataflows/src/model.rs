@@ -10,7 +10,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::catalog::{Kind, LabeledMetricId, MetricId, ValueType};
 pub use crate::hash::{node_owner, stable_hash};
-pub use crate::name::{Interner, Name};
+pub use crate::name::{Interner, Name, Recall};
 
 /// Timely time: the end of a window in milliseconds since the Unix epoch, aligned to the
 /// resolution (Heapster's batch timestamp).
@@ -221,7 +221,11 @@ impl Values {
 
     /// Present values in catalog order.
     pub fn iter(&self) -> impl Iterator<Item = (MetricId, Value)> + '_ {
-        MetricId::ALL.iter().filter(move |&&id| self.contains(id)).zip(&self.raw).map(|(&id, &raw)| (id, Self::decode(id, raw)))
+        MetricId::ALL
+            .iter()
+            .filter(move |&&id| self.contains(id))
+            .zip(&self.raw)
+            .map(|(&id, &raw)| (id, Self::decode(id, raw)))
     }
 }
 

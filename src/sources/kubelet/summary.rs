@@ -23,7 +23,7 @@ use std::fmt;
 use heapster_dataflows::catalog::{Kind, LabeledMetricId, MetricId};
 use heapster_dataflows::model::{
     Accelerator, CustomMetric, EntityKey, Interner, LabelId, LabeledMetric, LabeledValue, Labels, MetricSet,
-    Name, Resource, Value,
+    Name, Recall, Resource, Value,
 };
 use rustc_hash::FxHashMap;
 use serde::de::{DeserializeSeed, Error as _, MapAccess, SeqAccess};
@@ -389,7 +389,8 @@ impl<'de> Items<'de> for Pods<'_, '_> {
 struct Decoder<'t> {
     target: &'t NodeTarget,
     fallback: i64,
-    interner: &'t mut Interner,
+    /// The interner, through the names of this node's previous body.
+    names: Recall<'t>,
     out: &'t mut Vec<MetricSet>,
     first: usize,
     /// Where each key of this body sits in `out`.
@@ -420,12 +421,13 @@ impl<'t> Decoder<'t> {
         body_len: usize,
     ) -> Self {
         let node_labels = target.labels();
-        let root_fs = Resource::Id(interner.intern("/"));
-        let logs_fs = Resource::Id(interner.intern("logs"));
+        let mut names = interner.recall(&target.name);
+        let root_fs = Resource::Id(names.intern("/"));
+        let logs_fs = Resource::Id(names.intern("logs"));
         Decoder {
             target,
             fallback,
-            interner,
+            names,
             first: out.len(),
             out,
             // A set per 700-800 bytes of a typical body, and room for a node's few.
@@ -514,7 +516,7 @@ impl<'t> Decoder<'t> {
         self.scratch.clear();
         self.scratch.push_str(prefix);
         self.scratch.push_str(name);
-        self.interner.intern(&self.scratch)
+        self.names.intern(&self.scratch)
     }
 
     fn emit(&mut self, set: MetricSet, at: Path<'_>, rule: Duplicates) {
@@ -564,7 +566,7 @@ impl<'t> Decoder<'t> {
         let mut set = MetricSet::new(EntityKey::Node { node: self.target.name.clone() });
         set.labels = self.node_labels.clone();
         if self.target.schedulable_label {
-            let schedulable = self.interner.intern(if self.target.schedulable { "true" } else { "false" });
+            let schedulable = self.names.intern(if self.target.schedulable { "true" } else { "false" });
             set.labels.set(LabelId::Schedulable, schedulable);
         }
 
@@ -601,7 +603,7 @@ impl<'t> Decoder<'t> {
             let Some(name) = self.required(&container.name, at.field("name"), "container") else {
                 continue;
             };
-            let name = self.interner.intern(system_container_name(name));
+            let name = self.names.intern(system_container_name(name));
             let mut labels = self.node_labels.clone();
             labels.set(LabelId::ContainerName, name.clone());
             let key = EntityKey::SysContainer { node: self.target.name.clone(), name };
@@ -625,11 +627,11 @@ impl<'t> Decoder<'t> {
             return;
         };
         let uid = self.text(&pod_ref.uid, ref_at.field("uid"));
-        let ns = self.interner.intern(namespace);
-        let pod_name = self.interner.intern(name);
+        let ns = self.names.intern(namespace);
+        let pod_name = self.names.intern(name);
         let mut labels = self.node_labels.clone();
         if let Some(uid) = uid.filter(|u| !u.is_empty()) {
-            labels.set(LabelId::PodId, self.interner.intern(uid));
+            labels.set(LabelId::PodId, self.names.intern(uid));
         }
         labels.set(LabelId::PodName, pod_name.clone());
         labels.set(LabelId::NamespaceName, ns.clone());
@@ -684,7 +686,7 @@ impl<'t> Decoder<'t> {
             let Some(name) = self.required(&container.name, at.field("name"), "container") else {
                 continue;
             };
-            let name = self.interner.intern(name);
+            let name = self.names.intern(name);
             let mut labels = labels.clone();
             labels.set(LabelId::ContainerName, name.clone());
             let key = EntityKey::PodContainer { ns: ns.clone(), pod: pod_name.clone(), container: name };
@@ -827,9 +829,9 @@ impl<'t> Decoder<'t> {
             let model = self.text(&a.model, at.field("model")).unwrap_or("");
             let id = self.text(&a.id, at.field("id")).unwrap_or("");
             let resource = Resource::Accelerator(Box::new(Accelerator {
-                make: self.interner.intern(make),
-                model: self.interner.intern(model),
-                id: self.interner.intern(id),
+                make: self.names.intern(make),
+                model: self.names.intern(model),
+                id: self.names.intern(id),
             }));
             for (metric, field, name) in [
                 (LabeledMetricId::AcceleratorMemoryTotal, &a.memory_total, "memoryTotal"),
