@@ -568,9 +568,54 @@ fn passed(frontiers: &[Option<Time>], time: Time) -> bool {
 }
 
 /// Sorts sets by key (keys are unique within a window, so an unstable sort is exact).
-pub fn sorted_by_key(mut sets: Vec<MetricSet>) -> Vec<MetricSet> {
-    sets.sort_unstable_by(|a, b| a.key.cmp(&b.key));
-    sets
+///
+/// What is sorted is a compact copy of each key (its variant and its names as string slices),
+/// not the sets: a comparison then reads two entries side by side and the names themselves,
+/// rather than first two sets' boxes scattered over the heap.
+pub fn sorted_by_key(sets: Vec<MetricSet>) -> Vec<MetricSet> {
+    let mut order: Vec<(SortKey<'_>, u32)> =
+        sets.iter().enumerate().map(|(i, set)| (SortKey::of(&set.key), i as u32)).collect();
+    order.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    let order: Vec<u32> = order.into_iter().map(|(_, i)| i).collect();
+    let mut slots: Vec<Option<MetricSet>> = sets.into_iter().map(Some).collect();
+    order.into_iter().filter_map(|i| slots.get_mut(i as usize).and_then(Option::take)).collect()
+}
+
+/// An [`EntityKey`](heapster_dataflows::EntityKey) as its order sees it: the variant, then its
+/// names in order (absent ones empty).
+struct SortKey<'a> {
+    variant: u8,
+    names: [&'a str; 3],
+}
+
+impl<'a> SortKey<'a> {
+    fn of(key: &'a heapster_dataflows::EntityKey) -> SortKey<'a> {
+        use heapster_dataflows::EntityKey::*;
+        let (variant, names) = match key {
+            Cluster => (0, ["", "", ""]),
+            Namespace { ns } => (1, [ns.as_str(), "", ""]),
+            Node { node } => (2, [node.as_str(), "", ""]),
+            SysContainer { node, name } => (3, [node.as_str(), name.as_str(), ""]),
+            Pod { ns, pod } => (4, [ns.as_str(), pod.as_str(), ""]),
+            PodContainer { ns, pod, container } => (5, [ns.as_str(), pod.as_str(), container.as_str()]),
+        };
+        SortKey { variant, names }
+    }
+
+    fn cmp(&self, other: &SortKey<'_>) -> std::cmp::Ordering {
+        self.variant.cmp(&other.variant).then_with(|| {
+            for (a, b) in self.names.iter().zip(&other.names) {
+                // Interned names are often the very same string: no need to read it.
+                if !std::ptr::eq(*a, *b) {
+                    let order = a.cmp(b);
+                    if order.is_ne() {
+                        return order;
+                    }
+                }
+            }
+            std::cmp::Ordering::Equal
+        })
+    }
 }
 
 /// Merges the workers' sorted shares into one sorted window.
@@ -610,6 +655,30 @@ mod tests {
         let merged = merge(1, vec![vec![set("a"), set("d")], vec![], vec![set("b"), set("c"), set("e")]]);
         let names: Vec<String> = merged.sets.iter().map(|s| s.key.to_string()).collect();
         assert_eq!(names, ["node:a", "node:b", "node:c", "node:d", "node:e"]);
+    }
+
+    #[test]
+    fn sorts_as_keys_order() {
+        let keys = vec![
+            EntityKey::PodContainer { ns: "a".into(), pod: "p".into(), container: "c".into() },
+            EntityKey::PodContainer { ns: "a".into(), pod: "p".into(), container: "b".into() },
+            EntityKey::PodContainer { ns: "a".into(), pod: "pp".into(), container: "a".into() },
+            EntityKey::Pod { ns: "b".into(), pod: "p".into() },
+            EntityKey::Pod { ns: "a".into(), pod: "q".into() },
+            EntityKey::Pod { ns: "a".into(), pod: "".into() },
+            EntityKey::SysContainer { node: "n".into(), name: "kubelet".into() },
+            EntityKey::SysContainer { node: "m".into(), name: "runtime".into() },
+            EntityKey::Node { node: "n2".into() },
+            EntityKey::Node { node: "n".into() },
+            EntityKey::Namespace { ns: "z".into() },
+            EntityKey::Namespace { ns: "kube-system".into() },
+            EntityKey::Cluster,
+        ];
+        let mut expected = keys.clone();
+        expected.sort();
+        let sorted = sorted_by_key(keys.into_iter().map(MetricSet::new).collect());
+        let got: Vec<EntityKey> = sorted.iter().map(|s| s.key.clone()).collect();
+        assert_eq!(got, expected);
     }
 
     #[test]

@@ -77,7 +77,7 @@ pub struct Rendered {
     pub pods: OnceLock<Bytes>,
 }
 
-/// A pod's containers by name; `None` once one lacks a value.
+/// A pod's containers by name.
 type Containers = Vec<(String, Usage)>;
 
 fn usage(set: &MetricSet) -> Option<Usage> {
@@ -104,47 +104,54 @@ pub fn parse_labels<'a>(text: &'a str, separator: &str) -> BTreeMap<&'a str, &'a
 }
 
 impl Snapshot {
+    /// One pass over the window, no maps: a window is sorted by key, so a pod's containers sit
+    /// together, already by name, and the pods come in (namespace, name) order (sorted here
+    /// anyway when a caller hands sets in another order).
     pub fn of(batch: &MetricBatch, window: Duration, separator: &str) -> Snapshot {
         let separator: Arc<str> = separator.into();
         let labels_of =
             |set: &MetricSet| Labels::new(set.labels.get(LabelId::Labels).cloned(), separator.clone());
         let mut nodes = Vec::new();
-        let mut pod_labels: BTreeMap<(String, String), Labels> = BTreeMap::new();
-        // Pods with a container that lacks either value are left out whole, as metrics-server does.
-        let mut containers: BTreeMap<(String, String), Option<Containers>> = BTreeMap::new();
+        let mut pod_sets: Vec<(&Name, &Name, &MetricSet)> = Vec::new();
+        let mut containers: Vec<(&Name, &Name, &Name, &MetricSet)> = Vec::new();
         for set in &batch.sets {
             match &set.key {
                 EntityKey::Node { node } => {
                     if let Some(usage) = usage(set) {
-                        let labels = labels_of(set);
-                        nodes.push(NodeUsage { name: node.to_string(), labels, usage });
+                        nodes.push(NodeUsage { name: node.to_string(), labels: labels_of(set), usage });
                     }
                 }
-                EntityKey::Pod { ns, pod } => {
-                    pod_labels.insert((ns.to_string(), pod.to_string()), labels_of(set));
-                }
-                EntityKey::PodContainer { ns, pod, container } => {
-                    let entry = containers
-                        .entry((ns.to_string(), pod.to_string()))
-                        .or_insert_with(|| Some(Vec::new()));
-                    match (entry.as_mut(), usage(set)) {
-                        (Some(list), Some(usage)) => list.push((container.to_string(), usage)),
-                        _ => *entry = None,
-                    }
-                }
+                EntityKey::Pod { ns, pod } => pod_sets.push((ns, pod, set)),
+                EntityKey::PodContainer { ns, pod, container } => containers.push((ns, pod, container, set)),
                 _ => {}
             }
         }
+        // Stable sorts: linear on the sorted input a window is.
         nodes.sort_by(|a, b| a.name.cmp(&b.name));
-        let pods = containers
-            .into_iter()
-            .filter_map(|((namespace, name), list)| {
-                let mut containers = list.filter(|l| !l.is_empty())?;
-                containers.sort_by(|a, b| a.0.cmp(&b.0));
-                let labels = pod_labels.remove(&(namespace.clone(), name.clone())).unwrap_or_default();
-                Some(PodUsage { namespace, name, labels, containers })
-            })
-            .collect();
+        pod_sets.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+        containers.sort_by(|a, b| (a.0, a.1, a.2).cmp(&(b.0, b.1, b.2)));
+        let mut pods = Vec::new();
+        for group in containers.chunk_by(|a, b| a.0 == b.0 && a.1 == b.1) {
+            let (ns, pod) = (group[0].0, group[0].1);
+            // Pods with a container that lacks either value are left out whole, as metrics-server does.
+            let Some(list) = group
+                .iter()
+                .map(|(_, _, container, set)| usage(set).map(|u| (container.to_string(), u)))
+                .collect::<Option<Containers>>()
+            else {
+                continue;
+            };
+            let labels = match pod_sets.binary_search_by(|p| (p.0, p.1).cmp(&(ns, pod))) {
+                Ok(i) => labels_of(pod_sets[i].2),
+                Err(_) => Labels::default(),
+            };
+            pods.push(PodUsage {
+                namespace: ns.to_string(),
+                name: pod.to_string(),
+                labels,
+                containers: list,
+            });
+        }
         Snapshot { time_ms: batch.time, window, nodes, pods, rendered: Rendered::default() }
     }
 }

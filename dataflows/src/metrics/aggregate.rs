@@ -176,35 +176,57 @@ fn restricted(values: &Values, ids: &[MetricId]) -> Box<Values> {
     out
 }
 
-/// The namespace and node contributions of one pod set (none for other sets).
-fn pod_parts(pod: &MetricSet) -> impl Iterator<Item = Part> {
-    let EntityKey::Pod { ns, .. } = &pod.key else { return [None, None].into_iter().flatten() };
-    let to_namespace = Part {
-        target: EntityKey::Namespace { ns: ns.clone() },
-        values: restricted(&pod.values, NAMESPACE_AGGREGATED),
-        namespace_id: pod.labels.get(LabelId::NamespaceId).cloned(),
-    };
-    let to_node = pod.labels.get(LabelId::Nodename).map(|node| Part {
-        target: EntityKey::Node { node: node.clone() },
-        values: restricted(&pod.values, NODE_AGGREGATED),
-        namespace_id: None,
-    });
-    [Some(to_namespace), to_node].into_iter().flatten()
-}
-
 /// The namespace and node contributions of a worker's pods, one part per target: a window has
-/// two parts per pod but only a few namespaces and nodes.
+/// two contributions per pod but only a few namespaces and nodes. Each pod's values are added
+/// to its targets' sums in place, pod after pod, as [`Part::absorb`] would add them.
 fn combined_parts(sets: &[MetricSet]) -> Vec<Part> {
     let mut parts: FxHashMap<EntityKey, Part> = FxHashMap::default();
-    for part in sets.iter().flat_map(pod_parts) {
-        match parts.get_mut(&part.target) {
-            Some(sum) => sum.absorb(part),
-            None => {
-                parts.insert(part.target.clone(), part);
-            }
+    for pod in sets {
+        let EntityKey::Pod { ns, .. } = &pod.key else { continue };
+        let namespace = EntityKey::Namespace { ns: ns.clone() };
+        add_part(
+            &mut parts,
+            namespace,
+            &pod.values,
+            NAMESPACE_AGGREGATED,
+            pod.labels.get(LabelId::NamespaceId),
+        );
+        if let Some(node) = pod.labels.get(LabelId::Nodename) {
+            add_part(&mut parts, EntityKey::Node { node: node.clone() }, &pod.values, NODE_AGGREGATED, None);
         }
     }
     parts.into_values().collect()
+}
+
+/// Adds the `ids` of one pod's `values` to the part of `target`.
+fn add_part(
+    parts: &mut FxHashMap<EntityKey, Part>,
+    target: EntityKey,
+    values: &Values,
+    ids: &[MetricId],
+    namespace_id: Option<&Name>,
+) {
+    match parts.get_mut(&target) {
+        Some(sum) => {
+            for id in ids {
+                if let Some(value) = values.get(*id) {
+                    sum.values.add(*id, value);
+                }
+            }
+            sum.namespace_id = match (sum.namespace_id.take(), namespace_id) {
+                (Some(a), Some(b)) => Some(a.min(b.clone())),
+                (a, b) => a.or_else(|| b.cloned()),
+            };
+        }
+        None => {
+            let part = Part {
+                target: target.clone(),
+                values: restricted(values, ids),
+                namespace_id: namespace_id.cloned(),
+            };
+            parts.insert(target, part);
+        }
+    }
 }
 
 impl Part {
@@ -500,8 +522,7 @@ mod tests {
         let mut node = MetricSet::new(EntityKey::Node { node: "node-1".into() });
         node.values.set(MetricId::CpuUsageRate, Value::Int(500));
         node.values.set(MetricId::CpuNodeAllocatable, Value::Float(1000.0));
-        let mut parts: Vec<Part> =
-            sets.iter().filter(|s| matches!(s.key, EntityKey::Pod { .. })).flat_map(pod_parts).collect();
+        let mut parts: Vec<Part> = combined_parts(&sets);
         // A part for a node that was not scraped is dropped.
         parts.push(Part {
             target: EntityKey::Node { node: "gone".into() },

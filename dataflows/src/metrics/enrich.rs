@@ -35,11 +35,15 @@ pub type IndexChange = ((MetaKey, Meta), Time, isize);
 #[derive(Default)]
 pub struct MetaIndex {
     entries: FxHashMap<MetaKey, Vec<(Meta, isize)>>,
+    /// Counts the changes applied, so that what was read from the index can be kept until the
+    /// index changes.
+    generation: u64,
 }
 
 impl MetaIndex {
     pub fn apply(&mut self, changes: impl IntoIterator<Item = (MetaKey, Meta, isize)>) {
         for (key, meta, diff) in changes {
+            self.generation += 1;
             let values = self.entries.entry(key.clone()).or_default();
             match values.iter_mut().find(|(m, _)| *m == meta) {
                 Some((_, count)) => *count += diff,
@@ -80,6 +84,9 @@ pub struct WindowEnricher {
     reported: FxHashSet<(Name, Name, Name)>,
     /// Enriched pods: a stub copies the pod's labels and times.
     pods: Vec<PodTemplate>,
+    /// The namespace looked up last, its uid, and the index generation it was read at: sets
+    /// come pod by pod, from few namespaces, and this saves a lookup per set.
+    last_namespace: Option<(Name, Option<Name>, u64)>,
 }
 
 /// What a stub takes from its pod's set (the set itself moves on down the graph).
@@ -103,7 +110,8 @@ impl WindowEnricher {
             (Some(Meta::Node(info)), EntityKey::Node { .. }) => enrich_node(set, info),
             (Some(Meta::Pod(info)), EntityKey::Pod { ns, pod }) => {
                 let (ns, pod) = (ns.clone(), pod.clone());
-                enrich_pod(set, info, namespace_id(index, &ns));
+                let ns_id = self.namespace_id(index, &ns);
+                enrich_pod(set, info, ns_id.as_ref());
                 if !info.containers.is_empty() {
                     self.pods.push(PodTemplate {
                         ns,
@@ -117,15 +125,28 @@ impl WindowEnricher {
             }
             (Some(Meta::Pod(info)), EntityKey::PodContainer { ns, pod, container }) => {
                 let container = container.clone();
-                let ns_id = namespace_id(index, ns);
+                let ns_id = self.namespace_id(index, ns);
                 self.reported.insert((ns.clone(), pod.clone(), container.clone()));
-                enrich_pod(set, info, ns_id);
+                enrich_pod(set, info, ns_id.as_ref());
                 if let Some(spec) = info.containers.iter().find(|c| c.name == container) {
                     enrich_container(set, spec);
                 }
             }
             _ => {}
         }
+    }
+
+    /// The uid of namespace `ns`, if it is known; the last one read while the index is unchanged.
+    fn namespace_id(&mut self, index: &MetaIndex, ns: &Name) -> Option<Name> {
+        if let Some((last, id, generation)) = &self.last_namespace
+            && *generation == index.generation
+            && last == ns
+        {
+            return id.clone();
+        }
+        let id = namespace_id(index, ns).cloned();
+        self.last_namespace = Some((ns.clone(), id.clone(), index.generation));
+        id
     }
 
     /// The stubs of the window, once every set of it was enriched.
