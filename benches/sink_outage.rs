@@ -112,6 +112,8 @@ fn replay(
             format!("--source=replay:{}", scenario.display()),
             format!("--sink=influxdb:{url}?db=k8s&buffer=disk"),
             format!("--state_dir={}", state.display()),
+            "--heapster-port=0".into(),
+            "--listen_ip=127.0.0.1".into(),
         ])
         .env("RUST_LOG", "info")
         .stdout(Stdio::null())

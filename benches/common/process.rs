@@ -28,10 +28,17 @@ pub fn heapster_bin() -> PathBuf {
         .map_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_heapster")), PathBuf::from)
 }
 
+/// Starts the collector with `args`. Its API is served on loopback at a port of its own unless
+/// `args` name one: a fixed 8082 would be taken by another run, which then skips building the
+/// API's snapshot and measures less than a user pays.
 pub fn collector(args: &[String], log: &Path) -> Result<Child, String> {
     let log = std::fs::File::create(log).map_err(|e| e.to_string())?;
-    Command::new(heapster_bin())
-        .args(args)
+    let mut command = Command::new(heapster_bin());
+    command.args(args);
+    if !args.iter().any(|a| a.starts_with("--heapster-port")) {
+        command.args(["--heapster-port=0", "--listen_ip=127.0.0.1"]);
+    }
+    command
         .env("RUST_LOG", "info")
         .stdout(Stdio::null())
         .stderr(log)
