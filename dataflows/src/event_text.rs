@@ -110,11 +110,14 @@ fn find<const N: usize>(raw: &str, parts: [&str; N]) -> [Option<usize>; N] {
         }
         let start = quote + 1;
         let rest = &bytes[start..];
+        let Some(&first) = rest.first() else { break };
         for (part, at) in parts.iter().zip(&mut found) {
+            // The first byte tells most strings apart without a call.
+            let part = part.as_bytes();
             if at.is_none()
-                && rest.len() > part.len()
-                && rest.starts_with(part.as_bytes())
-                && rest[part.len()] == b'"'
+                && part.first() == Some(&first)
+                && rest.get(part.len()) == Some(&b'"')
+                && rest.starts_with(part)
             {
                 *at = Some(start);
                 left -= 1;
