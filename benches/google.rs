@@ -14,7 +14,7 @@ use common::{peak_rss_kib, size};
 use heapster::batch::MetricBatch;
 use heapster::sinks::gcl::encode::{EntryEncoder, Severity};
 use heapster::sinks::gcm::encode::{Cursor, MAX_SERIES_PER_REQUEST, Selection, SeriesEncoder};
-use heapster_dataflows::model::ObjectRef;
+use heapster_dataflows::model::{EventText, ObjectRef};
 use heapster_dataflows::{EntityKey, Event, LabelId, MetricId, MetricSet, Name, Value};
 
 const WINDOW_MS: u64 = 1_793_527_200_000;
@@ -133,7 +133,6 @@ fn event(i: usize) -> Event {
     Event {
         uid: Name::new(&format!("00000000-0000-4000-8000-{i:012}")),
         namespace: Name::new("web"),
-        name: Name::new(&format!("{pod}.{i:x}")),
         involved: ObjectRef {
             kind: Name::new("Pod"),
             namespace: Name::new("web"),
@@ -141,15 +140,18 @@ fn event(i: usize) -> Event {
             uid: Name::new(&format!("p-{i}")),
         },
         reason: Name::new(if i.is_multiple_of(5) { "BackOff" } else { "Pulled" }),
-        message: format!("Successfully pulled image \"registry.k8s.io/app:1.0\" in {} ms", i % 997),
         kind: Name::new(if i.is_multiple_of(5) { "Warning" } else { "Normal" }),
         source_component: Name::new("kubelet"),
         source_host: Name::new("gke-bench-pool-00001"),
         first_timestamp: WINDOW_MS as i64 - 60_000,
         last_timestamp: WINDOW_MS as i64 + (i % 60_000) as i64,
         count: 1 + (i % 3) as i64,
-        resource_version: Name::new(&format!("{}", 1000 + i)),
-        raw: String::new(),
+        text: EventText::new(
+            String::new(),
+            &format!("{pod}.{i:x}"),
+            &format!("{}", 1000 + i),
+            &format!("Successfully pulled image \"registry.k8s.io/app:1.0\" in {} ms", i % 997),
+        ),
     }
 }
 

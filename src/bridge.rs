@@ -496,7 +496,14 @@ impl Collector {
                 self.complete_windows()
             }
             Collected::Events { time, mut events } => {
-                self.pending_events.entry(time, Default::default).0.append(&mut events);
+                let pending = &mut self.pending_events.entry(time, Default::default).0;
+                if pending.is_empty() {
+                    // The usual case, one share per tick: taken as it came, not copied (a burst
+                    // would otherwise be held twice while it moves).
+                    *pending = events;
+                } else {
+                    pending.append(&mut events);
+                }
                 Vec::new()
             }
             Collected::EventsFrontier { worker, frontier } => {

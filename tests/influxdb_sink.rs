@@ -9,7 +9,7 @@ use heapster::sinks::influxdb::{
 };
 use heapster::sinks::queue::{Chunk, Deliver, Encode, Encoded, Sent};
 use heapster_dataflows::catalog::Kind;
-use heapster_dataflows::model::{LabeledMetric, LabeledValue, ObjectRef, Resource};
+use heapster_dataflows::model::{EventText, LabeledMetric, LabeledValue, ObjectRef, Resource};
 use heapster_dataflows::{EntityKey, Event, LabelId, LabeledMetricId, MetricId, MetricSet, Value};
 use heapster_testbed::testkit::influxd::Influxd;
 use serde_json::Value as Json;
@@ -429,7 +429,6 @@ fn pulled(count: i64, last_ms: i64, message: &str) -> Event {
     let mut event = Event {
         uid: "c443d4b3-cb66-11e9-990f-42010a800218".into(),
         namespace: "default".into(),
-        name: "hello-1567197780-mn4mv.15bfce150bd764dd".into(),
         involved: ObjectRef {
             kind: "Pod".into(),
             namespace: "default".into(),
@@ -437,17 +436,20 @@ fn pulled(count: i64, last_ms: i64, message: &str) -> Event {
             uid: "c31fdeb8-cb66-11e9-990f-42010a800218".into(),
         },
         reason: "Pulled".into(),
-        message: message.to_string(),
         kind: "Normal".into(),
         source_component: "kubelet".into(),
         source_host: "gke-k9s-default-pool-0fa2fb89-qnkc".into(),
         first_timestamp: LAST_MS - 60_000,
         last_timestamp: last_ms,
         count,
-        resource_version: format!("5907{count}").as_str().into(),
-        raw: String::new(),
+        text: EventText::new(
+            String::new(),
+            "hello-1567197780-mn4mv.15bfce150bd764dd",
+            &format!("5907{count}"),
+            message,
+        ),
     };
-    event.raw = raw_of(&event);
+    event.text = event.text.with_raw(raw_of(&event));
     event
 }
 
@@ -459,10 +461,10 @@ fn raw_of(event: &Event) -> String {
     let (involved, first) = (&event.involved, time(event.first_timestamp));
     format!(
         r#"{{"metadata":{{"name":{},"namespace":{},"uid":{},"resourceVersion":{},"creationTimestamp":{first}}},"#,
-        s(&event.name),
+        s(event.name()),
         s(&event.namespace),
         s(&event.uid),
-        s(&event.resource_version),
+        s(event.resource_version()),
     ) + &format!(
         r#""involvedObject":{{"kind":{},"namespace":{},"name":{},"uid":{},"apiVersion":"v1","fieldPath":"spec.containers{{c1}}"}},"#,
         s(&involved.kind),
@@ -472,7 +474,7 @@ fn raw_of(event: &Event) -> String {
     ) + &format!(
         r#""reason":{},"message":{},"source":{{"component":{},"host":{}}},"firstTimestamp":{first},"lastTimestamp":{},"count":{},"type":{},"eventTime":null,"series":{{}},"related":[]}}"#,
         s(&event.reason),
-        s(&event.message),
+        s(event.message()),
         s(&event.source_component),
         s(&event.source_host),
         time(event.last_timestamp),
@@ -486,7 +488,6 @@ fn service_event() -> Event {
     Event {
         uid: "d341d3aa".into(),
         namespace: "default".into(),
-        name: "all-hello.14b2c5d6e72d8d72".into(),
         involved: ObjectRef {
             kind: "Service".into(),
             namespace: "default".into(),
@@ -494,15 +495,13 @@ fn service_event() -> Event {
             uid: "94813607".into(),
         },
         reason: "CreatingLoadBalancer".into(),
-        message: "Creating load balancer".into(),
         kind: "Normal".into(),
         source_component: "service-controller".into(),
         source_host: "".into(),
         first_timestamp: 1_491_471_953_000,
         last_timestamp: 1_491_471_953_000,
         count: 1,
-        resource_version: "2709".into(),
-        raw: String::new(),
+        text: EventText::new(String::new(), "all-hello.14b2c5d6e72d8d72", "2709", "Creating load balancer"),
     }
 }
 
@@ -537,7 +536,7 @@ mod events {
     fn with_count(mut event: Event, count: i64, last_ms: i64) -> Event {
         event.count = count;
         event.last_timestamp = last_ms;
-        event.raw = raw_of(&event);
+        event.text = event.text.with_raw(raw_of(&event));
         event
     }
 
@@ -564,7 +563,7 @@ mod events {
         assert_eq!(service_row["uid"], service.uid.as_str());
         assert_eq!((&service_row["pod_id"], &service_row["hostname"]), (&Json::Null, &Json::Null));
         assert_eq!(service_json["involvedObject"]["kind"], "Service");
-        assert_eq!(service_json["message"], service.message);
+        assert_eq!(service_json["message"], service.message());
 
         let (pod_row, pod_json) = &rows[1];
         let pod = &events[0];
@@ -689,7 +688,7 @@ mod events {
             .map(|i| {
                 let mut event = pulled(1, LAST_MS + i * 1_000, &long_message(i as usize));
                 event.uid = format!("uid-{i}").as_str().into();
-                event.raw = raw_of(&event);
+                event.text = event.text.with_raw(raw_of(&event));
                 event
             })
             .collect();
@@ -713,9 +712,9 @@ mod events {
         assert_eq!(rows.len(), 130);
         for ((row, json), event) in rows.iter().zip(&events) {
             assert_eq!(row["uid"], event.uid.as_str());
-            assert_eq!(json["message"], event.message);
+            assert_eq!(json["message"], event.message());
         }
-        assert_eq!(events[0].message.len(), 40 * 1024);
+        assert_eq!(events[0].message().len(), 40 * 1024);
     }
 
     #[test]

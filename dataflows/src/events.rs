@@ -337,6 +337,7 @@ mod tests {
     use timely::dataflow::operators::{Input, Inspect, Probe};
 
     use super::*;
+    use crate::model::EventText;
 
     const HOUR: u64 = 60 * 60 * 1000;
 
@@ -345,7 +346,7 @@ mod tests {
             uid: Name::new(uid),
             count,
             last_timestamp,
-            message: format!("{uid} seen {count} times"),
+            text: EventText::new(String::new(), "", "", &format!("{uid} seen {count} times")),
             ..Event::default()
         }
     }

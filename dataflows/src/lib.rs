@@ -2,7 +2,7 @@
 //!
 //! - [`catalog`]: Heapster's metric names, units and kinds.
 //! - [`model`]: [`model::MetricSet`] (one per entity per window), [`model::EntityKey`],
-//!   [`model::Event`]; [`name`]: interned [`Name`]s; [`hash`]: the one stable hash, which routes
+//!   [`model::Event`] (its own strings in one [`event_text::EventText`]); [`name`]: interned [`Name`]s; [`hash`]: the one stable hash, which routes
 //!   records and nodes to workers.
 //! - [`meta`]: node, pod and namespace metadata, and how labels are rendered.
 //! - [`metrics`]: the metrics graph: rate, enrich, aggregate.
@@ -16,6 +16,7 @@
 //! it holds windows with `metrics::window::Held` and is tested at 1 and 2 workers (`metrics::testing`).
 
 pub mod catalog;
+pub mod event_text;
 pub mod events;
 pub mod hash;
 pub mod meta;

@@ -9,6 +9,7 @@ use std::hash::{Hash, Hasher};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::catalog::{Kind, LabeledMetricId, MetricId, ValueType};
+pub use crate::event_text::EventText;
 pub use crate::hash::{node_owner, stable_hash};
 pub use crate::name::{Interner, Name, Recall};
 
@@ -501,15 +502,14 @@ pub struct ObjectRef {
 /// One state of a Kubernetes event (core `v1` or `events.k8s.io/v1`).
 ///
 /// An event's state changes when it repeats (`count` grows, `last_timestamp` moves); each
-/// distinct state is exported once.
+/// distinct state is exported once. Its own strings (name, version, message, JSON) are in one
+/// [`EventText`]; the strings events share are interned [`Name`]s.
 #[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Event {
     pub uid: Name,
     pub namespace: Name,
-    pub name: Name,
     pub involved: ObjectRef,
     pub reason: Name,
-    pub message: String,
     /// `Normal` or `Warning` (other values are kept as given).
     pub kind: Name,
     pub source_component: Name,
@@ -518,15 +518,32 @@ pub struct Event {
     pub first_timestamp: i64,
     pub last_timestamp: i64,
     pub count: i64,
-    pub resource_version: Name,
-    /// The event as the API server sent it, for sinks that store it whole.
-    pub raw: String,
+    /// The name, the resource version, the message, and the event as the API server sent it
+    /// (for sinks that store it whole).
+    pub text: EventText,
 }
 
 impl Event {
     /// What makes one state of an event distinct from another.
     pub fn state(&self) -> (Name, i64, i64) {
         (self.uid.clone(), self.count, self.last_timestamp)
+    }
+
+    pub fn name(&self) -> &str {
+        self.text.name()
+    }
+
+    pub fn resource_version(&self) -> &str {
+        self.text.resource_version()
+    }
+
+    pub fn message(&self) -> &str {
+        self.text.message()
+    }
+
+    /// The event's JSON as received (compacted), empty when the source had none.
+    pub fn raw(&self) -> &str {
+        self.text.raw()
     }
 }
 

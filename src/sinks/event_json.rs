@@ -19,7 +19,7 @@ pub fn event_time_ms(event: &Event) -> Option<i64> {
 /// it is a core `v1` Event; otherwise (an `events.k8s.io/v1` body, or none) the core `v1` fields
 /// are rebuilt from the event.
 pub fn event_json(event: &Event) -> String {
-    let raw = event.raw.trim();
+    let raw = event.raw().trim();
     // Only the top-level keys are looked at; parsing the whole body also checks it is JSON.
     let members = serde_json::from_str::<HashMap<String, IgnoredAny>>(raw);
     if members.is_ok_and(|m| m.contains_key("involvedObject")) {
@@ -160,10 +160,10 @@ fn rebuilt_json(event: &Event) -> String {
     }
     let core = CoreEvent {
         metadata: Meta {
-            name: &event.name,
+            name: event.name(),
             namespace: &event.namespace,
             uid: &event.uid,
-            resource_version: &event.resource_version,
+            resource_version: event.resource_version(),
         },
         involved_object: Reference {
             kind: &event.involved.kind,
@@ -172,14 +172,14 @@ fn rebuilt_json(event: &Event) -> String {
             uid: &event.involved.uid,
         },
         reason: &event.reason,
-        message: &event.message,
+        message: event.message(),
         source: Source { component: &event.source_component, host: &event.source_host },
         first_timestamp: time(event.first_timestamp),
         last_timestamp: time(event.last_timestamp),
         count: event.count,
         kind: &event.kind,
     };
-    let mut out = Vec::with_capacity(512 + event.message.len());
+    let mut out = Vec::with_capacity(512 + event.message().len());
     let formatter = serde_json::ser::PrettyFormatter::with_indent(b" ");
     let mut serializer = serde_json::Serializer::with_formatter(&mut out, formatter);
     // Serializing borrowed strings and integers into a Vec cannot fail.

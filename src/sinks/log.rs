@@ -115,7 +115,7 @@ pub fn render_events(events: &[Event]) -> String {
             or_dash(&object),
             or_dash(&event.reason),
             format!("x{}", event.count),
-            one_line(&event.message),
+            one_line(event.message()),
         ]);
     }
     table.render()

@@ -114,7 +114,7 @@ pub fn log_name(project: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use heapster_dataflows::model::ObjectRef;
+    use heapster_dataflows::model::{EventText, ObjectRef};
 
     use super::*;
 
@@ -122,7 +122,6 @@ mod tests {
         Event {
             uid: uid.into(),
             namespace: "web".into(),
-            name: format!("{uid}.1").as_str().into(),
             involved: ObjectRef {
                 kind: involved.into(),
                 namespace: "web".into(),
@@ -132,6 +131,7 @@ mod tests {
             kind: kind.into(),
             last_timestamp: last_ms,
             count: 1,
+            text: EventText::new(String::new(), &format!("{uid}.1"), "", ""),
             ..Event::default()
         }
     }

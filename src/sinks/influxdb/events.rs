@@ -104,7 +104,7 @@ impl EventEncoder {
         self.push_tags(event, out);
         if self.with_fields {
             out.extend_from_slice(b" message=");
-            push_string_field(out, &event.message);
+            push_string_field(out, event.message());
         } else {
             out.extend_from_slice(b" value=");
             push_string_field(out, &event_json(event));

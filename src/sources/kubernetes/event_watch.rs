@@ -173,12 +173,12 @@ fn apply(line: &str, progress: &mut Progress) -> bool {
             }
             match event {
                 WatchEvent::Added(e) | WatchEvent::Modified(e) => {
-                    progress.resource_version = Some(e.resource_version.to_string());
+                    progress.resource_version = Some(e.resource_version().to_string());
                     progress.pending.push(e);
                     true
                 }
                 WatchEvent::Deleted(e) => {
-                    progress.resource_version = Some(e.resource_version.to_string());
+                    progress.resource_version = Some(e.resource_version().to_string());
                     true
                 }
                 WatchEvent::Bookmark { resource_version } => {

@@ -9,7 +9,7 @@
 use super::raw_list::VersionMeta;
 use heapster_dataflows::Event;
 use heapster_dataflows::Name;
-use heapster_dataflows::model::ObjectRef;
+use heapster_dataflows::model::{EventText, ObjectRef};
 use heapster_dataflows::name::Interner;
 use k8s_openapi::api::core::v1::{Event as CoreEvent, EventSource, ObjectReference};
 use k8s_openapi::api::events::v1::Event as EventsV1;
@@ -227,7 +227,7 @@ fn convert(
         && let Some(raw) = std::str::from_utf8(raw).ok().and_then(compact::compact_event)
         && raw.len() <= MAX_RAW_BYTES
     {
-        return Ok((event_of(&fields, uid, kind, message.to_string(), raw, names), warnings));
+        return Ok((event_of(&fields, uid, kind, message, raw, names), warnings));
     }
     let mut json: Value = if raw.is_empty() {
         typed().map_err(raw_error)?
@@ -239,7 +239,7 @@ fn convert(
         meta.remove("managedFields");
     }
     let (message, raw) = bounded(&mut json, fields.message_key, message, &who, &mut warnings);
-    Ok((event_of(&fields, uid, kind, message, raw, names), warnings))
+    Ok((event_of(&fields, uid, kind, &message, raw, names), warnings))
 }
 
 /// The model's event from the fields, with its message and JSON already bounded. The uid, the
@@ -248,7 +248,7 @@ fn event_of(
     fields: &Fields<'_>,
     uid: &str,
     kind: &str,
-    message: String,
+    message: &str,
     raw: String,
     names: &mut Interner,
 ) -> Event {
@@ -259,18 +259,15 @@ fn event_of(
     Event {
         uid: Name::new(uid),
         namespace: shared(fields.namespace),
-        name: Name::new(fields.name.unwrap_or("")),
         involved,
         reason: shared(fields.reason),
-        message,
         kind: shared(Some(kind)),
         source_component: shared(fields.source_component),
         source_host: shared(fields.source_host),
         first_timestamp: fields.first_timestamp.or(fields.created).unwrap_or(0),
         last_timestamp: fields.last_timestamp.or(fields.created).unwrap_or(0),
         count: fields.count.unwrap_or(1),
-        resource_version: Name::new(fields.resource_version.unwrap_or("")),
-        raw,
+        text: EventText::new(raw, fields.name.unwrap_or(""), fields.resource_version.unwrap_or(""), message),
     }
 }
 

@@ -1,4 +1,4 @@
-use heapster_dataflows::model::ObjectRef;
+use heapster_dataflows::model::{EventText, ObjectRef};
 use serde_json::Value as Json;
 
 use super::*;
@@ -12,7 +12,6 @@ pub(crate) fn pulled(count: i64, last_ms: i64, message: &str) -> Event {
     let mut event = Event {
         uid: "c443d4b3-cb66-11e9-990f-42010a800218".into(),
         namespace: "default".into(),
-        name: "hello-1567197780-mn4mv.15bfce150bd764dd".into(),
         involved: ObjectRef {
             kind: "Pod".into(),
             namespace: "default".into(),
@@ -20,17 +19,20 @@ pub(crate) fn pulled(count: i64, last_ms: i64, message: &str) -> Event {
             uid: "c31fdeb8-cb66-11e9-990f-42010a800218".into(),
         },
         reason: "Pulled".into(),
-        message: message.to_string(),
         kind: "Normal".into(),
         source_component: "kubelet".into(),
         source_host: "gke-k9s-default-pool-0fa2fb89-qnkc".into(),
         first_timestamp: LAST_MS - 60_000,
         last_timestamp: last_ms,
         count,
-        resource_version: format!("5907{count}").as_str().into(),
-        raw: String::new(),
+        text: EventText::new(
+            String::new(),
+            "hello-1567197780-mn4mv.15bfce150bd764dd",
+            &format!("5907{count}"),
+            message,
+        ),
     };
-    event.raw = raw_of(&event);
+    event.text = event.text.with_raw(raw_of(&event));
     event
 }
 
@@ -42,10 +44,10 @@ pub(crate) fn raw_of(event: &Event) -> String {
     let (involved, first) = (&event.involved, time(event.first_timestamp));
     format!(
         r#"{{"metadata":{{"name":{},"namespace":{},"uid":{},"resourceVersion":{},"creationTimestamp":{first}}},"#,
-        s(&event.name),
+        s(event.name()),
         s(&event.namespace),
         s(&event.uid),
-        s(&event.resource_version),
+        s(event.resource_version()),
     ) + &format!(
         r#""involvedObject":{{"kind":{},"namespace":{},"name":{},"uid":{},"apiVersion":"v1","fieldPath":"spec.containers{{c1}}"}},"#,
         s(&involved.kind),
@@ -55,7 +57,7 @@ pub(crate) fn raw_of(event: &Event) -> String {
     ) + &format!(
         r#""reason":{},"message":{},"source":{{"component":{},"host":{}}},"firstTimestamp":{first},"lastTimestamp":{},"count":{},"type":{},"eventTime":null,"series":{{}},"related":[]}}"#,
         s(&event.reason),
-        s(&event.message),
+        s(event.message()),
         s(&event.source_component),
         s(&event.source_host),
         time(event.last_timestamp),
@@ -69,7 +71,6 @@ pub(crate) fn service_event() -> Event {
     Event {
         uid: "d341d3aa".into(),
         namespace: "default".into(),
-        name: "all-hello.14b2c5d6e72d8d72".into(),
         involved: ObjectRef {
             kind: "Service".into(),
             namespace: "default".into(),
@@ -77,15 +78,13 @@ pub(crate) fn service_event() -> Event {
             uid: "94813607".into(),
         },
         reason: "CreatingLoadBalancer".into(),
-        message: "Creating load balancer".into(),
         kind: "Normal".into(),
         source_component: "service-controller".into(),
         source_host: "".into(),
         first_timestamp: 1_491_471_953_000,
         last_timestamp: 1_491_471_953_000,
         count: 1,
-        resource_version: "2709".into(),
-        raw: String::new(),
+        text: EventText::new(String::new(), "all-hello.14b2c5d6e72d8d72", "2709", "Creating load balancer"),
     }
 }
 
@@ -194,14 +193,14 @@ fn json_value_parses_back_to_the_event() {
     for raw in [true, false] {
         let mut event = pulled(7, LAST_MS + 1_500, "a \"quoted\"\nmessage \u{2028} é");
         if !raw {
-            event.raw = String::new();
+            event.text = event.text.with_raw(String::new());
         }
         let json: Json = serde_json::from_str(&event_json(&event)).unwrap();
         assert_eq!(json["metadata"]["uid"], event.uid.as_str());
-        assert_eq!(json["metadata"]["name"], event.name.as_str());
+        assert_eq!(json["metadata"]["name"], event.name());
         assert_eq!(json["involvedObject"]["name"], event.involved.name.as_str());
         assert_eq!(json["reason"], "Pulled");
-        assert_eq!(json["message"], event.message);
+        assert_eq!(json["message"], event.message());
         assert_eq!(json["count"], 7);
         assert_eq!(json["lastTimestamp"], "2019-08-30T20:43:06.5Z");
         assert_eq!(json["source"]["host"], event.source_host.as_str());
@@ -213,7 +212,7 @@ fn json_value_parses_back_to_the_event() {
 fn other_bodies_are_rebuilt_as_core_v1() {
     let mut event = service_event();
     for raw in ["", "not json", r#"{"apiVersion":"events.k8s.io/v1","note":"x"}"#, "[1]"] {
-        event.raw = raw.to_string();
+        event.text = event.text.with_raw(raw.to_string());
         let json: Json = serde_json::from_str(&event_json(&event)).unwrap();
         assert_eq!(json["message"], "Creating load balancer", "{raw}");
         assert!(json.get("note").is_none());

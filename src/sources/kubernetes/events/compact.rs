@@ -12,9 +12,16 @@ use std::fmt;
 use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::Number;
 
+mod fast;
+
+pub(super) use fast::object_end;
+
 /// The compact, key-sorted JSON of the object `raw`, without `metadata.managedFields`; `None`
 /// when `raw` is not a JSON object (the caller falls back and reports why).
 pub(super) fn compact_event(raw: &str) -> Option<String> {
+    if let Some(out) = fast::compact(raw) {
+        return Some(out);
+    }
     // One parse: strings borrowed where they hold no escapes, nesting bounded by serde_json.
     let mut tree: Json<'_> = serde_json::from_str(raw).ok()?;
     let Json::Object(_) = tree else { return None };
@@ -222,6 +229,58 @@ mod tests {
         for raw in cases {
             assert_eq!(compact_event(raw).as_deref(), Some(via_value(raw).as_str()), "{raw}");
         }
+    }
+
+    /// The tree path alone, for comparing with the fast one.
+    fn via_tree(raw: &str) -> Option<String> {
+        let mut tree: Json<'_> = serde_json::from_str(raw).ok()?;
+        let Json::Object(_) = tree else { return None };
+        let mut out = Vec::new();
+        write(&mut tree, Strip::Top, &mut out);
+        String::from_utf8(out).ok()
+    }
+
+    #[test]
+    fn the_fast_path_writes_what_the_tree_path_writes_or_declines() {
+        let event = r#"{"metadata": {"name": "a.1", "namespace": "default", "uid": "u-1", "resourceVersion": "7",
+            "managedFields": [{"manager": "kubelet", "fieldsV1": {"f:count": {}}}], "creationTimestamp": "2026-11-01T10:00:21Z"},
+            "involvedObject": {"kind": "Pod", "name": "p", "fieldPath": "spec.containers{c}"}, "reason": "Pulled",
+            "message": "image \"x:1\" present\n\u00e9 \/", "source": {"component": "kubelet", "host": "n1"},
+            "count": 12, "delta": -3, "zero": 0, "type": "Normal", "eventTime": null, "series": {}, "related": [],
+            "b": [true, false, [], {}], "metadata2": {"managedFields": 1}}"#;
+        assert_eq!(
+            fast::compact(event).as_deref(),
+            Some(via_value(event).as_str()),
+            "a typical event takes the fast path"
+        );
+        let declined = [
+            r#"{"b":1,"a":{"z":[1,2.5,-0,1e3,{"y":null,"x":true}]}}"#,
+            r#"{"\u0061b":1,"ab":2}"#,
+            r#"{"count": 18446744073709551616}"#,
+            r#"{"n": -0}"#,
+            r#"{"n": 01}"#,
+            r#"{"a":"\ud800"}"#,
+            "{\"a\":\"raw\u{1}control\"}",
+            r#"{"a":}"#,
+            r#"{"a":1}x"#,
+            r#"{"a":tru}"#,
+            r#"[1]"#,
+        ];
+        for raw in declined {
+            assert_eq!(fast::compact(raw), None, "{raw}");
+        }
+        let taken = [
+            r#" { "kind" : "Event", "kind": "Other", "s": "tab\there", "n": -12, "e": {} } "#,
+            r#"{"metadata":"not an object","x":{"metadata":{"managedFields":1}}}"#,
+            r#"{"metadata":{"managedFields":null,"b":[1,{"z":1,"a":2}]}}"#,
+            r#"{"a":"\ud83d\ude00 \u001f"}"#,
+        ];
+        for raw in taken {
+            assert_eq!(fast::compact(raw).as_deref(), Some(via_value(raw).as_str()), "{raw}");
+            assert_eq!(fast::compact(raw), via_tree(raw), "{raw}");
+        }
+        let deep = format!("{}1{}", "[".repeat(200), "]".repeat(200));
+        assert_eq!(fast::compact(&format!("{{\"a\":{deep}}}")), None, "too deep for a Value");
     }
 
     #[test]

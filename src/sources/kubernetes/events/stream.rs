@@ -48,7 +48,7 @@ pub fn read_event_list(
     // Items that came before the list said what it is.
     let pending = std::mem::take(&mut list.pending);
     for raw in pending {
-        if list.item(&raw, &mut each).is_break() {
+        if list.item(raw.get(), &mut each).is_break() {
             return Ok(list.resource_version);
         }
     }
@@ -88,22 +88,24 @@ impl ListState {
         self.kind.is_some() && self.api_version.is_some()
     }
 
+    /// Converts one item; `raw` is valid JSON.
     fn item(
         &mut self,
-        raw: &RawValue,
+        raw: &str,
         each: &mut impl FnMut(EventListParsed) -> ControlFlow<()>,
     ) -> ControlFlow<()> {
         let index = self.index;
         self.index += 1;
         let events_v1 = self.api_version.as_deref() == Some(EVENTS_V1);
-        match convert_item(raw.get(), events_v1, &mut self.names) {
+        match convert_item(raw, events_v1, &mut self.names) {
             Ok(Ok((event, mut warnings))) => {
                 self.out.events.push(event);
                 self.out.warnings.append(&mut warnings);
             }
             Ok(Err(e)) => self.out.warnings.push(format!("EventList item {index} skipped: {e}")),
             Err(e) => {
-                self.out.warnings.push(format!("EventList item {index}{}: {e}", identity(raw, "event")))
+                let who = serde_json::from_str(raw).map(|raw| identity(raw, "event")).unwrap_or_default();
+                self.out.warnings.push(format!("EventList item {index}{who}: {e}"))
             }
         }
         if self.out.events.len() >= self.chunk { self.flush(each) } else { ControlFlow::Continue(()) }
@@ -186,12 +188,17 @@ fn read_items(
     }
     loop {
         let range = input.value()?;
-        let raw: &RawValue = input.decode(range)?;
         if list.streaming() {
+            // The range is valid JSON already; only its text needs checking.
+            let raw = match std::str::from_utf8(&input.buf[range.clone()]) {
+                Ok(raw) => raw,
+                Err(_) => input.decode::<&RawValue>(range)?.get(),
+            };
             if list.item(raw, each).is_break() {
                 return Err(Stop::Stopped);
             }
         } else {
+            let raw: &RawValue = input.decode(range)?;
             list.pending.push(raw.to_owned());
         }
         match input.next_byte()? {
@@ -275,6 +282,13 @@ impl<R: Read> Input<R> {
     /// The next whole JSON value, consumed; reads on while the buffer ends inside it.
     fn value(&mut self) -> Result<Range<usize>, EventError> {
         self.peek()?;
+        // An event as API servers write it is found by a scan that checks it as it goes;
+        // anything else, or an item the buffer ends inside, is measured by serde_json.
+        if let Some(len) = self.buf.get(self.pos..).and_then(super::compact::object_end) {
+            let start = self.pos;
+            self.pos += len;
+            return Ok(start..self.pos);
+        }
         loop {
             let slice = &self.buf[self.pos..];
             let mut de = serde_json::Deserializer::from_slice(slice);
@@ -372,7 +386,7 @@ mod tests {
         assert_eq!(whole.warnings.len(), 1, "{:?}", whole.warnings);
         assert!(whole.warnings[0].contains("item 2 (event web/bad)"), "{:?}", whole.warnings);
         assert_eq!(whole.resource_version.as_deref(), Some("99"));
-        assert_eq!(whole.events[1].message, "with \"quotes\" and \\u00e9: \u{e9}");
+        assert_eq!(whole.events[1].message(), "with \"quotes\" and \\u00e9: \u{e9}");
         for step in [1, 2, 3, 7, 64, 4096] {
             let (events, warnings, _, version) = read_all(Trickle { body: body.as_bytes(), step }, 100);
             assert_eq!(events, whole.events, "reads of {step} bytes");
@@ -406,7 +420,7 @@ mod tests {
         let (events, warnings, _, version) = read_all(Trickle { body: body.as_bytes(), step: 5 }, 10);
         assert!(warnings.is_empty(), "{warnings:?}");
         assert_eq!(events.len(), 1);
-        assert_eq!(events[0].message, "hello", "read as events.k8s.io/v1");
+        assert_eq!(events[0].message(), "hello", "read as events.k8s.io/v1");
         assert_eq!(version.as_deref(), Some("5"));
         let wrong = format!(r#"{{"items":[{note}],"kind":"PodList"}}"#);
         let result = read_event_list(wrong.as_bytes(), 10, |_| panic!("no event of a PodList goes out"));

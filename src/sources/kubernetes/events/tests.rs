@@ -31,23 +31,23 @@ fn str_of<'a>(v: &'a Value, path: &[&str]) -> &'a str {
 fn assert_matches_json(event: &Event, item: &Value) {
     assert_eq!(event.uid.as_str(), str_of(item, &["metadata", "uid"]));
     assert_eq!(event.namespace.as_str(), str_of(item, &["metadata", "namespace"]));
-    assert_eq!(event.name.as_str(), str_of(item, &["metadata", "name"]));
-    assert_eq!(event.resource_version.as_str(), str_of(item, &["metadata", "resourceVersion"]));
+    assert_eq!(event.name(), str_of(item, &["metadata", "name"]));
+    assert_eq!(event.resource_version(), str_of(item, &["metadata", "resourceVersion"]));
     assert_eq!(event.involved.kind.as_str(), str_of(item, &["involvedObject", "kind"]));
     assert_eq!(event.involved.namespace.as_str(), str_of(item, &["involvedObject", "namespace"]));
     assert_eq!(event.involved.name.as_str(), str_of(item, &["involvedObject", "name"]));
     assert_eq!(event.involved.uid.as_str(), str_of(item, &["involvedObject", "uid"]));
     assert_eq!(event.reason.as_str(), str_of(item, &["reason"]));
-    assert_eq!(event.message, str_of(item, &["message"]));
+    assert_eq!(event.message(), str_of(item, &["message"]));
     assert_eq!(event.kind.as_str(), str_of(item, &["type"]));
     assert_eq!(event.source_component.as_str(), str_of(item, &["source", "component"]));
     assert_eq!(event.source_host.as_str(), str_of(item, &["source", "host"]));
     assert_eq!(event.first_timestamp, ms(str_of(item, &["firstTimestamp"])));
     assert_eq!(event.last_timestamp, ms(str_of(item, &["lastTimestamp"])));
     assert_eq!(event.count, item["count"].as_i64().unwrap());
-    let raw: Value = serde_json::from_str(&event.raw).unwrap();
+    let raw: Value = serde_json::from_str(event.raw()).unwrap();
     assert_eq!(&raw, item, "raw keeps the whole event");
-    assert!(!event.raw.contains('\n'), "raw is compact");
+    assert!(!event.raw().contains('\n'), "raw is compact");
 }
 
 #[test]
@@ -101,7 +101,7 @@ fn core_fallbacks() {
     assert_eq!(event.count, 1);
     assert_eq!(event.source_component.as_str(), "kubelet", "reportingComponent without source");
     assert_eq!(event.source_host.as_str(), "node-1");
-    assert!(!event.raw.contains("managedFields"));
+    assert!(!event.raw().contains("managedFields"));
 
     item["eventTime"] = json!("2024-01-01T00:00:05.250000Z");
     let (event, _) = core(&item).unwrap();
@@ -150,8 +150,8 @@ fn events_v1_mapping() {
     assert!(warnings.is_empty(), "{warnings:?}");
     let t0 = ms("2024-02-01T10:00:00Z");
     assert_eq!(event.uid.as_str(), "u-2");
-    assert_eq!((event.namespace.as_str(), event.name.as_str()), ("data", "db.2"));
-    assert_eq!(event.message, "Pulling image \"postgres:16\"");
+    assert_eq!((event.namespace.as_str(), event.name()), ("data", "db.2"));
+    assert_eq!(event.message(), "Pulling image \"postgres:16\"");
     assert_eq!(event.reason.as_str(), "Pulling");
     assert_eq!(
         event.involved,
@@ -162,8 +162,8 @@ fn events_v1_mapping() {
     assert_eq!(event.count, 7, "series.count");
     assert_eq!(event.first_timestamp, t0 + 1500, "eventTime");
     assert_eq!(event.last_timestamp, t0 + 300_000, "series.lastObservedTime");
-    assert_eq!(event.resource_version.as_str(), "90");
-    assert_eq!(serde_json::from_str::<Value>(&event.raw).unwrap(), item);
+    assert_eq!(event.resource_version(), "90");
+    assert_eq!(serde_json::from_str::<Value>(event.raw()).unwrap(), item);
 
     // The deprecated core fields win when set; no series and no eventTime fall back further.
     let mut item = item;
@@ -211,16 +211,16 @@ fn a_long_message_is_cut_with_a_marker() {
     let long = "ab€".repeat(1024 * 1024 / 5);
     item["message"] = json!(long);
     let (event, warnings) = core(&item).unwrap();
-    assert!(event.message.len() <= MAX_MESSAGE_BYTES, "{}", event.message.len());
-    let (kept, marker) = event.message.split_once("… [truncated ").unwrap();
+    assert!(event.message().len() <= MAX_MESSAGE_BYTES, "{}", event.message().len());
+    let (kept, marker) = event.message().split_once("… [truncated ").unwrap();
     assert!(long.starts_with(kept));
     assert!(kept.len() > MAX_MESSAGE_BYTES - 64);
     assert_eq!(marker, format!("{} bytes]", long.len() - kept.len()));
     assert_eq!(warnings.len(), 1, "{warnings:?}");
     assert!(warnings[0].contains(&long.len().to_string()));
-    let raw: Value = serde_json::from_str(&event.raw).unwrap();
-    assert_eq!(raw["message"].as_str(), Some(event.message.as_str()), "raw has the cut message");
-    assert!(event.raw.len() <= MAX_RAW_BYTES);
+    let raw: Value = serde_json::from_str(event.raw()).unwrap();
+    assert_eq!(raw["message"].as_str(), Some(event.message()), "raw has the cut message");
+    assert!(event.raw().len() <= MAX_RAW_BYTES);
 }
 
 #[test]
@@ -230,12 +230,12 @@ fn a_message_that_grows_in_json_is_cut_until_the_json_fits() {
     let long = "\u{1}".repeat(MAX_MESSAGE_BYTES);
     item["message"] = json!(long);
     let (event, warnings) = core(&item).unwrap();
-    assert!(event.raw.len() <= MAX_RAW_BYTES, "{}", event.raw.len());
-    assert!(event.raw.len() > MAX_RAW_BYTES - 1024, "cut no more than needed: {}", event.raw.len());
-    assert!(event.message.ends_with(" bytes]"));
+    assert!(event.raw().len() <= MAX_RAW_BYTES, "{}", event.raw().len());
+    assert!(event.raw().len() > MAX_RAW_BYTES - 1024, "cut no more than needed: {}", event.raw().len());
+    assert!(event.message().ends_with(" bytes]"));
     assert_eq!(warnings.len(), 1, "{warnings:?}");
-    let raw: Value = serde_json::from_str(&event.raw).unwrap();
-    assert_eq!(raw["message"].as_str(), Some(event.message.as_str()));
+    let raw: Value = serde_json::from_str(event.raw()).unwrap();
+    assert_eq!(raw["message"].as_str(), Some(event.message()));
 }
 
 #[test]
@@ -254,7 +254,7 @@ fn empty_raw_serializes_the_object() {
     let item = core_json();
     let ev: CoreEvent = serde_json::from_value(item.clone()).unwrap();
     let (event, _) = from_core_v1(&ev, b"").unwrap();
-    let raw: Value = serde_json::from_str(&event.raw).unwrap();
+    let raw: Value = serde_json::from_str(event.raw()).unwrap();
     assert_eq!(raw["message"], item["message"]);
     assert_eq!(raw["metadata"]["uid"], item["metadata"]["uid"]);
     assert!(matches!(from_core_v1(&ev, b"{not json"), Err(EventError::Raw { .. })));
@@ -293,7 +293,7 @@ fn events_v1_list() {
         json!({"kind": "EventList", "apiVersion": "events.k8s.io/v1", "metadata": {}, "items": [item]});
     let parsed = parse_event_list(body.to_string().as_bytes()).unwrap();
     assert!(parsed.warnings.is_empty(), "{:?}", parsed.warnings);
-    assert_eq!(parsed.events[0].message, "hello");
+    assert_eq!(parsed.events[0].message(), "hello");
     assert_eq!(parsed.events[0].last_timestamp, ms("2024-03-01T00:00:00Z"));
 }
 
@@ -324,7 +324,7 @@ fn watch_lines_of_each_type() {
             "metadata": {"name": "x", "namespace": "ns", "uid": "u-3"}, "note": "from events.k8s.io",
             "type": "Weird"});
     let (event, warnings) = parse_watch_line(&line("ADDED", v1)).unwrap();
-    assert!(matches!(&event, WatchEvent::Added(e) if e.message == "from events.k8s.io"), "{event:?}");
+    assert!(matches!(&event, WatchEvent::Added(e) if e.message() == "from events.k8s.io"), "{event:?}");
     assert_eq!(warnings.len(), 1, "the unknown type is reported");
 
     let bookmark = json!({"kind": "Event", "apiVersion": "v1", "metadata": {"resourceVersion": "12746",
