@@ -194,8 +194,15 @@ impl WorkerFeed {
 }
 
 /// Sends one message, blocking while the worker's feed is full: a slow worker slows its source,
-/// not memory. From the I/O runtime the wait is announced, so other tasks run meanwhile.
+/// not memory. From the I/O runtime the wait is announced, so other tasks run meanwhile. A feed
+/// with room takes the message at once: announcing a wait hands the runtime's core to another
+/// thread, a thread switch per body for nothing.
 fn send(sender: &Sender<Feed>, message: Feed) -> Result<(), WorkersGone> {
+    let message = match sender.try_send(message) {
+        Ok(()) => return Ok(()),
+        Err(crossbeam_channel::TrySendError::Disconnected(_)) => return Err(WorkersGone),
+        Err(crossbeam_channel::TrySendError::Full(message)) => message,
+    };
     let send = || sender.send(message).map_err(|_| WorkersGone);
     match tokio::runtime::Handle::try_current() {
         Ok(handle) if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
