@@ -175,7 +175,7 @@ async fn fetch_worker<F: Fetch>(
             None => health.record(body.node(), Ok(())),
             Some(e) => health.record(body.node(), Err(&e.to_string())),
         }
-        feed.scrape(time, Box::new(body))?;
+        feed.scrape_async(time, Box::new(body)).await?;
     }
     feed.close(time)
 }
