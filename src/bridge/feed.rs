@@ -204,22 +204,32 @@ impl WorkerFeed {
             tracing::error!(node = %body.node(), worker = self.local, "a body fetched for another worker; rerouted");
         }
         let Some((local, message)) = self.feeds.addressed(time, body) else { return Ok(()) };
-        let sender = &self.feeds.senders[local];
-        let message = match sender.try_send(message) {
-            Ok(()) => return Ok(()),
-            Err(crossbeam_channel::TrySendError::Disconnected(_)) => return Err(WorkersGone),
-            Err(crossbeam_channel::TrySendError::Full(message)) => message,
-        };
-        let sender = sender.clone();
-        match tokio::task::spawn_blocking(move || sender.send(message)).await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(_)) | Err(_) => Err(WorkersGone),
-        }
+        send_async(&self.feeds.senders[local], message).await
     }
 
     /// Closes the window ending at `time` at this worker.
     pub fn close(&self, time: Time) -> Result<(), WorkersGone> {
         send(&self.feeds.senders[self.local], Feed::Close { time })
+    }
+
+    /// As [`WorkerFeed::close`], for a task of the I/O runtime (see [`WorkerFeed::scrape_async`]).
+    pub async fn close_async(&self, time: Time) -> Result<(), WorkersGone> {
+        send_async(&self.feeds.senders[self.local], Feed::Close { time }).await
+    }
+}
+
+/// Sends one message from a task, which yields while the worker's feed is full: a blocking
+/// thread waits for room, so the runtime's thread neither blocks nor is handed over.
+async fn send_async(sender: &Sender<Feed>, message: Feed) -> Result<(), WorkersGone> {
+    let message = match sender.try_send(message) {
+        Ok(()) => return Ok(()),
+        Err(crossbeam_channel::TrySendError::Disconnected(_)) => return Err(WorkersGone),
+        Err(crossbeam_channel::TrySendError::Full(message)) => message,
+    };
+    let sender = sender.clone();
+    match tokio::task::spawn_blocking(move || sender.send(message)).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(_)) | Err(_) => Err(WorkersGone),
     }
 }
 
@@ -329,9 +339,12 @@ mod tests {
             assert!(matches!(receiver.recv(), Ok(Feed::Scrape { time: 1, .. })));
             second.await.unwrap().unwrap();
             assert!(matches!(receiver.recv(), Ok(Feed::Scrape { time: 1, .. })));
+            feed.close_async(1).await.unwrap();
+            assert!(matches!(receiver.recv(), Ok(Feed::Close { time: 1 })));
             drop(receiver);
             let gone = feed.scrape_async(1, Box::new(Body(Name::new("n")))).await;
             assert_eq!(gone, Err(WorkersGone));
+            assert_eq!(feed.close_async(2).await, Err(WorkersGone));
         });
     }
 

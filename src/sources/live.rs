@@ -177,7 +177,7 @@ async fn fetch_worker<F: Fetch>(
         }
         feed.scrape_async(time, Box::new(body)).await?;
     }
-    feed.close(time)
+    feed.close_async(time).await
 }
 
 /// Where in the window a node's fetch starts: a stable spread over the first tenth of the
