@@ -127,12 +127,21 @@ impl Feeds {
     /// A node's body for the window ending at `time`, to the worker that owns the node. A node
     /// of another process is not sent (and logged: its source should not have fetched it).
     pub fn scrape(&self, time: Time, body: Box<dyn Fetched>) -> Result<(), WorkersGone> {
+        match self.addressed(time, body) {
+            Some((local, message)) => send(&self.senders[local], message),
+            None => Ok(()),
+        }
+    }
+
+    /// The message taking `body` to its owner, with the owner's local index; `None` (logged)
+    /// for a node of another process.
+    fn addressed(&self, time: Time, body: Box<dyn Fetched>) -> Option<(usize, Feed)> {
         let Some(local) = self.share.local_owner(body.node()) else {
             tracing::error!(node = %body.node(), "a body for a node of another process; dropped");
-            return Ok(());
+            return None;
         };
         let owner = self.share.first_worker() + local;
-        send(&self.senders[local], Feed::Scrape { time, body: Owned { owner, body } })
+        Some((local, Feed::Scrape { time, body: Owned { owner, body } }))
     }
 
     /// Closes the window ending at `time` at every worker.
@@ -187,15 +196,53 @@ impl WorkerFeed {
         self.feeds.scrape(time, body)
     }
 
+    /// As [`WorkerFeed::scrape`], for a task of the I/O runtime: while the worker's feed is full,
+    /// a blocking thread waits for room and the task yields. The runtime's own thread never
+    /// blocks, so it is not handed over to another thread mid-window.
+    pub async fn scrape_async(&self, time: Time, body: Box<dyn Fetched>) -> Result<(), WorkersGone> {
+        if self.feeds.share.local_owner(body.node()) != Some(self.local) {
+            tracing::error!(node = %body.node(), worker = self.local, "a body fetched for another worker; rerouted");
+        }
+        let Some((local, message)) = self.feeds.addressed(time, body) else { return Ok(()) };
+        send_async(&self.feeds.senders[local], message).await
+    }
+
     /// Closes the window ending at `time` at this worker.
     pub fn close(&self, time: Time) -> Result<(), WorkersGone> {
         send(&self.feeds.senders[self.local], Feed::Close { time })
     }
+
+    /// As [`WorkerFeed::close`], for a task of the I/O runtime (see [`WorkerFeed::scrape_async`]).
+    pub async fn close_async(&self, time: Time) -> Result<(), WorkersGone> {
+        send_async(&self.feeds.senders[self.local], Feed::Close { time }).await
+    }
+}
+
+/// Sends one message from a task, which yields while the worker's feed is full: a blocking
+/// thread waits for room, so the runtime's thread neither blocks nor is handed over.
+async fn send_async(sender: &Sender<Feed>, message: Feed) -> Result<(), WorkersGone> {
+    let message = match sender.try_send(message) {
+        Ok(()) => return Ok(()),
+        Err(crossbeam_channel::TrySendError::Disconnected(_)) => return Err(WorkersGone),
+        Err(crossbeam_channel::TrySendError::Full(message)) => message,
+    };
+    let sender = sender.clone();
+    match tokio::task::spawn_blocking(move || sender.send(message)).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(_)) | Err(_) => Err(WorkersGone),
+    }
 }
 
 /// Sends one message, blocking while the worker's feed is full: a slow worker slows its source,
-/// not memory. From the I/O runtime the wait is announced, so other tasks run meanwhile.
+/// not memory. From the I/O runtime the wait is announced, so other tasks run meanwhile. A feed
+/// with room takes the message at once: announcing a wait hands the runtime's core to another
+/// thread, a thread switch per body for nothing.
 fn send(sender: &Sender<Feed>, message: Feed) -> Result<(), WorkersGone> {
+    let message = match sender.try_send(message) {
+        Ok(()) => return Ok(()),
+        Err(crossbeam_channel::TrySendError::Disconnected(_)) => return Err(WorkersGone),
+        Err(crossbeam_channel::TrySendError::Full(message)) => message,
+    };
     let send = || sender.send(message).map_err(|_| WorkersGone);
     match tokio::runtime::Handle::try_current() {
         Ok(handle) if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
@@ -272,6 +319,33 @@ mod tests {
         assert!(receivers[0].try_recv().is_err(), "only the leader feeds metadata");
         drop(receivers);
         assert_eq!(other.close(6), Err(WorkersGone));
+    }
+
+    #[test]
+    fn a_full_feed_delivers_once_the_worker_takes_a_body_and_a_gone_worker_is_an_error() {
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).build().unwrap();
+        let (sender, receiver) = crossbeam_channel::bounded(1);
+        let feeds = Feeds::single(vec![sender]);
+        let (feed, _) = feeds.split(vec!["n"], |n: &&str| *n).into_iter().next().unwrap();
+        runtime.block_on(async {
+            feed.scrape_async(1, Box::new(Body(Name::new("n")))).await.unwrap();
+            // The feed is full: the second body waits, and other tasks still run meanwhile.
+            let second = tokio::spawn({
+                let feed = feed.clone();
+                async move { feed.scrape_async(1, Box::new(Body(Name::new("n")))).await }
+            });
+            let other = tokio::spawn(async { 7 });
+            assert_eq!(other.await.unwrap(), 7);
+            assert!(matches!(receiver.recv(), Ok(Feed::Scrape { time: 1, .. })));
+            second.await.unwrap().unwrap();
+            assert!(matches!(receiver.recv(), Ok(Feed::Scrape { time: 1, .. })));
+            feed.close_async(1).await.unwrap();
+            assert!(matches!(receiver.recv(), Ok(Feed::Close { time: 1 })));
+            drop(receiver);
+            let gone = feed.scrape_async(1, Box::new(Body(Name::new("n")))).await;
+            assert_eq!(gone, Err(WorkersGone));
+            assert_eq!(feed.close_async(2).await, Err(WorkersGone));
+        });
     }
 
     #[test]

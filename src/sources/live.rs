@@ -154,11 +154,18 @@ async fn fetch_worker<F: Fetch>(
     health: Arc<Health>,
     resolution: Duration,
 ) -> Result<(), WorkersGone> {
+    // Each node starts at its own offset from the window's start, earliest first: a node waiting
+    // for a free slot does not then wait its offset again, so the window's fetches stay within
+    // its first tenth rather than queueing behind each other's offsets.
+    let start = tokio::time::Instant::now();
+    let mut nodes: Vec<(Duration, F::Node)> =
+        nodes.into_iter().map(|node| (jitter(F::name(&node), resolution), node)).collect();
+    nodes.sort_by_key(|(offset, _)| *offset);
     let mut bodies = futures::stream::iter(nodes)
-        .map(|node| {
+        .map(|(offset, node)| {
             let fetch = &fetch;
             async move {
-                tokio::time::sleep(jitter(F::name(&node), resolution)).await;
+                tokio::time::sleep_until(start + offset).await;
                 fetch.fetch(node, time).await
             }
         })
@@ -168,9 +175,9 @@ async fn fetch_worker<F: Fetch>(
             None => health.record(body.node(), Ok(())),
             Some(e) => health.record(body.node(), Err(&e.to_string())),
         }
-        feed.scrape(time, Box::new(body))?;
+        feed.scrape_async(time, Box::new(body)).await?;
     }
-    feed.close(time)
+    feed.close_async(time).await
 }
 
 /// Where in the window a node's fetch starts: a stable spread over the first tenth of the

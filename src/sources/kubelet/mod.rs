@@ -25,9 +25,12 @@ impl Fetched for SummaryScrape {
         // The source logged a failure when the node's state changed.
         let Ok(body) = self.body else { return Parsed::Unfetched };
         let bytes = body.len() as u64;
-        match summary::parse_summary(&body, &self.target, window_ns, interner, out) {
+        let parsed = match summary::parse_summary(&body, &self.target, window_ns, interner, out) {
             Ok(report) => Parsed::Sets { bytes, warnings: report.warnings },
             Err(error) => Parsed::Rejected { bytes, what: "summary", error: Box::new(error) },
-        }
+        };
+        // Back to the scraper for the next body; a body read from a file is simply dropped.
+        crate::sources::kubernetes::bodies::recycle(body);
+        parsed
     }
 }

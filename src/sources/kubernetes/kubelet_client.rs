@@ -87,11 +87,11 @@ impl KubeletClient {
     pub async fn get(
         &self,
         url: &str,
-        headers: &[(hyper::header::HeaderName, String)],
+        headers: &[(hyper::header::HeaderName, hyper::header::HeaderValue)],
     ) -> Result<hyper::Response<hyper::body::Incoming>, String> {
         let mut request = hyper::Request::get(url);
         for (name, value) in headers {
-            request = request.header(name, value.as_str());
+            request = request.header(name, value.clone());
         }
         let request = request.body(Empty::new()).map_err(|e| crate::errors::error_chain(&e))?;
         self.client.request(request).await.map_err(|e| crate::errors::error_chain(&e))

@@ -1,5 +1,6 @@
 //! The Kubernetes source: the API server and the kubelets of a live cluster.
 //!
+//! - [`bodies`]: summary body buffers, handed back by the workers and reused.
 //! - [`config`]: the `kubernetes:` URI and the API and kubelet clients it describes.
 //! - [`event_watch`]: the events list/watch loop.
 //! - [`events`]: core and `events.k8s.io` events (lists, watch lines) into the event model.
@@ -12,6 +13,7 @@
 //! - [`scrape`]: kubelet `/stats/summary` requests.
 //! - [`source`]: the window loop feeding the workers.
 
+pub mod bodies;
 pub mod config;
 pub mod event_watch;
 pub mod events;

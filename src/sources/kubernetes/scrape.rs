@@ -1,10 +1,11 @@
 //! Kubelet scraping: `GET /stats/summary` on a node, with a per-node timeout.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use hyper::header::{AUTHORIZATION, CONTENT_LENGTH, USER_AGENT};
+use hyper::header::{AUTHORIZATION, CONTENT_LENGTH, HeaderName, HeaderValue, USER_AGENT};
 
 use super::config::{Clients, KubernetesConfig};
 use super::kubelet_client::KubeletClient;
@@ -21,6 +22,9 @@ pub struct Scraper {
     timeout: Duration,
     /// Sent as `User-Agent` when set (cluster mode names the process).
     user_agent: Option<String>,
+    /// Every request's headers, built once: the token (marked sensitive) and the agent. A value
+    /// that cannot be a header fails every scrape with why.
+    headers: Result<Arc<[(HeaderName, HeaderValue)]>, String>,
 }
 
 /// The largest summary accepted. A kubelet answers about 3.5 kB per pod, so even 1,000 pods
@@ -34,18 +38,36 @@ impl Scraper {
     /// Kubelets as the source URI names them (`kubeletHttps`, `kubeletPort`), through the
     /// clients' kubelet client and token.
     pub fn new(config: &KubernetesConfig, clients: &Clients, timeout: Duration) -> Scraper {
-        Scraper {
+        let mut scraper = Scraper {
             client: clients.kubelet.clone(),
             https: config.kubelet_https,
             port: config.kubelet_port,
             token: clients.kubelet_token.clone(),
             timeout,
             user_agent: None,
-        }
+            headers: Ok(Arc::new([])),
+        };
+        scraper.headers = scraper.build_headers();
+        scraper
     }
 
     pub fn user_agent(&mut self, agent: String) {
         self.user_agent = Some(agent);
+        self.headers = self.build_headers();
+    }
+
+    fn build_headers(&self) -> Result<Arc<[(HeaderName, HeaderValue)]>, String> {
+        let value = |v: &str| HeaderValue::from_str(v).map_err(|e| crate::errors::error_chain(&e));
+        let mut headers = Vec::new();
+        if let (true, Some(token)) = (self.https, &self.token) {
+            let mut token = value(&format!("Bearer {token}"))?;
+            token.set_sensitive(true);
+            headers.push((AUTHORIZATION, token));
+        }
+        if let Some(agent) = &self.user_agent {
+            headers.push((USER_AGENT, value(agent)?));
+        }
+        Ok(headers.into())
     }
 
     pub fn url(&self, target: &NodeTarget) -> Option<String> {
@@ -70,14 +92,8 @@ impl Scraper {
     }
 
     async fn exchange(&self, url: &str) -> Result<Vec<u8>, ScrapeError> {
-        let mut headers = Vec::new();
-        if let (true, Some(token)) = (self.https, &self.token) {
-            headers.push((AUTHORIZATION, format!("Bearer {token}")));
-        }
-        if let Some(agent) = &self.user_agent {
-            headers.push((USER_AGENT, agent.clone()));
-        }
-        let response = self.client.get(url, &headers).await.map_err(ScrapeError::Failed)?;
+        let headers = self.headers.as_deref().map_err(|e| ScrapeError::Failed(e.clone()))?;
+        let response = self.client.get(url, headers).await.map_err(ScrapeError::Failed)?;
         let status = response.status();
         let declared = response
             .headers()
@@ -86,7 +102,7 @@ impl Scraper {
             .and_then(|v| v.parse::<u64>().ok());
         let mut body = response.into_body();
         if !status.is_success() {
-            let body = match read_capped(&mut body, declared, MAX_ERROR_BODY).await {
+            let body = match read_capped(&mut body, declared, MAX_ERROR_BODY, Vec::new()).await {
                 Ok(Capped::Whole(body) | Capped::Cut(body)) => body,
                 Err(_) => Vec::new(),
             };
@@ -100,7 +116,8 @@ impl Scraper {
                 "{url}: declares a body of {declared} bytes, over the {MAX_BODY}-byte limit; not read"
             )));
         }
-        match read_capped(&mut body, declared, MAX_BODY).await {
+        // The buffer of an earlier body, handed back by the worker that parsed it.
+        match read_capped(&mut body, declared, MAX_BODY, super::bodies::take()).await {
             Ok(Capped::Whole(body)) => Ok(body),
             Ok(Capped::Cut(_)) => Err(ScrapeError::Failed(format!(
                 "{url}: body over the {MAX_BODY}-byte limit; stopped reading there"
@@ -117,13 +134,18 @@ enum Capped {
     Cut(Vec<u8>),
 }
 
-/// Reads the body frame by frame, counting as it goes, and stops at `cap`: memory never holds
-/// more than `cap` bytes of it, whatever the sender declares or streams.
-async fn read_capped(body: &mut Incoming, declared: Option<u64>, cap: usize) -> Result<Capped, hyper::Error> {
+/// Reads the body frame by frame into `out` (empty), counting as it goes, and stops at `cap`:
+/// memory never holds more than `cap` bytes of it, whatever the sender declares or streams.
+async fn read_capped(
+    body: &mut Incoming,
+    declared: Option<u64>,
+    cap: usize,
+    mut out: Vec<u8>,
+) -> Result<Capped, hyper::Error> {
     // A declared length within the cap sizes the buffer once; pages are only touched as bytes
     // arrive, so a sender that declares much and sends little costs little.
     let declared = declared.map_or(0, |n| n.min(cap as u64) as usize);
-    let mut out = Vec::with_capacity(declared);
+    out.reserve_exact(declared);
     while let Some(frame) = body.frame().await {
         let Ok(chunk) = frame?.into_data() else { continue };
         let take = chunk.len().min(cap - out.len());
