@@ -85,6 +85,9 @@ impl SharedState {
 }
 
 /// What an object is to this process.
+// Made and taken apart at once, never stored: boxing the kept object would only add an
+// allocation per object.
+#[allow(clippy::large_enum_variant)]
 enum Converted {
     /// Its key and what it contributes.
     Kept((String, String), Object),
