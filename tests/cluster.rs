@@ -318,7 +318,7 @@ async fn live_processes_scrape_only_their_own_nodes_and_match_one_process() {
 }
 
 /// `fixtures/small` live: a restarted container, a deleted pod and a node that turns NotReady,
-/// with the pods' metadata watched by process 0 alone and exchanged to the others' workers.
+/// with each process keeping the metadata of its own nodes' pods from its own watch.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn live_small_is_the_same_in_a_cluster() {
     live_cluster_matches_one_process(&small(), 5).await;

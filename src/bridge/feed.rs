@@ -65,8 +65,8 @@ impl Owned {
 /// the source is still fetching, and memory holds a few bodies, not a window of them.
 #[derive(Debug)]
 pub enum Feed {
-    /// Metadata changes that take effect at `time` (sent to worker 0 only, before the window's
-    /// bodies).
+    /// Metadata changes that take effect at `time` (sent to each process's worker 0 only, before
+    /// the window's bodies).
     Meta { time: Time, changes: Vec<(MetaRecord, isize)> },
     /// One of this worker's nodes for the window ending at `time`.
     Scrape { time: Time, body: Owned },
@@ -115,10 +115,11 @@ impl Feeds {
         self.share.local_owner(node).is_some()
     }
 
-    /// The window's metadata changes, to worker 0. Only the leader feeds metadata (the graph's
-    /// exchange takes each record to the workers that enrich with it); elsewhere this is a no-op.
+    /// The window's metadata changes, to this process's worker 0 (the graph's exchange takes each
+    /// record to the workers that enrich with it). In a cluster each process feeds the records
+    /// its own workers enrich with ([`Share::keeps`]), and the leader the namespaces.
     pub fn metadata(&self, time: Time, changes: Vec<(MetaRecord, isize)>) -> Result<(), WorkersGone> {
-        if changes.is_empty() || !self.share.is_leader() {
+        if changes.is_empty() {
             return Ok(());
         }
         send(&self.senders[0], Feed::Meta { time, changes })
@@ -300,7 +301,7 @@ mod tests {
     }
 
     #[test]
-    fn metadata_goes_to_worker_0_of_the_leader_and_close_to_every_worker() {
+    fn metadata_goes_to_worker_0_and_close_to_every_worker() {
         let (senders, receivers) = channels(2);
         let leader = Feeds::single(senders);
         let record =
@@ -316,7 +317,11 @@ mod tests {
         let (senders, receivers) = channels(2);
         let other = Feeds::new(senders, Share { process: 1, processes: 2, workers: 2 });
         other.metadata(5, vec![(record, 1)]).unwrap();
-        assert!(receivers[0].try_recv().is_err(), "only the leader feeds metadata");
+        assert!(
+            matches!(receivers[0].try_recv(), Ok(Feed::Meta { time: 5, .. })),
+            "any process feeds its own"
+        );
+        assert!(receivers[1].try_recv().is_err());
         drop(receivers);
         assert_eq!(other.close(6), Err(WorkersGone));
     }

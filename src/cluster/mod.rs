@@ -3,11 +3,13 @@
 //! Every process runs the same graph with `-w` workers; worker `w` of process `p` is global
 //! worker `p * workers + w`. A node belongs to the global worker its stable hash picks, so each
 //! process scrapes (or replays) only its own share of the nodes. A node's metric sets stay on the
-//! worker that scraped them from parse to sink (`heapster_dataflows::metrics::route`); between
-//! processes travel only the metadata (each pod's and node's to its node's owner, namespaces to
-//! all), the namespace and cluster sums, and events. Process 0 is the leader: it alone feeds
-//! metadata and events into the graph (the exchanges route them to their owners), and it alone
-//! keeps the event watch's resource version.
+//! worker that scraped them from parse to sink (`heapster_dataflows::metrics::route`). Each
+//! process reads the node and pod lists (or watches) but decodes and feeds only the objects its
+//! own workers enrich with ([`Share::keeps`]), so no process handles the whole cluster's pods and
+//! no pod's metadata crosses processes; between processes travel only the namespaces (to all),
+//! the namespace and cluster sums, and events. Process 0 is the leader: it alone feeds the
+//! namespaces and events into the graph (the exchanges route them to their owners), and it
+//! alone keeps the event watch's resource version.
 //!
 //! - [`connect`]: the peers' sockets, with a bounded wait and a handshake that checks every
 //!   process runs the same layout, then handed to timely.
@@ -19,6 +21,8 @@ pub mod lost;
 use std::path::Path;
 use std::time::Duration;
 
+use heapster_dataflows::meta::MetaRecord;
+use heapster_dataflows::metrics::route;
 use heapster_dataflows::model::node_owner;
 
 use crate::config::ConfigError;
@@ -149,6 +153,31 @@ impl Share {
         let owner = node_owner(node, self.peers());
         (owner / self.workers == self.process).then_some(owner % self.workers)
     }
+
+    /// Whether a timely exchange `route` lands on one of this process's workers.
+    pub fn owns_route(&self, route: u64) -> bool {
+        (route % self.peers() as u64) as usize / self.workers == self.process
+    }
+
+    /// Whether this process feeds `record` into the graph: a node's or pod's metadata where the
+    /// graph enriches with it (the owner of its node), so that it never crosses to another
+    /// process; namespaces, which every worker gets, from the leader alone.
+    pub fn keeps(&self, record: &MetaRecord) -> bool {
+        match record {
+            MetaRecord::Namespace { .. } => self.is_leader(),
+            _ => self.owns_route(route::record(record)),
+        }
+    }
+
+    /// [`Share::keeps`] for a pod known by its namespace, name and node before it is decoded
+    /// whole; `None` (a pod that cannot be placed, and will be refused with a warning) is the
+    /// leader's, so the warning is logged once.
+    pub fn keeps_pod(&self, place: Option<(&str, &str, Option<&str>)>) -> bool {
+        match place {
+            Some((ns, name, node)) => self.owns_route(route::pod(ns, name, node)),
+            None => self.is_leader(),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -171,6 +200,45 @@ mod tests {
         }
         assert!(per_process.iter().all(|&n| n > 60), "{per_process:?}");
         assert_eq!(Share::single(4).local_owner("a"), Some(node_owner("a", 4)));
+    }
+
+    #[test]
+    fn every_record_is_fed_by_exactly_the_process_that_enriches_with_it() {
+        use std::sync::Arc;
+
+        use heapster_dataflows::Name;
+        use heapster_dataflows::meta::{NamespaceMeta, PodMeta};
+
+        let shares: Vec<Share> = (0..3).map(|process| Share { process, processes: 3, workers: 2 }).collect();
+        let pod = |name: &str, node: Option<&str>| MetaRecord::Pod {
+            ns: Name::new("web"),
+            name: Name::new(name),
+            meta: Arc::new(PodMeta {
+                uid: Name::new("u"),
+                labels: vec![],
+                node: node.map(Name::new),
+                containers: Arc::from(Vec::new()),
+            }),
+        };
+        for i in 0..100 {
+            let node = format!("node-{i}");
+            let (bound, pending) = (pod(&format!("p{i}"), Some(&node)), pod(&format!("p{i}"), None));
+            let feeders: Vec<usize> = shares.iter().filter(|s| s.keeps(&bound)).map(|s| s.process).collect();
+            let owner: Vec<usize> =
+                shares.iter().filter(|s| s.local_owner(&node).is_some()).map(|s| s.process).collect();
+            assert_eq!(feeders, owner, "{node}: a pod is fed by its node's process");
+            assert_eq!(shares.iter().filter(|s| s.keeps(&pending)).count(), 1);
+            for s in &shares {
+                assert_eq!(s.keeps_pod(Some(("web", &format!("p{i}"), Some(&node)))), s.keeps(&bound));
+                assert_eq!(s.keeps_pod(Some(("web", &format!("p{i}"), None))), s.keeps(&pending));
+            }
+        }
+        let ns =
+            MetaRecord::Namespace { name: Name::new("web"), meta: NamespaceMeta { uid: Name::new("u") } };
+        let feeders: Vec<usize> = shares.iter().filter(|s| s.keeps(&ns)).map(|s| s.process).collect();
+        assert_eq!(feeders, [0], "namespaces come from the leader");
+        assert_eq!(shares.iter().filter(|s| s.keeps_pod(None)).map(|s| s.process).collect::<Vec<_>>(), [0]);
+        assert!(Share::single(3).keeps(&pod("p", Some("n"))));
     }
 
     #[test]

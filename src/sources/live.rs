@@ -154,22 +154,24 @@ async fn fetch_worker<F: Fetch>(
     health: Arc<Health>,
     resolution: Duration,
 ) -> Result<(), WorkersGone> {
-    // Each node starts at its own offset from the window's start, earliest first: a node waiting
-    // for a free slot does not then wait its offset again, so the window's fetches stay within
-    // its first tenth rather than queueing behind each other's offsets.
-    let start = tokio::time::Instant::now();
+    // Each fetch waits for its node's start in the window before it takes one of the
+    // CONCURRENCY slots: a wait inside a slot would bound a worker to CONCURRENCY nodes per
+    // average jitter (about 1,500 nodes a minute), however long the window.
+    let begun = tokio::time::Instant::now();
     let mut nodes: Vec<(Duration, F::Node)> =
         nodes.into_iter().map(|node| (jitter(F::name(&node), resolution), node)).collect();
-    nodes.sort_by_key(|(offset, _)| *offset);
-    let mut bodies = futures::stream::iter(nodes)
-        .map(|(offset, node)| {
+    nodes.sort_by_key(|(start, _)| *start);
+    let bodies = futures::stream::iter(nodes)
+        .then(|(start, node)| async move {
+            tokio::time::sleep_until(begun + start).await;
+            node
+        })
+        .map(|node| {
             let fetch = &fetch;
-            async move {
-                tokio::time::sleep_until(start + offset).await;
-                fetch.fetch(node, time).await
-            }
+            async move { fetch.fetch(node, time).await }
         })
         .buffer_unordered(CONCURRENCY);
+    let mut bodies = std::pin::pin!(bodies);
     while let Some(body) = bodies.next().await {
         match F::failure(&body) {
             None => health.record(body.node(), Ok(())),

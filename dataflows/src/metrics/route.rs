@@ -6,7 +6,7 @@
 //! node metadata a worker enriches with (to the node's owner), and the few upward sums of
 //! namespaces and the cluster (to their target's worker).
 
-use crate::hash::node_route;
+use crate::hash::{node_route, stable_hash};
 use crate::meta::MetaRecord;
 use crate::model::{EntityKey, LabelId, MetricSet, Name};
 
@@ -43,11 +43,18 @@ pub fn target(key: &EntityKey) -> u64 {
 pub fn record(record: &MetaRecord) -> u64 {
     match record {
         MetaRecord::Node { name, .. } => node_route(name),
-        MetaRecord::Pod { ns, name, meta } => match &meta.node {
-            Some(node) => node_route(node),
-            None => EntityKey::Pod { ns: ns.clone(), pod: name.clone() }.route(),
-        },
+        MetaRecord::Pod { ns, name, meta } => pod(ns, name, meta.node.as_deref()),
         MetaRecord::Namespace { name, .. } => EntityKey::Namespace { ns: name.clone() }.route(),
+    }
+}
+
+/// A pod's metadata's worker from its namespace, name and node: what [`record`] picks, for a
+/// source that places a pod before decoding the rest of it.
+pub fn pod(ns: &str, name: &str, node: Option<&str>) -> u64 {
+    match node {
+        Some(node) => node_route(node),
+        // `EntityKey::Pod { ns, pod }.route()`, without building the key.
+        None => stable_hash(&["pod", ns, name]),
     }
 }
 
@@ -99,6 +106,8 @@ mod tests {
         let lone = MetricSet::new(container.clone());
         assert_eq!(set(&lone), set(&MetricSet::new(EntityKey::Pod { ns: "a".into(), pod: "b".into() })));
         assert_eq!(record(&pod(None)), container.route());
+        assert_eq!(super::pod("a", "b", None), container.route());
+        assert_eq!(super::pod("a", "b", Some(node)), owner);
         assert_eq!(set(&on_node(EntityKey::Cluster, node)), EntityKey::Cluster.route());
         let ns = EntityKey::Namespace { ns: "a".into() };
         assert_eq!(set(&on_node(ns.clone(), node)), ns.route());

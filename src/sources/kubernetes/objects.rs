@@ -17,11 +17,12 @@ use k8s_openapi::api::core::v1::{Container, ContainerStatus, Namespace, Node, No
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::de::DeserializeOwned;
+use serde_json::value::RawValue;
 use thiserror::Error;
 
 use super::quantity::{self, QuantityError};
 use super::raw_list::{RawList, identity};
-use super::trimmed::{TrimmedNode, TrimmedPod};
+use super::trimmed::{NamePlace, PodPlace, TrimmedNode, TrimmedPod};
 use crate::sources::NodeTarget;
 
 /// Resource names whose quantities count accelerators, besides any `<vendor>/gpu`.
@@ -170,11 +171,54 @@ pub fn namespace_meta(ns: &Namespace, interner: &mut Interner) -> Result<(Name, 
 /// A `NodeList` body (`GET /api/v1/nodes`) -> targets and metadata; bad items are skipped with a
 /// warning.
 pub fn parse_node_list(body: &[u8], interner: &mut Interner) -> Result<NodeListParsed, ObjectError> {
+    node_list(body, interner, |_| true)
+}
+
+/// A `PodList` body (`GET /api/v1/pods`, or a kubelet's `/pods`) -> metadata; bad items are
+/// skipped with a warning.
+pub fn parse_pod_list(body: &[u8], interner: &mut Interner) -> Result<MetaListParsed, ObjectError> {
+    pod_list(body, interner, |_| true)
+}
+
+/// A pod's `(namespace, name, node)`, what places its metadata on a worker; `None` for a pod
+/// that cannot be placed (no name or namespace).
+pub type PodPlacement<'a> = Option<(&'a str, &'a str, Option<&'a str>)>;
+
+/// [`parse_node_list`] of the nodes `keep` takes by name (`None`: a node without one): the
+/// others are skipped without being decoded, for a cluster process that needs only its own.
+pub fn parse_node_list_where(
+    body: &[u8],
+    interner: &mut Interner,
+    keep: impl Fn(Option<&str>) -> bool,
+) -> Result<NodeListParsed, ObjectError> {
+    node_list(body, interner, |raw: &RawValue| {
+        keep(serde_json::from_str::<NamePlace<'_>>(raw.get()).ok().as_ref().and_then(NamePlace::name))
+    })
+}
+
+/// [`parse_pod_list`] of the pods `keep` takes by their placement: the others are skipped
+/// after reading just their namespace, name and node, for a cluster process that enriches
+/// only its own nodes' pods.
+pub fn parse_pod_list_where(
+    body: &[u8],
+    interner: &mut Interner,
+    keep: impl Fn(PodPlacement<'_>) -> bool,
+) -> Result<MetaListParsed, ObjectError> {
+    pod_list(body, interner, |raw: &RawValue| {
+        keep(serde_json::from_str::<PodPlace<'_>>(raw.get()).ok().as_ref().and_then(PodPlace::place))
+    })
+}
+
+fn node_list(
+    body: &[u8],
+    interner: &mut Interner,
+    keep: impl FnMut(&RawValue) -> bool,
+) -> Result<NodeListParsed, ObjectError> {
     let mut targets = Vec::new();
     let mut records = Vec::new();
     let mut warnings = Vec::new();
     let resource_version =
-        parse_list(body, ListKind::NODES, &mut warnings, |node: TrimmedNode, warnings| {
+        parse_list_where(body, ListKind::NODES, &mut warnings, keep, |node: TrimmedNode, warnings| {
             let node = node.into_node();
             let target = node_target_interned(&node, interner)?;
             let (name, meta) = node_meta(&node, interner, warnings)?;
@@ -185,17 +229,20 @@ pub fn parse_node_list(body: &[u8], interner: &mut Interner) -> Result<NodeListP
     Ok(NodeListParsed { targets, records, resource_version, warnings })
 }
 
-/// A `PodList` body (`GET /api/v1/pods`, or a kubelet's `/pods`) -> metadata; bad items are
-/// skipped with a warning.
-pub fn parse_pod_list(body: &[u8], interner: &mut Interner) -> Result<MetaListParsed, ObjectError> {
+fn pod_list(
+    body: &[u8],
+    interner: &mut Interner,
+    keep: impl FnMut(&RawValue) -> bool,
+) -> Result<MetaListParsed, ObjectError> {
     let mut records = Vec::new();
     let mut warnings = Vec::new();
-    let resource_version = parse_list(body, ListKind::PODS, &mut warnings, |pod: TrimmedPod, warnings| {
-        let pod = pod.into_pod();
-        let ((ns, name), meta) = pod_meta(&pod, interner, warnings)?;
-        records.push(MetaRecord::Pod { ns, name, meta: std::sync::Arc::new(meta) });
-        Ok(())
-    })?;
+    let resource_version =
+        parse_list_where(body, ListKind::PODS, &mut warnings, keep, |pod: TrimmedPod, warnings| {
+            let pod = pod.into_pod();
+            let ((ns, name), meta) = pod_meta(&pod, interner, warnings)?;
+            records.push(MetaRecord::Pod { ns, name, meta: std::sync::Arc::new(meta) });
+            Ok(())
+        })?;
     Ok(MetaListParsed { records, resource_version, warnings })
 }
 
@@ -230,6 +277,17 @@ fn parse_list<T: DeserializeOwned>(
     body: &[u8],
     kind: ListKind,
     warnings: &mut Vec<String>,
+    convert: impl FnMut(T, &mut Vec<String>) -> Result<(), ObjectError>,
+) -> Result<Option<String>, ObjectError> {
+    parse_list_where(body, kind, warnings, |_| true, convert)
+}
+
+/// [`parse_list`] of the items `keep` takes, the others skipped before they are decoded.
+fn parse_list_where<T: DeserializeOwned>(
+    body: &[u8],
+    kind: ListKind,
+    warnings: &mut Vec<String>,
+    mut keep: impl FnMut(&RawValue) -> bool,
     mut convert: impl FnMut(T, &mut Vec<String>) -> Result<(), ObjectError>,
 ) -> Result<Option<String>, ObjectError> {
     let list: RawList<'_> = serde_json::from_slice(body)
@@ -239,6 +297,9 @@ fn parse_list<T: DeserializeOwned>(
     }
     let items = list.items.ok_or(ObjectError::NoItems { expected: kind.list })?.unwrap_or_default();
     for (index, raw) in items.into_iter().enumerate() {
+        if !keep(raw) {
+            continue;
+        }
         let result = match serde_json::from_str::<T>(raw.get()) {
             Ok(item) => convert(item, warnings),
             Err(e) => {

@@ -4,10 +4,11 @@
 //! The metadata a window is enriched with is the state when its scrapes began; changes after
 //! that belong to the next window.
 //!
-//! In cluster mode every process watches the nodes (to know its own) and scrapes only the nodes
-//! its workers own; the leader alone also watches pods and namespaces and feeds the metadata
-//! into the graph, whose exchange takes each record to the workers that enrich with it: one
-//! watch of each kind for the API server, whatever the number of processes.
+//! In cluster mode every process watches the nodes (to know its own) and the pods, scrapes only
+//! the nodes its workers own, and feeds only those nodes' and their pods' metadata, so that no
+//! process converts or sends every pod; the leader alone watches the namespaces and feeds them
+//! to every worker. The API server serves one pod watch per process: it can select pods by one
+//! node (`spec.nodeName`), not by the set of nodes a process owns.
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
@@ -18,8 +19,9 @@ use heapster_dataflows::Time;
 pub use super::config::clients;
 use super::config::{Clients, KubernetesConfig};
 use super::scrape::Scraper;
-use super::watch::{SharedState, spawn, spawn_nodes};
+use super::watch::{SharedState, spawn, watched_kinds};
 use crate::bridge::{Feeds, WorkersGone};
+use crate::cluster::Share;
 use crate::sources::kubelet::SummaryScrape;
 use crate::sources::live::{self, Fetch, Live, Window, jitter_max};
 use crate::sources::meta_state::{Kind, MetaState};
@@ -36,31 +38,30 @@ pub struct WindowPlan {
 pub struct Cluster {
     state: SharedState,
     meta: MetaState,
+    share: Share,
 }
 
 impl Cluster {
     /// Starts the watchers and waits (up to `patience`) for their first lists.
     pub async fn watch(client: &kube::Client, patience: Duration) -> Cluster {
-        Cluster::watch_what(client, patience, true).await
+        Cluster::watch_share(client, patience, Share::single(1)).await
     }
 
-    /// [`Cluster::watch`], of the nodes alone unless `everything`.
-    pub async fn watch_what(client: &kube::Client, patience: Duration, everything: bool) -> Cluster {
+    /// [`Cluster::watch`] for a process with `share` of a cluster: what it watches and keeps is
+    /// [`watched_kinds`] and [`Share::keeps`].
+    pub async fn watch_share(client: &kube::Client, patience: Duration, share: Share) -> Cluster {
         let state = SharedState::default();
-        if everything {
-            spawn(client, &state);
-        } else {
-            spawn_nodes(client, &state);
-        }
+        spawn(client, &state, share);
+        let kinds = watched_kinds(share);
         let started = tokio::time::Instant::now();
-        while !(if everything { state.lock().synced() } else { state.lock().nodes_synced() }) {
+        while !state.lock().synced(&kinds) {
             if started.elapsed() > patience {
                 tracing::warn!("the API server has not listed nodes, pods and namespaces yet; going on");
                 break;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        Cluster { state, meta: MetaState::default() }
+        Cluster { state, meta: MetaState::default(), share }
     }
 
     /// The metadata changes since the last window, and the Ready nodes, as of now.
@@ -68,9 +69,9 @@ impl Cluster {
         let (nodes, pods, namespaces, targets) = {
             let state = self.state.lock();
             (
-                state.records(Kind::Node),
-                state.records(Kind::Pod),
-                state.records(Kind::Namespace),
+                state.records_kept(Kind::Node, self.share),
+                state.records_kept(Kind::Pod, self.share),
+                state.records_kept(Kind::Namespace, self.share),
                 state.targets(),
             )
         };
@@ -163,8 +164,7 @@ pub async fn run(
     // Windows are counted from start, not from the first lists: the first window is the first
     // boundary after start, late by what lists still take then, never a whole resolution later.
     let started = started.or_else(|| Some(crate::sources::clock::now_ms()));
-    // Only the leader feeds metadata: the other processes watch the nodes, to know their own.
-    let cluster = Cluster::watch_what(&clients.api, resolution, share.is_leader()).await;
+    let cluster = Cluster::watch_share(&clients.api, resolution, share).await;
     let source = Watched { cluster, scraper: Kubelets(scraper), schedulable_label: config.schedulable_label };
     tracing::info!(resolution = %humantime::format_duration(resolution), timeout = %humantime::format_duration(timeout), "collecting from the Kubernetes API");
     live::run(source, feeds, resolution, stop, started).await?;

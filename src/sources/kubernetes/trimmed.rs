@@ -120,6 +120,69 @@ impl TrimmedPod {
     }
 }
 
+impl TrimmedPod {
+    /// `(namespace, name, node)`, what places the pod's metadata on a worker; `None` without a
+    /// name or namespace (such a pod is refused whole).
+    pub fn place(&self) -> Option<(&str, &str, Option<&str>)> {
+        let ns = non_empty(self.metadata.namespace.as_deref())?;
+        let name = non_empty(self.metadata.name.as_deref())?;
+        let node = non_empty(self.spec.as_ref().and_then(|s| s.node_name.as_deref()));
+        Some((ns, name, node))
+    }
+}
+
+/// A list item's placement alone: a cluster process reads every pod of a list, but decodes
+/// whole only those its workers enrich with; the rest of each item is skipped unallocated.
+#[derive(Deserialize)]
+pub struct PodPlace<'a> {
+    #[serde(borrow, default)]
+    metadata: Option<PlaceMeta<'a>>,
+    #[serde(borrow, default)]
+    spec: Option<PlaceSpec<'a>>,
+}
+
+#[derive(Deserialize)]
+struct PlaceMeta<'a> {
+    #[serde(borrow, default)]
+    name: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    namespace: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+struct PlaceSpec<'a> {
+    #[serde(borrow, default, rename = "nodeName")]
+    node_name: Option<Cow<'a, str>>,
+}
+
+impl PodPlace<'_> {
+    /// As [`TrimmedPod::place`].
+    pub fn place(&self) -> Option<(&str, &str, Option<&str>)> {
+        let meta = self.metadata.as_ref()?;
+        let ns = non_empty(meta.namespace.as_deref())?;
+        let name = non_empty(meta.name.as_deref())?;
+        let node = non_empty(self.spec.as_ref().and_then(|s| s.node_name.as_deref()));
+        Some((ns, name, node))
+    }
+}
+
+/// A list item's name alone, for a node list read the same way.
+#[derive(Deserialize)]
+pub struct NamePlace<'a> {
+    #[serde(borrow, default)]
+    metadata: Option<PlaceMeta<'a>>,
+}
+
+impl NamePlace<'_> {
+    pub fn name(&self) -> Option<&str> {
+        non_empty(self.metadata.as_ref()?.name.as_deref())
+    }
+}
+
+fn non_empty(s: Option<&str>) -> Option<&str> {
+    s.filter(|s| !s.is_empty())
+}
+
 /// A node: its addresses, readiness, ids, schedulability, capacity and allocatable.
 #[derive(Clone, Debug, Deserialize)]
 pub struct TrimmedNode {
@@ -232,9 +295,18 @@ mod tests {
         let (mut a, mut b) = (Interner::default(), Interner::default());
         let (mut wa, mut wb) = (Vec::new(), Vec::new());
         let want = pod_meta(&whole, &mut a, &mut wa).unwrap();
+        assert_eq!(trimmed.place(), Some(("prod", "web-1", Some("n1"))));
         let got = pod_meta(&trimmed.into_pod(), &mut b, &mut wb).unwrap();
         assert_eq!(got, want);
         assert_eq!(want.1.containers.len(), 2);
+        let place: PodPlace<'_> = serde_json::from_slice(pod).unwrap();
+        assert_eq!(place.place(), Some(("prod", "web-1", Some("n1"))));
+        let pending: PodPlace<'_> =
+            serde_json::from_str(r#"{"metadata":{"name":"p","namespace":"n"},"spec":{"nodeName":""}}"#)
+                .unwrap();
+        assert_eq!(pending.place(), Some(("n", "p", None)));
+        let nameless: PodPlace<'_> = serde_json::from_str(r#"{"metadata":{"namespace":"n"}}"#).unwrap();
+        assert_eq!(nameless.place(), None);
         assert_eq!(want.1.containers[0].restart_count, Some(3));
 
         let node = br#"{"metadata":{"name":"n1","labels":{"zone":"a"}},
@@ -244,6 +316,7 @@ mod tests {
               "capacity":{"cpu":"4","memory":"16Gi"},"allocatable":{"cpu":"3900m"},
               "images":[{"names":["a"],"sizeBytes":1}]}}"#;
         let whole: Node = serde_json::from_slice(node).unwrap();
+        assert_eq!(serde_json::from_slice::<NamePlace<'_>>(node).unwrap().name(), Some("n1"));
         let trimmed = serde_json::from_slice::<TrimmedNode>(node).unwrap().into_node();
         assert_eq!(node_target(&trimmed).unwrap(), node_target(&whole).unwrap());
         assert!(node_target(&whole).unwrap().ready && !node_target(&whole).unwrap().schedulable);

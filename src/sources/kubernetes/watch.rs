@@ -1,6 +1,9 @@
 //! Nodes, pods and namespaces kept current by watches (kube-runtime reflectors).
 //!
-//! Each kind has its own watcher task. A re-list (at start, after a 410 or a broken stream) is
+//! Each kind has its own watcher task. In a cluster every process watches the nodes and the
+//! pods, but converts and keeps only the pods on the nodes its workers own (the API server can
+//! select pods by one node, not by a set of them); the leader alone watches the namespaces.
+//! A re-list (at start, after a 410 or a broken stream) is
 //! buffered from `Init` to `InitDone` and then swapped in whole, so a window never sees half a
 //! list, and nothing is lost or counted twice across the re-list.
 
@@ -19,6 +22,7 @@ use serde::de::DeserializeOwned;
 
 use super::objects::{namespace_meta, node_meta, node_target_interned, pod_meta};
 use super::trimmed::{TrimmedNode, TrimmedPod};
+use crate::cluster::Share;
 use crate::sources::NodeTarget;
 use crate::sources::meta_state::Kind;
 
@@ -38,18 +42,21 @@ pub struct ClusterState {
 }
 
 impl ClusterState {
-    /// Whether every kind has completed its first list.
-    pub fn synced(&self) -> bool {
-        [Kind::Node, Kind::Pod, Kind::Namespace].iter().all(|k| self.synced.get(k).copied().unwrap_or(false))
-    }
-
-    /// Whether the node list is in (all a process that only scrapes needs).
-    pub fn nodes_synced(&self) -> bool {
-        self.synced.get(&Kind::Node).copied().unwrap_or(false)
+    /// Whether every one of `kinds` has completed its first list.
+    pub fn synced(&self, kinds: &[Kind]) -> bool {
+        kinds.iter().all(|k| self.synced.get(k).copied().unwrap_or(false))
     }
 
     pub fn records(&self, kind: Kind) -> Vec<MetaRecord> {
         self.objects.get(&kind).map(|o| o.values().map(|o| o.record.clone()).collect()).unwrap_or_default()
+    }
+
+    /// The records of `kind` this process feeds ([`Share::keeps`]).
+    pub fn records_kept(&self, kind: Kind, share: Share) -> Vec<MetaRecord> {
+        self.objects
+            .get(&kind)
+            .map(|o| o.values().filter(|o| share.keeps(&o.record)).map(|o| o.record.clone()).collect())
+            .unwrap_or_default()
     }
 
     /// Nodes in name order, ready or not.
@@ -77,15 +84,31 @@ impl SharedState {
     }
 }
 
-/// Converts one object; `None` (with a warning) when it cannot be used.
+/// What an object is to this process.
+// Made and taken apart at once, never stored: boxing the kept object would only add an
+// allocation per object.
+#[allow(clippy::large_enum_variant)]
+enum Converted {
+    /// Its key and what it contributes.
+    Kept((String, String), Object),
+    /// Another process's (a pod on a node this process does not own): absent here, and removed
+    /// if it was here before it moved.
+    Elsewhere((String, String)),
+    /// Unusable (warned).
+    Skipped,
+}
+
+/// Converts one object for a process with `share` of the cluster.
 trait Convert: Sized {
     const KIND: Kind;
-    fn convert(self, interner: &mut Interner) -> Option<((String, String), Object)>;
+    fn convert(self, interner: &mut Interner, share: Share) -> Converted;
 }
 
 impl Convert for TrimmedNode {
     const KIND: Kind = Kind::Node;
-    fn convert(self, interner: &mut Interner) -> Option<((String, String), Object)> {
+    /// Every process keeps every node: the targets say which are Ready, and the records fed are
+    /// picked at each window ([`ClusterState::records_kept`]).
+    fn convert(self, interner: &mut Interner, _share: Share) -> Converted {
         let node = self.into_node();
         let mut warnings = Vec::new();
         let converted = node_target_interned(&node, interner).and_then(|target| {
@@ -93,13 +116,13 @@ impl Convert for TrimmedNode {
         });
         warn_all(&warnings);
         match converted {
-            Ok((target, name, meta)) => Some((
+            Ok((target, name, meta)) => Converted::Kept(
                 (String::new(), name.to_string()),
                 Object { record: MetaRecord::Node { name, meta }, target: Some(target) },
-            )),
+            ),
             Err(e) => {
                 tracing::warn!("node skipped: {e}");
-                None
+                Converted::Skipped
             }
         }
     }
@@ -107,18 +130,27 @@ impl Convert for TrimmedNode {
 
 impl Convert for TrimmedPod {
     const KIND: Kind = Kind::Pod;
-    fn convert(self, interner: &mut Interner) -> Option<((String, String), Object)> {
+    /// Only the pods this process's workers enrich with are converted; the others cost their
+    /// decoding alone.
+    fn convert(self, interner: &mut Interner, share: Share) -> Converted {
+        let place = self.place();
+        if !share.keeps_pod(place) {
+            return match place {
+                Some((ns, name, _)) => Converted::Elsewhere((ns.to_string(), name.to_string())),
+                None => Converted::Skipped,
+            };
+        }
         let mut warnings = Vec::new();
         let converted = pod_meta(&self.into_pod(), interner, &mut warnings);
         warn_all(&warnings);
         match converted {
-            Ok(((ns, name), meta)) => Some((
+            Ok(((ns, name), meta)) => Converted::Kept(
                 (ns.to_string(), name.to_string()),
                 Object { record: MetaRecord::Pod { ns, name, meta: meta.into() }, target: None },
-            )),
+            ),
             Err(e) => {
                 tracing::warn!("pod skipped: {e}");
-                None
+                Converted::Skipped
             }
         }
     }
@@ -126,15 +158,15 @@ impl Convert for TrimmedPod {
 
 impl Convert for Namespace {
     const KIND: Kind = Kind::Namespace;
-    fn convert(self, interner: &mut Interner) -> Option<((String, String), Object)> {
+    fn convert(self, interner: &mut Interner, _share: Share) -> Converted {
         match namespace_meta(&self, interner) {
-            Ok((name, meta)) => Some((
+            Ok((name, meta)) => Converted::Kept(
                 (String::new(), name.to_string()),
                 Object { record: MetaRecord::Namespace { name, meta }, target: None },
-            )),
+            ),
             Err(e) => {
                 tracing::warn!("namespace skipped: {e}");
-                None
+                Converted::Skipped
             }
         }
     }
@@ -155,20 +187,28 @@ fn warn_all(warnings: &[String]) {
     }
 }
 
-/// Starts the node watcher alone: a cluster process other than the leader needs only its
-/// scrape targets, the leader feeds the metadata.
-pub fn spawn_nodes(client: &kube::Client, state: &SharedState) {
-    tokio::spawn(watch::<TrimmedNode>(Api::all(client.clone()), state.clone()));
+/// The kinds a process with `share` watches: every process the nodes (to know its own) and the
+/// pods (keeping its own nodes' pods), the leader alone the namespaces, which every worker gets
+/// from it.
+pub fn watched_kinds(share: Share) -> Vec<Kind> {
+    let mut kinds = vec![Kind::Node, Kind::Pod];
+    if share.is_leader() {
+        kinds.push(Kind::Namespace);
+    }
+    kinds
 }
 
-/// Starts the three watchers on the current runtime. They run until the runtime stops.
-pub fn spawn(client: &kube::Client, state: &SharedState) {
-    tokio::spawn(watch::<TrimmedNode>(Api::all(client.clone()), state.clone()));
-    tokio::spawn(watch::<TrimmedPod>(Api::all(client.clone()), state.clone()));
-    tokio::spawn(watch::<Namespace>(Api::all(client.clone()), state.clone()));
+/// Starts the watchers of [`watched_kinds`] on the current runtime. They run until the runtime
+/// stops.
+pub fn spawn(client: &kube::Client, state: &SharedState, share: Share) {
+    tokio::spawn(watch::<TrimmedNode>(Api::all(client.clone()), state.clone(), share));
+    tokio::spawn(watch::<TrimmedPod>(Api::all(client.clone()), state.clone(), share));
+    if share.is_leader() {
+        tokio::spawn(watch::<Namespace>(Api::all(client.clone()), state.clone(), share));
+    }
 }
 
-async fn watch<K>(api: Api<K>, state: SharedState)
+async fn watch<K>(api: Api<K>, state: SharedState, share: Share)
 where
     K: kube::Resource + Clone + DeserializeOwned + Debug + Send + 'static + Convert,
 {
@@ -204,7 +244,8 @@ where
         match event {
             Event::Init => relist = Some(BTreeMap::new()),
             Event::InitApply(object) => {
-                if let (Some(buffer), Some((key, object))) = (relist.as_mut(), object.convert(&mut interner))
+                if let (Some(buffer), Converted::Kept(key, object)) =
+                    (relist.as_mut(), object.convert(&mut interner, share))
                 {
                     buffer.insert(key, object);
                 }
@@ -219,13 +260,20 @@ where
                 }
                 state.relists += 1;
             }
-            Event::Apply(object) => {
-                if let Some((key, object)) = object.convert(&mut interner) {
+            Event::Apply(object) => match object.convert(&mut interner, share) {
+                Converted::Kept(key, object) => {
                     state.lock().objects.entry(K::KIND).or_default().insert(key, object);
                 }
-            }
+                Converted::Elsewhere(key) => {
+                    if let Some(objects) = state.lock().objects.get_mut(&K::KIND) {
+                        objects.remove(&key);
+                    }
+                }
+                Converted::Skipped => {}
+            },
             Event::Delete(object) => {
-                if let Some((key, _)) = object.convert(&mut interner)
+                if let Converted::Kept(key, _) | Converted::Elsewhere(key) =
+                    object.convert(&mut interner, share)
                     && let Some(objects) = state.lock().objects.get_mut(&K::KIND)
                 {
                     objects.remove(&key);

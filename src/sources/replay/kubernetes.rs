@@ -1,7 +1,8 @@
 //! A recorded Kubernetes scenario fed window by window, as the live source would: each
 //! window's node list decides which nodes are scraped (Ready ones only), and metadata changes
 //! take effect in the window that recorded them. In cluster mode each process reads only the
-//! bodies of the nodes its workers own; the leader alone feeds metadata and events.
+//! bodies of the nodes its workers own, and decodes and feeds only those nodes' and pods'
+//! metadata (each pod's by its node); the leader alone feeds the namespaces and events.
 
 use std::ops::ControlFlow;
 use std::path::Path;
@@ -14,11 +15,14 @@ use heapster_dataflows::model::Interner;
 use super::config::{ReplayError, ReplayReport};
 use super::pace::{Pace, Pacer, stopped};
 use crate::bridge::{Feeds, WorkersGone};
+use crate::cluster::Share;
 use crate::scenario::{ApiList, Scenario};
 use crate::sources::health::Health;
 use crate::sources::kubelet::SummaryScrape;
 use crate::sources::kubernetes::events::{EventError, read_event_list};
-use crate::sources::kubernetes::objects::{parse_namespace_list, parse_node_list, parse_pod_list};
+use crate::sources::kubernetes::objects::{
+    parse_namespace_list, parse_node_list, parse_node_list_where, parse_pod_list, parse_pod_list_where,
+};
 use crate::sources::meta_state::{Kind, MetaState};
 use crate::sources::{NodeTarget, ScrapeError};
 
@@ -50,12 +54,12 @@ pub fn run(
             if window.index > 0 && !scenario.api_changed(window.index, list) {
                 continue;
             }
-            // Other processes need the node list only, for their targets.
-            if !share.is_leader() && list != ApiList::Nodes {
+            // The namespaces, which every worker gets, come from the leader alone.
+            if !share.is_leader() && list == ApiList::Namespaces {
                 continue;
             }
             let Some(file) = scenario.api_file(window.index, list) else { continue };
-            let (records, new_targets) = read_list(&file, list, &mut interner)?;
+            let (records, new_targets) = read_list(&file, list, share, &mut interner)?;
             if let Some(t) = new_targets {
                 targets = t;
             }
@@ -146,7 +150,15 @@ const EVENT_CHUNK: usize = 4096;
 
 type ListRead = (Vec<MetaRecord>, Option<Vec<NodeTarget>>);
 
-fn read_list(file: &Path, list: ApiList, interner: &mut Interner) -> Result<ListRead, ReplayError> {
+/// A list's records and (nodes) targets: in a cluster, only the nodes and pods `share`'s workers
+/// own, the other items skipped undecoded.
+fn read_list(
+    file: &Path,
+    list: ApiList,
+    share: Share,
+    interner: &mut Interner,
+) -> Result<ListRead, ReplayError> {
+    let all = share.processes == 1;
     let fail = |e: Box<dyn std::error::Error + Send + Sync>| ReplayError::List {
         file: file.to_path_buf(),
         source: e,
@@ -154,11 +166,23 @@ fn read_list(file: &Path, list: ApiList, interner: &mut Interner) -> Result<List
     let body = std::fs::read(file).map_err(|e| fail(e.into()))?;
     let (records, targets, warnings) = match list {
         ApiList::Nodes => {
-            let parsed = parse_node_list(&body, interner).map_err(|e| fail(e.into()))?;
+            let parsed = if all {
+                parse_node_list(&body, interner)
+            } else {
+                parse_node_list_where(&body, interner, |name| {
+                    name.map_or(share.is_leader(), |n| share.local_owner(n).is_some())
+                })
+            };
+            let parsed = parsed.map_err(|e| fail(e.into()))?;
             (parsed.records, Some(parsed.targets), parsed.warnings)
         }
         ApiList::Pods => {
-            let parsed = parse_pod_list(&body, interner).map_err(|e| fail(e.into()))?;
+            let parsed = if all {
+                parse_pod_list(&body, interner)
+            } else {
+                parse_pod_list_where(&body, interner, |place| share.keeps_pod(place))
+            };
+            let parsed = parsed.map_err(|e| fail(e.into()))?;
             (parsed.records, None, parsed.warnings)
         }
         ApiList::Namespaces => {
