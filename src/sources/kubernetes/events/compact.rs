@@ -283,6 +283,23 @@ mod tests {
         assert_eq!(fast::compact(&format!("{{\"a\":{deep}}}")), None, "too deep for a Value");
     }
 
+    /// A body cut anywhere (a broken connection, a short file) is declined or written exactly as
+    /// the tree path writes it, never a panic or a different text.
+    #[test]
+    fn every_cut_of_an_event_is_declined_or_written_as_the_tree_path_writes_it() {
+        let event = r#"{"metadata": {"name": "a.1", "uid": "u-1", "managedFields": [{"f": {}}]},
+            "message": "image \"x:1\" \u00e9", "count": 12, "delta": -3, "b": [true, null, []]}"#;
+        let mut cuts = 0;
+        for (end, _) in event.char_indices().skip(1) {
+            let raw = &event[..end];
+            assert_eq!(fast::compact(raw), via_tree(raw), "cut at {end}: {raw}");
+            assert_eq!(fast::object_end(raw.as_bytes()), None, "cut at {end}: {raw}");
+            cuts += 1;
+        }
+        assert!(cuts > 100, "only {cuts} cuts tried");
+        assert!(fast::object_end(event.as_bytes()).is_some(), "the whole event has an end");
+    }
+
     #[test]
     fn what_the_value_path_refuses_falls_back() {
         for raw in [r#"{"a":}"#, r#"{"a":"\ud800"}"#, r#"{"a":tru}"#, "[1,", r#"{"a":1}x"#] {
