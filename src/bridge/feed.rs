@@ -222,11 +222,7 @@ impl WorkerFeed {
 /// Sends one message from a task, which yields while the worker's feed is full: a blocking
 /// thread waits for room, so the runtime's thread neither blocks nor is handed over.
 async fn send_async(sender: &Sender<Feed>, message: Feed) -> Result<(), WorkersGone> {
-    let message = match sender.try_send(message) {
-        Ok(()) => return Ok(()),
-        Err(crossbeam_channel::TrySendError::Disconnected(_)) => return Err(WorkersGone),
-        Err(crossbeam_channel::TrySendError::Full(message)) => message,
-    };
+    let Some(message) = try_feed(sender, message)? else { return Ok(()) };
     let sender = sender.clone();
     match tokio::task::spawn_blocking(move || sender.send(message)).await {
         Ok(Ok(())) => Ok(()),
@@ -238,12 +234,17 @@ async fn send_async(sender: &Sender<Feed>, message: Feed) -> Result<(), WorkersG
 /// not memory. From the I/O runtime the wait is announced, so other tasks run meanwhile. A feed
 /// with room takes the message at once: announcing a wait hands the runtime's core to another
 /// thread, a thread switch per body for nothing.
+/// Sends `message` if the feed has room; gives it back when the feed is full.
+fn try_feed(sender: &Sender<Feed>, message: Feed) -> Result<Option<Feed>, WorkersGone> {
+    match sender.try_send(message) {
+        Ok(()) => Ok(None),
+        Err(crossbeam_channel::TrySendError::Disconnected(_)) => Err(WorkersGone),
+        Err(crossbeam_channel::TrySendError::Full(message)) => Ok(Some(message)),
+    }
+}
+
 fn send(sender: &Sender<Feed>, message: Feed) -> Result<(), WorkersGone> {
-    let message = match sender.try_send(message) {
-        Ok(()) => return Ok(()),
-        Err(crossbeam_channel::TrySendError::Disconnected(_)) => return Err(WorkersGone),
-        Err(crossbeam_channel::TrySendError::Full(message)) => message,
-    };
+    let Some(message) = try_feed(sender, message)? else { return Ok(()) };
     let send = || sender.send(message).map_err(|_| WorkersGone);
     match tokio::runtime::Handle::try_current() {
         Ok(handle) if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
