@@ -7,9 +7,10 @@
 //! bound to, so the output does not depend on where a stale entry of a moved pod happens to be.
 //! A window is enriched against the index as of that window's time.
 
+use std::collections::hash_map::Entry;
 use std::sync::Arc;
 
-use rustc_hash::{FxHashMap, FxHashSet};
+use rustc_hash::FxHashMap;
 use timely::dataflow::StreamVec;
 use timely::dataflow::channels::pact::{Exchange, Pipeline};
 use timely::dataflow::operators::Capability;
@@ -79,9 +80,16 @@ impl MetaIndex {
 /// Enriches the sets of one window as they come, and remembers what it needs to add stubs for
 /// spec containers the kubelet did not report (Heapster did the same, so requests of
 /// not-yet-started containers still count) once the window is complete.
+///
+/// A kubelet lists a pod's sets together: the pod's metadata is looked up once for all of
+/// them, and its reported containers are gathered in one place, not hashed one by one.
 #[derive(Default)]
 pub struct WindowEnricher {
-    reported: FxHashSet<(Name, Name, Name)>,
+    /// The containers reported of each pod, by namespace and pod name.
+    reported: FxHashMap<(Name, Name), Reported>,
+    /// The pod whose container sets came last, and those it reported so far; merged into
+    /// `reported` when another pod's begin.
+    current: Option<((Name, Name), Reported)>,
     /// Enriched pods: a stub copies the pod's labels and times.
     pods: Vec<PodTemplate>,
     /// The namespace looked up last, its uid, and the index generation it was read at: sets
@@ -99,40 +107,141 @@ struct PodTemplate {
     scrape_time: i64,
 }
 
+/// The names of the containers one pod reported: positions in the pod's spec list where they
+/// are in it, names where not.
+#[derive(Default)]
+struct Reported {
+    /// The spec list `positions` indexes.
+    spec: Option<Arc<[ContainerMeta]>>,
+    /// Bit `i`: `spec[i]`'s container was reported.
+    positions: u64,
+    /// Reported containers no bit stands for.
+    others: Vec<Name>,
+}
+
+impl Reported {
+    /// Container `name`, at `position` in `spec` if it is there, was reported.
+    fn add(&mut self, spec: &Arc<[ContainerMeta]>, position: Option<usize>, name: &Name) {
+        let same = self.spec.as_ref().is_none_or(|s| Arc::ptr_eq(s, spec));
+        match position {
+            Some(i) if same && i < 64 => {
+                self.spec.get_or_insert_with(|| Arc::clone(spec));
+                self.positions |= 1 << i;
+            }
+            _ => self.others.push(name.clone()),
+        }
+    }
+
+    fn merge(&mut self, mut other: Reported) {
+        if let Some(spec) = other.spec.take() {
+            if self.spec.as_ref().is_none_or(|s| Arc::ptr_eq(s, &spec)) {
+                self.positions |= other.positions;
+                self.spec = Some(spec);
+            } else {
+                self.others.extend(positions(other.positions).map(|i| spec[i].name.clone()));
+            }
+        }
+        self.others.append(&mut other.others);
+    }
+
+    /// Whether container `spec[position]` was reported, by name.
+    fn contains(&self, spec: &Arc<[ContainerMeta]>, position: usize) -> bool {
+        let name = &spec[position].name;
+        if let Some(mine) = &self.spec {
+            if Arc::ptr_eq(mine, spec) && position < 64 && self.positions & (1 << position) != 0 {
+                return true;
+            }
+            if positions(self.positions).any(|i| mine[i].name == *name) {
+                return true;
+            }
+        }
+        self.others.contains(name)
+    }
+}
+
+/// The positions of the set bits of `bits`.
+fn positions(bits: u64) -> impl Iterator<Item = usize> {
+    (0..64).filter(move |i| bits & (1 << i) != 0)
+}
+
 impl WindowEnricher {
-    /// Enriches `set` with its node's or pod's metadata as of its window.
-    pub fn enrich(&mut self, index: &MetaIndex, set: &mut MetricSet) {
-        let meta = MetaKey::for_entity(&set.key).and_then(|key| index.get(&key)).filter(|meta| match meta {
-            Meta::Pod(info) => info.node.as_ref() == route::set_node(set),
-            _ => true,
-        });
-        match (meta, &set.key) {
-            (Some(Meta::Node(info)), EntityKey::Node { .. }) => enrich_node(set, info),
-            (Some(Meta::Pod(info)), EntityKey::Pod { ns, pod }) => {
-                let (ns, pod) = (ns.clone(), pod.clone());
-                let ns_id = self.namespace_id(index, &ns);
-                enrich_pod(set, info, ns_id.as_ref());
-                if !info.containers.is_empty() {
-                    self.pods.push(PodTemplate {
-                        ns,
-                        pod,
-                        containers: Arc::clone(&info.containers),
-                        labels: set.labels.clone(),
-                        create_time: set.create_time,
-                        scrape_time: set.scrape_time,
-                    });
+    /// Enriches `sets` with their node's or pod's metadata as of their window.
+    pub fn enrich(&mut self, index: &MetaIndex, sets: &mut [MetricSet]) {
+        // The pod looked up last, and its metadata.
+        let mut last_pod: Option<(Name, Name, Option<&PodInfo>)> = None;
+        for set in sets.iter_mut() {
+            let (ns, pod) = match &set.key {
+                EntityKey::Node { node } => {
+                    if let Some(Meta::Node(info)) = index.get(&MetaKey::Node(node.clone())) {
+                        enrich_node(set, info);
+                    }
+                    continue;
+                }
+                EntityKey::Pod { ns, pod } | EntityKey::PodContainer { ns, pod, .. } => (ns, pod),
+                _ => continue,
+            };
+            let info = match &last_pod {
+                Some((last_ns, last, info)) if last == pod && last_ns == ns => *info,
+                _ => {
+                    let info = match index.get(&MetaKey::Pod(ns.clone(), pod.clone())) {
+                        Some(Meta::Pod(info)) => Some(info),
+                        _ => None,
+                    };
+                    last_pod = Some((ns.clone(), pod.clone(), info));
+                    info
+                }
+            };
+            let Some(info) = info.filter(|info| info.node.as_ref() == route::set_node(set)) else { continue };
+            match &set.key {
+                EntityKey::Pod { ns, pod } => {
+                    let (ns, pod) = (ns.clone(), pod.clone());
+                    let ns_id = self.namespace_id(index, &ns);
+                    enrich_pod(set, info, ns_id.as_ref());
+                    if !info.containers.is_empty() {
+                        self.pods.push(PodTemplate {
+                            ns,
+                            pod,
+                            containers: Arc::clone(&info.containers),
+                            labels: set.labels.clone(),
+                            create_time: set.create_time,
+                            scrape_time: set.scrape_time,
+                        });
+                    }
+                }
+                EntityKey::PodContainer { ns, pod, container } => {
+                    let container = container.clone();
+                    let ns_id = self.namespace_id(index, ns);
+                    let position = info.containers.iter().position(|c| c.name == container);
+                    self.reported_of(ns, pod).add(&info.containers, position, &container);
+                    enrich_pod(set, info, ns_id.as_ref());
+                    if let Some(i) = position {
+                        enrich_container(set, &info.containers[i]);
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Where the reported containers of pod `ns/pod` go.
+    fn reported_of(&mut self, ns: &Name, pod: &Name) -> &mut Reported {
+        let same = matches!(&self.current, Some(((n, p), _)) if p == pod && n == ns);
+        if !same {
+            self.flush_current();
+        }
+        let (_, reported) =
+            self.current.get_or_insert_with(|| ((ns.clone(), pod.clone()), Reported::default()));
+        reported
+    }
+
+    fn flush_current(&mut self) {
+        if let Some((key, reported)) = self.current.take() {
+            match self.reported.entry(key) {
+                Entry::Occupied(mut entry) => entry.get_mut().merge(reported),
+                Entry::Vacant(entry) => {
+                    entry.insert(reported);
                 }
             }
-            (Some(Meta::Pod(info)), EntityKey::PodContainer { ns, pod, container }) => {
-                let container = container.clone();
-                let ns_id = self.namespace_id(index, ns);
-                self.reported.insert((ns.clone(), pod.clone(), container.clone()));
-                enrich_pod(set, info, ns_id.as_ref());
-                if let Some(spec) = info.containers.iter().find(|c| c.name == container) {
-                    enrich_container(set, spec);
-                }
-            }
-            _ => {}
         }
     }
 
@@ -150,12 +259,15 @@ impl WindowEnricher {
     }
 
     /// The stubs of the window, once every set of it was enriched.
-    pub fn stubs(self) -> Vec<MetricSet> {
+    pub fn stubs(mut self) -> Vec<MetricSet> {
+        self.flush_current();
         let mut stubs = Vec::new();
         for pod_set in self.pods {
-            let PodTemplate { ns, pod, .. } = &pod_set;
-            for spec in pod_set.containers.iter() {
-                if self.reported.contains(&(ns.clone(), pod.clone(), spec.name.clone())) {
+            let key = (pod_set.ns, pod_set.pod);
+            let reported = self.reported.get(&key);
+            let (ns, pod) = key;
+            for (i, spec) in pod_set.containers.iter().enumerate() {
+                if reported.is_some_and(|r| r.contains(&pod_set.containers, i)) {
                     continue;
                 }
                 let mut stub = MetricSet::new(EntityKey::PodContainer {
@@ -178,9 +290,7 @@ impl WindowEnricher {
 /// Enriches one complete window in place and appends its stubs.
 pub fn enrich_window(index: &MetaIndex, sets: &mut Vec<MetricSet>) {
     let mut enricher = WindowEnricher::default();
-    for set in sets.iter_mut() {
-        enricher.enrich(index, set);
-    }
+    enricher.enrich(index, sets);
     sets.append(&mut enricher.stubs());
 }
 
@@ -283,9 +393,7 @@ pub fn enrich<'s>(
                 let time = *cap.time();
                 index.apply(updates.drain_through(time));
                 let (_, enricher) = open.entry(time, || (cap.clone(), WindowEnricher::default()));
-                for set in sets.iter_mut() {
-                    enricher.enrich(&index, set);
-                }
+                enricher.enrich(&index, &mut sets);
                 output.session(&cap).give_container(&mut sets);
             }
             let complete = |time: Time| !sets_frontier.less_equal(&time) && !waiting.has_before(time + 1);
@@ -372,6 +480,55 @@ mod tests {
         assert_eq!(stub.values.get(MetricId::CpuRequest), Some(Value::Int(0)));
         assert_eq!(stub.create_time, 7);
         assert_eq!(sets[0].labels.get(LabelId::PodId).map(Name::as_str), Some("uid-1"));
+    }
+
+    #[test]
+    fn containers_reported_apart_from_their_pod_get_no_stub() {
+        let mut index = MetaIndex::default();
+        let containers = vec![spec("app", Some(250)), spec("sidecar", None), spec("init", None)];
+        for pod in ["p", "q"] {
+            index.apply([(MetaKey::Pod("web".into(), pod.into()), pod_info(containers.clone()), 1)]);
+        }
+        let set = |pod: &str, container: Option<&str>| {
+            let key = match container {
+                Some(c) => EntityKey::PodContainer { ns: "web".into(), pod: pod.into(), container: c.into() },
+                None => EntityKey::Pod { ns: "web".into(), pod: pod.into() },
+            };
+            let mut set = MetricSet::new(key);
+            set.labels.set(LabelId::Nodename, Name::new("node-1"));
+            set
+        };
+        // p's sets are interleaved with q's, and come in two batches.
+        let mut first = vec![set("p", Some("sidecar")), set("q", None), set("p", None)];
+        let mut second = vec![set("q", Some("init")), set("p", Some("app")), set("p", Some("extra"))];
+        let mut enricher = WindowEnricher::default();
+        enricher.enrich(&index, &mut first);
+        enricher.enrich(&index, &mut second);
+        let mut stubs: Vec<EntityKey> = enricher.stubs().iter().map(|s| s.key.clone()).collect();
+        stubs.sort();
+        let mut want = vec![key_of("p", "init"), key_of("q", "app"), key_of("q", "sidecar")];
+        want.sort();
+        assert_eq!(stubs, want);
+    }
+
+    fn key_of(pod: &str, container: &str) -> EntityKey {
+        EntityKey::PodContainer { ns: "web".into(), pod: pod.into(), container: container.into() }
+    }
+
+    #[test]
+    fn reported_names_hold_across_changed_specs() {
+        let old: Arc<[ContainerMeta]> = vec![spec("a", None), spec("b", None)].into();
+        let new: Arc<[ContainerMeta]> = vec![spec("b", None), spec("c", None), spec("a", None)].into();
+        let mut reported = Reported::default();
+        reported.add(&old, Some(1), &Name::new("b"));
+        let mut other = Reported::default();
+        other.add(&new, Some(2), &Name::new("a"));
+        other.add(&new, None, &Name::new("z"));
+        reported.merge(other);
+        assert!(reported.contains(&new, 0), "b, reported against the old spec");
+        assert!(!reported.contains(&new, 1), "c was not reported");
+        assert!(reported.contains(&new, 2));
+        assert!(reported.contains(&old, 0) && reported.contains(&old, 1));
     }
 
     #[test]

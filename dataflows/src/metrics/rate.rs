@@ -5,7 +5,8 @@
 //! counter that went backwards without a restart gives no rate either (Heapster would have
 //! written a negative one).
 
-use rustc_hash::FxHashMap;
+use indexmap::IndexMap;
+use rustc_hash::FxBuildHasher;
 use timely::dataflow::StreamVec;
 use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::generic::Operator;
@@ -31,33 +32,54 @@ struct Prev {
 }
 
 /// The latest window of every entity this worker scrapes.
+///
+/// Kept in the order entities were first seen: a kubelet lists its sets in the same order every
+/// window, so the entry after the last one found is, nearly always, the next set's. Checking it
+/// costs one key comparison (the names are the same interned handles), where a hash lookup reads
+/// every name's bytes and an entry at a random place in a table of 100,000.
 #[derive(Default)]
 pub struct RateState {
-    prev: FxHashMap<EntityKey, Prev>,
+    prev: IndexMap<EntityKey, Prev, FxBuildHasher>,
+    /// Where the next set's entry is expected.
+    next: usize,
 }
 
 impl RateState {
     /// Adds rates to sets of window `time` from the entity's previous window, and remembers them.
     pub fn apply_at(&mut self, time: Time, sets: &mut [MetricSet]) {
         for set in sets.iter_mut() {
-            match self.prev.get_mut(&set.key) {
-                Some(prev) if prev.window < time => {
-                    add_rates(prev, set);
-                    *prev = remember(time, set);
+            match self.find(&set.key) {
+                Some(at) => {
+                    self.next = at + 1;
+                    let prev = &mut self.prev[at];
+                    // A second set for one entity in one window keeps the first as the base.
+                    if prev.window < time {
+                        add_rates(prev, set);
+                        *prev = remember(time, set);
+                    }
                 }
-                // A second set for one entity in one window: keep the first as the base.
-                Some(_) => {}
                 None => {
-                    self.prev.insert(set.key.clone(), remember(time, set));
+                    let (at, _) = self.prev.insert_full(set.key.clone(), remember(time, set));
+                    self.next = at + 1;
                 }
             }
+        }
+    }
+
+    /// The position of `key`'s entry: the expected one, or else by hash.
+    fn find(&self, key: &EntityKey) -> Option<usize> {
+        match self.prev.get_index(self.next) {
+            Some((expected, _)) if expected == key => Some(self.next),
+            _ => self.prev.get_index_of(key),
         }
     }
 
     /// Forgets entities missing from the complete window `time`: Heapster only computes a rate
     /// against the window just before.
     pub fn complete(&mut self, time: Time) {
+        // In order: the entries stay where the next window's sets expect them.
         self.prev.retain(|_, prev| prev.window >= time);
+        self.next = 0;
     }
 
     /// One whole window: rates, then forget what it did not have.
@@ -214,6 +236,31 @@ mod tests {
         let mut back = vec![container(25 * S, 220, 1)];
         state.apply(540000, &mut back);
         assert_eq!(back[0].values.get(MetricId::CpuUsageRate), None);
+    }
+
+    #[test]
+    fn entities_in_another_order_or_new_find_their_previous_window() {
+        let keyed = |pod: &str, cpu_ns: i64, scrape_s: i64| {
+            let mut set = container(cpu_ns, scrape_s, 1);
+            set.key = EntityKey::PodContainer {
+                ns: Name::new("default"),
+                pod: Name::new(pod),
+                container: Name::new("nginx"),
+            };
+            set
+        };
+        let mut state = RateState::default();
+        state.apply(60000, &mut [keyed("a", 0, 100), keyed("b", 0, 100), keyed("c", 0, 100)]);
+        let mut w2 =
+            vec![keyed("c", 3 * S, 160), keyed("new", S, 160), keyed("a", S, 160), keyed("b", 2 * S, 160)];
+        state.apply(120000, &mut w2);
+        let rates: Vec<Option<Value>> = w2.iter().map(|s| s.values.get(MetricId::CpuUsageRate)).collect();
+        assert_eq!(rates, [Some(Value::Int(50)), None, Some(Value::Int(16)), Some(Value::Int(33))]);
+        let mut w3 = vec![keyed("b", 5 * S, 220), keyed("new", 4 * S, 220)];
+        state.apply(180000, &mut w3);
+        let rates: Vec<Option<Value>> = w3.iter().map(|s| s.values.get(MetricId::CpuUsageRate)).collect();
+        assert_eq!(rates, [Some(Value::Int(50)), Some(Value::Int(50))]);
+        assert_eq!(state.len(), 2, "a and c forgotten");
     }
 
     #[test]
