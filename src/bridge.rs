@@ -578,14 +578,26 @@ fn passed(frontiers: &[Option<Time>], time: Time) -> bool {
 ///
 /// What is sorted is a compact copy of each key (its variant and its names as string slices),
 /// not the sets: a comparison then reads two entries side by side and the names themselves,
-/// rather than first two sets' boxes scattered over the heap.
-pub fn sorted_by_key(sets: Vec<MetricSet>) -> Vec<MetricSet> {
+/// rather than first two sets' boxes scattered over the heap. The sets are then put in that
+/// order in place, cycle by cycle: two more vectors of 100,000 sets were 30 MB to fill a window.
+pub fn sorted_by_key(mut sets: Vec<MetricSet>) -> Vec<MetricSet> {
     let mut order: Vec<(SortKey<'_>, u32)> =
         sets.iter().enumerate().map(|(i, set)| (SortKey::of(&set.key), i as u32)).collect();
     order.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-    let order: Vec<u32> = order.into_iter().map(|(_, i)| i).collect();
-    let mut slots: Vec<Option<MetricSet>> = sets.into_iter().map(Some).collect();
-    order.into_iter().filter_map(|i| slots.get_mut(i as usize).and_then(Option::take)).collect()
+    // `order[j]`: where the set that goes to `j` is now.
+    let mut order: Vec<usize> = order.into_iter().map(|(_, i)| i as usize).collect();
+    for start in 0..order.len() {
+        // Each position is set once; `order[j] == j` marks it placed.
+        let mut j = start;
+        while order[j] != start && order[j] != j {
+            let from = order[j];
+            sets.swap(j, from);
+            order[j] = j;
+            j = from;
+        }
+        order[j] = j;
+    }
+    sets
 }
 
 /// An [`EntityKey`](heapster_dataflows::EntityKey) as its order sees it: the variant, then its

@@ -161,7 +161,7 @@ struct ContainerMetrics<'a> {
 }
 
 /// A pod's containers, serialized as they are read.
-struct Containers<'a>(&'a [(String, Usage)]);
+struct Containers<'a>(&'a [(heapster_dataflows::Name, Usage)]);
 
 impl Serialize for Containers<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
@@ -523,19 +523,22 @@ mod tests {
                 Query::Nodes => {
                     list("NodeMetricsList", snapshot.nodes.iter().map(|n| node_item(snapshot, n)).collect())
                 }
-                Query::Node(name) => node_item(snapshot, snapshot.nodes.iter().find(|n| n.name == name)?),
+                Query::Node(name) => {
+                    node_item(snapshot, snapshot.nodes.iter().find(|n| n.name.as_str() == name)?)
+                }
                 Query::Pods(ns) => list(
                     "PodMetricsList",
                     snapshot
                         .pods
                         .iter()
-                        .filter(|p| ns.is_none_or(|ns| p.namespace == ns))
+                        .filter(|p| ns.is_none_or(|ns| p.namespace.as_str() == ns))
                         .map(|p| pod_item(snapshot, p))
                         .collect(),
                 ),
-                Query::Pod(ns, name) => {
-                    pod_item(snapshot, snapshot.pods.iter().find(|p| p.namespace == ns && p.name == name)?)
-                }
+                Query::Pod(ns, name) => pod_item(
+                    snapshot,
+                    snapshot.pods.iter().find(|p| p.namespace.as_str() == ns && p.name.as_str() == name)?,
+                ),
             };
             Some(value.to_string())
         }

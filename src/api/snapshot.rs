@@ -40,18 +40,18 @@ impl Labels {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NodeUsage {
-    pub name: String,
+    pub name: Name,
     pub labels: Labels,
     pub usage: Usage,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PodUsage {
-    pub namespace: String,
-    pub name: String,
+    pub namespace: Name,
+    pub name: Name,
     pub labels: Labels,
     /// By container name.
-    pub containers: Vec<(String, Usage)>,
+    pub containers: Vec<(Name, Usage)>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -78,7 +78,7 @@ pub struct Rendered {
 }
 
 /// A pod's containers by name.
-type Containers = Vec<(String, Usage)>;
+type Containers = Vec<(Name, Usage)>;
 
 fn usage(set: &MetricSet) -> Option<Usage> {
     Some(Usage {
@@ -118,7 +118,7 @@ impl Snapshot {
             match &set.key {
                 EntityKey::Node { node } => {
                     if let Some(usage) = usage(set) {
-                        nodes.push(NodeUsage { name: node.to_string(), labels: labels_of(set), usage });
+                        nodes.push(NodeUsage { name: node.clone(), labels: labels_of(set), usage });
                     }
                 }
                 EntityKey::Pod { ns, pod } => pod_sets.push((ns, pod, set)),
@@ -136,7 +136,7 @@ impl Snapshot {
             // Pods with a container that lacks either value are left out whole, as metrics-server does.
             let Some(list) = group
                 .iter()
-                .map(|(_, _, container, set)| usage(set).map(|u| (container.to_string(), u)))
+                .map(|(_, _, container, set)| usage(set).map(|u| ((*container).clone(), u)))
                 .collect::<Option<Containers>>()
             else {
                 continue;
@@ -145,12 +145,7 @@ impl Snapshot {
                 Ok(i) => labels_of(pod_sets[i].2),
                 Err(_) => Labels::default(),
             };
-            pods.push(PodUsage {
-                namespace: ns.to_string(),
-                name: pod.to_string(),
-                labels,
-                containers: list,
-            });
+            pods.push(PodUsage { namespace: ns.clone(), name: pod.clone(), labels, containers: list });
         }
         Snapshot { time_ms: batch.time, window, nodes, pods, rendered: Rendered::default() }
     }

@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 
+use heapster_dataflows::Name;
 use heapster_dataflows::meta::MetaRecord;
 
 /// The kinds of object a source replaces wholesale.
@@ -15,14 +16,15 @@ pub enum Kind {
     Namespace,
 }
 
-/// Identity of a metadata object across windows.
-type ObjectId = (Kind, String, String);
+/// Identity of a metadata object across windows: the record's own names, shared, so that
+/// 30,000 pods a window cost no string copies (`Name`s order as their strings do).
+type ObjectId = (Kind, Name, Name);
 
 fn object_id(record: &MetaRecord) -> ObjectId {
     match record {
-        MetaRecord::Node { name, .. } => (Kind::Node, String::new(), name.to_string()),
-        MetaRecord::Pod { ns, name, .. } => (Kind::Pod, ns.to_string(), name.to_string()),
-        MetaRecord::Namespace { name, .. } => (Kind::Namespace, String::new(), name.to_string()),
+        MetaRecord::Node { name, .. } => (Kind::Node, Name::default(), name.clone()),
+        MetaRecord::Pod { ns, name, .. } => (Kind::Pod, ns.clone(), name.clone()),
+        MetaRecord::Namespace { name, .. } => (Kind::Namespace, Name::default(), name.clone()),
     }
 }
 

@@ -67,16 +67,16 @@ pub fn aggregate_pods(sets: &mut Vec<MetricSet>, time: Time) {
             // Only pod keys are in `order`.
             _ => (first, &order[start..start]),
         };
-        let own = sets[pod_index].values.clone();
+        // The pod's own values, as a mask: a copy of them per pod was an allocation per pod.
+        let own = sets[pod_index].values.iter().fold(0u64, |mask, (id, _)| mask | 1 << id as u64);
         for &member in members {
-            let values = summed(&sets[member].values, &own);
-            let custom = custom_gauges(&sets[member]);
-            let pod_set = &mut sets[pod_index];
-            for (id, value) in values.iter() {
+            // Members are containers, never the pod's set.
+            let Ok([container, pod_set]) = sets.get_disjoint_mut([member, pod_index]) else { continue };
+            for (id, value) in summed(&container.values, own) {
                 pod_set.values.add(id, value);
             }
-            for (name, value) in custom {
-                add_custom(pod_set, name, value);
+            for (name, value) in custom_gauges(container) {
+                add_custom(pod_set, name.clone(), value);
             }
         }
         start = end;
@@ -101,29 +101,22 @@ fn pod_order(key: &EntityKey) -> (Option<(&Name, &Name)>, Option<&Name>) {
 }
 
 /// The values of a container that its pod sums: gauges (Heapster skips the kubelet's counters)
-/// and restarts, each only where the pod has no value of its own.
-fn summed(values: &Values, own: &Values) -> Values {
-    let mut out = Values::default();
-    for (id, value) in values.iter() {
-        let summable = id.desc().kind == Kind::Gauge || POD_SUMMED_COUNTERS.contains(&id);
-        if summable && !own.contains(id) {
-            out.set(id, value);
-        }
-    }
-    out
+/// and restarts, each only where the pod has no value of its own (`own`, a mask by metric).
+fn summed(values: &Values, own: u64) -> impl Iterator<Item = (MetricId, Value)> + '_ {
+    values.iter().filter(move |(id, _)| {
+        let summable = id.desc().kind == Kind::Gauge || POD_SUMMED_COUNTERS.contains(id);
+        summable && own & (1 << *id as u64) == 0
+    })
 }
 
 /// User-defined gauges, which Heapster summed like any other gauge.
-fn custom_gauges(set: &MetricSet) -> Vec<(Name, Value)> {
-    set.labeled
-        .iter()
-        .filter_map(|l| match (&l.metric, &l.resource) {
-            (LabeledMetric::Custom(custom), Resource::None) if custom.kind == Kind::Gauge => {
-                Some((custom.name.clone(), l.value))
-            }
-            _ => None,
-        })
-        .collect()
+fn custom_gauges(set: &MetricSet) -> impl Iterator<Item = (&Name, Value)> {
+    set.labeled.iter().filter_map(|l| match (&l.metric, &l.resource) {
+        (LabeledMetric::Custom(custom), Resource::None) if custom.kind == Kind::Gauge => {
+            Some((&custom.name, l.value))
+        }
+        _ => None,
+    })
 }
 
 fn add_custom(pod: &mut MetricSet, name: Name, value: Value) {
