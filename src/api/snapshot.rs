@@ -196,7 +196,7 @@ mod tests {
         let snapshot = Snapshot::of(&MetricBatch { time: 60_000, sets }, Duration::from_secs(60), ",");
         assert_eq!(snapshot.time_ms, 60_000);
         assert_eq!(snapshot.nodes.len(), 1, "node a has no rate yet");
-        assert_eq!(snapshot.nodes[0].name, "b");
+        assert_eq!(snapshot.nodes[0].name.as_str(), "b");
         assert_eq!(snapshot.nodes[0].usage, Usage { cpu_millicores: 250, memory_bytes: 4 << 30 });
         assert_eq!(snapshot.nodes[0].labels.parse().get("zone").copied(), Some("x"));
         let names: Vec<(&str, &str)> =
