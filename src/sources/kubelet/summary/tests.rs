@@ -658,6 +658,49 @@ fn time_forms() {
     assert!(report.warnings[1].ends_with("\"9999-01-01T00:00:00Z\" is out of range"));
 }
 
+/// The direct reading of the kubelet's usual time form agrees with jiff's, day by day over
+/// the years it reads and at the edges of every field.
+#[test]
+fn usual_times_read_as_jiff_reads_them() {
+    let jiff_ns =
+        |s: &str| s.parse::<jiff::Timestamp>().ok().and_then(|t| i64::try_from(t.as_nanosecond()).ok());
+    let mut checked = 0;
+    let mut day = jiff::civil::date(1677, 1, 1);
+    while day.year() < 2263 {
+        for time in ["00:00:00", "23:59:59", "12:34:56"] {
+            let s = format!("{day}T{time}Z");
+            assert_eq!(super::utc_seconds_ns(&s).or_else(|| jiff_ns(&s)), jiff_ns(&s), "{s}");
+            checked += usize::from(super::utc_seconds_ns(&s).is_some());
+        }
+        day = day.tomorrow().unwrap();
+    }
+    assert!(checked > 3 * 365 * 580, "{checked}");
+    for s in [
+        "2020-02-29T00:00:00Z",
+        "2019-02-29T00:00:00Z",
+        "2100-02-29T00:00:00Z",
+        "2000-02-29T00:00:00Z",
+        "2020-04-31T00:00:00Z",
+        "2020-00-10T00:00:00Z",
+        "2020-13-10T00:00:00Z",
+        "2020-01-00T00:00:00Z",
+        "2020-01-01T24:00:00Z",
+        "2020-01-01T23:60:00Z",
+        "2020-01-01T23:59:60Z",
+        "2020-01-01t00:00:00Z",
+        "2020-01-01T00:00:00z",
+        "2020-01-01 00:00:00Z",
+        "2020-01-01T00:00:0xZ",
+        "+020-01-01T00:00:00Z",
+        "2020-01-01T00:00:00.5Z",
+        "2020-01-01T00:00:00+00:00",
+    ] {
+        let direct = super::utc_seconds_ns(s);
+        assert!(direct.is_none() || direct == jiff_ns(s), "{s}: {direct:?} against {:?}", jiff_ns(s));
+        assert_eq!(super::parse_time(s).ok().flatten(), jiff_ns(s), "{s}");
+    }
+}
+
 fn pod_with(containers: Json) -> Json {
     json!({"pods": [{"podRef": {"name": "p", "namespace": "n"}, "containers": containers}]})
 }
@@ -801,12 +844,16 @@ fn never_panics() {
     }
 }
 
-/// `cargo test --release -p heapster --lib parse_speed -- --ignored --nocapture`
+/// `cargo test --release -p heapster --lib parse_speed -- --ignored --nocapture`; the body is
+/// the GKE capture, or the file `SUMMARY_SPEED_BODY` names (a synthesized node's, say).
 #[test]
 #[ignore]
 fn parse_speed() {
-    let body = capture(GKE);
-    let target = NodeTarget::named(GKE_NODE);
+    let (body, node) = match std::env::var_os("SUMMARY_SPEED_BODY") {
+        Some(path) => (std::fs::read(path).unwrap(), "n1"),
+        None => (capture(GKE), GKE_NODE),
+    };
+    let target = NodeTarget::named(node);
     let mut interner = Interner::default();
     let mut out = Vec::new();
     let rounds = 1_000;
