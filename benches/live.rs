@@ -235,7 +235,10 @@ impl Bench {
         signal(pid, "TERM");
         let (ok, _) = wait_with_usage(child)?;
         let stop_seconds = stopping.elapsed().as_secs_f64();
-        if !ok {
+        // A collector stopped with windows InfluxDB has not taken yet exits with an error after
+        // its bounded flush; those windows are counted as dropped in the row, not a failed run.
+        let abandoned = std::fs::read_to_string(log.path()).is_ok_and(|l| l.contains("stopping: not written"));
+        if !ok && !(influxd.is_some() && abandoned) {
             return Err(format!(
                 "collector failed: {}",
                 std::fs::read_to_string(log.path()).unwrap_or_default()
