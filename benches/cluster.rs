@@ -308,11 +308,17 @@ impl Live<'_> {
         let first = next_boundary(self.resolution) + self.resolution;
         sleep_until(first);
         let before: Vec<f64> = pids.iter().map(|&p| cpu_seconds(p)).collect::<Result<_, _>>()?;
-        let scraped_before = stats("steady")?.0;
+        let (scraped_before, fixture_before) = (stats("steady")?.0, cpu_seconds(server.id())?);
         sleep_until(first + self.resolution * self.steady as u32);
         let after: Vec<f64> = pids.iter().map(|&p| cpu_seconds(p)).collect::<Result<_, _>>()?;
         let scraped = (stats("steady")?.0 - scraped_before) as f64 / self.steady as f64;
         let peaks: Vec<u64> = pids.iter().map(|&p| peak_rss_kib(p)).collect::<Result<_, _>>()?;
+        // The fixture server shares the machine: what it takes is not the collectors' to use.
+        println!(
+            "fixture server: {:.3} cpu s/window, peak RSS {} MiB",
+            (cpu_seconds(server.id())? - fixture_before) / self.steady as f64,
+            peak_rss_kib(server.id())? / 1024
+        );
         for &pid in &pids {
             signal(pid, "TERM");
         }

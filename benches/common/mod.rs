@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod process;
+pub mod timeline;
 
 /// A size from the environment; else `full` under `cargo bench`, and `smoke` when the harness
 /// runs as a test (`cargo test --all-targets` builds and runs it without `--bench`): the test

@@ -18,6 +18,37 @@ const READY_TIMEOUT: Duration = Duration::from_secs(20);
 /// the probe and influxd's bind).
 const START_ATTEMPTS: u32 = 3;
 
+/// How influxd is configured: [`Sizing::Tests`] (the tests' small databases) or
+/// [`Sizing::LargeCluster`] (millions of series, as a 1,000-node cluster writes).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Sizing {
+    /// The in-memory index and InfluxDB's default limits (`max-series-per-database` 1,000,000,
+    /// `max-values-per-tag` 100,000): quick to start, small, and the limits the sink must cope with.
+    #[default]
+    Tests,
+    /// InfluxDB 1.6's advice for high series cardinality: the disk-based `tsi1` index (series
+    /// are not all held in memory) and no series or tag-value limits. The write cache is capped
+    /// at 2 GB (InfluxDB answers 500 past it and the sink retries), so that creating millions of
+    /// series cannot take all the memory; cache snapshots and index log files keep their
+    /// defaults (larger ones measured more memory, not more throughput).
+    LargeCluster,
+}
+
+impl Sizing {
+    /// The `[data]` lines of this sizing.
+    fn data_section(self) -> &'static str {
+        match self {
+            Sizing::Tests => "  index-version = \"inmem\"\n",
+            Sizing::LargeCluster => concat!(
+                "  index-version = \"tsi1\"\n",
+                "  max-series-per-database = 0\n",
+                "  max-values-per-tag = 0\n",
+                "  cache-max-memory-size = \"2g\"\n",
+            ),
+        }
+    }
+}
+
 /// A running `influxd`, killed and its directory removed on drop.
 pub struct Influxd {
     child: Child,
@@ -30,23 +61,28 @@ pub struct Influxd {
 }
 
 impl Influxd {
-    /// Starts influxd without authentication.
+    /// Starts influxd without authentication, sized for tests.
     pub fn start() -> io::Result<Influxd> {
-        Self::start_inner(None)
+        Self::start_inner(None, Sizing::Tests)
+    }
+
+    /// Starts influxd without authentication, configured as `sizing` says.
+    pub fn start_sized(sizing: Sizing) -> io::Result<Influxd> {
+        Self::start_inner(None, sizing)
     }
 
     /// Starts influxd with authentication on and one admin user.
     pub fn start_with_auth(user: &str, password: &str) -> io::Result<Influxd> {
-        Self::start_inner(Some((user.to_string(), password.to_string())))
+        Self::start_inner(Some((user.to_string(), password.to_string())), Sizing::Tests)
     }
 
-    fn start_inner(admin: Option<(String, String)>) -> io::Result<Influxd> {
+    fn start_inner(admin: Option<(String, String)>, sizing: Sizing) -> io::Result<Influxd> {
         let binary = find_on_path("influxd").ok_or_else(|| {
             io::Error::new(io::ErrorKind::NotFound, "influxd not found; run scripts/test-deps.sh")
         })?;
         let mut last_error = None;
         for _ in 0..START_ATTEMPTS {
-            match Self::spawn(&binary, admin.is_some()) {
+            match Self::spawn(&binary, admin.is_some(), sizing) {
                 Ok(mut influxd) => {
                     if let Some((user, password)) = &admin {
                         // With no user yet, InfluxDB lets anyone create the first admin.
@@ -69,12 +105,12 @@ impl Influxd {
         Err(last_error.unwrap_or_else(|| io::Error::other("influxd did not start")))
     }
 
-    fn spawn(binary: &Path, auth: bool) -> io::Result<Influxd> {
+    fn spawn(binary: &Path, auth: bool, sizing: Sizing) -> io::Result<Influxd> {
         let dir = TempDir::new("heapster-influxd")?;
         let port = free_port()?;
         let rpc_port = free_port()?;
         let config = dir.path().join("influxdb.conf");
-        fs::write(&config, config_text(dir.path(), port, rpc_port, auth))?;
+        fs::write(&config, config_text(dir.path(), port, rpc_port, auth, sizing))?;
         fs::File::create(dir.path().join("influxd.log"))?;
         let child = launch(binary, dir.path())?;
         let mut influxd = Influxd { child, dir, port, rpc_port, admin: None };
@@ -145,6 +181,16 @@ impl Influxd {
 
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The server's process id (for measuring its CPU and memory).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The directory holding its data, WAL, configuration and log.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
     }
 
     /// The RPC (backup/restore) service's loopback port.
@@ -235,7 +281,7 @@ impl Drop for Influxd {
 
 /// InfluxDB 1.6's configuration: everything on loopback and inside `dir`, nothing phoning home,
 /// no internal monitoring database.
-fn config_text(dir: &Path, port: u16, rpc_port: u16, auth: bool) -> String {
+fn config_text(dir: &Path, port: u16, rpc_port: u16, auth: bool, sizing: Sizing) -> String {
     let d = |sub: &str| dir.join(sub).display().to_string().replace('\\', "\\\\").replace('"', "\\\"");
     format!(
         r#"reporting-disabled = true
@@ -248,8 +294,7 @@ bind-address = "127.0.0.1:{rpc_port}"
   dir = "{data}"
   wal-dir = "{wal}"
   query-log-enabled = false
-  index-version = "inmem"
-
+{data_tuning}
 [monitor]
   store-enabled = false
 
@@ -268,6 +313,7 @@ bind-address = "127.0.0.1:{rpc_port}"
         meta = d("meta"),
         data = d("data"),
         wal = d("wal"),
+        data_tuning = sizing.data_section(),
     )
 }
 
@@ -384,6 +430,27 @@ mod tests {
         assert_eq!(basic_auth("me", "s3cret"), "Basic bWU6czNjcmV0");
         assert_eq!(basic_auth("a", ""), "Basic YTo=");
         assert_eq!(basic_auth("ab", ""), "Basic YWI6");
+    }
+
+    #[test]
+    fn large_cluster_sizing_lifts_the_series_limit_on_tsi1() {
+        let influxd = Influxd::start_sized(Sizing::LargeCluster).unwrap();
+        let config = fs::read_to_string(influxd.dir().join("influxdb.conf")).unwrap();
+        assert!(config.contains("index-version = \"tsi1\""), "{config}");
+        assert!(config.contains("max-series-per-database = 0"), "{config}");
+        // influxd took the configuration: it answers, and its index is the one asked for.
+        influxd.query("", "CREATE DATABASE \"t\"").unwrap();
+        let (status, _) = influxd
+            .http("POST", "/write?db=t", None, b"m,host=a value=1 1000000000\nm,host=b value=2 1000000000\n")
+            .unwrap();
+        assert_eq!(status, 204);
+        let series = influxd.query("t", "SHOW SERIES").unwrap();
+        assert_eq!(series["results"][0]["series"][0]["values"].as_array().map(Vec::len), Some(2), "{series}");
+        assert!(influxd.dir().join("data/t").exists());
+        // The tests' sizing keeps InfluxDB's defaults.
+        let tests = config_text(Path::new("/x"), 1, 2, false, Sizing::Tests);
+        assert!(tests.contains("index-version = \"inmem\""), "{tests}");
+        assert!(!tests.contains("max-series-per-database"), "{tests}");
     }
 
     #[test]
