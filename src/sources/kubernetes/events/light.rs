@@ -7,12 +7,14 @@
 //! not take are not looked at, so an odd value there no longer costs the event.
 
 use std::borrow::Cow;
+use std::cell::Cell;
 use std::fmt;
 
 use serde::Deserialize;
 use serde::de::{self, Deserializer, Visitor};
 
 use super::Fields;
+use super::compact::{Kind, Node, Tape, unescape_simple};
 
 /// A string, borrowed from the body when it holds no escapes.
 #[derive(Default)]
@@ -230,5 +232,149 @@ impl V1Item<'_> {
             message_key: "note",
             ..meta_fields(&self.metadata, self.regarding.as_ref())
         }
+    }
+}
+
+/// A scanned object's members, looked up by key as the typed decode reads them.
+#[derive(Clone, Copy)]
+struct Members<'t, 'a> {
+    raw: &'a str,
+    tape: &'t Tape,
+    members: &'t [Node],
+    /// The last time read, as written and in ms: an event's times are most often the same.
+    last_time: &'t Cell<Option<(&'a str, i64)>>,
+}
+
+/// `None`: the scan cannot say what the typed decode would (the caller decodes instead);
+/// `Some(None)`: the member is absent or `null`.
+type Read<T> = Option<Option<T>>;
+
+impl<'t, 'a> Members<'t, 'a> {
+    /// The member `key`; a key given twice is left to the typed decode, which refuses it.
+    fn get(&self, key: &str) -> Read<Node> {
+        let mut found = None;
+        for member in self.members {
+            if self.tape.key(self.raw, member) == key {
+                if found.is_some() {
+                    return None;
+                }
+                found = Some(*member);
+            }
+        }
+        Some(found.filter(|node| self.text(node) != "null"))
+    }
+
+    fn text(&self, node: &Node) -> &'a str {
+        self.raw.get(node.start as usize..node.end as usize).unwrap_or("")
+    }
+
+    fn object(&self, key: &str) -> Read<Members<'t, 'a>> {
+        match self.get(key)? {
+            None => Some(None),
+            Some(node) if node.kind == Kind::Object => {
+                Some(Some(Members { members: self.tape.members(&node), ..*self }))
+            }
+            // An array decodes as a struct too, by position: left to the typed decode.
+            Some(_) => None,
+        }
+    }
+
+    fn str(&self, key: &str) -> Read<Str<'a>> {
+        let Some(node) = self.get(key)? else { return Some(None) };
+        let text = self.text(&node);
+        if !text.starts_with('"') {
+            return None;
+        }
+        let inner = text.get(1..text.len() - 1)?;
+        Some(Some(Str(match (node.kind, node.escaped) {
+            (Kind::Verbatim, false) => Cow::Borrowed(inner),
+            (Kind::Verbatim, true) => Cow::Owned(unescape_simple(inner)?),
+            _ => Cow::Owned(serde_json::from_str(text).ok()?),
+        })))
+    }
+
+    fn ms(&self, key: &str) -> Read<Ms> {
+        if let Some(Some(node)) = self.get(key)
+            && node.kind == Kind::Verbatim
+            && !node.escaped
+            && let Some((last, ms)) = self.last_time.get()
+            && self.text(&node).get(1..).and_then(|t| t.strip_suffix('"')) == Some(last)
+        {
+            return Some(Some(Ms(ms)));
+        }
+        let Some(text) = self.str(key)? else { return Some(None) };
+        let time: jiff::Timestamp = text.0.parse().ok()?;
+        if let Cow::Borrowed(text) = text.0 {
+            self.last_time.set(Some((text, time.as_millisecond())));
+        }
+        Some(Some(Ms(time.as_millisecond())))
+    }
+
+    fn i32(&self, key: &str) -> Read<i32> {
+        let Some(node) = self.get(key)? else { return Some(None) };
+        let text = self.text(&node);
+        // The scan takes integers only; a string, a literal or an object is the typed decode's.
+        if node.kind != Kind::Verbatim || !text.starts_with(|c: char| c == '-' || c.is_ascii_digit()) {
+            return None;
+        }
+        Some(Some(text.parse::<i32>().ok()?))
+    }
+
+    fn meta(&self) -> Read<Meta<'a>> {
+        let Some(m) = self.object("metadata")? else { return Some(None) };
+        Some(Some(Meta {
+            name: m.str("name")?,
+            namespace: m.str("namespace")?,
+            uid: m.str("uid")?,
+            resource_version: m.str("resourceVersion")?,
+            creation_timestamp: m.ms("creationTimestamp")?,
+        }))
+    }
+
+    fn reference(&self, key: &str) -> Read<Ref<'a>> {
+        let Some(r) = self.object(key)? else { return Some(None) };
+        Some(Some(Ref { kind: r.str("kind")?, namespace: r.str("namespace")?, name: r.str("name")?, uid: r.str("uid")? }))
+    }
+
+    fn source(&self, key: &str) -> Read<Source<'a>> {
+        let Some(s) = self.object(key)? else { return Some(None) };
+        Some(Some(Source { component: s.str("component")?, host: s.str("host")? }))
+    }
+}
+
+impl<'a> CoreItem<'a> {
+    /// The item from its scan (`raw` is the text scanned), as the typed decode reads it, with
+    /// where its name, resource version and message start in `raw`; `None` when the scan alone
+    /// cannot say what the decode would (odd types, repeated keys): decode it then.
+    pub fn from_tape(raw: &'a str, tape: &Tape) -> Option<(CoreItem<'a>, [Option<u32>; 3])> {
+        let root = tape.root()?;
+        let last_time = Cell::new(None);
+        let top = Members { raw, tape, members: tape.members(&root), last_time: &last_time };
+        let series = match top.object("series")? {
+            None => None,
+            Some(s) => Some(CoreSeries { count: s.i32("count")?, last_observed_time: s.ms("lastObservedTime")? }),
+        };
+        let item = CoreItem {
+            metadata: top.meta()?,
+            involved_object: top.reference("involvedObject")?,
+            reason: top.str("reason")?,
+            message: top.str("message")?,
+            type_: top.str("type")?,
+            source: top.source("source")?,
+            reporting_component: top.str("reportingComponent")?,
+            reporting_instance: top.str("reportingInstance")?,
+            first_timestamp: top.ms("firstTimestamp")?,
+            last_timestamp: top.ms("lastTimestamp")?,
+            event_time: top.ms("eventTime")?,
+            series,
+            count: top.i32("count")?,
+        };
+        // Where the strings start, so the event's text need not search for them.
+        let start = |m: Option<Members<'_, '_>>, key: &str| {
+            m.and_then(|m| m.get(key).flatten()).map(|node| node.start)
+        };
+        let meta = top.object("metadata").flatten();
+        let starts = [start(meta, "name"), start(meta, "resourceVersion"), start(Some(top), "message")];
+        Some((item, starts))
     }
 }
