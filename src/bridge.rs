@@ -688,7 +688,8 @@ mod tests {
     fn events_sort_by_state_as_a_plain_sort_does() {
         // Uids alike in their first 16 bytes, shorter than 16, with a NUL, and repeated with
         // other counts and times; shuffled by a fixed stride.
-        let uids = ["0123456789abcdef-b", "0123456789abcdef-a", "0123456789abcdef", "ab", "ab\0", "", "zz", "a"];
+        let uids =
+            ["0123456789abcdef-b", "0123456789abcdef-a", "0123456789abcdef", "ab", "ab\0", "", "zz", "a"];
         let events: Vec<Event> = (0..97)
             .map(|i| Event {
                 uid: heapster_dataflows::Name::new(uids[(i * 5) % uids.len()]),

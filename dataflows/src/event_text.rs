@@ -231,8 +231,13 @@ mod tests {
         let raw = r#"{"a":"x","message":"x","metadata":{"name":"a.1","resourceVersion":"7"}}"#;
         let searched = EventText::new(raw.to_string(), "a.1", "7", "x");
         let message_at = raw.find(r#""message":"x""#).unwrap() + 11;
-        let placed =
-            EventText::with_places(raw.to_string(), "a.1", "7", "x", [Some(0), Some(raw.len()), Some(message_at)]);
+        let placed = EventText::with_places(
+            raw.to_string(),
+            "a.1",
+            "7",
+            "x",
+            [Some(0), Some(raw.len()), Some(message_at)],
+        );
         assert_eq!(placed, searched);
         assert_eq!(placed.parts(), (raw, "a.1", "7", "x"), "wrong places fall back to the search");
         assert_eq!(placed.message.start as usize, message_at, "a right place is taken");

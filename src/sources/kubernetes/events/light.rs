@@ -250,26 +250,34 @@ struct Members<'t, 'a> {
 type Read<T> = Option<Option<T>>;
 
 impl<'t, 'a> Members<'t, 'a> {
-    /// The member `key`; a key given twice is left to the typed decode, which refuses it.
-    fn get(&self, key: &str) -> Read<Node> {
-        let mut found = None;
+    /// The members named `keys`, in one pass over the object; `None` when one of them is given
+    /// twice (the typed decode refuses that).
+    fn pick<const N: usize>(&self, keys: [&str; N]) -> Option<[Option<Node>; N]> {
+        let mut found = [None; N];
         for member in self.members {
-            if self.tape.key(self.raw, member) == key {
-                if found.is_some() {
+            let key = self.tape.key(self.raw, member);
+            // Lengths first: most keys differ in length.
+            if let Some(slot) = keys.iter().position(|k| k.len() == key.len() && *k == key) {
+                if found[slot].is_some() {
                     return None;
                 }
-                found = Some(*member);
+                found[slot] = Some(*member);
             }
         }
-        Some(found.filter(|node| self.text(node) != "null"))
+        Some(found)
     }
 
     fn text(&self, node: &Node) -> &'a str {
         self.raw.get(node.start as usize..node.end as usize).unwrap_or("")
     }
 
-    fn object(&self, key: &str) -> Read<Members<'t, 'a>> {
-        match self.get(key)? {
+    /// The member's value unless it is `null`.
+    fn present(&self, node: Option<Node>) -> Option<Node> {
+        node.filter(|node| self.text(node) != "null")
+    }
+
+    fn object(&self, node: Option<Node>) -> Read<Members<'t, 'a>> {
+        match self.present(node) {
             None => Some(None),
             Some(node) if node.kind == Kind::Object => {
                 Some(Some(Members { members: self.tape.members(&node), ..*self }))
@@ -279,8 +287,8 @@ impl<'t, 'a> Members<'t, 'a> {
         }
     }
 
-    fn str(&self, key: &str) -> Read<Str<'a>> {
-        let Some(node) = self.get(key)? else { return Some(None) };
+    fn str(&self, node: Option<Node>) -> Read<Str<'a>> {
+        let Some(node) = self.present(node) else { return Some(None) };
         let text = self.text(&node);
         if !text.starts_with('"') {
             return None;
@@ -293,8 +301,8 @@ impl<'t, 'a> Members<'t, 'a> {
         })))
     }
 
-    fn ms(&self, key: &str) -> Read<Ms> {
-        if let Some(Some(node)) = self.get(key)
+    fn ms(&self, node: Option<Node>) -> Read<Ms> {
+        if let Some(node) = self.present(node)
             && node.kind == Kind::Verbatim
             && !node.escaped
             && let Some((last, ms)) = self.last_time.get()
@@ -302,7 +310,7 @@ impl<'t, 'a> Members<'t, 'a> {
         {
             return Some(Some(Ms(ms)));
         }
-        let Some(text) = self.str(key)? else { return Some(None) };
+        let Some(text) = self.str(node)? else { return Some(None) };
         let time: jiff::Timestamp = text.0.parse().ok()?;
         if let Cow::Borrowed(text) = text.0 {
             self.last_time.set(Some((text, time.as_millisecond())));
@@ -310,8 +318,8 @@ impl<'t, 'a> Members<'t, 'a> {
         Some(Some(Ms(time.as_millisecond())))
     }
 
-    fn i32(&self, key: &str) -> Read<i32> {
-        let Some(node) = self.get(key)? else { return Some(None) };
+    fn i32(&self, node: Option<Node>) -> Read<i32> {
+        let Some(node) = self.present(node) else { return Some(None) };
         let text = self.text(&node);
         // The scan takes integers only; a string, a literal or an object is the typed decode's.
         if node.kind != Kind::Verbatim || !text.starts_with(|c: char| c == '-' || c.is_ascii_digit()) {
@@ -320,25 +328,40 @@ impl<'t, 'a> Members<'t, 'a> {
         Some(Some(text.parse::<i32>().ok()?))
     }
 
-    fn meta(&self) -> Read<Meta<'a>> {
-        let Some(m) = self.object("metadata")? else { return Some(None) };
+    fn meta(&self, node: Option<Node>) -> Read<Meta<'a>> {
+        let Some(m) = self.object(node)? else { return Some(None) };
+        let [name, namespace, uid, version, created] =
+            m.pick(["name", "namespace", "uid", "resourceVersion", "creationTimestamp"])?;
         Some(Some(Meta {
-            name: m.str("name")?,
-            namespace: m.str("namespace")?,
-            uid: m.str("uid")?,
-            resource_version: m.str("resourceVersion")?,
-            creation_timestamp: m.ms("creationTimestamp")?,
+            name: m.str(name)?,
+            namespace: m.str(namespace)?,
+            uid: m.str(uid)?,
+            resource_version: m.str(version)?,
+            creation_timestamp: m.ms(created)?,
         }))
     }
 
-    fn reference(&self, key: &str) -> Read<Ref<'a>> {
-        let Some(r) = self.object(key)? else { return Some(None) };
-        Some(Some(Ref { kind: r.str("kind")?, namespace: r.str("namespace")?, name: r.str("name")?, uid: r.str("uid")? }))
+    fn reference(&self, node: Option<Node>) -> Read<Ref<'a>> {
+        let Some(r) = self.object(node)? else { return Some(None) };
+        let [kind, namespace, name, uid] = r.pick(["kind", "namespace", "name", "uid"])?;
+        Some(Some(Ref {
+            kind: r.str(kind)?,
+            namespace: r.str(namespace)?,
+            name: r.str(name)?,
+            uid: r.str(uid)?,
+        }))
     }
 
-    fn source(&self, key: &str) -> Read<Source<'a>> {
-        let Some(s) = self.object(key)? else { return Some(None) };
-        Some(Some(Source { component: s.str("component")?, host: s.str("host")? }))
+    fn source(&self, node: Option<Node>) -> Read<Source<'a>> {
+        let Some(s) = self.object(node)? else { return Some(None) };
+        let [component, host] = s.pick(["component", "host"])?;
+        Some(Some(Source { component: s.str(component)?, host: s.str(host)? }))
+    }
+
+    fn series(&self, node: Option<Node>) -> Read<CoreSeries> {
+        let Some(s) = self.object(node)? else { return Some(None) };
+        let [count, last] = s.pick(["count", "lastObservedTime"])?;
+        Some(Some(CoreSeries { count: s.i32(count)?, last_observed_time: s.ms(last)? }))
     }
 }
 
@@ -350,31 +373,54 @@ impl<'a> CoreItem<'a> {
         let root = tape.root()?;
         let last_time = Cell::new(None);
         let top = Members { raw, tape, members: tape.members(&root), last_time: &last_time };
-        let series = match top.object("series")? {
-            None => None,
-            Some(s) => Some(CoreSeries { count: s.i32("count")?, last_observed_time: s.ms("lastObservedTime")? }),
-        };
-        let item = CoreItem {
-            metadata: top.meta()?,
-            involved_object: top.reference("involvedObject")?,
-            reason: top.str("reason")?,
-            message: top.str("message")?,
-            type_: top.str("type")?,
-            source: top.source("source")?,
-            reporting_component: top.str("reportingComponent")?,
-            reporting_instance: top.str("reportingInstance")?,
-            first_timestamp: top.ms("firstTimestamp")?,
-            last_timestamp: top.ms("lastTimestamp")?,
-            event_time: top.ms("eventTime")?,
+        let [
+            metadata,
+            involved_object,
+            reason,
+            message,
+            type_,
+            source,
+            reporting_component,
+            reporting_instance,
+            first_timestamp,
+            last_timestamp,
+            event_time,
             series,
-            count: top.i32("count")?,
+            count,
+        ] = top.pick([
+            "metadata",
+            "involvedObject",
+            "reason",
+            "message",
+            "type",
+            "source",
+            "reportingComponent",
+            "reportingInstance",
+            "firstTimestamp",
+            "lastTimestamp",
+            "eventTime",
+            "series",
+            "count",
+        ])?;
+        let item = CoreItem {
+            metadata: top.meta(metadata)?,
+            involved_object: top.reference(involved_object)?,
+            reason: top.str(reason)?,
+            message: top.str(message)?,
+            type_: top.str(type_)?,
+            source: top.source(source)?,
+            reporting_component: top.str(reporting_component)?,
+            reporting_instance: top.str(reporting_instance)?,
+            first_timestamp: top.ms(first_timestamp)?,
+            last_timestamp: top.ms(last_timestamp)?,
+            event_time: top.ms(event_time)?,
+            series: top.series(series)?,
+            count: top.i32(count)?,
         };
         // Where the strings start, so the event's text need not search for them.
-        let start = |m: Option<Members<'_, '_>>, key: &str| {
-            m.and_then(|m| m.get(key).flatten()).map(|node| node.start)
-        };
-        let meta = top.object("metadata").flatten();
-        let starts = [start(meta, "name"), start(meta, "resourceVersion"), start(Some(top), "message")];
+        let meta = top.object(metadata).flatten().and_then(|m| m.pick(["name", "resourceVersion"]));
+        let [name, version] = meta.unwrap_or([None; 2]);
+        let starts = [name, version, message].map(|node| node.map(|node| node.start));
         Some((item, starts))
     }
 }

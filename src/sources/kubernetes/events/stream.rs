@@ -33,7 +33,8 @@ pub fn read_event_list(
     chunk: usize,
     mut each: impl FnMut(EventListParsed) -> ControlFlow<()>,
 ) -> Result<Option<String>, EventError> {
-    let mut input = Input { reader, buf: Vec::new(), pos: 0, eof: false, tape: Tape::default(), scanned: false };
+    let mut input =
+        Input { reader, buf: Vec::new(), pos: 0, eof: false, tape: Tape::default(), scanned: false };
     let mut list = ListState { chunk: chunk.max(1), ..ListState::default() };
     match read_list(&mut input, &mut list, &mut each) {
         Ok(()) => {}

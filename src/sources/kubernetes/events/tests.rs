@@ -458,16 +458,19 @@ fn a_scanned_item_converts_as_a_decoded_one() {
         assert_eq!(format!("{scanned:?}"), format!("{decoded:?}"), "{raw}");
         if let Ok(Ok((event, _))) = &scanned {
             let text = &event.text;
-            let again = EventText::new(text.raw().to_string(), text.name(), text.resource_version(), text.message());
+            let again =
+                EventText::new(text.raw().to_string(), text.name(), text.resource_version(), text.message());
             assert_eq!(text.heap_bytes(), again.heap_bytes(), "the places found hold their parts: {raw}");
         }
     }
-    assert!(light::CoreItem::from_tape(&typical, &{
-        let mut tape = compact::Tape::default();
-        tape.scan(typical.as_bytes(), 0);
-        tape
-    })
-    .is_some());
+    assert!(
+        light::CoreItem::from_tape(&typical, &{
+            let mut tape = compact::Tape::default();
+            tape.scan(typical.as_bytes(), 0);
+            tape
+        })
+        .is_some()
+    );
     // The first three, the one without a uid, the one repeating a key not read, the odd type
     // and the long message; the rest are the decode's to refuse.
     assert_eq!(taken, 7, "items read from their scan");

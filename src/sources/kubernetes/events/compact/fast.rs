@@ -223,7 +223,8 @@ impl Tape {
             // Keys hold no escapes, so they are written as they came.
             out.push_str(raw.get(member.key.0 as usize - 1..member.key.1 as usize + 1)?);
             out.push(':');
-            let inner = if strip == Strip::Top && name == b"metadata" { Strip::Metadata } else { Strip::Nothing };
+            let inner =
+                if strip == Strip::Top && name == b"metadata" { Strip::Metadata } else { Strip::Nothing };
             self.value_out(raw, member, out, inner, marks)?;
         }
         out.push('}');
