@@ -34,8 +34,20 @@ pub struct EventText {
 impl EventText {
     /// The four parts; `raw` is reused as the allocation when it holds the others verbatim.
     pub fn new(raw: String, name: &str, resource_version: &str, message: &str) -> EventText {
+        EventText::with_places(raw, name, resource_version, message, [None; 3])
+    }
+
+    /// As [`EventText::new`], told where in `raw` the name, the version and the message may
+    /// be: a place that holds its part is taken without a search; the others are searched.
+    pub fn with_places(
+        raw: String,
+        name: &str,
+        resource_version: &str,
+        message: &str,
+        places: [Option<usize>; 3],
+    ) -> EventText {
         let parts = [name, resource_version, message];
-        let found = find(&raw, parts);
+        let found = find(&raw, parts, places);
         let missing: usize =
             parts.iter().zip(&found).filter(|(_, at)| at.is_none()).map(|(p, _)| p.len()).sum();
         let raw_len = raw.len();
@@ -100,8 +112,15 @@ impl EventText {
 
 /// Where each part occurs in `raw` as a whole JSON string (between quotes, so written without
 /// escapes); an empty part needs no place. One pass over the quotes finds them all.
-fn find<const N: usize>(raw: &str, parts: [&str; N]) -> [Option<usize>; N] {
-    let mut found = parts.map(|part| part.is_empty().then_some(0));
+fn find<const N: usize>(raw: &str, parts: [&str; N], places: [Option<usize>; N]) -> [Option<usize>; N] {
+    let mut found = [None; N];
+    for ((at, part), place) in found.iter_mut().zip(parts).zip(places) {
+        *at = if part.is_empty() {
+            Some(0)
+        } else {
+            place.filter(|&p| raw.get(p..p.saturating_add(part.len())) == Some(part))
+        };
+    }
     let mut left = found.iter().filter(|at| at.is_none()).count();
     let bytes = raw.as_bytes();
     for quote in memchr::memchr_iter(b'"', bytes) {
@@ -205,6 +224,25 @@ mod tests {
         let none = EventText::new(String::new(), "n", "", "m");
         assert_eq!(none.parts(), ("", "n", "", "m"));
         assert_eq!(EventText::default().parts(), ("", "", "", ""));
+    }
+
+    #[test]
+    fn places_given_are_taken_when_they_hold_their_part() {
+        let raw = r#"{"a":"x","message":"x","metadata":{"name":"a.1","resourceVersion":"7"}}"#;
+        let searched = EventText::new(raw.to_string(), "a.1", "7", "x");
+        let message_at = raw.find(r#""message":"x""#).unwrap() + 11;
+        let placed = EventText::with_places(
+            raw.to_string(),
+            "a.1",
+            "7",
+            "x",
+            [Some(0), Some(raw.len()), Some(message_at)],
+        );
+        assert_eq!(placed, searched);
+        assert_eq!(placed.parts(), (raw, "a.1", "7", "x"), "wrong places fall back to the search");
+        assert_eq!(placed.message.start as usize, message_at, "a right place is taken");
+        assert_eq!(searched.message.start, 6, "the search finds the first");
+        assert_eq!(placed.heap_bytes(), raw.len());
     }
 
     #[test]

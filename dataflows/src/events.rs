@@ -28,6 +28,7 @@
 //! other state.
 
 use std::collections::BTreeMap;
+use std::collections::hash_map::Entry;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -192,9 +193,11 @@ impl DedupState {
     /// Stores the state if it is newer than the uid's; returns whether it was.
     fn remember(&mut self, uid: &Name, count: i64, last_timestamp: i64) -> bool {
         let candidate = (count, last_timestamp);
-        match self.latest.get_mut(uid) {
-            Some(held) if *held >= candidate => return false,
-            Some(held) => {
+        // One lookup for a new uid too (a burst is all new uids), for the price of a handle.
+        match self.latest.entry(uid.clone()) {
+            Entry::Occupied(held) if *held.get() >= candidate => return false,
+            Entry::Occupied(mut held) => {
+                let held = held.get_mut();
                 let moved = held.1 != last_timestamp;
                 *held = candidate;
                 if !moved {
@@ -202,8 +205,8 @@ impl DedupState {
                     return true;
                 }
             }
-            None => {
-                self.latest.insert(uid.clone(), candidate);
+            Entry::Vacant(slot) => {
+                slot.insert(candidate);
             }
         }
         let bucket = self.by_age.entry(last_timestamp).or_default();

@@ -160,7 +160,7 @@ pub fn from_core_v1(ev: &CoreEvent, raw: &[u8]) -> Result<(Event, Vec<String>), 
         message_key: "message",
         ..typed_meta(&ev.metadata, Some(&ev.involved_object))
     };
-    convert(fields, raw, || serde_json::to_value(ev), &mut Interner::default())
+    convert(fields, raw, None, || serde_json::to_value(ev), &mut Interner::default())
 }
 
 /// An `events.k8s.io/v1` Event -> the model, with warnings (see [`from_core_v1`] for `raw`).
@@ -194,7 +194,7 @@ pub fn from_events_v1(ev: &EventsV1, raw: &[u8]) -> Result<(Event, Vec<String>),
         message_key: "note",
         ..typed_meta(&ev.metadata, ev.regarding.as_ref())
     };
-    convert(fields, raw, || serde_json::to_value(ev), &mut Interner::default())
+    convert(fields, raw, None, || serde_json::to_value(ev), &mut Interner::default())
 }
 
 /// The model's event from `fields`; `raw` is the object's JSON (empty: `typed` gives it).
@@ -202,6 +202,7 @@ pub fn from_events_v1(ev: &EventsV1, raw: &[u8]) -> Result<(Event, Vec<String>),
 fn convert(
     fields: Fields<'_>,
     raw: &[u8],
+    compacted: Option<Compacted>,
     typed: impl FnOnce() -> Result<Value, serde_json::Error>,
     names: &mut Interner,
 ) -> Result<(Event, Vec<String>), EventError> {
@@ -224,10 +225,12 @@ fn convert(
         |source| EventError::Raw { namespace: namespace.to_string(), name: name.to_string(), source };
     // The common case: a message within bounds, and JSON that fits once compacted.
     if message.len() <= MAX_MESSAGE_BYTES
-        && let Some(raw) = std::str::from_utf8(raw).ok().and_then(compact::compact_event)
+        && let Some((raw, places)) = compacted.or_else(|| {
+            std::str::from_utf8(raw).ok().and_then(compact::compact_event).map(|raw| (raw, [None; 3]))
+        })
         && raw.len() <= MAX_RAW_BYTES
     {
-        return Ok((event_of(&fields, uid, kind, message, raw, names), warnings));
+        return Ok((event_of(&fields, uid, kind, message, raw, places, names), warnings));
     }
     let mut json: Value = if raw.is_empty() {
         typed().map_err(raw_error)?
@@ -239,7 +242,7 @@ fn convert(
         meta.remove("managedFields");
     }
     let (message, raw) = bounded(&mut json, fields.message_key, message, &who, &mut warnings);
-    Ok((event_of(&fields, uid, kind, &message, raw, names), warnings))
+    Ok((event_of(&fields, uid, kind, &message, raw, [None; 3], names), warnings))
 }
 
 /// The model's event from the fields, with its message and JSON already bounded. The uid, the
@@ -250,6 +253,7 @@ fn event_of(
     kind: &str,
     message: &str,
     raw: String,
+    places: [Option<usize>; 3],
     names: &mut Interner,
 ) -> Event {
     let mut shared = |s: Option<&str>| names.intern(s.unwrap_or(""));
@@ -267,7 +271,13 @@ fn event_of(
         first_timestamp: fields.first_timestamp.or(fields.created).unwrap_or(0),
         last_timestamp: fields.last_timestamp.or(fields.created).unwrap_or(0),
         count: fields.count.unwrap_or(1),
-        text: EventText::new(raw, fields.name.unwrap_or(""), fields.resource_version.unwrap_or(""), message),
+        text: EventText::with_places(
+            raw,
+            fields.name.unwrap_or(""),
+            fields.resource_version.unwrap_or(""),
+            message,
+            places,
+        ),
     }
 }
 
@@ -399,22 +409,53 @@ pub fn parse_watch_line(line: &[u8]) -> Result<(WatchEvent, Vec<String>), EventE
     Ok((event, warnings))
 }
 
-/// One object of a list or a watch -> the model: the outer error when it does not decode as an
-/// event, the inner one when it decodes but cannot be one.
-#[allow(clippy::type_complexity)]
-fn convert_item(
+/// An event's compact JSON, with where its name, version and message may be in it.
+type Compacted = (String, [Option<usize>; 3]);
+
+/// The outcome of converting one object: the outer error when it does not decode as an event,
+/// the inner one when it decodes but cannot be one.
+type Converted = Result<Result<(Event, Vec<String>), EventError>, serde_json::Error>;
+
+/// One object of a list or a watch -> the model.
+fn convert_item(raw: &str, events_v1: bool, names: &mut Interner) -> Converted {
+    let mut tape = compact::Tape::default();
+    let scanned = tape.scan(raw.as_bytes(), 0) == Some(raw.len());
+    convert_scanned(raw, events_v1, names, scanned.then_some(&mut tape))
+}
+
+/// [`convert_item`], given `raw` scanned whole onto `tape` if it was: a core `v1` event is then
+/// read from the scan, not decoded again.
+fn convert_scanned(
     raw: &str,
     events_v1: bool,
     names: &mut Interner,
-) -> Result<Result<(Event, Vec<String>), EventError>, serde_json::Error> {
+    tape: Option<&mut compact::Tape>,
+) -> Converted {
+    // Only reached when `raw` is empty, which an object never is.
+    let typed = || serde_json::from_str(raw);
+    if !events_v1
+        && let Some(tape) = tape
+        && let Some((item, starts)) = light::CoreItem::from_tape(raw, tape)
+    {
+        let mut marks = starts.map(|start| (start.unwrap_or(u32::MAX), None));
+        if let Some(compacted) = tape.write(raw, &mut marks) {
+            let places = marks.map(|(_, place)| place);
+            return Ok(convert(item.fields(), raw.as_bytes(), Some((compacted, places)), typed, names));
+        }
+    }
+    convert_decoded(raw, events_v1, names)
+}
+
+/// [`convert_item`] by decoding `raw`'s fields.
+fn convert_decoded(raw: &str, events_v1: bool, names: &mut Interner) -> Converted {
     // Only reached when `raw` is empty, which an object never is.
     let typed = || serde_json::from_str(raw);
     Ok(if events_v1 {
         let item: light::V1Item<'_> = serde_json::from_str(raw)?;
-        convert(item.fields(), raw.as_bytes(), typed, names)
+        convert(item.fields(), raw.as_bytes(), None, typed, names)
     } else {
         let item: light::CoreItem<'_> = serde_json::from_str(raw)?;
-        convert(item.fields(), raw.as_bytes(), typed, names)
+        convert(item.fields(), raw.as_bytes(), None, typed, names)
     })
 }
 

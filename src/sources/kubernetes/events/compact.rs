@@ -14,7 +14,7 @@ use serde_json::Number;
 
 mod fast;
 
-pub(super) use fast::object_end;
+pub(super) use fast::{Kind, Node, Tape, unescape_simple};
 
 /// The compact, key-sorted JSON of the object `raw`, without `metadata.managedFields`; `None`
 /// when `raw` is not a JSON object (the caller falls back and reports why).
@@ -274,6 +274,7 @@ mod tests {
             r#"{"metadata":"not an object","x":{"metadata":{"managedFields":1}}}"#,
             r#"{"metadata":{"managedFields":null,"b":[1,{"z":1,"a":2}]}}"#,
             r#"{"a":"\ud83d\ude00 \u001f"}"#,
+            r#"{"z":"q\"\\\b\f\n\r\t x","a":["\"",{"y":"\\","b":"\/"}]}"#,
         ];
         for raw in taken {
             assert_eq!(fast::compact(raw).as_deref(), Some(via_value(raw).as_str()), "{raw}");

@@ -7,12 +7,14 @@
 //! not take are not looked at, so an odd value there no longer costs the event.
 
 use std::borrow::Cow;
+use std::cell::Cell;
 use std::fmt;
 
 use serde::Deserialize;
 use serde::de::{self, Deserializer, Visitor};
 
 use super::Fields;
+use super::compact::{Kind, Node, Tape, unescape_simple};
 
 /// A string, borrowed from the body when it holds no escapes.
 #[derive(Default)]
@@ -230,5 +232,195 @@ impl V1Item<'_> {
             message_key: "note",
             ..meta_fields(&self.metadata, self.regarding.as_ref())
         }
+    }
+}
+
+/// A scanned object's members, looked up by key as the typed decode reads them.
+#[derive(Clone, Copy)]
+struct Members<'t, 'a> {
+    raw: &'a str,
+    tape: &'t Tape,
+    members: &'t [Node],
+    /// The last time read, as written and in ms: an event's times are most often the same.
+    last_time: &'t Cell<Option<(&'a str, i64)>>,
+}
+
+/// `None`: the scan cannot say what the typed decode would (the caller decodes instead);
+/// `Some(None)`: the member is absent or `null`.
+type Read<T> = Option<Option<T>>;
+
+impl<'t, 'a> Members<'t, 'a> {
+    /// The members named `keys`, in one pass over the object; `None` when one of them is given
+    /// twice (the typed decode refuses that).
+    fn pick<const N: usize>(&self, keys: [&str; N]) -> Option<[Option<Node>; N]> {
+        let mut found = [None; N];
+        for member in self.members {
+            let key = self.tape.key(self.raw, member);
+            // Lengths first: most keys differ in length.
+            if let Some(slot) = keys.iter().position(|k| k.len() == key.len() && *k == key) {
+                if found[slot].is_some() {
+                    return None;
+                }
+                found[slot] = Some(*member);
+            }
+        }
+        Some(found)
+    }
+
+    fn text(&self, node: &Node) -> &'a str {
+        self.raw.get(node.start as usize..node.end as usize).unwrap_or("")
+    }
+
+    /// The member's value unless it is `null`.
+    fn present(&self, node: Option<Node>) -> Option<Node> {
+        node.filter(|node| self.text(node) != "null")
+    }
+
+    fn object(&self, node: Option<Node>) -> Read<Members<'t, 'a>> {
+        match self.present(node) {
+            None => Some(None),
+            Some(node) if node.kind == Kind::Object => {
+                Some(Some(Members { members: self.tape.members(&node), ..*self }))
+            }
+            // An array decodes as a struct too, by position: left to the typed decode.
+            Some(_) => None,
+        }
+    }
+
+    fn str(&self, node: Option<Node>) -> Read<Str<'a>> {
+        let Some(node) = self.present(node) else { return Some(None) };
+        let text = self.text(&node);
+        if !text.starts_with('"') {
+            return None;
+        }
+        let inner = text.get(1..text.len() - 1)?;
+        Some(Some(Str(match (node.kind, node.escaped) {
+            (Kind::Verbatim, false) => Cow::Borrowed(inner),
+            (Kind::Verbatim, true) => Cow::Owned(unescape_simple(inner)?),
+            _ => Cow::Owned(serde_json::from_str(text).ok()?),
+        })))
+    }
+
+    fn ms(&self, node: Option<Node>) -> Read<Ms> {
+        if let Some(node) = self.present(node)
+            && node.kind == Kind::Verbatim
+            && !node.escaped
+            && let Some((last, ms)) = self.last_time.get()
+            && self.text(&node).get(1..).and_then(|t| t.strip_suffix('"')) == Some(last)
+        {
+            return Some(Some(Ms(ms)));
+        }
+        let Some(text) = self.str(node)? else { return Some(None) };
+        let time: jiff::Timestamp = text.0.parse().ok()?;
+        if let Cow::Borrowed(text) = text.0 {
+            self.last_time.set(Some((text, time.as_millisecond())));
+        }
+        Some(Some(Ms(time.as_millisecond())))
+    }
+
+    fn i32(&self, node: Option<Node>) -> Read<i32> {
+        let Some(node) = self.present(node) else { return Some(None) };
+        let text = self.text(&node);
+        // The scan takes integers only; a string, a literal or an object is the typed decode's.
+        if node.kind != Kind::Verbatim || !text.starts_with(|c: char| c == '-' || c.is_ascii_digit()) {
+            return None;
+        }
+        Some(Some(text.parse::<i32>().ok()?))
+    }
+
+    fn meta(&self, node: Option<Node>) -> Read<Meta<'a>> {
+        let Some(m) = self.object(node)? else { return Some(None) };
+        let [name, namespace, uid, version, created] =
+            m.pick(["name", "namespace", "uid", "resourceVersion", "creationTimestamp"])?;
+        Some(Some(Meta {
+            name: m.str(name)?,
+            namespace: m.str(namespace)?,
+            uid: m.str(uid)?,
+            resource_version: m.str(version)?,
+            creation_timestamp: m.ms(created)?,
+        }))
+    }
+
+    fn reference(&self, node: Option<Node>) -> Read<Ref<'a>> {
+        let Some(r) = self.object(node)? else { return Some(None) };
+        let [kind, namespace, name, uid] = r.pick(["kind", "namespace", "name", "uid"])?;
+        Some(Some(Ref {
+            kind: r.str(kind)?,
+            namespace: r.str(namespace)?,
+            name: r.str(name)?,
+            uid: r.str(uid)?,
+        }))
+    }
+
+    fn source(&self, node: Option<Node>) -> Read<Source<'a>> {
+        let Some(s) = self.object(node)? else { return Some(None) };
+        let [component, host] = s.pick(["component", "host"])?;
+        Some(Some(Source { component: s.str(component)?, host: s.str(host)? }))
+    }
+
+    fn series(&self, node: Option<Node>) -> Read<CoreSeries> {
+        let Some(s) = self.object(node)? else { return Some(None) };
+        let [count, last] = s.pick(["count", "lastObservedTime"])?;
+        Some(Some(CoreSeries { count: s.i32(count)?, last_observed_time: s.ms(last)? }))
+    }
+}
+
+impl<'a> CoreItem<'a> {
+    /// The item from its scan (`raw` is the text scanned), as the typed decode reads it, with
+    /// where its name, resource version and message start in `raw`; `None` when the scan alone
+    /// cannot say what the decode would (odd types, repeated keys): decode it then.
+    pub fn from_tape(raw: &'a str, tape: &Tape) -> Option<(CoreItem<'a>, [Option<u32>; 3])> {
+        let root = tape.root()?;
+        let last_time = Cell::new(None);
+        let top = Members { raw, tape, members: tape.members(&root), last_time: &last_time };
+        let [
+            metadata,
+            involved_object,
+            reason,
+            message,
+            type_,
+            source,
+            reporting_component,
+            reporting_instance,
+            first_timestamp,
+            last_timestamp,
+            event_time,
+            series,
+            count,
+        ] = top.pick([
+            "metadata",
+            "involvedObject",
+            "reason",
+            "message",
+            "type",
+            "source",
+            "reportingComponent",
+            "reportingInstance",
+            "firstTimestamp",
+            "lastTimestamp",
+            "eventTime",
+            "series",
+            "count",
+        ])?;
+        let item = CoreItem {
+            metadata: top.meta(metadata)?,
+            involved_object: top.reference(involved_object)?,
+            reason: top.str(reason)?,
+            message: top.str(message)?,
+            type_: top.str(type_)?,
+            source: top.source(source)?,
+            reporting_component: top.str(reporting_component)?,
+            reporting_instance: top.str(reporting_instance)?,
+            first_timestamp: top.ms(first_timestamp)?,
+            last_timestamp: top.ms(last_timestamp)?,
+            event_time: top.ms(event_time)?,
+            series: top.series(series)?,
+            count: top.i32(count)?,
+        };
+        // Where the strings start, so the event's text need not search for them.
+        let meta = top.object(metadata).flatten().and_then(|m| m.pick(["name", "resourceVersion"]));
+        let [name, version] = meta.unwrap_or([None; 2]);
+        let starts = [name, version, message].map(|node| node.map(|node| node.start));
+        Some((item, starts))
     }
 }

@@ -15,7 +15,8 @@ use serde::de::Error as _;
 use serde_json::value::RawValue;
 
 use super::super::raw_list::{VersionMeta, identity};
-use super::{EVENTS_V1, EventError, EventListParsed, convert_item};
+use super::compact::Tape;
+use super::{EVENTS_V1, EventError, EventListParsed, convert_item, convert_scanned};
 use heapster_dataflows::name::Interner;
 
 /// Bytes read at a time.
@@ -32,7 +33,8 @@ pub fn read_event_list(
     chunk: usize,
     mut each: impl FnMut(EventListParsed) -> ControlFlow<()>,
 ) -> Result<Option<String>, EventError> {
-    let mut input = Input { reader, buf: Vec::new(), pos: 0, eof: false };
+    let mut input =
+        Input { reader, buf: Vec::new(), pos: 0, eof: false, tape: Tape::default(), scanned: false };
     let mut list = ListState { chunk: chunk.max(1), ..ListState::default() };
     match read_list(&mut input, &mut list, &mut each) {
         Ok(()) => {}
@@ -48,7 +50,7 @@ pub fn read_event_list(
     // Items that came before the list said what it is.
     let pending = std::mem::take(&mut list.pending);
     for raw in pending {
-        if list.item(raw.get(), &mut each).is_break() {
+        if list.item(raw.get(), None, &mut each).is_break() {
             return Ok(list.resource_version);
         }
     }
@@ -88,16 +90,21 @@ impl ListState {
         self.kind.is_some() && self.api_version.is_some()
     }
 
-    /// Converts one item; `raw` is valid JSON.
+    /// Converts one item; `raw` is valid JSON, and `tape` its scan if it was scanned.
     fn item(
         &mut self,
         raw: &str,
+        tape: Option<&mut Tape>,
         each: &mut impl FnMut(EventListParsed) -> ControlFlow<()>,
     ) -> ControlFlow<()> {
         let index = self.index;
         self.index += 1;
         let events_v1 = self.api_version.as_deref() == Some(EVENTS_V1);
-        match convert_item(raw, events_v1, &mut self.names) {
+        let converted = match tape {
+            Some(tape) => convert_scanned(raw, events_v1, &mut self.names, Some(tape)),
+            None => convert_item(raw, events_v1, &mut self.names),
+        };
+        match converted {
             Ok(Ok((event, mut warnings))) => {
                 self.out.events.push(event);
                 self.out.warnings.append(&mut warnings);
@@ -190,11 +197,12 @@ fn read_items(
         let range = input.value()?;
         if list.streaming() {
             // The range is valid JSON already; only its text needs checking.
-            let raw = match std::str::from_utf8(&input.buf[range.clone()]) {
-                Ok(raw) => raw,
-                Err(_) => input.decode::<&RawValue>(range)?.get(),
+            let (raw, tape) = match std::str::from_utf8(&input.buf[range.clone()]) {
+                // The scan's offsets are into the range, which it started.
+                Ok(raw) => (raw, input.scanned.then_some(&mut input.tape)),
+                Err(_) => (input.decode::<&RawValue>(range)?.get(), None),
             };
-            if list.item(raw, each).is_break() {
+            if list.item(raw, tape, each).is_break() {
                 return Err(Stop::Stopped);
             }
         } else {
@@ -219,6 +227,9 @@ struct Input<R> {
     buf: Vec<u8>,
     pos: usize,
     eof: bool,
+    /// The scan of the last value read, when `scanned` says it is one.
+    tape: Tape,
+    scanned: bool,
 }
 
 impl<R: Read> Input<R> {
@@ -282,11 +293,15 @@ impl<R: Read> Input<R> {
     /// The next whole JSON value, consumed; reads on while the buffer ends inside it.
     fn value(&mut self) -> Result<Range<usize>, EventError> {
         self.peek()?;
-        // An event as API servers write it is found by a scan that checks it as it goes;
-        // anything else, or an item the buffer ends inside, is measured by serde_json.
-        if let Some(len) = self.buf.get(self.pos..).and_then(super::compact::object_end) {
+        // An event as API servers write it is found by a scan that checks it as it goes, and
+        // whose tape its conversion reads; anything else, or an item the buffer ends inside,
+        // is measured by serde_json.
+        self.scanned = false;
+        let (buf, tape) = (&self.buf, &mut self.tape);
+        if let Some(len) = buf.get(self.pos..).and_then(|rest| tape.scan(rest, 0)) {
             let start = self.pos;
             self.pos += len;
+            self.scanned = true;
             return Ok(start..self.pos);
         }
         loop {
