@@ -439,6 +439,40 @@ mod tests {
     }
 
     #[test]
+    fn a_window_is_released_once_complete_and_every_sink_is_done_with_it() {
+        let in_sinks = Arc::new(InSinks::default());
+        let (file, influxdb) = (Arc::new(SinkStats::default()), Arc::new(SinkStats::default()));
+        in_sinks.watch(vec![Arc::clone(&file), Arc::clone(&influxdb)]);
+        assert!(!in_sinks.released(5), "window 5 is still in the graph");
+        in_sinks.hand();
+        in_sinks.passed(Some(6));
+        file.windows_handled.fetch_add(1, Ordering::Relaxed);
+        assert!(!in_sinks.released(5), "one sink still holds it");
+        influxdb.windows_handled.fetch_add(1, Ordering::Relaxed);
+        assert!(in_sinks.released(5));
+        assert!(!in_sinks.released(6), "window 6 is not complete");
+        in_sinks.passed(None);
+        assert!(in_sinks.released(6), "every worker is done");
+
+        let (senders, _receivers) = channels(1);
+        assert!(Feeds::single(senders.clone()).wait_for_sinks(6, &AtomicBool::new(false)), "no gate");
+        let feeds = Feeds::single(senders).with_sinks(Arc::clone(&in_sinks));
+        in_sinks.hand();
+        let sinks = [Arc::clone(&file), Arc::clone(&influxdb)];
+        let done = std::thread::spawn(move || {
+            for sink in sinks {
+                std::thread::sleep(Duration::from_millis(20));
+                sink.windows_handled.fetch_add(1, Ordering::Relaxed);
+            }
+        });
+        assert!(feeds.wait_for_sinks(7, &AtomicBool::new(false)));
+        assert_eq!(influxdb.windows_handled.load(Ordering::Relaxed), 2, "returned once both were done");
+        done.join().unwrap();
+        in_sinks.hand();
+        assert!(!feeds.wait_for_sinks(8, &AtomicBool::new(true)), "a stop ends the wait");
+    }
+
+    #[test]
     fn a_worker_feed_splits_nodes_by_owner_and_closes_its_own_worker() {
         let (senders, receivers) = channels(3);
         let feeds = Feeds::single(senders);
