@@ -29,7 +29,7 @@ use crate::cluster::connect::Network;
 
 mod feed;
 
-pub use feed::{Feed, Feeds, Fetched, Owned, Parsed, WorkerFeed, WorkersGone};
+pub use feed::{Feed, Feeds, Fetched, InSinks, Owned, Parsed, WorkerFeed, WorkersGone};
 
 /// Counters shared by workers and sinks, read by the log sink and benchmarks.
 #[derive(Debug, Default)]
@@ -43,6 +43,8 @@ pub struct Stats {
     pub metric_values: AtomicU64,
     /// Windows cut short by a stop before all their scrapes were in, so not exported.
     pub cancelled_windows: AtomicU64,
+    /// The windows past the graph, for a replay to wait on.
+    pub in_sinks: Arc<InSinks>,
 }
 
 impl Stats {
@@ -527,6 +529,11 @@ impl Collector {
             Collected::Table { table } if self.cancelled.contains(&table.time) => Vec::new(),
             Collected::Table { table } => vec![Completed::Table(table)],
         }
+    }
+
+    /// Every window before this one is complete (`None`: every worker has finished).
+    pub fn frontier(&self) -> Option<Time> {
+        self.frontiers.iter().flatten().min().copied()
     }
 
     /// Whether every worker has finished.

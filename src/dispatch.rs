@@ -28,6 +28,7 @@ pub fn dispatch(
     mut checkpointer: Option<Checkpointer>,
 ) -> Vec<(String, Arc<SinkStats>)> {
     let mut collector = Collector::new(workers);
+    stats.in_sinks.watch(sinks.iter().map(|s| Arc::clone(&s.stats)).collect());
     let mut unwritten: VecDeque<EventBatch> = VecDeque::new();
     let mut pending = false;
     loop {
@@ -46,6 +47,7 @@ pub fn dispatch(
                             // The last sink gets the collector's own reference: a lone sink
                             // then owns the window and frees it as it writes.
                             let batch = Arc::new(batch);
+                            stats.in_sinks.hand();
                             if let Some((last, others)) = sinks.split_last() {
                                 for sink in others {
                                     sink.send(SinkInput::Metrics(Arc::clone(&batch)));
@@ -75,6 +77,7 @@ pub fn dispatch(
                         }
                     }
                 }
+                stats.in_sinks.passed(collector.frontier());
             }
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => break,

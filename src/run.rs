@@ -278,7 +278,7 @@ pub fn run(config: RunConfig, stop: Arc<AtomicBool>) -> Result<RunReport, RunErr
         senders.push(tx);
         receivers.push(rx);
     }
-    let feeds = Feeds::new(senders, share);
+    let feeds = Feeds::new(senders, share).with_sinks(Arc::clone(&stats.in_sinks));
     let source: Box<dyn FnOnce() -> Result<(), RunError>> = match config.source {
         SourceConfig::Replay(replay) => {
             let replay = Replay::open(&replay, share)?;

@@ -8,6 +8,9 @@
 //! checks it on receipt.
 
 use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::Sender;
 use heapster_dataflows::meta::MetaRecord;
@@ -15,6 +18,7 @@ use heapster_dataflows::model::Interner;
 use heapster_dataflows::{Event, MetricSet, Name, Time};
 
 use crate::cluster::Share;
+use crate::sinks::SinkStats;
 
 /// A node's answer as its source fetched it. The worker that owns the node parses it, on its
 /// own thread: parsing is spread over the workers, and the bridge never knows a body's format.
@@ -91,13 +95,93 @@ pub struct Feeds {
     /// One per local worker, in worker order.
     senders: Vec<Sender<Feed>>,
     share: Share,
+    /// Where the windows past the graph stand, for a source that waits for them.
+    in_sinks: Option<Arc<InSinks>>,
+}
+
+/// The windows past the graph: how far the collector has completed them, and the windows the
+/// sinks still hold. A source that can wait (replay) feeds a window's bodies only once the
+/// window before has been let go by every sink (written, encoded into its queue, or dropped),
+/// so that one window's sets are in memory at a time rather than one being written while the
+/// next is parsed.
+#[derive(Debug, Default)]
+pub struct InSinks {
+    state: Mutex<Outflow>,
+}
+
+#[derive(Debug, Default)]
+struct Outflow {
+    /// Every worker has passed the windows before this one (`Time::MAX`: every worker is done).
+    frontier: Time,
+    /// Windows handed to the sinks.
+    handed: u64,
+    /// Each sink's count of the windows it is done with.
+    sinks: Vec<Arc<SinkStats>>,
+}
+
+/// How often [`Feeds::wait_for_sinks`] looks again.
+const SINKS_POLL: Duration = Duration::from_millis(1);
+/// The longest [`Feeds::wait_for_sinks`] waits: it bounds memory, never correctness, so a
+/// window stuck past this (a sink far behind, workers gone) does not hold the source up.
+const SINKS_PATIENCE: Duration = Duration::from_secs(10);
+
+impl InSinks {
+    /// The sinks the windows go to.
+    pub fn watch(&self, sinks: Vec<Arc<SinkStats>>) {
+        if let Ok(mut state) = self.state.lock() {
+            state.sinks = sinks;
+        }
+    }
+
+    /// A window handed to every sink; it counts until each is done with it.
+    pub fn hand(&self) {
+        if let Ok(mut state) = self.state.lock() {
+            state.handed += 1;
+        }
+    }
+
+    /// The collector's frontier: every window before `frontier` is complete (`None`: all are).
+    pub fn passed(&self, frontier: Option<Time>) {
+        if let Ok(mut state) = self.state.lock() {
+            state.frontier = frontier.unwrap_or(Time::MAX);
+        }
+    }
+
+    /// Whether the window ending at `time` has been completed and no sink holds a window.
+    pub fn released(&self, time: Time) -> bool {
+        self.state.lock().map_or(true, |state| {
+            state.frontier > time
+                && state.sinks.iter().all(|s| s.windows_handled.load(Ordering::Relaxed) >= state.handed)
+        })
+    }
 }
 
 impl Feeds {
     /// `senders[i]` feeds this process's worker `i`; `share` places them in the cluster.
     pub fn new(senders: Vec<Sender<Feed>>, share: Share) -> Feeds {
         debug_assert_eq!(senders.len(), share.workers, "one feed per local worker");
-        Feeds { senders, share }
+        Feeds { senders, share, in_sinks: None }
+    }
+
+    /// These feeds, telling [`Feeds::wait_for_sinks`] where the windows past the graph stand.
+    pub fn with_sinks(self, in_sinks: Arc<InSinks>) -> Feeds {
+        Feeds { in_sinks: Some(in_sinks), ..self }
+    }
+
+    /// Waits until the window ending at `time` has left the graph and every sink has let go of
+    /// it, or at most [`SINKS_PATIENCE`]; false when `stop` is set. At once without
+    /// [`Feeds::with_sinks`].
+    pub fn wait_for_sinks(&self, time: Time, stop: &AtomicBool) -> bool {
+        let Some(in_sinks) = &self.in_sinks else { return !stop.load(Ordering::Relaxed) };
+        let started = Instant::now();
+        while !in_sinks.released(time) && !stop.load(Ordering::Relaxed) {
+            if started.elapsed() > SINKS_PATIENCE {
+                tracing::debug!(window = time, "the sinks still hold the window; feeding the next one");
+                break;
+            }
+            std::thread::sleep(SINKS_POLL);
+        }
+        !stop.load(Ordering::Relaxed)
     }
 
     /// This process's workers alone (no cluster).
@@ -352,6 +436,40 @@ mod tests {
             assert_eq!(gone, Err(WorkersGone));
             assert_eq!(feed.close_async(2).await, Err(WorkersGone));
         });
+    }
+
+    #[test]
+    fn a_window_is_released_once_complete_and_every_sink_is_done_with_it() {
+        let in_sinks = Arc::new(InSinks::default());
+        let (file, influxdb) = (Arc::new(SinkStats::default()), Arc::new(SinkStats::default()));
+        in_sinks.watch(vec![Arc::clone(&file), Arc::clone(&influxdb)]);
+        assert!(!in_sinks.released(5), "window 5 is still in the graph");
+        in_sinks.hand();
+        in_sinks.passed(Some(6));
+        file.windows_handled.fetch_add(1, Ordering::Relaxed);
+        assert!(!in_sinks.released(5), "one sink still holds it");
+        influxdb.windows_handled.fetch_add(1, Ordering::Relaxed);
+        assert!(in_sinks.released(5));
+        assert!(!in_sinks.released(6), "window 6 is not complete");
+        in_sinks.passed(None);
+        assert!(in_sinks.released(6), "every worker is done");
+
+        let (senders, _receivers) = channels(1);
+        assert!(Feeds::single(senders.clone()).wait_for_sinks(6, &AtomicBool::new(false)), "no gate");
+        let feeds = Feeds::single(senders).with_sinks(Arc::clone(&in_sinks));
+        in_sinks.hand();
+        let sinks = [Arc::clone(&file), Arc::clone(&influxdb)];
+        let done = std::thread::spawn(move || {
+            for sink in sinks {
+                std::thread::sleep(Duration::from_millis(20));
+                sink.windows_handled.fetch_add(1, Ordering::Relaxed);
+            }
+        });
+        assert!(feeds.wait_for_sinks(7, &AtomicBool::new(false)));
+        assert_eq!(influxdb.windows_handled.load(Ordering::Relaxed), 2, "returned once both were done");
+        done.join().unwrap();
+        in_sinks.hand();
+        assert!(!feeds.wait_for_sinks(8, &AtomicBool::new(true)), "a stop ends the wait");
     }
 
     #[test]

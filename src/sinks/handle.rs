@@ -133,6 +133,7 @@ impl SinkHandle {
                 tracing::warn!(sink = %self.name, "{why}: window {} dropped", batch.time);
                 self.stats.dropped_windows.fetch_add(1, Ordering::Relaxed);
                 self.stats.dropped_points.fetch_add(batch.point_count() as u64, Ordering::Relaxed);
+                self.stats.windows_handled.fetch_add(1, Ordering::Relaxed);
             }
             SinkInput::Events(batch) => {
                 tracing::error!(sink = %self.name, "{why}: {} events of tick {} not written", batch.events.len(), batch.time);
@@ -204,6 +205,7 @@ fn drain(rx: Receiver<SinkInput>, pending: &AtomicUsize, stats: &SinkStats, mut 
                         tracing::error!("window {time} not written: {e}");
                     }
                 }
+                stats.windows_handled.fetch_add(1, Ordering::Relaxed);
             }
             SinkInput::Events(batch) => {
                 let count = batch.events.len() as u64;

@@ -21,4 +21,7 @@ pub struct SinkStats {
     pub skipped_points: AtomicU64,
     /// Entities whose points were sent with their `labels` tag shortened to fit.
     pub shortened: AtomicU64,
+    /// Windows this sink is done with: written, encoded into its buffer, failed or dropped. A
+    /// replay waits on it so that one window is in memory at a time.
+    pub windows_handled: AtomicU64,
 }

@@ -62,6 +62,10 @@ impl std::ops::AddAssign for EncodeStats {
     }
 }
 
+/// Encoded sets an owned window keeps before [`Cursor::release`] frees them: about a megabyte
+/// of sets, and the shift of the rest a few hundred times a window at most.
+pub const RELEASE_SETS: usize = 1024;
+
 /// Where an encoding pass stopped, so a batch can be encoded one chunk at a time.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Cursor {
@@ -78,9 +82,12 @@ impl Cursor {
     }
 
     /// Frees the sets the cursor has passed when the window owns them; the cursor moves with
-    /// the rest.
+    /// the rest. Sets are freed [`RELEASE_SETS`] at a time (or all at the end): each release
+    /// shifts the sets left, which a release per small chunk would repeat for little gain.
     pub fn release(&mut self, window: &mut Window<'_>) {
-        if let Some(batch) = window.owned_mut() {
+        if let Some(batch) = window.owned_mut()
+            && (self.set >= RELEASE_SETS || self.is_done(batch))
+        {
             self.release_sets(batch);
         }
     }

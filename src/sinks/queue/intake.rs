@@ -50,6 +50,7 @@ impl<E: Encode> Intake<E> {
                             self.item(what, |enc, emit| enc.metrics(Window::Borrowed(&shared), emit))
                         }
                     }
+                    self.store.shared.stats.windows_handled.fetch_add(1, Ordering::Relaxed);
                 }
                 SinkInput::Events(batch) => {
                     let what = What::Events { tick: Some(batch.time), events: batch.events.len() as u64 };

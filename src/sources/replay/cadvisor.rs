@@ -27,6 +27,7 @@ pub fn run(
     let pacer = Pacer::new(pace, scenario);
     let mut hosts: Vec<Host> = Vec::new();
     let mut hosts_file = None;
+    let mut last_time = None;
     for window in &scenario.windows {
         if !pacer.wait(window.time, stop) {
             tracing::info!(window = window.index, "replay stopped");
@@ -39,6 +40,12 @@ pub fn run(
                     .map_err(|e| ReplayError::List { file: file.clone(), source: e.into() })?;
             }
             hosts_file = file;
+        }
+        // One window's sets in memory at a time (see the Kubernetes replay).
+        if let Some(last) = last_time
+            && !feeds.wait_for_sinks(last, stop)
+        {
+            break;
         }
         for host in &hosts {
             let body = std::fs::read(scenario.cadvisor_path(window.index, &host.name))
@@ -60,6 +67,7 @@ pub fn run(
             return Ok(report);
         }
         report.windows += 1;
+        last_time = Some(window.time);
     }
     Ok(report)
 }

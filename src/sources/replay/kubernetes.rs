@@ -43,10 +43,18 @@ pub fn run(
     let pacer = Pacer::new(pace, scenario);
     let share = feeds.share();
     let mut progress = crate::progress::Progress::windows("replay", scenario.windows.len() as u64);
+    let mut last_time = None;
 
     for window in &scenario.windows {
         if !pacer.wait(window.time, stop) {
             tracing::info!(window = window.index, "replay stopped");
+            break;
+        }
+        // One window in memory at a time: the last one is written before this one's lists and
+        // bodies are read (a pod list's body alone is as large as a window's sets).
+        if let Some(last) = last_time
+            && !feeds.wait_for_sinks(last, stop)
+        {
             break;
         }
         let mut changes = Vec::new();
@@ -99,6 +107,7 @@ pub fn run(
             return Ok(report);
         }
         report.windows += 1;
+        last_time = Some(window.time);
         progress.window(window_bytes);
         interner.sweep();
     }
