@@ -216,11 +216,21 @@ pub fn clock_ticks() -> f64 {
 
 /// Peak RSS of a running process, KiB.
 pub fn peak_rss_kib(pid: u32) -> Result<u64, String> {
+    status_kib(pid, "VmHWM:")
+}
+
+/// Resident set size of a running process now, KiB.
+pub fn current_rss_kib(pid: u32) -> Result<u64, String> {
+    status_kib(pid, "VmRSS:")
+}
+
+/// One `/proc/<pid>/status` figure in kB (`field` with its colon); 0 when the kernel omits it.
+fn status_kib(pid: u32, field: &str) -> Result<u64, String> {
     let status =
         std::fs::read_to_string(format!("/proc/{pid}/status")).map_err(|e| format!("pid {pid}: {e}"))?;
     Ok(status
         .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .find_map(|l| l.strip_prefix(field))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap_or(0))
 }

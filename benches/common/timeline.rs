@@ -9,7 +9,7 @@ use std::net::TcpStream;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use super::process::cpu_seconds;
+use super::process::{cpu_seconds, current_rss_kib};
 
 /// The collector's counters at one moment.
 #[derive(Clone, Copy, Default, Debug)]
@@ -86,17 +86,6 @@ pub fn sample(started: Instant, api: &str, collector: u32, server: u32) -> Resul
         server_cpu: cpu_seconds(server)?,
         server_rss_kib: current_rss_kib(server)?,
     })
-}
-
-/// Resident set size of a running process now, KiB.
-pub fn current_rss_kib(pid: u32) -> Result<u64, String> {
-    let status =
-        std::fs::read_to_string(format!("/proc/{pid}/status")).map_err(|e| format!("pid {pid}: {e}"))?;
-    Ok(status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0))
 }
 
 /// Prints one row per resolution interval (from the first sample on) and one per exported window:
