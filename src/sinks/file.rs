@@ -12,10 +12,13 @@ use super::sink::{LocalWrite, Opened, Sink, SinkContext, SinkError};
 use crate::batch::Window;
 use crate::config::{ConfigError, UriOptions};
 
-/// Points encoded at a time: bounds the encoder's buffer, whatever the window's size. About a
-/// megabyte with long label sets (ten times that kept a 12 MB buffer alive between windows);
-/// a chunk that size goes to the file in one write, past the writer's own buffer.
+/// Points encoded at a time: bounds the encoder's buffer, whatever the window's size. A few
+/// hundred kB with long label sets (ten times that kept a 12 MB buffer alive between windows).
 const CHUNK_POINTS: usize = 1_000;
+
+/// The file writer's own buffer. Smaller than a full chunk, so that a full chunk goes to the
+/// file in one write instead of being copied through it; it gathers only short last chunks.
+const WRITE_BUFFER: usize = 64 << 10;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FileConfig {
@@ -74,7 +77,7 @@ impl FileSink {
             cluster_name: config.cluster_name.clone(),
             disable_counter_metrics: false,
         });
-        Ok(FileSink { out: BufWriter::with_capacity(1 << 20, file), encoder })
+        Ok(FileSink { out: BufWriter::with_capacity(WRITE_BUFFER, file), encoder })
     }
 
     /// Appends the window and flushes, so a reader never sees half a window.
