@@ -15,6 +15,7 @@ use std::fmt::Debug;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use futures::StreamExt;
+use heapster_dataflows::Name;
 use heapster_dataflows::meta::MetaRecord;
 use heapster_dataflows::model::Interner;
 use k8s_openapi::api::core::v1::Namespace;
@@ -29,16 +30,17 @@ use crate::cluster::Share;
 use crate::sources::NodeTarget;
 use crate::sources::meta_state::Kind;
 
-/// What one object contributes: its metadata, and for nodes the scrape target.
+/// What one object contributes: its metadata, and for nodes the scrape target (boxed: 30 pods
+/// a node, and only the node has one).
 #[derive(Clone, Debug, PartialEq)]
 struct Object {
     record: MetaRecord,
-    target: Option<NodeTarget>,
+    target: Option<Box<NodeTarget>>,
 }
 
 /// An object's key within its kind: `(namespace, name)`, the namespace empty for nodes and
-/// namespaces.
-type Key = (String, String);
+/// namespaces; the record's own names, shared (`Name`s order as their strings do).
+type Key = (Name, Name);
 
 /// The current objects of every kind.
 #[derive(Default)]
@@ -73,7 +75,7 @@ impl ClusterState {
     pub fn targets(&self) -> Vec<NodeTarget> {
         self.objects
             .get(&Kind::Node)
-            .map(|o| o.values().filter_map(|o| o.target.clone()).collect())
+            .map(|o| o.values().filter_map(|o| o.target.as_deref().cloned()).collect())
             .unwrap_or_default()
     }
 
@@ -217,8 +219,8 @@ impl Convert for TrimmedNode {
         warn_all(&warnings);
         match converted {
             Ok((target, name, meta)) => Converted::Kept(
-                (String::new(), name.to_string()),
-                Object { record: MetaRecord::Node { name, meta }, target: Some(target) },
+                (Name::default(), name.clone()),
+                Object { record: MetaRecord::Node { name, meta }, target: Some(Box::new(target)) },
             ),
             Err(e) => {
                 tracing::warn!("node skipped: {e}");
@@ -236,7 +238,7 @@ impl Convert for TrimmedPod {
         let place = self.place();
         if !share.keeps_pod(place) {
             return match place {
-                Some((ns, name, _)) => Converted::Elsewhere((ns.to_string(), name.to_string())),
+                Some((ns, name, _)) => Converted::Elsewhere((Name::new(ns), Name::new(name))),
                 None => Converted::Skipped,
             };
         }
@@ -245,7 +247,7 @@ impl Convert for TrimmedPod {
         warn_all(&warnings);
         match converted {
             Ok(((ns, name), meta)) => Converted::Kept(
-                (ns.to_string(), name.to_string()),
+                (ns.clone(), name.clone()),
                 Object { record: MetaRecord::Pod { ns, name, meta: meta.into() }, target: None },
             ),
             Err(e) => {
@@ -261,7 +263,7 @@ impl Convert for Namespace {
     fn convert(self, interner: &mut Interner, _share: Share) -> Converted {
         match namespace_meta(&self, interner) {
             Ok((name, meta)) => Converted::Kept(
-                (String::new(), name.to_string()),
+                (Name::default(), name.clone()),
                 Object { record: MetaRecord::Namespace { name, meta }, target: None },
             ),
             Err(e) => {
@@ -386,7 +388,6 @@ where
 mod tests {
     use std::sync::Arc;
 
-    use heapster_dataflows::Name;
     use heapster_dataflows::meta::{NamespaceMeta, NodeMeta, NodeResources, PodMeta};
 
     use super::*;
@@ -411,8 +412,8 @@ mod tests {
             },
             Kind::Namespace => MetaRecord::Namespace { name: name.clone(), meta: NamespaceMeta { uid } },
         };
-        let ns = if kind == Kind::Pod { format!("ns{}", i % 3) } else { String::new() };
-        ((ns, name.to_string()), Object { record, target: None })
+        let ns = if kind == Kind::Pod { Name::new(&format!("ns{}", i % 3)) } else { Name::default() };
+        ((ns, name), Object { record, target: None })
     }
 
     /// Every kept record, as the window before change tracking read them.
