@@ -3,12 +3,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use http_body_util::BodyExt;
-use hyper::body::Incoming;
-use hyper::header::{AUTHORIZATION, CONTENT_LENGTH, HeaderName, HeaderValue, USER_AGENT};
+use hyper::header::{AUTHORIZATION, HeaderName, HeaderValue, USER_AGENT};
 
 use super::config::{Clients, KubernetesConfig};
-use super::kubelet_client::KubeletClient;
+use super::kubelet_client::{KubeletClient, Response};
 use crate::sources::NodeTarget;
 use crate::sources::ScrapeError;
 
@@ -93,16 +91,11 @@ impl Scraper {
 
     async fn exchange(&self, url: &str) -> Result<Vec<u8>, ScrapeError> {
         let headers = self.headers.as_deref().map_err(|e| ScrapeError::Failed(e.clone()))?;
-        let response = self.client.get(url, headers).await.map_err(ScrapeError::Failed)?;
-        let status = response.status();
-        let declared = response
-            .headers()
-            .get(CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok());
-        let mut body = response.into_body();
+        let mut response = self.client.get(url, headers).await.map_err(ScrapeError::Failed)?;
+        let status = response.status;
+        let declared = response.content_length;
         if !status.is_success() {
-            let body = match read_capped(&mut body, declared, MAX_ERROR_BODY, Vec::new()).await {
+            let body = match read_capped(&mut response, declared, MAX_ERROR_BODY, Vec::new()).await {
                 Ok(Capped::Whole(body) | Capped::Cut(body)) => body,
                 Err(_) => Vec::new(),
             };
@@ -117,12 +110,12 @@ impl Scraper {
             )));
         }
         // The buffer of an earlier body, handed back by the worker that parsed it.
-        match read_capped(&mut body, declared, MAX_BODY, super::bodies::take()).await {
+        match read_capped(&mut response, declared, MAX_BODY, super::bodies::take()).await {
             Ok(Capped::Whole(body)) => Ok(body),
             Ok(Capped::Cut(_)) => Err(ScrapeError::Failed(format!(
                 "{url}: body over the {MAX_BODY}-byte limit; stopped reading there"
             ))),
-            Err(e) => Err(ScrapeError::Failed(format!("{url}: body: {}", crate::errors::error_chain(&e)))),
+            Err(e) => Err(ScrapeError::Failed(format!("{url}: body: {e}"))),
         }
     }
 }
@@ -134,31 +127,17 @@ enum Capped {
     Cut(Vec<u8>),
 }
 
-/// Reads the body frame by frame into `out` (empty), counting as it goes, and stops at `cap`:
-/// memory never holds more than `cap` bytes of it, whatever the sender declares or streams.
+/// Reads the body into `out` (empty) straight from the connection, and stops at `cap`: memory
+/// never holds more than `cap` bytes of it, whatever the sender declares or streams.
 async fn read_capped(
-    body: &mut Incoming,
+    response: &mut Response,
     declared: Option<u64>,
     cap: usize,
     mut out: Vec<u8>,
-) -> Result<Capped, hyper::Error> {
+) -> Result<Capped, String> {
     // A declared length within the cap sizes the buffer once; pages are only touched as bytes
     // arrive, so a sender that declares much and sends little costs little.
     let declared = declared.map_or(0, |n| n.min(cap as u64) as usize);
     out.reserve_exact(declared);
-    while let Some(frame) = body.frame().await {
-        let Ok(chunk) = frame?.into_data() else { continue };
-        let take = chunk.len().min(cap - out.len());
-        // Grow by doubling as a Vec does, but never past the cap.
-        let needed = out.len() + take;
-        if needed > out.capacity() {
-            let target = (out.capacity() * 2).max(needed).min(cap);
-            out.reserve_exact(target - out.len());
-        }
-        out.extend_from_slice(&chunk[..take]);
-        if take < chunk.len() {
-            return Ok(Capped::Cut(out));
-        }
-    }
-    Ok(Capped::Whole(out))
+    if response.read(&mut out, cap).await? { Ok(Capped::Whole(out)) } else { Ok(Capped::Cut(out)) }
 }

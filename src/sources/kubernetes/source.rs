@@ -24,7 +24,6 @@ use crate::bridge::{Feeds, WorkersGone};
 use crate::cluster::Share;
 use crate::sources::kubelet::SummaryScrape;
 use crate::sources::live::{self, Fetch, Live, Window, jitter_max};
-use crate::sources::meta_state::{Kind, MetaState};
 use crate::sources::{NodeTarget, ScrapeError};
 
 /// One window's plan: its end time, the Ready nodes and the metadata changes.
@@ -37,7 +36,6 @@ pub struct WindowPlan {
 /// Watches the cluster and hands out windows.
 pub struct Cluster {
     state: SharedState,
-    meta: MetaState,
     share: Share,
 }
 
@@ -61,23 +59,16 @@ impl Cluster {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        Cluster { state, meta: MetaState::default(), share }
+        Cluster { state, share }
     }
 
     /// The metadata changes since the last window, and the Ready nodes, as of now.
     pub fn plan(&mut self, time: Time) -> WindowPlan {
-        let (nodes, pods, namespaces, targets) = {
-            let state = self.state.lock();
-            (
-                state.records_kept(Kind::Node, self.share),
-                state.records_kept(Kind::Pod, self.share),
-                state.records_kept(Kind::Namespace, self.share),
-                state.targets(),
-            )
+        // Only what changed since the last window is copied: the state tracks it.
+        let (changes, targets) = {
+            let mut state = self.state.lock();
+            (state.changes(self.share), state.targets())
         };
-        let mut changes = self.meta.replace(Kind::Node, nodes);
-        changes.extend(self.meta.replace(Kind::Pod, pods));
-        changes.extend(self.meta.replace(Kind::Namespace, namespaces));
         let targets = targets.into_iter().filter(|t| t.ready).collect();
         WindowPlan { time, targets, changes }
     }

@@ -6,12 +6,16 @@
 //! A re-list (at start, after a 410 or a broken stream) is
 //! buffered from `Init` to `InitDone` and then swapped in whole, so a window never sees half a
 //! list, and nothing is lost or counted twice across the re-list.
+//!
+//! The state remembers which objects changed since the last window ([`ClusterState::changes`]),
+//! so a window costs what changed in it, not a copy and comparison of every pod.
 
 use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use futures::StreamExt;
+use heapster_dataflows::Name;
 use heapster_dataflows::meta::MetaRecord;
 use heapster_dataflows::model::Interner;
 use k8s_openapi::api::core::v1::Namespace;
@@ -26,19 +30,27 @@ use crate::cluster::Share;
 use crate::sources::NodeTarget;
 use crate::sources::meta_state::Kind;
 
-/// What one object contributes: its metadata, and for nodes the scrape target.
-#[derive(Clone, Debug)]
+/// What one object contributes: its metadata, and for nodes the scrape target (boxed: 30 pods
+/// a node, and only the node has one).
+#[derive(Clone, Debug, PartialEq)]
 struct Object {
     record: MetaRecord,
-    target: Option<NodeTarget>,
+    target: Option<Box<NodeTarget>>,
 }
+
+/// An object's key within its kind: `(namespace, name)`, the namespace empty for nodes and
+/// namespaces; the record's own names, shared (`Name`s order as their strings do).
+type Key = (Name, Name);
 
 /// The current objects of every kind.
 #[derive(Default)]
 pub struct ClusterState {
-    objects: BTreeMap<Kind, BTreeMap<(String, String), Object>>,
+    objects: BTreeMap<Kind, BTreeMap<Key, Object>>,
     synced: BTreeMap<Kind, bool>,
     relists: u64,
+    /// The objects touched since the last [`ClusterState::changes`], each with its record as
+    /// it was then (`None`: absent). `None` until the first call, which hands out everything.
+    touched: Option<BTreeMap<(Kind, Key), Option<MetaRecord>>>,
 }
 
 impl ClusterState {
@@ -63,13 +75,103 @@ impl ClusterState {
     pub fn targets(&self) -> Vec<NodeTarget> {
         self.objects
             .get(&Kind::Node)
-            .map(|o| o.values().filter_map(|o| o.target.clone()).collect())
+            .map(|o| o.values().filter_map(|o| o.target.as_deref().cloned()).collect())
             .unwrap_or_default()
     }
 
     /// Lists taken since start (the first ones included).
     pub fn relists(&self) -> u64 {
         self.relists
+    }
+
+    /// The differential changes of the records this process feeds ([`Share::keeps`]) since the
+    /// last call, kind by kind (nodes, pods, namespaces), as [`MetaState::replace`] of every
+    /// kept record would give them, in the same order; the first call gives every record.
+    ///
+    /// [`MetaState::replace`]: crate::sources::meta_state::MetaState::replace
+    pub fn changes(&mut self, share: Share) -> Vec<(MetaRecord, isize)> {
+        let Some(touched) = self.touched.replace(BTreeMap::new()) else {
+            let mut changes = Vec::new();
+            for kind in [Kind::Node, Kind::Pod, Kind::Namespace] {
+                changes.extend(self.records_kept(kind, share).into_iter().map(|r| (r, 1)));
+            }
+            return changes;
+        };
+        let mut changes = Vec::new();
+        let mut added = Vec::new();
+        let mut kind = None;
+        for ((k, key), before) in touched {
+            if kind != Some(k) {
+                // Within a kind, changes and removals first, then additions, each in key order.
+                changes.append(&mut added);
+                kind = Some(k);
+            }
+            let before = before.filter(|r| share.keeps(r));
+            let after = self
+                .objects
+                .get(&k)
+                .and_then(|objects| objects.get(&key))
+                .map(|o| &o.record)
+                .filter(|r| share.keeps(r));
+            match (before, after) {
+                (Some(before), Some(after)) if before == *after => {}
+                (Some(before), Some(after)) => {
+                    changes.push((before, -1));
+                    changes.push((after.clone(), 1));
+                }
+                (Some(before), None) => changes.push((before, -1)),
+                (None, Some(after)) => added.push((after.clone(), 1)),
+                (None, None) => {}
+            }
+        }
+        changes.append(&mut added);
+        changes
+    }
+
+    /// Notes, before `key` of `kind` changes, what it was: once per object between windows.
+    fn touch(&mut self, kind: Kind, key: &Key) {
+        let Some(touched) = self.touched.as_mut() else { return };
+        if touched.contains_key(&(kind, key.clone())) {
+            return;
+        }
+        let before = self.objects.get(&kind).and_then(|o| o.get(key)).map(|o| o.record.clone());
+        touched.insert((kind, key.clone()), before);
+    }
+
+    /// Adds or replaces an object; one equal to what is there (a re-sent object) changes nothing.
+    fn insert(&mut self, kind: Kind, key: Key, object: Object) {
+        if self.objects.get(&kind).and_then(|o| o.get(&key)) == Some(&object) {
+            return;
+        }
+        self.touch(kind, &key);
+        self.objects.entry(kind).or_default().insert(key, object);
+    }
+
+    fn remove(&mut self, kind: Kind, key: &Key) {
+        if self.objects.get(&kind).is_some_and(|o| o.contains_key(key)) {
+            self.touch(kind, key);
+            if let Some(objects) = self.objects.get_mut(&kind) {
+                objects.remove(key);
+            }
+        }
+    }
+
+    /// Swaps in a whole list of `kind`, noting every object that differs from before.
+    fn replace_all(&mut self, kind: Kind, listed: BTreeMap<Key, Object>) {
+        if self.touched.is_some() {
+            let empty = BTreeMap::new();
+            let before = self.objects.get(&kind).unwrap_or(&empty);
+            let differ: Vec<Key> = listed
+                .iter()
+                .filter(|(key, object)| before.get(*key) != Some(*object))
+                .map(|(key, _)| key.clone())
+                .chain(before.keys().filter(|key| !listed.contains_key(*key)).cloned())
+                .collect();
+            for key in &differ {
+                self.touch(kind, key);
+            }
+        }
+        self.objects.insert(kind, listed);
     }
 }
 
@@ -90,10 +192,10 @@ impl SharedState {
 #[allow(clippy::large_enum_variant)]
 enum Converted {
     /// Its key and what it contributes.
-    Kept((String, String), Object),
+    Kept(Key, Object),
     /// Another process's (a pod on a node this process does not own): absent here, and removed
     /// if it was here before it moved.
-    Elsewhere((String, String)),
+    Elsewhere(Key),
     /// Unusable (warned).
     Skipped,
 }
@@ -117,8 +219,8 @@ impl Convert for TrimmedNode {
         warn_all(&warnings);
         match converted {
             Ok((target, name, meta)) => Converted::Kept(
-                (String::new(), name.to_string()),
-                Object { record: MetaRecord::Node { name, meta }, target: Some(target) },
+                (Name::default(), name.clone()),
+                Object { record: MetaRecord::Node { name, meta }, target: Some(Box::new(target)) },
             ),
             Err(e) => {
                 tracing::warn!("node skipped: {e}");
@@ -136,7 +238,7 @@ impl Convert for TrimmedPod {
         let place = self.place();
         if !share.keeps_pod(place) {
             return match place {
-                Some((ns, name, _)) => Converted::Elsewhere((ns.to_string(), name.to_string())),
+                Some((ns, name, _)) => Converted::Elsewhere((Name::new(ns), Name::new(name))),
                 None => Converted::Skipped,
             };
         }
@@ -145,7 +247,7 @@ impl Convert for TrimmedPod {
         warn_all(&warnings);
         match converted {
             Ok(((ns, name), meta)) => Converted::Kept(
-                (ns.to_string(), name.to_string()),
+                (ns.clone(), name.clone()),
                 Object { record: MetaRecord::Pod { ns, name, meta: meta.into() }, target: None },
             ),
             Err(e) => {
@@ -161,7 +263,7 @@ impl Convert for Namespace {
     fn convert(self, interner: &mut Interner, _share: Share) -> Converted {
         match namespace_meta(&self, interner) {
             Ok((name, meta)) => Converted::Kept(
-                (String::new(), name.to_string()),
+                (Name::default(), name.clone()),
                 Object { record: MetaRecord::Namespace { name, meta }, target: None },
             ),
             Err(e) => {
@@ -213,7 +315,7 @@ where
     K: kube::Resource + Clone + DeserializeOwned + Debug + Send + 'static + Convert,
 {
     let mut interner = Interner::default();
-    let mut relist: Option<BTreeMap<(String, String), Object>> = None;
+    let mut relist: Option<BTreeMap<Key, Object>> = None;
     let mut failing: Option<String> = None;
     let mut since_sweep = 0usize;
     let config = watcher::Config::default().any_semantic();
@@ -254,29 +356,22 @@ where
                 let listed = relist.take().unwrap_or_default();
                 tracing::debug!(kind = ?K::KIND, objects = listed.len(), "listed");
                 let mut state = state.lock();
-                state.objects.insert(K::KIND, listed);
+                state.replace_all(K::KIND, listed);
                 if state.synced.insert(K::KIND, true).is_some() {
                     crate::telemetry::global().watch_restart(resource_name(K::KIND));
                 }
                 state.relists += 1;
             }
             Event::Apply(object) => match object.convert(&mut interner, share) {
-                Converted::Kept(key, object) => {
-                    state.lock().objects.entry(K::KIND).or_default().insert(key, object);
-                }
-                Converted::Elsewhere(key) => {
-                    if let Some(objects) = state.lock().objects.get_mut(&K::KIND) {
-                        objects.remove(&key);
-                    }
-                }
+                Converted::Kept(key, object) => state.lock().insert(K::KIND, key, object),
+                Converted::Elsewhere(key) => state.lock().remove(K::KIND, &key),
                 Converted::Skipped => {}
             },
             Event::Delete(object) => {
                 if let Converted::Kept(key, _) | Converted::Elsewhere(key) =
                     object.convert(&mut interner, share)
-                    && let Some(objects) = state.lock().objects.get_mut(&K::KIND)
                 {
-                    objects.remove(&key);
+                    state.lock().remove(K::KIND, &key);
                 }
             }
         }
@@ -285,6 +380,82 @@ where
         if since_sweep >= 10_000 && relist.is_none() {
             interner.sweep();
             since_sweep = 0;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use heapster_dataflows::meta::{NamespaceMeta, NodeMeta, NodeResources, PodMeta};
+
+    use super::*;
+    use crate::sources::meta_state::MetaState;
+
+    fn object(kind: Kind, i: u64, version: u64) -> (Key, Object) {
+        let name = Name::new(&format!("o{i}"));
+        let uid = Name::new(&format!("u{version}"));
+        let record = match kind {
+            Kind::Node => MetaRecord::Node {
+                name: name.clone(),
+                meta: NodeMeta {
+                    labels: vec![(Name::new("v"), uid)],
+                    capacity: NodeResources::default(),
+                    allocatable: NodeResources::default(),
+                },
+            },
+            Kind::Pod => MetaRecord::Pod {
+                ns: Name::new(&format!("ns{}", i % 3)),
+                name: name.clone(),
+                meta: Arc::new(PodMeta { uid, labels: vec![], node: None, containers: Arc::new([]) }),
+            },
+            Kind::Namespace => MetaRecord::Namespace { name: name.clone(), meta: NamespaceMeta { uid } },
+        };
+        let ns = if kind == Kind::Pod { Name::new(&format!("ns{}", i % 3)) } else { Name::default() };
+        ((ns, name), Object { record, target: None })
+    }
+
+    /// Every kept record, as the window before change tracking read them.
+    fn kept(state: &ClusterState, share: Share) -> [Vec<MetaRecord>; 3] {
+        [Kind::Node, Kind::Pod, Kind::Namespace].map(|kind| state.records_kept(kind, share))
+    }
+
+    #[test]
+    fn changes_are_what_replacing_every_record_gives() {
+        for share in [Share::single(1), Share { process: 1, processes: 2, workers: 2 }] {
+            let mut state = ClusterState::default();
+            let mut replaced = MetaState::default();
+            let mut seed = 0x2545_f491_4f6c_dd1du64;
+            let mut next = |n: u64| {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                seed % n
+            };
+            for window in 0..40 {
+                for _ in 0..next(30) {
+                    let kind = [Kind::Node, Kind::Pod, Kind::Namespace][next(3) as usize];
+                    let (key, object) = object(kind, next(12), next(3));
+                    match next(10) {
+                        0..=5 => state.insert(kind, key, object),
+                        6..=8 => state.remove(kind, &key),
+                        _ => {
+                            // A re-list: some of what was there, changed or not.
+                            let listed = (0..next(12))
+                                .map(|i| self::object(kind, i * 2, next(2)))
+                                .collect::<BTreeMap<_, _>>();
+                            state.replace_all(kind, listed);
+                        }
+                    }
+                }
+                let [nodes, pods, namespaces] = kept(&state, share);
+                let mut expected = replaced.replace(Kind::Node, nodes);
+                expected.extend(replaced.replace(Kind::Pod, pods));
+                expected.extend(replaced.replace(Kind::Namespace, namespaces));
+                assert_eq!(state.changes(share), expected, "window {window}");
+            }
+            assert!(state.changes(share).is_empty(), "nothing changed, nothing to feed");
         }
     }
 }
