@@ -75,8 +75,40 @@ pub fn parse_summary(
     interner: &mut Interner,
     out: &mut Vec<MetricSet>,
 ) -> Result<SummaryReport, SummaryError> {
-    // One pass over the body checks all of it; serde_json then skips its per-string check.
+    // One pass over the body checks all of it; both readers then skip their per-string check.
     let text = std::str::from_utf8(body).map_err(|e| invalid_utf8(node, body, &e))?;
+    let first = out.len();
+    match fast::decode(text, node, fallback_time_ns, interner, out) {
+        Ok(report) => return Ok(report),
+        Err(fast::Fallback) => out.truncate(first),
+    }
+    parse_text(text, body, node, fallback_time_ns, interner, out)
+}
+
+/// [`parse_summary`] on the serde path alone, which judges every body the byte reader does not
+/// take; public so that benchmarks can compare the two.
+#[doc(hidden)]
+pub fn parse_summary_serde(
+    body: &[u8],
+    node: &NodeTarget,
+    fallback_time_ns: i64,
+    interner: &mut Interner,
+    out: &mut Vec<MetricSet>,
+) -> Result<SummaryReport, SummaryError> {
+    let text = std::str::from_utf8(body).map_err(|e| invalid_utf8(node, body, &e))?;
+    parse_text(text, body, node, fallback_time_ns, interner, out)
+}
+
+/// The serde path: lenient types over serde_json, and a second pass when a number is past
+/// `f64`'s range. `text` is `body`, checked as UTF-8.
+fn parse_text(
+    text: &str,
+    body: &[u8],
+    node: &NodeTarget,
+    fallback_time_ns: i64,
+    interner: &mut Interner,
+    out: &mut Vec<MetricSet>,
+) -> Result<SummaryReport, SummaryError> {
     let first = out.len();
     let decoded = match decode(text, node, fallback_time_ns, interner, out) {
         Ok(decoded) => decoded,
@@ -190,6 +222,9 @@ fn at_offset(node: &NodeTarget, body: &[u8], offset: usize, message: String) -> 
 /// The kubelet's `stats/v1alpha1` types, reduced to what Heapster reads. Unknown fields are
 /// skipped without being decoded.
 mod wire;
+
+/// The same types read straight from the bytes when the body is of the usual shape.
+mod fast;
 
 /// A JSON path, built on the stack and only rendered for a warning.
 #[derive(Clone, Copy)]
