@@ -261,3 +261,34 @@ fn nulls_and_unknown_fields_stay_on_the_byte_reader() {
     assert_eq!(expected.1.len(), 3);
     assert_eq!(fast_only(body, &node), Ok(expected.1));
 }
+
+#[test]
+fn word_tricks_agree_with_bytes() {
+    let word = |s: &[u8]| word_at(s, 0).unwrap();
+    assert_eq!(parse_eight_digits(word(b"12345678")), 12_345_678);
+    assert_eq!(parse_eight_digits(word(b"00000009")), 9);
+    assert_eq!(parse_eight_digits(word(b"99999999")), 99_999_999);
+    assert!(eight_digits(word(b"01234567")) && eight_digits(word(b"98765432")));
+    for b in (0..=255u8).filter(|b| !b.is_ascii_digit()) {
+        for at in 0..8 {
+            let mut chunk = *b"11111111";
+            chunk[at] = b;
+            assert!(!eight_digits(word(&chunk)), "{b} at {at}");
+            // The first stop of a string is found exactly, whatever follows it.
+            let mut text = *b"abcdefgh";
+            text[at] = b;
+            let first = (0..8).find(|&k| matches!(text[k], b'"' | b'\\' | 0..=0x1f));
+            let stops = string_stops(word(&text));
+            assert_eq!((stops != 0).then(|| stops.trailing_zeros() as usize / 8), first, "{b} at {at}");
+        }
+    }
+    assert!(word_at(b"1234567", 0).is_none() && word_at(b"12345678", 1).is_none());
+    let mut r = Reader { text: "1234567890123456 ", bytes: b"1234567890123456 ", at: 0 };
+    assert_eq!(r.uint(), Ok(1_234_567_890_123_456));
+    let mut r = Reader {
+        text: "\"abcdefghij\u{e9}klmnopq\"",
+        bytes: "\"abcdefghij\u{e9}klmnopq\"".as_bytes(),
+        at: 0,
+    };
+    assert_eq!(r.string(), Ok("abcdefghij\u{e9}klmnopq"));
+}
