@@ -11,14 +11,15 @@
 //! then nothing of it is kept. The node and each pod become metric sets as soon as they are read:
 //! no decoded pod waits for the rest of the body.
 //!
-//! Speed, release build on the 2-core development machine when otherwise idle: the GKE capture
-//! (37.6 kB; 10 pods, 17 containers, 31 sets) parses in about 90 µs, some 420 MB/s, about twice
-//! what serde_json needs merely to skip the same bytes; a window of 1,000 nodes x 30 pods
-//! (about 105 MB of such JSON) so takes about 0.25 s on one core. `parse_speed` in the tests
-//! repeats the measurement. About half of that is serde_json's own reading; a SIMD parser under
-//! the same lenient types measured no better on a compact synthesized body (simd-json with AVX2:
-//! 2-3% less CPU, within the noise; sonic-rs: slower without AVX2 in the build's target), so
-//! serde_json stays.
+//! Two readers fill the same structs: a byte reader (`summary/fast.rs`) for bodies of the usual
+//! shape, and the serde path (lenient types over serde_json) for everything it does not read
+//! exactly, which so keeps the last word on odd bodies. Thread CPU per body, release build, the
+//! 2-core development machine under load (`cargo bench --bench summary_parse`): the GKE capture
+//! (37.6 kB; 31 sets) 49 µs against 68 µs on the serde path, a synthesized 30-pod node (73 kB)
+//! 114 µs against 173 µs. The byte reader itself costs about half what serde_json's typed decode
+//! did; what remains is turning the structs into metric sets, which both paths share. A SIMD
+//! parser under the lenient types measured no better than serde_json (simd-json with AVX2: 2-3%
+//! less CPU; sonic-rs: slower without AVX2 in the build's target).
 
 use std::collections::hash_map::Entry;
 use std::fmt;
@@ -75,8 +76,40 @@ pub fn parse_summary(
     interner: &mut Interner,
     out: &mut Vec<MetricSet>,
 ) -> Result<SummaryReport, SummaryError> {
-    // One pass over the body checks all of it; serde_json then skips its per-string check.
+    // One pass over the body checks all of it; both readers then skip their per-string check.
     let text = std::str::from_utf8(body).map_err(|e| invalid_utf8(node, body, &e))?;
+    let first = out.len();
+    match fast::decode(text, node, fallback_time_ns, interner, out) {
+        Ok(report) => return Ok(report),
+        Err(fast::Fallback) => out.truncate(first),
+    }
+    parse_text(text, body, node, fallback_time_ns, interner, out)
+}
+
+/// [`parse_summary`] on the serde path alone, which judges every body the byte reader does not
+/// take; public so that benchmarks can compare the two.
+#[doc(hidden)]
+pub fn parse_summary_serde(
+    body: &[u8],
+    node: &NodeTarget,
+    fallback_time_ns: i64,
+    interner: &mut Interner,
+    out: &mut Vec<MetricSet>,
+) -> Result<SummaryReport, SummaryError> {
+    let text = std::str::from_utf8(body).map_err(|e| invalid_utf8(node, body, &e))?;
+    parse_text(text, body, node, fallback_time_ns, interner, out)
+}
+
+/// The serde path: lenient types over serde_json, and a second pass when a number is past
+/// `f64`'s range. `text` is `body`, checked as UTF-8.
+fn parse_text(
+    text: &str,
+    body: &[u8],
+    node: &NodeTarget,
+    fallback_time_ns: i64,
+    interner: &mut Interner,
+    out: &mut Vec<MetricSet>,
+) -> Result<SummaryReport, SummaryError> {
     let first = out.len();
     let decoded = match decode(text, node, fallback_time_ns, interner, out) {
         Ok(decoded) => decoded,
@@ -190,6 +223,9 @@ fn at_offset(node: &NodeTarget, body: &[u8], offset: usize, message: String) -> 
 /// The kubelet's `stats/v1alpha1` types, reduced to what Heapster reads. Unknown fields are
 /// skipped without being decoded.
 mod wire;
+
+/// The same types read straight from the bytes when the body is of the usual shape.
+mod fast;
 
 /// A JSON path, built on the stack and only rendered for a warning.
 #[derive(Clone, Copy)]

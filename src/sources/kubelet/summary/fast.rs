@@ -1,0 +1,525 @@
+//! A single-pass reader of the Summary's usual shape, straight from the bytes.
+//!
+//! It fills the same `wire` structs the serde path fills and hands them to the same `Decoder`,
+//! but it takes only what it reads exactly: strings without escapes, non-negative integers of at
+//! most 18 digits, `null`, and each field's expected kind. Anything else (an escape, a
+//! fraction, a negative or huge number, a value of the wrong type, a duplicate field, broken
+//! JSON, nesting past [`MAX_SKIP_DEPTH`]) gives up with [`Fallback`], and the body is parsed
+//! again on the serde path, which decides what it means: an odd body behaves exactly as it
+//! did, and the usual one is read without serde_json's per-token dispatch.
+//!
+//! Input is only read through checked slices (`get`); no byte past the body is assumed.
+
+use std::borrow::Cow;
+
+use super::{Decoder, SummaryReport, wire};
+use crate::sources::NodeTarget;
+use crate::sources::lenient::{Float, Lenient, List, Num, Obj, Object, Text};
+use heapster_dataflows::model::{Interner, MetricSet};
+
+/// The body holds something this reader does not take exactly; the serde path decides.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) struct Fallback;
+
+type Read<T> = Result<T, Fallback>;
+
+/// Nesting of skipped values read here (serde_json allows 128 levels in all).
+const MAX_SKIP_DEPTH: usize = 32;
+
+/// Digits of an integer read here: 18 always fit an `i64`.
+const MAX_DIGITS: usize = 18;
+
+/// Decodes `text` into metric sets appended to `out`, as `super::decode` would; on
+/// [`Fallback`] the caller drops what was appended.
+pub(super) fn decode(
+    text: &str,
+    node: &NodeTarget,
+    fallback_time_ns: i64,
+    interner: &mut Interner,
+    out: &mut Vec<MetricSet>,
+) -> Read<SummaryReport> {
+    let mut decoder = Decoder::new(node, fallback_time_ns, interner, out, text.len());
+    summary(&mut Reader { text, bytes: text.as_bytes(), at: 0 }, &mut decoder)?;
+    Ok(decoder.finish())
+}
+
+/// The whole body: one object with `node` and `pods`, then nothing but whitespace.
+fn summary(r: &mut Reader<'_>, decoder: &mut Decoder<'_>) -> Read<()> {
+    r.ws();
+    r.expect(b'{')?;
+    let (mut node_read, mut pods_read) = (false, false);
+    r.entries(|r, key| match key {
+        b"node" => {
+            once(&mut node_read)?;
+            let stats = obj(node)(r)?;
+            decoder.node_entry(&stats);
+            Ok(())
+        }
+        b"pods" => {
+            once(&mut pods_read)?;
+            match r.peek() {
+                Some(b'[') => {
+                    r.at += 1;
+                    let mut next = 0;
+                    r.items(|r| {
+                        let pod = obj(pod)(r)?;
+                        decoder.pod_item(&pod, next);
+                        next += 1;
+                        Ok(())
+                    })
+                }
+                _ => r.null::<()>().map(drop),
+            }
+        }
+        _ => r.skip(0),
+    })?;
+    r.ws();
+    if r.at == r.bytes.len() { Ok(()) } else { Err(Fallback) }
+}
+
+/// A field read a second time: serde's derive rejects it, so the serde path reports it.
+fn once(read: &mut bool) -> Read<()> {
+    if std::mem::replace(read, true) { Err(Fallback) } else { Ok(()) }
+}
+
+/// A struct of `wire`: each known key read once with its reader, unknown keys skipped.
+macro_rules! fields {
+    ($r:ident, $ty:ty { $($key:literal => $field:ident: $read:expr),* $(,)? }) => {{
+        let mut value = <$ty>::default();
+        let mut seen = 0u32;
+        $r.entries(|r, key| {
+            let mut bit = 1u32;
+            $(
+                if key == $key.as_bytes() {
+                    if seen & bit != 0 {
+                        return Err(Fallback);
+                    }
+                    seen |= bit;
+                    value.$field = ($read)(r)?;
+                    return Ok(());
+                }
+                bit <<= 1;
+            )*
+            let _ = bit;
+            r.skip(0)
+        })?;
+        Ok(value)
+    }};
+}
+
+fn node<'a>(r: &mut Reader<'a>) -> Read<wire::NodeStats<'a>> {
+    fields!(r, wire::NodeStats<'a> {
+        "nodeName" => node_name: text,
+        "systemContainers" => system_containers: list(obj(container)),
+        "startTime" => start_time: text,
+        "cpu" => cpu: obj(cpu),
+        "memory" => memory: obj(memory),
+        "network" => network: obj(network),
+        "fs" => fs: obj(fs),
+    })
+}
+
+fn pod<'a>(r: &mut Reader<'a>) -> Read<wire::PodStats<'a>> {
+    fields!(r, wire::PodStats<'a> {
+        "podRef" => pod_ref: obj(pod_ref),
+        "startTime" => start_time: text,
+        "containers" => containers: list(obj(container)),
+        "cpu" => cpu: obj(cpu),
+        "memory" => memory: obj(memory),
+        "network" => network: obj(network),
+        "volume" => volume: list(obj(fs)),
+        "ephemeral-storage" => ephemeral_storage: obj(fs),
+    })
+}
+
+fn pod_ref<'a>(r: &mut Reader<'a>) -> Read<wire::PodRef<'a>> {
+    fields!(r, wire::PodRef<'a> {
+        "name" => name: text,
+        "namespace" => namespace: text,
+        "uid" => uid: text,
+    })
+}
+
+fn container<'a>(r: &mut Reader<'a>) -> Read<wire::ContainerStats<'a>> {
+    fields!(r, wire::ContainerStats<'a> {
+        "name" => name: text,
+        "startTime" => start_time: text,
+        "cpu" => cpu: obj(cpu),
+        "memory" => memory: obj(memory),
+        "rootfs" => rootfs: obj(fs),
+        "logs" => logs: obj(fs),
+        "accelerators" => accelerators: list(obj(accelerator)),
+        "userDefinedMetrics" => user_defined_metrics: list(obj(user_defined_metric)),
+    })
+}
+
+fn cpu<'a>(r: &mut Reader<'a>) -> Read<wire::CpuStats<'a>> {
+    fields!(r, wire::CpuStats<'a> {
+        "time" => time: text,
+        "usageCoreNanoSeconds" => usage_core_nano_seconds: num,
+    })
+}
+
+fn memory<'a>(r: &mut Reader<'a>) -> Read<wire::MemoryStats<'a>> {
+    fields!(r, wire::MemoryStats<'a> {
+        "time" => time: text,
+        "usageBytes" => usage_bytes: num,
+        "workingSetBytes" => working_set_bytes: num,
+        "rssBytes" => rss_bytes: num,
+        "pageFaults" => page_faults: num,
+        "majorPageFaults" => major_page_faults: num,
+    })
+}
+
+fn network<'a>(r: &mut Reader<'a>) -> Read<wire::NetworkStats<'a>> {
+    fields!(r, wire::NetworkStats<'a> {
+        "time" => time: text,
+        "rxBytes" => rx_bytes: num,
+        "rxErrors" => rx_errors: num,
+        "txBytes" => tx_bytes: num,
+        "txErrors" => tx_errors: num,
+        "interfaces" => interfaces: list(obj(interface)),
+    })
+}
+
+fn interface(r: &mut Reader<'_>) -> Read<wire::InterfaceStats> {
+    fields!(r, wire::InterfaceStats {
+        "rxBytes" => rx_bytes: num,
+        "rxErrors" => rx_errors: num,
+        "txBytes" => tx_bytes: num,
+        "txErrors" => tx_errors: num,
+    })
+}
+
+fn fs<'a>(r: &mut Reader<'a>) -> Read<wire::FsStats<'a>> {
+    fields!(r, wire::FsStats<'a> {
+        "availableBytes" => available_bytes: num,
+        "capacityBytes" => capacity_bytes: num,
+        "usedBytes" => used_bytes: num,
+        "inodesFree" => inodes_free: num,
+        "inodes" => inodes: num,
+        "name" => name: text,
+    })
+}
+
+fn accelerator<'a>(r: &mut Reader<'a>) -> Read<wire::AcceleratorStats<'a>> {
+    fields!(r, wire::AcceleratorStats<'a> {
+        "make" => make: text,
+        "model" => model: text,
+        "id" => id: text,
+        "memoryTotal" => memory_total: num,
+        "memoryUsed" => memory_used: num,
+        "dutyCycle" => duty_cycle: num,
+    })
+}
+
+fn user_defined_metric<'a>(r: &mut Reader<'a>) -> Read<wire::UserDefinedMetric<'a>> {
+    fields!(r, wire::UserDefinedMetric<'a> {
+        "name" => name: text,
+        "type" => kind: text,
+        "value" => value: float,
+    })
+}
+
+/// A lenient number: a plain non-negative integer, or `null`.
+fn num(r: &mut Reader<'_>) -> Read<Num> {
+    match r.peek() {
+        Some(b'0'..=b'9') => r.uint().map(Lenient::Value),
+        _ => r.null(),
+    }
+}
+
+/// A lenient float, taken here only when written as a plain integer (as serde_json's `u64`).
+fn float(r: &mut Reader<'_>) -> Read<Float> {
+    match r.peek() {
+        Some(b'0'..=b'9') => r.uint().map(|v| Lenient::Value(v as f64)),
+        _ => r.null(),
+    }
+}
+
+fn text<'a>(r: &mut Reader<'a>) -> Read<Text<'a>> {
+    match r.peek() {
+        Some(b'"') => r.string().map(|s| Lenient::Value(Cow::Borrowed(s))),
+        _ => r.null(),
+    }
+}
+
+/// A lenient object read by `read` once its `{` is taken.
+fn obj<'a, T>(read: impl Fn(&mut Reader<'a>) -> Read<T>) -> impl Fn(&mut Reader<'a>) -> Read<Obj<T>> {
+    move |r| match r.peek() {
+        Some(b'{') => {
+            r.at += 1;
+            read(r).map(|v| Lenient::Value(Object(v)))
+        }
+        _ => r.null(),
+    }
+}
+
+/// A lenient array, each item read by `item`.
+fn list<'a, T>(item: impl Fn(&mut Reader<'a>) -> Read<T>) -> impl Fn(&mut Reader<'a>) -> Read<List<T>> {
+    move |r| match r.peek() {
+        Some(b'[') => {
+            r.at += 1;
+            let mut items = Vec::new();
+            r.items(|r| {
+                items.push(item(r)?);
+                Ok(())
+            })?;
+            Ok(Lenient::Value(items))
+        }
+        _ => r.null(),
+    }
+}
+
+const ONES: u64 = 0x0101_0101_0101_0101;
+const HIGHS: u64 = 0x8080_8080_8080_8080;
+
+/// The eight bytes at `i`, the first in the lowest byte; `None` within eight of the end.
+#[inline]
+fn word_at(bytes: &[u8], i: usize) -> Option<u64> {
+    let chunk: [u8; 8] = bytes.get(i..i.checked_add(8)?)?.try_into().ok()?;
+    Some(u64::from_le_bytes(chunk))
+}
+
+/// A high bit in each byte of `word` that can end a plain string (`"`, `\`, a control
+/// character). Above the lowest flagged byte there may be false flags; the lowest is exact.
+#[inline]
+fn string_stops(word: u64) -> u64 {
+    let zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGHS;
+    let below_space = word.wrapping_sub(ONES * 0x20) & !word & HIGHS;
+    zero(word ^ (ONES * u64::from(b'"'))) | zero(word ^ (ONES * u64::from(b'\\'))) | below_space
+}
+
+/// Whether all eight bytes of `word` are ASCII digits.
+#[inline]
+fn eight_digits(word: u64) -> bool {
+    const HIGH_NIBBLES: u64 = 0xF0F0_F0F0_F0F0_F0F0;
+    (word & HIGH_NIBBLES) | ((word.wrapping_add(0x0606_0606_0606_0606) & HIGH_NIBBLES) >> 4)
+        == 0x3333_3333_3333_3333
+}
+
+/// The value of eight ASCII digits, the first (most significant) in the lowest byte.
+#[inline]
+fn parse_eight_digits(word: u64) -> u64 {
+    let pairs = (word & 0x0F0F_0F0F_0F0F_0F0F).wrapping_mul(2561) >> 8;
+    let quads = (pairs & 0x00FF_00FF_00FF_00FF).wrapping_mul(6_553_601) >> 16;
+    (quads & 0x0000_FFFF_0000_FFFF).wrapping_mul(42_949_672_960_001) >> 32
+}
+
+/// The body and where reading is in it. `text` and `bytes` are the same body.
+struct Reader<'a> {
+    text: &'a str,
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Reader<'a> {
+    #[inline]
+    fn peek(&self) -> Option<u8> {
+        self.bytes.get(self.at).copied()
+    }
+
+    /// JSON's whitespace, as serde_json takes it.
+    #[inline]
+    fn ws(&mut self) {
+        let mut i = self.at;
+        while let Some(b' ' | b'\n' | b'\r' | b'\t') = self.bytes.get(i) {
+            i += 1;
+        }
+        self.at = i;
+    }
+
+    #[inline]
+    fn expect(&mut self, byte: u8) -> Read<()> {
+        if self.peek() == Some(byte) {
+            self.at += 1;
+            Ok(())
+        } else {
+            Err(Fallback)
+        }
+    }
+
+    fn literal(&mut self, word: &[u8]) -> Read<()> {
+        let end = self.at.checked_add(word.len()).ok_or(Fallback)?;
+        if self.bytes.get(self.at..end) == Some(word) {
+            self.at = end;
+            Ok(())
+        } else {
+            Err(Fallback)
+        }
+    }
+
+    /// `null`, as an absent lenient value; anything else is not this reader's to judge.
+    fn null<T>(&mut self) -> Read<Lenient<T>> {
+        self.literal(b"null").map(|()| Lenient::Absent)
+    }
+
+    /// A string without escapes or control characters, borrowed from the body; eight bytes
+    /// at a time while no byte can end it.
+    #[inline]
+    fn string(&mut self) -> Read<&'a str> {
+        self.expect(b'"')?;
+        let (bytes, start) = (self.bytes, self.at);
+        let mut i = start;
+        while let Some(word) = word_at(bytes, i) {
+            let stops = string_stops(word);
+            if stops != 0 {
+                i += (stops.trailing_zeros() / 8) as usize;
+                break;
+            }
+            i += 8;
+        }
+        while let Some(&b) = bytes.get(i) {
+            if b == b'"' || b == b'\\' || b < 0x20 {
+                break;
+            }
+            i += 1;
+        }
+        if bytes.get(i) != Some(&b'"') {
+            return Err(Fallback);
+        }
+        self.at = i + 1;
+        // The body is valid UTF-8 and the quotes are ASCII, so this slice is whole characters.
+        self.text.get(start..i).ok_or(Fallback)
+    }
+
+    /// `0` or a non-negative integer without leading zeros, fraction or exponent; eight
+    /// digits at a time while there are as many.
+    #[inline]
+    fn uint(&mut self) -> Read<i64> {
+        let (bytes, start) = (self.bytes, self.at);
+        let mut i = start;
+        let mut n = 0u64;
+        while let Some(word) = word_at(bytes, i).filter(|w| eight_digits(*w)) {
+            n = n.wrapping_mul(100_000_000).wrapping_add(parse_eight_digits(word));
+            i += 8;
+        }
+        while let Some(d @ b'0'..=b'9') = bytes.get(i).copied() {
+            n = n.wrapping_mul(10).wrapping_add(u64::from(d - b'0'));
+            i += 1;
+        }
+        self.at = i;
+        let digits = i - start;
+        let leading_zero = digits > 1 && bytes.get(start) == Some(&b'0');
+        if digits == 0
+            || digits > MAX_DIGITS
+            || leading_zero
+            || matches!(self.peek(), Some(b'.' | b'e' | b'E'))
+        {
+            return Err(Fallback);
+        }
+        i64::try_from(n).map_err(|_| Fallback)
+    }
+
+    /// The entries of an object whose `{` was taken: each key handed to `entry` with the
+    /// reader at its value, which `entry` must consume.
+    #[inline]
+    fn entries(&mut self, mut entry: impl FnMut(&mut Self, &'a [u8]) -> Read<()>) -> Read<()> {
+        self.ws();
+        if self.peek() == Some(b'}') {
+            self.at += 1;
+            return Ok(());
+        }
+        loop {
+            self.ws();
+            let key = self.string()?;
+            self.ws();
+            self.expect(b':')?;
+            self.ws();
+            entry(self, key.as_bytes())?;
+            self.ws();
+            match self.peek() {
+                Some(b',') => self.at += 1,
+                Some(b'}') => {
+                    self.at += 1;
+                    return Ok(());
+                }
+                _ => return Err(Fallback),
+            }
+        }
+    }
+
+    /// The items of an array whose `[` was taken, each consumed by `item`.
+    #[inline]
+    fn items(&mut self, mut item: impl FnMut(&mut Self) -> Read<()>) -> Read<()> {
+        self.ws();
+        if self.peek() == Some(b']') {
+            self.at += 1;
+            return Ok(());
+        }
+        loop {
+            self.ws();
+            item(self)?;
+            self.ws();
+            match self.peek() {
+                Some(b',') => self.at += 1,
+                Some(b']') => {
+                    self.at += 1;
+                    return Ok(());
+                }
+                _ => return Err(Fallback),
+            }
+        }
+    }
+
+    /// Passes over one value of any kind, checked as serde_json checks what it ignores.
+    fn skip(&mut self, depth: usize) -> Read<()> {
+        match self.peek() {
+            Some(b'"') => self.string().map(drop),
+            Some(b'-' | b'0'..=b'9') => self.skip_number(),
+            Some(b'n') => self.literal(b"null"),
+            Some(b't') => self.literal(b"true"),
+            Some(b'f') => self.literal(b"false"),
+            Some(b'{') if depth < MAX_SKIP_DEPTH => {
+                self.at += 1;
+                self.entries(|r, _| r.skip(depth + 1))
+            }
+            Some(b'[') if depth < MAX_SKIP_DEPTH => {
+                self.at += 1;
+                self.items(|r| r.skip(depth + 1))
+            }
+            _ => Err(Fallback),
+        }
+    }
+
+    /// JSON's number grammar; the value is not needed.
+    fn skip_number(&mut self) -> Read<()> {
+        if self.peek() == Some(b'-') {
+            self.at += 1;
+        }
+        match self.peek() {
+            Some(b'0') => self.at += 1,
+            Some(b'1'..=b'9') => {
+                self.digits();
+            }
+            _ => return Err(Fallback),
+        }
+        if self.peek() == Some(b'.') {
+            self.at += 1;
+            if self.digits() == 0 {
+                return Err(Fallback);
+            }
+        }
+        if let Some(b'e' | b'E') = self.peek() {
+            self.at += 1;
+            if let Some(b'+' | b'-') = self.peek() {
+                self.at += 1;
+            }
+            if self.digits() == 0 {
+                return Err(Fallback);
+            }
+        }
+        Ok(())
+    }
+
+    fn digits(&mut self) -> usize {
+        let start = self.at;
+        while let Some(b'0'..=b'9') = self.peek() {
+            self.at += 1;
+        }
+        self.at - start
+    }
+}
+
+#[cfg(test)]
+mod tests;
