@@ -144,6 +144,11 @@ impl EventText {
         EventText::new(raw, self.name(), self.resource_version(), self.message())
     }
 
+    /// Whether this text lies in a chunk shared with other events' texts.
+    pub fn shares_chunk(&self) -> bool {
+        matches!(self.text, Store::Shared { .. })
+    }
+
     /// Bytes held, for accounting.
     pub fn heap_bytes(&self) -> usize {
         self.text().len()

@@ -591,6 +591,44 @@ mod tests {
         (out, counters)
     }
 
+    /// Events whose texts share one chunk, as a list's reader makes them.
+    fn listed(uids: &[&str], count: i64) -> Vec<Event> {
+        let mut chunks = crate::event_text::TextChunks::default();
+        let mut events: Vec<Event> = uids
+            .iter()
+            .map(|uid| {
+                let start = chunks.written();
+                chunks.buf().push_str(&format!(r#"{{"message":"{uid} seen"}}"#));
+                Event {
+                    uid: Name::new(uid),
+                    count,
+                    last_timestamp: 1000,
+                    text: chunks.text(start, "", "", &format!("{uid} seen"), [None; 3]),
+                    ..Event::default()
+                }
+            })
+            .collect();
+        chunks.seal(events.iter_mut().map(|e| &mut e.text));
+        events
+    }
+
+    #[test]
+    fn states_kept_from_a_thinned_batch_hold_only_their_own_text() {
+        let first = listed(&["a", "b"], 1);
+        assert!(first.iter().all(|e| e.text.shares_chunk()));
+        let relist = listed(&["a", "b", "c"], 1);
+        let (out, _) = run(1, DedupConfig::default(), vec![], vec![step(1, first), step(2, relist)]);
+        assert_eq!(uids(&out), [(1, "a", 1), (1, "b", 1), (2, "c", 1)]);
+        let shared: Vec<bool> = out.iter().map(|(_, e)| e.text.shares_chunk()).collect();
+        assert_eq!(
+            shared,
+            [true, true, false],
+            "a whole batch keeps its chunk; the one new state its own text"
+        );
+        assert_eq!(out[2].1.message(), "c seen");
+        assert_eq!(out[2].1.raw(), r#"{"message":"c seen"}"#);
+    }
+
     fn step(time: Time, events: Vec<Event>) -> Step {
         Step { time, events }
     }
