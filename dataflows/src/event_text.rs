@@ -117,6 +117,18 @@ impl EventText {
         }
     }
 
+    /// [`EventText::detach`] when its chunk is mostly held for texts no event holds any
+    /// more: by the count of its holders, over four times the bytes they hold (at this text's
+    /// size). A chunk still well used stays, as copying out of it would only add to it.
+    pub fn detach_if_sparse(&mut self) {
+        if let Store::Shared { chunk, len, .. } = &self.text {
+            let held = Arc::strong_count(chunk).saturating_mul(*len as usize);
+            if held.saturating_mul(4) < chunk.len() {
+                self.detach();
+            }
+        }
+    }
+
     /// The event's JSON as the source kept it (empty when there is none).
     pub fn raw(&self) -> &str {
         self.text().get(..self.raw as usize).unwrap_or("")
@@ -165,7 +177,7 @@ impl EventText {
 }
 
 /// Bytes a chunk is allocated with; a text that does not fit in what is left starts another.
-const CHUNK_BYTES: usize = 1 << 20;
+const CHUNK_BYTES: usize = 64 << 10;
 
 /// Writes the texts of a list's events side by side into chunks of [`CHUNK_BYTES`].
 ///

@@ -341,21 +341,26 @@ pub fn dedup<'s>(
             });
             // Events wait only while checkpointed states may still arrive.
             while let Some((cap, mut data)) = waiting.next_complete(&[seed_frontier]) {
-                let offered = data.len();
-                data.retain(|event| state.offer(event));
-                if data.len() < offered {
-                    // The texts of a list's events share chunks: those kept alone (a re-list
-                    // brings few new states) take their own bytes, not their chunks, with them.
-                    for event in &mut data {
-                        event.text.detach();
-                    }
-                }
+                keep_new(&mut state, &mut data);
                 output.session(&cap).give_container(&mut data);
             }
             apply_ttl(&mut state, &mut evicted_through, [events_frontier, seed_frontier], &waiting);
             publish(&counters, state.take_tally(), &mut published_entries, state.len());
         }
     })
+}
+
+/// Keeps the events of `data` whose state is new.
+fn keep_new(state: &mut DedupState, data: &mut Vec<Event>) {
+    let offered = data.len();
+    data.retain(|event| state.offer(event));
+    if data.len() < offered {
+        // The texts of a list's events share chunks: those kept nearly alone in theirs (a
+        // re-list brings few new states) take their own bytes, not their chunks, with them.
+        for event in data {
+            event.text.detach_if_sparse();
+        }
+    }
 }
 
 /// Applies the TTL as of the last window that no input can still add to and that has no events
@@ -614,19 +619,21 @@ mod tests {
 
     #[test]
     fn states_kept_from_a_thinned_batch_hold_only_their_own_text() {
-        let first = listed(&["a", "b"], 1);
-        assert!(first.iter().all(|e| e.text.shares_chunk()));
-        let relist = listed(&["a", "b", "c"], 1);
-        let (out, _) = run(1, DedupConfig::default(), vec![], vec![step(1, first), step(2, relist)]);
-        assert_eq!(uids(&out), [(1, "a", 1), (1, "b", 1), (2, "c", 1)]);
-        let shared: Vec<bool> = out.iter().map(|(_, e)| e.text.shares_chunk()).collect();
-        assert_eq!(
-            shared,
-            [true, true, false],
-            "a whole batch keeps its chunk; the one new state its own text"
-        );
-        assert_eq!(out[2].1.message(), "c seen");
-        assert_eq!(out[2].1.raw(), r#"{"message":"c seen"}"#);
+        let mut state = DedupState::new(HOUR, 100);
+        let seen = ["a", "b", "c", "d", "e", "f"];
+        let mut first = listed(&seen, 1);
+        keep_new(&mut state, &mut first);
+        assert_eq!(first.len(), 6);
+        assert!(first.iter().all(|e| e.text.shares_chunk()), "a whole batch keeps its chunk");
+        let mut relist = listed(&[&seen[..], &["g"]].concat(), 1);
+        keep_new(&mut state, &mut relist);
+        let [g] = &relist[..] else { panic!("one new state: {relist:?}") };
+        assert!(!g.text.shares_chunk(), "the one new state of seven takes its own text");
+        assert_eq!((g.uid.as_str(), g.message(), g.raw()), ("g", "g seen", r#"{"message":"g seen"}"#));
+        let mut half = listed(&["a", "b", "c", "x", "y", "z"], 1);
+        keep_new(&mut state, &mut half);
+        assert_eq!(half.iter().map(|e| e.uid.as_str()).collect::<Vec<_>>(), ["x", "y", "z"]);
+        assert!(half.iter().all(|e| e.text.shares_chunk()), "half the chunk still held: it stays");
     }
 
     fn step(time: Time, events: Vec<Event>) -> Step {
