@@ -27,12 +27,13 @@
 //! its seen set from the output's [`Event::state`]s (see [`Seen::of`]); the operator exposes no
 //! other state.
 
-use std::collections::BTreeMap;
 use std::collections::hash_map::Entry;
+use std::collections::{BTreeMap, HashMap};
+use std::hash::{BuildHasher, BuildHasherDefault, Hash, Hasher};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use rustc_hash::FxHashMap;
+use rustc_hash::FxBuildHasher;
 use serde::{Deserialize, Serialize};
 use timely::dataflow::StreamVec;
 use timely::dataflow::channels::pact::Exchange;
@@ -103,7 +104,7 @@ pub struct DedupState {
     ttl_ms: u64,
     max_entries: usize,
     /// uid -> (count, last_timestamp).
-    latest: FxHashMap<Name, (i64, i64)>,
+    latest: HashMap<Uid, (i64, i64), BuildHasherDefault<Rehash>>,
     /// last_timestamp -> the uids stored at it: the eviction order. A uid whose state moved to
     /// another timestamp stays behind in its old bucket until that bucket goes, and is skipped
     /// then (an entry is evicted only from the bucket of its current timestamp). Buckets hold
@@ -112,10 +113,60 @@ pub struct DedupState {
     tally: Tally,
 }
 
+/// A uid with its hash, worked out once: growing the table and probing it then read no
+/// string (each uid's text is elsewhere on the heap, a cache miss per entry moved), and a probe
+/// compares the strings only when the hashes are equal.
+#[derive(Clone)]
+struct Uid {
+    hash: u64,
+    uid: Name,
+}
+
+impl Uid {
+    fn new(uid: &Name) -> Uid {
+        Uid { hash: FxBuildHasher.hash_one(uid.as_str()), uid: uid.clone() }
+    }
+}
+
+impl Hash for Uid {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_u64(self.hash);
+    }
+}
+
+impl PartialEq for Uid {
+    fn eq(&self, other: &Self) -> bool {
+        self.hash == other.hash && self.uid == other.uid
+    }
+}
+
+impl Eq for Uid {}
+
+/// Takes a [`Uid`]'s hash as it is.
+#[derive(Default)]
+struct Rehash(u64);
+
+impl Hasher for Rehash {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `Uid` is hashed here, through `write_u64`; anything else still spreads.
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(5) ^ u64::from(b)).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
 /// The uids stored at one `last_timestamp`.
 #[derive(Default)]
 struct Bucket {
-    uids: Vec<Name>,
+    uids: Vec<Uid>,
     /// Whether `uids` is in descending order (the smallest last), for evicting by the bound.
     sorted: bool,
 }
@@ -126,7 +177,7 @@ impl DedupState {
         DedupState {
             ttl_ms,
             max_entries: max_entries.max(1),
-            latest: FxHashMap::default(),
+            latest: HashMap::default(),
             by_age: BTreeMap::new(),
             tally: Tally::default(),
         }
@@ -170,8 +221,9 @@ impl DedupState {
 
     /// The latest state known for `uid`.
     pub fn get(&self, uid: &str) -> Option<Seen> {
-        self.latest.get(uid).map(|&(count, last_timestamp)| Seen {
-            uid: Name::new(uid),
+        let uid = Uid::new(&Name::new(uid));
+        self.latest.get(&uid).map(|&(count, last_timestamp)| Seen {
+            uid: uid.uid.clone(),
             count,
             last_timestamp,
         })
@@ -194,7 +246,9 @@ impl DedupState {
     fn remember(&mut self, uid: &Name, count: i64, last_timestamp: i64) -> bool {
         let candidate = (count, last_timestamp);
         // One lookup for a new uid too (a burst is all new uids), for the price of a handle.
-        match self.latest.entry(uid.clone()) {
+        let key = Uid::new(uid);
+        let hash = key.hash;
+        match self.latest.entry(key) {
             Entry::Occupied(held) if *held.get() >= candidate => return false,
             Entry::Occupied(mut held) => {
                 let held = held.get_mut();
@@ -210,7 +264,7 @@ impl DedupState {
             }
         }
         let bucket = self.by_age.entry(last_timestamp).or_default();
-        bucket.uids.push(uid.clone());
+        bucket.uids.push(Uid { hash, uid: uid.clone() });
         bucket.sorted = false;
         while self.latest.len() > self.max_entries {
             if !self.evict_oldest() {
@@ -227,7 +281,7 @@ impl DedupState {
             let ts = *entry.key();
             let bucket = entry.get_mut();
             if !bucket.sorted {
-                bucket.uids.sort_unstable_by(|a, b| b.cmp(a));
+                bucket.uids.sort_unstable_by(|a, b| b.uid.cmp(&a.uid));
                 bucket.sorted = true;
             }
             while let Some(uid) = bucket.uids.pop() {
@@ -287,13 +341,26 @@ pub fn dedup<'s>(
             });
             // Events wait only while checkpointed states may still arrive.
             while let Some((cap, mut data)) = waiting.next_complete(&[seed_frontier]) {
-                data.retain(|event| state.offer(event));
+                keep_new(&mut state, &mut data);
                 output.session(&cap).give_container(&mut data);
             }
             apply_ttl(&mut state, &mut evicted_through, [events_frontier, seed_frontier], &waiting);
             publish(&counters, state.take_tally(), &mut published_entries, state.len());
         }
     })
+}
+
+/// Keeps the events of `data` whose state is new.
+fn keep_new(state: &mut DedupState, data: &mut Vec<Event>) {
+    let offered = data.len();
+    data.retain(|event| state.offer(event));
+    if data.len() < offered {
+        // The texts of a list's events share chunks: those kept nearly alone in theirs (a
+        // re-list brings few new states) take their own bytes, not their chunks, with them.
+        for event in data {
+            event.text.detach_if_sparse();
+        }
+    }
 }
 
 /// Applies the TTL as of the last window that no input can still add to and that has no events
@@ -527,6 +594,46 @@ mod tests {
         let mut out = std::mem::take(&mut *out.lock().unwrap());
         out.sort();
         (out, counters)
+    }
+
+    /// Events whose texts share one chunk, as a list's reader makes them.
+    fn listed(uids: &[&str], count: i64) -> Vec<Event> {
+        let mut chunks = crate::event_text::TextChunks::default();
+        let mut events: Vec<Event> = uids
+            .iter()
+            .map(|uid| {
+                let start = chunks.written();
+                chunks.buf().push_str(&format!(r#"{{"message":"{uid} seen"}}"#));
+                Event {
+                    uid: Name::new(uid),
+                    count,
+                    last_timestamp: 1000,
+                    text: chunks.text(start, "", "", &format!("{uid} seen"), [None; 3]),
+                    ..Event::default()
+                }
+            })
+            .collect();
+        chunks.seal(events.iter_mut().map(|e| &mut e.text));
+        events
+    }
+
+    #[test]
+    fn states_kept_from_a_thinned_batch_hold_only_their_own_text() {
+        let mut state = DedupState::new(HOUR, 100);
+        let seen = ["a", "b", "c", "d", "e", "f"];
+        let mut first = listed(&seen, 1);
+        keep_new(&mut state, &mut first);
+        assert_eq!(first.len(), 6);
+        assert!(first.iter().all(|e| e.text.shares_chunk()), "a whole batch keeps its chunk");
+        let mut relist = listed(&[&seen[..], &["g"]].concat(), 1);
+        keep_new(&mut state, &mut relist);
+        let [g] = &relist[..] else { panic!("one new state: {relist:?}") };
+        assert!(!g.text.shares_chunk(), "the one new state of seven takes its own text");
+        assert_eq!((g.uid.as_str(), g.message(), g.raw()), ("g", "g seen", r#"{"message":"g seen"}"#));
+        let mut half = listed(&["a", "b", "c", "x", "y", "z"], 1);
+        keep_new(&mut state, &mut half);
+        assert_eq!(half.iter().map(|e| e.uid.as_str()).collect::<Vec<_>>(), ["x", "y", "z"]);
+        assert!(half.iter().all(|e| e.text.shares_chunk()), "half the chunk still held: it stays");
     }
 
     fn step(time: Time, events: Vec<Event>) -> Step {

@@ -126,7 +126,12 @@ pub struct Interner {
     names: FxHashSet<Name>,
     /// Per source (a node), the names its latest body interned, in order ([`Interner::recall`]).
     recalls: FxHashMap<Name, Recalled>,
+    /// The name last interned through each slot of [`Interner::intern_at`].
+    recent: [Option<Name>; RECENT_SLOTS],
 }
+
+/// Slots of [`Interner::intern_at`].
+pub const RECENT_SLOTS: usize = 12;
 
 /// The names one source's latest body interned.
 struct Recalled {
@@ -139,6 +144,23 @@ struct Recalled {
 const RESYNC: usize = 16;
 
 impl Interner {
+    /// As [`Interner::intern`], trying first the name last interned through `slot` (one per
+    /// field of a record): a field that repeats from one record to the next (a namespace, a
+    /// pod's name over its events) then costs a comparison instead of a hash and a probe.
+    /// A slot past [`RECENT_SLOTS`] only interns.
+    pub fn intern_at(&mut self, slot: usize, s: &str) -> Name {
+        if let Some(Some(last)) = self.recent.get(slot)
+            && last.as_str() == s
+        {
+            return last.clone();
+        }
+        let name = self.intern(s);
+        if let Some(recent) = self.recent.get_mut(slot) {
+            *recent = Some(name.clone());
+        }
+        name
+    }
+
     pub fn intern(&mut self, s: &str) -> Name {
         if let Some(name) = self.names.get(s) {
             return name.clone();
@@ -162,6 +184,7 @@ impl Interner {
     /// that sent none since the previous sweep.
     pub fn sweep(&mut self) {
         self.recalls.retain(|_, recalled| std::mem::replace(&mut recalled.fresh, false));
+        self.recent = Default::default();
         // Literals (the empty name) are not counted and cost nothing to keep.
         self.names.retain(|n| ArcStr::strong_count(&n.0).is_none_or(|count| count > 1));
     }
@@ -228,6 +251,21 @@ mod tests {
         i.intern("gone");
         i.sweep();
         assert_eq!(i.len(), 1);
+    }
+
+    #[test]
+    fn intern_at_shares_through_slots_and_sweeps() {
+        let mut i = Interner::default();
+        let a = i.intern_at(0, "default");
+        assert!(ArcStr::ptr_eq(&a.0, &i.intern_at(0, "default").0), "the slot's last name");
+        let other = i.intern_at(0, "kube-system");
+        assert_eq!(other.as_str(), "kube-system", "another value in the slot");
+        assert!(ArcStr::ptr_eq(&a.0, &i.intern_at(1, "default").0), "shared with other slots");
+        assert!(ArcStr::ptr_eq(&a.0, &i.intern("default").0));
+        assert_eq!(i.intern_at(RECENT_SLOTS + 3, "far").as_str(), "far", "past the slots: interned");
+        drop((a, other));
+        i.sweep();
+        assert_eq!(i.len(), 0, "the slots hold nothing past a sweep");
     }
 
     #[test]

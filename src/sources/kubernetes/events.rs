@@ -9,6 +9,7 @@
 use super::raw_list::VersionMeta;
 use heapster_dataflows::Event;
 use heapster_dataflows::Name;
+use heapster_dataflows::event_text::TextChunks;
 use heapster_dataflows::model::{EventText, ObjectRef};
 use heapster_dataflows::name::Interner;
 use k8s_openapi::api::core::v1::{Event as CoreEvent, EventSource, ObjectReference};
@@ -202,17 +203,19 @@ pub fn from_events_v1(ev: &EventsV1, raw: &[u8]) -> Result<(Event, Vec<String>),
 fn convert(
     fields: Fields<'_>,
     raw: &[u8],
-    compacted: Option<Compacted>,
+    compacted: Option<Compacted<'_>>,
     typed: impl FnOnce() -> Result<Value, serde_json::Error>,
     names: &mut Interner,
 ) -> Result<(Event, Vec<String>), EventError> {
     let namespace = fields.namespace.unwrap_or("");
     let name = fields.name.unwrap_or("");
     let who = || format!("event {namespace}/{name}");
-    let uid = fields
-        .uid
-        .filter(|u| !u.is_empty())
-        .ok_or_else(|| EventError::MissingUid { namespace: namespace.to_string(), name: name.to_string() })?;
+    let Some(uid) = fields.uid.filter(|u| !u.is_empty()) else {
+        if let Some(compacted) = compacted {
+            compacted.give_up();
+        }
+        return Err(EventError::MissingUid { namespace: namespace.to_string(), name: name.to_string() });
+    };
     let mut warnings = Vec::new();
 
     let kind = fields.type_.unwrap_or("");
@@ -224,13 +227,22 @@ fn convert(
     let raw_error =
         |source| EventError::Raw { namespace: namespace.to_string(), name: name.to_string(), source };
     // The common case: a message within bounds, and JSON that fits once compacted.
-    if message.len() <= MAX_MESSAGE_BYTES
-        && let Some((raw, places)) = compacted.or_else(|| {
-            std::str::from_utf8(raw).ok().and_then(compact::compact_event).map(|raw| (raw, [None; 3]))
+    let compacted = if message.len() <= MAX_MESSAGE_BYTES {
+        compacted.or_else(|| {
+            std::str::from_utf8(raw)
+                .ok()
+                .and_then(compact::compact_event)
+                .map(|raw| Compacted::Own(raw, [None; 3]))
         })
-        && raw.len() <= MAX_RAW_BYTES
-    {
-        return Ok((event_of(&fields, uid, kind, message, raw, places, names), warnings));
+    } else {
+        compacted
+    };
+    if let Some(compacted) = compacted {
+        if message.len() <= MAX_MESSAGE_BYTES && compacted.len() <= MAX_RAW_BYTES {
+            let text = compacted.text(&fields, message);
+            return Ok((event_of(&fields, uid, kind, text, names), warnings));
+        }
+        compacted.give_up();
     }
     let mut json: Value = if raw.is_empty() {
         typed().map_err(raw_error)?
@@ -242,42 +254,34 @@ fn convert(
         meta.remove("managedFields");
     }
     let (message, raw) = bounded(&mut json, fields.message_key, message, &who, &mut warnings);
-    Ok((event_of(&fields, uid, kind, &message, raw, [None; 3], names), warnings))
+    let text = Compacted::Own(raw, [None; 3]).text(&fields, &message);
+    Ok((event_of(&fields, uid, kind, text, names), warnings))
 }
 
 /// The model's event from the fields, with its message and JSON already bounded. The uid, the
 /// name and the version are the event's own; the other strings repeat, and are shared.
-fn event_of(
-    fields: &Fields<'_>,
-    uid: &str,
-    kind: &str,
-    message: &str,
-    raw: String,
-    places: [Option<usize>; 3],
-    names: &mut Interner,
-) -> Event {
-    let mut shared = |s: Option<&str>| names.intern(s.unwrap_or(""));
-    let involved = fields.involved.map_or_else(ObjectRef::default, |[kind, namespace, name, uid]| {
-        ObjectRef { kind: shared(kind), namespace: shared(namespace), name: shared(name), uid: shared(uid) }
-    });
+fn event_of(fields: &Fields<'_>, uid: &str, kind: &str, text: EventText, names: &mut Interner) -> Event {
+    // One slot per field: consecutive events mostly repeat each field's value.
+    let mut shared = |slot: usize, s: Option<&str>| names.intern_at(slot, s.unwrap_or(""));
+    let involved =
+        fields.involved.map_or_else(ObjectRef::default, |[kind, namespace, name, uid]| ObjectRef {
+            kind: shared(0, kind),
+            namespace: shared(1, namespace),
+            name: shared(2, name),
+            uid: shared(3, uid),
+        });
     Event {
         uid: Name::new(uid),
-        namespace: shared(fields.namespace),
+        namespace: shared(4, fields.namespace),
         involved,
-        reason: shared(fields.reason),
-        kind: shared(Some(kind)),
-        source_component: shared(fields.source_component),
-        source_host: shared(fields.source_host),
+        reason: shared(5, fields.reason),
+        kind: shared(6, Some(kind)),
+        source_component: shared(7, fields.source_component),
+        source_host: shared(8, fields.source_host),
         first_timestamp: fields.first_timestamp.or(fields.created).unwrap_or(0),
         last_timestamp: fields.last_timestamp.or(fields.created).unwrap_or(0),
         count: fields.count.unwrap_or(1),
-        text: EventText::with_places(
-            raw,
-            fields.name.unwrap_or(""),
-            fields.resource_version.unwrap_or(""),
-            message,
-            places,
-        ),
+        text,
     }
 }
 
@@ -410,7 +414,37 @@ pub fn parse_watch_line(line: &[u8]) -> Result<(WatchEvent, Vec<String>), EventE
 }
 
 /// An event's compact JSON, with where its name, version and message may be in it.
-type Compacted = (String, [Option<usize>; 3]);
+enum Compacted<'t> {
+    /// In a string of its own.
+    Own(String, [Option<usize>; 3]),
+    /// At the end of the chunk a list's texts are written to, from `start`.
+    Chunk { texts: &'t mut TextChunks, start: usize, places: [Option<usize>; 3] },
+}
+
+impl Compacted<'_> {
+    fn len(&self) -> usize {
+        match self {
+            Compacted::Own(raw, _) => raw.len(),
+            Compacted::Chunk { texts, start, .. } => texts.written().saturating_sub(*start),
+        }
+    }
+
+    /// The event's text: this JSON and its parts.
+    fn text(self, fields: &Fields<'_>, message: &str) -> EventText {
+        let (name, version) = (fields.name.unwrap_or(""), fields.resource_version.unwrap_or(""));
+        match self {
+            Compacted::Own(raw, places) => EventText::with_places(raw, name, version, message, places),
+            Compacted::Chunk { texts, start, places } => texts.text(start, name, version, message, places),
+        }
+    }
+
+    /// Takes the JSON back out of its chunk when the event does not keep it.
+    fn give_up(self) {
+        if let Compacted::Chunk { texts, start, .. } = self {
+            texts.truncate(start);
+        }
+    }
+}
 
 /// The outcome of converting one object: the outer error when it does not decode as an event,
 /// the inner one when it decodes but cannot be one.
@@ -420,16 +454,17 @@ type Converted = Result<Result<(Event, Vec<String>), EventError>, serde_json::Er
 fn convert_item(raw: &str, events_v1: bool, names: &mut Interner) -> Converted {
     let mut tape = compact::Tape::default();
     let scanned = tape.scan(raw.as_bytes(), 0) == Some(raw.len());
-    convert_scanned(raw, events_v1, names, scanned.then_some(&mut tape))
+    convert_scanned(raw, events_v1, names, scanned.then_some(&mut tape), None)
 }
 
 /// [`convert_item`], given `raw` scanned whole onto `tape` if it was: a core `v1` event is then
-/// read from the scan, not decoded again.
+/// read from the scan, not decoded again, and its text written into `texts` when given.
 fn convert_scanned(
     raw: &str,
     events_v1: bool,
     names: &mut Interner,
     tape: Option<&mut compact::Tape>,
+    texts: Option<&mut TextChunks>,
 ) -> Converted {
     // Only reached when `raw` is empty, which an object never is.
     let typed = || serde_json::from_str(raw);
@@ -438,9 +473,22 @@ fn convert_scanned(
         && let Some((item, starts)) = light::CoreItem::from_tape(raw, tape)
     {
         let mut marks = starts.map(|start| (start.unwrap_or(u32::MAX), None));
-        if let Some(compacted) = tape.write(raw, &mut marks) {
+        if let Some(texts) = texts {
+            let start = texts.written();
+            if tape.write_into(raw, texts.buf(), &mut marks).is_some() {
+                let places = marks.map(|(_, place)| place);
+                let compacted = Compacted::Chunk { texts, start, places };
+                return Ok(convert(item.fields(), raw.as_bytes(), Some(compacted), typed, names));
+            }
+        } else if let Some(compacted) = tape.write(raw, &mut marks) {
             let places = marks.map(|(_, place)| place);
-            return Ok(convert(item.fields(), raw.as_bytes(), Some((compacted, places)), typed, names));
+            return Ok(convert(
+                item.fields(),
+                raw.as_bytes(),
+                Some(Compacted::Own(compacted, places)),
+                typed,
+                names,
+            ));
         }
     }
     convert_decoded(raw, events_v1, names)

@@ -17,10 +17,14 @@ use serde_json::value::RawValue;
 use super::super::raw_list::{VersionMeta, identity};
 use super::compact::Tape;
 use super::{EVENTS_V1, EventError, EventListParsed, convert_item, convert_scanned};
+use heapster_dataflows::event_text::TextChunks;
 use heapster_dataflows::name::Interner;
 
 /// Bytes read at a time.
 const READ_SIZE: usize = 1 << 20;
+
+/// Events a chunk reserves room for at once (a list read whole grows past it).
+const MAX_RESERVE: usize = 4096;
 
 /// Reads an `EventList` (core `v1` or `events.k8s.io/v1`) from `reader`, handing each `chunk`
 /// events (and the warnings about the items read meanwhile) to `each`; stops early when `each`
@@ -82,6 +86,9 @@ struct ListState {
     pending: Vec<Box<RawValue>>,
     out: EventListParsed,
     names: Interner,
+    /// Where the events' texts are written; `out.events[sealed..]` may hold pending ones.
+    texts: TextChunks,
+    sealed: usize,
 }
 
 impl ListState {
@@ -101,11 +108,22 @@ impl ListState {
         self.index += 1;
         let events_v1 = self.api_version.as_deref() == Some(EVENTS_V1);
         let converted = match tape {
-            Some(tape) => convert_scanned(raw, events_v1, &mut self.names, Some(tape)),
+            Some(tape) => {
+                // Compacting never makes an item longer than it came (the parts the JSON
+                // lacks are bounded by it too), so twice its length is room enough.
+                if !self.texts.fits(raw.len().saturating_mul(2)) {
+                    self.seal();
+                }
+                convert_scanned(raw, events_v1, &mut self.names, Some(tape), Some(&mut self.texts))
+            }
             None => convert_item(raw, events_v1, &mut self.names),
         };
         match converted {
             Ok(Ok((event, mut warnings))) => {
+                if self.out.events.capacity() == 0 {
+                    // A chunk's events in one allocation, not a series of doublings.
+                    self.out.events.reserve_exact(self.chunk.min(MAX_RESERVE));
+                }
                 self.out.events.push(event);
                 self.out.warnings.append(&mut warnings);
             }
@@ -122,9 +140,18 @@ impl ListState {
         if self.out.events.is_empty() && self.out.warnings.is_empty() {
             return ControlFlow::Continue(());
         }
+        self.seal();
+        self.sealed = 0;
         let mut out = std::mem::take(&mut self.out);
         out.resource_version.clone_from(&self.resource_version);
         each(out)
+    }
+
+    /// Shares the chunk written so far with the events that wait for it.
+    fn seal(&mut self) {
+        let waiting = self.out.events.get_mut(self.sealed..).unwrap_or_default();
+        self.texts.seal(waiting.iter_mut().map(|event| &mut event.text));
+        self.sealed = self.out.events.len();
     }
 }
 

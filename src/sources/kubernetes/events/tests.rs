@@ -446,6 +446,8 @@ fn a_scanned_item_converts_as_a_decoded_one() {
         format!(r#"{{"metadata":{{"uid":"u"}},"message":"{}"}}"#, "m".repeat(MAX_MESSAGE_BYTES + 1)),
     ];
     let mut taken = 0;
+    let mut chunks = TextChunks::default();
+    let mut chunked = Vec::new();
     for raw in &odd {
         let mut tape = compact::Tape::default();
         // A float is left to serde_json by the scan itself.
@@ -453,15 +455,50 @@ fn a_scanned_item_converts_as_a_decoded_one() {
         if whole && light::CoreItem::from_tape(raw, &tape).is_some() {
             taken += 1;
         }
-        let scanned = convert_scanned(raw, false, &mut Interner::default(), whole.then_some(&mut tape));
+        let in_chunk = convert_scanned(
+            raw,
+            false,
+            &mut Interner::default(),
+            whole.then_some(&mut tape),
+            Some(&mut chunks),
+        );
+        let mut tape = compact::Tape::default();
+        tape.scan(raw.as_bytes(), 0);
+        let scanned = convert_scanned(raw, false, &mut Interner::default(), whole.then_some(&mut tape), None);
         let decoded = convert_decoded(raw, false, &mut Interner::default());
         assert_eq!(format!("{scanned:?}"), format!("{decoded:?}"), "{raw}");
+        match in_chunk {
+            Ok(Ok((event, warnings))) => {
+                chunked.push((event, warnings, raw));
+            }
+            other => assert_eq!(format!("{other:?}"), format!("{decoded:?}"), "{raw}"),
+        }
         if let Ok(Ok((event, _))) = &scanned {
             let text = &event.text;
             let again =
                 EventText::new(text.raw().to_string(), text.name(), text.resource_version(), text.message());
             assert_eq!(text.heap_bytes(), again.heap_bytes(), "the places found hold their parts: {raw}");
         }
+    }
+    // Texts written into a chunk read as their own once sealed; those given up left nothing.
+    let pending: Vec<bool> = chunked.iter().map(|(event, ..)| event.raw().is_empty()).collect();
+    assert!(pending.iter().filter(|p| **p).count() >= 3, "the typical items went into the chunk");
+    let written = chunks.written();
+    chunks.seal(chunked.iter_mut().map(|(event, ..)| &mut event.text));
+    let in_chunk: usize = chunked
+        .iter()
+        .zip(&pending)
+        .filter(|(_, p)| **p)
+        .map(|((event, ..), _)| event.text.heap_bytes())
+        .sum();
+    assert_eq!(written, in_chunk, "only the texts kept are in the chunk");
+    for (event, warnings, raw) in chunked {
+        let decoded = convert_decoded(raw, false, &mut Interner::default());
+        assert_eq!(
+            format!("{:?}", Ok::<_, EventError>((event, warnings))),
+            format!("{:?}", decoded.unwrap()),
+            "{raw}"
+        );
     }
     assert!(
         light::CoreItem::from_tape(&typical, &{

@@ -191,6 +191,26 @@ impl Tape {
         Some(out)
     }
 
+    /// As [`Tape::write`], appending to `out` (places are counted from where the object
+    /// starts); `out` is left as it was when this returns `None`.
+    pub fn write_into(
+        &mut self,
+        raw: &str,
+        out: &mut String,
+        marks: &mut [(u32, Option<usize>)],
+    ) -> Option<()> {
+        let root = self.root?;
+        let base = out.len();
+        if self.object(raw, root, out, Strip::Top, marks).is_none() {
+            out.truncate(base);
+            return None;
+        }
+        for (_, place) in marks.iter_mut() {
+            *place = place.and_then(|p| p.checked_sub(base));
+        }
+        Some(())
+    }
+
     fn object(
         &mut self,
         raw: &str,
