@@ -251,6 +251,7 @@ impl LineEncoder {
         let mut tags: Vec<Tag<'_>> = Vec::with_capacity(24);
 
         while let Some(set) = batch.sets.get(cursor.set) {
+            prefetch_sets(&batch.sets, cursor.set);
             let fresh = cursor.value == 0 && cursor.labeled == 0;
             match set_tag_block(set, &opts.cluster_name, &mut tags, set_tags) {
                 Fit::Fits => {}
@@ -554,8 +555,43 @@ fn merge_resource_tags(tags: &[Tag<'_>], block: &TagBlock, resource: &[(&str, &s
     }
 }
 
+/// Asks the CPU for the sets after `at` ahead of time. A window's sets were built on other
+/// threads and lie all over the heap: without this, the encoder waits on memory at every set
+/// (its body, then its labeled values), which was most of its time.
+#[inline]
+fn prefetch_sets(sets: &[MetricSet], at: usize) {
+    // The body two sets ahead (its four cache lines); the labeled values of the next one,
+    // whose body was asked for a set ago.
+    if let Some(set) = sets.get(at + 2) {
+        let body: &heapster_dataflows::model::SetBody = set;
+        let start = (body as *const heapster_dataflows::model::SetBody).cast::<u8>();
+        let mut line = 0;
+        while line < size_of::<heapster_dataflows::model::SetBody>() {
+            prefetch(start.wrapping_add(line));
+            line += 64;
+        }
+    }
+    if let Some(set) = sets.get(at + 1) {
+        prefetch(set.labeled.as_ptr().cast());
+    }
+}
+
+#[inline]
+fn prefetch(p: *const u8) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch is a hint: it reads nothing the program sees and never faults, whatever
+    // the address; SSE is part of every x86-64 CPU.
+    unsafe {
+        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(p.cast())
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
+}
+
 /// One line; `end` is ` <timestamp>\n`.
 fn write_point(out: &mut Vec<u8>, head: &Head, tags: &[u8], value: Value, end: &[u8]) {
+    // The most a value takes (`-9223372036854775808i`, or ryu's 24 bytes): one capacity check.
+    out.reserve(head.measurement.len() + tags.len() + head.field.len() + 24 + end.len());
     out.extend_from_slice(&head.measurement);
     out.extend_from_slice(tags);
     out.extend_from_slice(&head.field);
