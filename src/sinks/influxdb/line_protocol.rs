@@ -560,8 +560,9 @@ fn merge_resource_tags(tags: &[Tag<'_>], block: &TagBlock, resource: &[(&str, &s
 /// (its body, then its labeled values), which was most of its time.
 #[inline]
 fn prefetch_sets(sets: &[MetricSet], at: usize) {
-    // The body two sets ahead (its four cache lines); the labeled values of the next one,
-    // whose body was asked for a set ago.
+    // The body two sets ahead (its cache lines); what the next one points to, whose body was
+    // asked for a set ago: its values, labeled values and label strings (a string's length
+    // lies just before its bytes).
     if let Some(set) = sets.get(at + 2) {
         let body: &heapster_dataflows::model::SetBody = set;
         let start = (body as *const heapster_dataflows::model::SetBody).cast::<u8>();
@@ -572,7 +573,17 @@ fn prefetch_sets(sets: &[MetricSet], at: usize) {
         }
     }
     if let Some(set) = sets.get(at + 1) {
+        prefetch(set.values.as_ptr().cast());
         prefetch(set.labeled.as_ptr().cast());
+        for (_, own, _) in OWN_TAGS.iter() {
+            if let Own::Label(id) = own
+                && let Some(name) = set.labels.get(*id)
+            {
+                let bytes = name.as_str().as_ptr();
+                prefetch(bytes.wrapping_sub(16));
+                prefetch(bytes);
+            }
+        }
     }
 }
 
