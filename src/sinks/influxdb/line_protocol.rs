@@ -9,7 +9,7 @@
 //! for each of its points, and numbers are formatted without allocating.
 
 use heapster_dataflows::catalog::{LABELED_RATES, RATES};
-use heapster_dataflows::model::{LabelId, LabeledMetric, Resource};
+use heapster_dataflows::model::{LabelId, LabeledMetric, Labels, Resource, Values};
 use heapster_dataflows::{LabeledMetricId, MetricId, MetricSet, Value};
 
 use crate::batch::{MetricBatch, Window};
@@ -74,6 +74,8 @@ pub struct Cursor {
     value: usize,
     /// Next index into the set's labeled values.
     labeled: usize,
+    /// Sets before this one have been emptied ([`Cursor::release`]).
+    emptied: usize,
 }
 
 impl Cursor {
@@ -84,10 +86,21 @@ impl Cursor {
     /// Frees the sets the cursor has passed when the window owns them; the cursor moves with
     /// the rest. Sets are freed [`RELEASE_SETS`] at a time (or all at the end): each release
     /// shifts the sets left, which a release per small chunk would repeat for little gain.
+    ///
+    /// What each encoded set holds (labels, values) is freed at once, a chunk at a time, while it
+    /// is still in the CPU's caches from encoding: freed a thousand sets later, every label's
+    /// reference count and every freed block was a trip to memory again.
     pub fn release(&mut self, window: &mut Window<'_>) {
-        if let Some(batch) = window.owned_mut()
-            && (self.set >= RELEASE_SETS || self.is_done(batch))
-        {
+        let Some(batch) = window.owned_mut() else { return };
+        let end = self.set.min(batch.sets.len());
+        for set in batch.sets.get_mut(self.emptied.min(end)..end).unwrap_or_default() {
+            let body: &mut heapster_dataflows::model::SetBody = set;
+            body.labels = Labels::default();
+            body.values = Values::default();
+            body.labeled = Vec::new();
+        }
+        self.emptied = end;
+        if self.set >= RELEASE_SETS || self.is_done(batch) {
             self.release_sets(batch);
         }
     }
@@ -97,6 +110,7 @@ impl Cursor {
         let done = self.set.min(batch.sets.len());
         batch.sets.drain(..done);
         self.set -= done;
+        self.emptied = self.emptied.saturating_sub(done);
     }
 }
 
@@ -272,7 +286,7 @@ impl LineEncoder {
                         "points skipped: their series key is over InfluxDB's {MAX_KEY_BYTES} bytes"
                     );
                     stats.skipped += points;
-                    *cursor = Cursor { set: cursor.set + 1, value: 0, labeled: 0 };
+                    *cursor = Cursor { set: cursor.set + 1, value: 0, labeled: 0, ..*cursor };
                     continue;
                 }
             }
@@ -350,7 +364,7 @@ impl LineEncoder {
                 cursor.labeled += 1;
             }
 
-            *cursor = Cursor { set: cursor.set + 1, value: 0, labeled: 0 };
+            *cursor = Cursor { set: cursor.set + 1, value: 0, labeled: 0, ..*cursor };
         }
         stats
     }
