@@ -124,6 +124,10 @@ pub struct LineEncoder {
     set_tags: TagBlock,
     /// A labeled value's tags: the set's merged with its resource's.
     point_tags: Vec<u8>,
+    /// The current set's tags before escaping, empty between chunks: kept for its allocation,
+    /// as a fresh one of over a kilobyte made glibc consolidate the freed sets' memory at
+    /// every chunk.
+    tags: Vec<Tag<'static>>,
     /// Output buffer of [`LineEncoder::encode`].
     out: Vec<u8>,
     /// Escaped measurement and ` field=` of every catalog metric, computed once.
@@ -189,6 +193,7 @@ impl LineEncoder {
             skip_labeled,
             set_tags: TagBlock::default(),
             point_tags: Vec::with_capacity(512),
+            tags: Vec::with_capacity(24),
             out: Vec::new(),
             shortened: 0,
         }
@@ -241,6 +246,20 @@ impl LineEncoder {
         max_points: usize,
         out: &mut Vec<u8>,
     ) -> EncodeStats {
+        let mut tags = reuse(std::mem::take(&mut self.tags));
+        let stats = self.encode_sets(batch, cursor, max_points, out, &mut tags);
+        self.tags = reuse(tags);
+        stats
+    }
+
+    fn encode_sets<'a>(
+        &'a mut self,
+        batch: &'a MetricBatch,
+        cursor: &mut Cursor,
+        max_points: usize,
+        out: &mut Vec<u8>,
+        tags: &mut Vec<Tag<'a>>,
+    ) -> EncodeStats {
         let max_points = max_points.max(1);
         let mut stats = EncodeStats::default();
         let mut ts_buf = itoa::Buffer::new();
@@ -256,18 +275,18 @@ impl LineEncoder {
             skip_labeled,
             set_tags,
             point_tags,
+            tags: _,
             out: _,
             heads,
             labeled_heads,
             shortened,
         } = self;
         let mut custom_head;
-        let mut tags: Vec<Tag<'_>> = Vec::with_capacity(24);
 
         while let Some(set) = batch.sets.get(cursor.set) {
             prefetch_sets(&batch.sets, cursor.set);
             let fresh = cursor.value == 0 && cursor.labeled == 0;
-            match set_tag_block(set, &opts.cluster_name, &mut tags, set_tags) {
+            match set_tag_block(set, &opts.cluster_name, tags, set_tags) {
                 Fit::Fits => {}
                 Fit::Shortened => {
                     if fresh {
@@ -334,14 +353,14 @@ impl LineEncoder {
                     Resource::None => &set_tags.bytes,
                     resource if merged == Some(resource) => point_tags,
                     Resource::Id(id) => {
-                        merge_resource_tags(&tags, set_tags, &[("resource_id", id)], point_tags);
+                        merge_resource_tags(tags, set_tags, &[("resource_id", id)], point_tags);
                         merged = Some(&labeled.resource);
                         point_tags
                     }
                     Resource::Accelerator(a) => {
                         let resource =
                             [("accelerator_id", a.id.as_str()), ("make", &a.make), ("model", &a.model)];
-                        merge_resource_tags(&tags, set_tags, &resource, point_tags);
+                        merge_resource_tags(tags, set_tags, &resource, point_tags);
                         merged = Some(&labeled.resource);
                         point_tags
                     }
@@ -388,6 +407,13 @@ impl LineEncoder {
         }
         stats
     }
+}
+
+/// An emptied vector of tags, its allocation kept for tags of another lifetime.
+fn reuse<'b>(mut tags: Vec<Tag<'_>>) -> Vec<Tag<'b>> {
+    tags.clear();
+    // Collecting from a vector's own iterator into the same layout reuses its allocation.
+    tags.into_iter().filter_map(|_| None).collect()
 }
 
 /// A set's escaped tags, `,k=v` each, and where each one starts.

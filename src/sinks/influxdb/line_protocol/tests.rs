@@ -355,3 +355,15 @@ fn word_scan_escapes_every_special_byte_at_every_offset() {
         }
     }
 }
+
+#[test]
+fn tag_buffer_keeps_its_allocation_between_chunks() {
+    let mut tags: Vec<Tag<'_>> = Vec::with_capacity(24);
+    let key = String::from("k");
+    tags.push(Tag { key: &key, head: &[], value: &key, rank: 0 });
+    let before = tags.as_ptr() as usize;
+    let reused: Vec<Tag<'static>> = reuse(tags);
+    assert!(reused.is_empty());
+    assert!(reused.capacity() >= 24);
+    assert_eq!(reused.as_ptr() as usize, before, "the same allocation");
+}
