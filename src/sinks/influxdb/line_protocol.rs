@@ -600,10 +600,10 @@ fn merge_resource_tags(tags: &[Tag<'_>], block: &TagBlock, resource: &[(&str, &s
 /// (its body, then its labeled values), which was most of its time.
 #[inline]
 fn prefetch_sets(sets: &[MetricSet], at: usize) {
-    // The body two sets ahead (its cache lines); what the next one points to, whose body was
-    // asked for a set ago: its values, labeled values and label strings (a string's length
-    // lies just before its bytes).
-    if let Some(set) = sets.get(at + 2) {
+    // The body four sets ahead (its cache lines); what the set two ahead points to, its body
+    // asked for two sets ago: its values, labeled values and label strings (a string's length
+    // lies just before its bytes, most often in the same line).
+    if let Some(set) = sets.get(at + 4) {
         let body: &heapster_dataflows::model::SetBody = set;
         let start = (body as *const heapster_dataflows::model::SetBody).cast::<u8>();
         let mut line = 0;
@@ -612,16 +612,14 @@ fn prefetch_sets(sets: &[MetricSet], at: usize) {
             line += 64;
         }
     }
-    if let Some(set) = sets.get(at + 1) {
+    if let Some(set) = sets.get(at + 2) {
         prefetch(set.values.as_ptr().cast());
         prefetch(set.labeled.as_ptr().cast());
         for (_, own, _) in OWN_TAGS.iter() {
             if let Own::Label(id) = own
                 && let Some(name) = set.labels.get(*id)
             {
-                let bytes = name.as_str().as_ptr();
-                prefetch(bytes.wrapping_sub(16));
-                prefetch(bytes);
+                prefetch(name.as_str().as_ptr());
             }
         }
     }
