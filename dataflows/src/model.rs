@@ -207,6 +207,12 @@ impl Values {
         self.set(id, sum);
     }
 
+    /// Where the stored values lie, for a reader that asks the CPU for them ahead of time.
+    #[inline]
+    pub fn as_ptr(&self) -> *const u64 {
+        self.raw.as_ptr()
+    }
+
     #[inline]
     pub fn contains(&self, id: MetricId) -> bool {
         self.present & Self::bit(id) != 0

@@ -217,6 +217,37 @@ fn release_drops_encoded_sets_and_keeps_the_place() {
 }
 
 #[test]
+fn owned_window_empties_encoded_sets_and_writes_the_same_bytes() {
+    let batch = small_batch();
+    let (borrowed, _) = encode_all(LineOptions::default(), &batch, 2);
+    // Chunk by chunk, as the file sink encodes an owned window.
+    let mut enc = LineEncoder::new(LineOptions::default());
+    let mut window = Window::Owned(batch.clone());
+    let mut cursor = Cursor::default();
+    let mut owned = Vec::new();
+    let mut out = Vec::new();
+    out.clear();
+    let first = enc.encode_chunk(window.batch(), &mut cursor, 4, &mut out);
+    owned.push((String::from_utf8(out.clone()).unwrap(), first.written));
+    cursor.release(&mut window);
+    let node = &window.batch().sets[0];
+    assert!(node.values.is_empty() && node.labels == Labels::default(), "the node set, encoded, is emptied");
+    let pod = &window.batch().sets[1];
+    assert_eq!(pod.values, batch.sets[1].values, "the pod set, half encoded, is whole");
+    while !cursor.is_done(window.batch()) {
+        out.clear();
+        let stats = enc.encode_chunk(window.batch(), &mut cursor, 2, &mut out);
+        cursor.release(&mut window);
+        if stats.written > 0 {
+            owned.push((String::from_utf8(out.clone()).unwrap(), stats.written));
+        }
+    }
+    assert!(window.batch().sets.is_empty(), "every set is freed at the end");
+    let join = |chunks: &[(String, usize)]| chunks.iter().map(|(c, _)| c.as_str()).collect::<String>();
+    assert_eq!(join(&owned), join(&borrowed));
+}
+
+#[test]
 fn skips_non_finite_and_counts_them() {
     let mut set = MetricSet::new(EntityKey::Cluster);
     set.values.set(MetricId::CpuNodeUtilization, Value::Float(f64::NAN));
@@ -323,4 +354,16 @@ fn word_scan_escapes_every_special_byte_at_every_offset() {
             }
         }
     }
+}
+
+#[test]
+fn tag_buffer_keeps_its_allocation_between_chunks() {
+    let mut tags: Vec<Tag<'_>> = Vec::with_capacity(24);
+    let key = String::from("k");
+    tags.push(Tag { key: &key, head: &[], value: &key, rank: 0 });
+    let before = tags.as_ptr() as usize;
+    let reused: Vec<Tag<'static>> = reuse(tags);
+    assert!(reused.is_empty());
+    assert!(reused.capacity() >= 24);
+    assert_eq!(reused.as_ptr() as usize, before, "the same allocation");
 }
