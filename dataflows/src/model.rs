@@ -220,6 +220,25 @@ impl Values {
         self.present == 0
     }
 
+    /// The presence bits: bit `id as u64` says whether `id` has a value.
+    #[inline]
+    pub fn mask(&self) -> u64 {
+        self.present
+    }
+
+    /// Adds each of `other`'s values whose bit is in `mask`, in catalog order (as
+    /// [`Values::add`] one by one would), without walking the whole catalog.
+    pub fn add_masked(&mut self, other: &Values, mask: u64) {
+        let mut bits = other.present & mask;
+        while bits != 0 {
+            let bit = bits.trailing_zeros() as usize;
+            bits &= bits - 1;
+            let id = MetricId::ALL[bit];
+            let raw = other.raw[other.slot(id)];
+            self.add(id, Self::decode(id, raw));
+        }
+    }
+
     /// Present values in catalog order.
     pub fn iter(&self) -> impl Iterator<Item = (MetricId, Value)> + '_ {
         MetricId::ALL

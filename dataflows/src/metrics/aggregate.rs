@@ -41,22 +41,39 @@ pub struct Part {
 /// sum of its containers (older kubelets, requests and limits, restarts).
 pub fn aggregate_pods(sets: &mut Vec<MetricSet>, time: Time) {
     // Each pod's set (if any) then its containers by name: one sort, no maps. Pods are sorted by
-    // a hash first, so most comparisons are of two integers rather than of names; pods whose
-    // hashes collide fall back to their names, so each pod's sets still sit together in order.
-    let mut hashed: Vec<(u64, usize)> = sets
-        .iter()
-        .enumerate()
-        .filter_map(|(i, set)| set.key.pod().map(|(ns, pod)| (pod_hash(ns, pod), i)))
-        .collect();
-    hashed.sort_unstable_by(|(ha, a), (hb, b)| {
-        ha.cmp(hb).then_with(|| pod_order(&sets[*a].key).cmp(&pod_order(&sets[*b].key)))
-    });
-    let order: Vec<usize> = hashed.into_iter().map(|(_, i)| i).collect();
+    // a hash, so the sort compares integers; a kubelet lists a pod's sets together, so the hash
+    // of one is that of the one before, nearly always. Names are compared only within a run of
+    // one hash: the few sets of one pod (or of pods whose hashes collide, which the names part).
+    let mut order: Vec<(u64, u32)> = Vec::with_capacity(sets.len());
+    let mut last: Option<((&Name, &Name), u64)> = None;
+    for (i, set) in sets.iter().enumerate() {
+        let Some(pod) = set.key.pod() else { continue };
+        let hash = match last {
+            Some((before, hash)) if before == pod => hash,
+            _ => pod_hash(pod.0, pod.1),
+        };
+        last = Some((pod, hash));
+        order.push((hash, i as u32));
+    }
+    order.sort_unstable();
     let mut start = 0;
     while start < order.len() {
-        let group = sets[order[start]].key.pod();
-        let end = start + order[start..].iter().take_while(|i| sets[**i].key.pod() == group).count();
-        let first = order[start];
+        let hash = order[start].0;
+        let end = start + order[start..].iter().take_while(|(h, _)| *h == hash).count();
+        if end - start > 1 {
+            order[start..end].sort_unstable_by(|(_, a), (_, b)| {
+                pod_order(&sets[*a as usize].key).cmp(&pod_order(&sets[*b as usize].key))
+            });
+        }
+        start = end;
+    }
+    let summable = summable_mask();
+    let mut start = 0;
+    while start < order.len() {
+        let first = order[start].1 as usize;
+        let group = sets[first].key.pod();
+        let end =
+            start + order[start..].iter().take_while(|(_, i)| sets[*i as usize].key.pod() == group).count();
         let (pod_index, members) = match &sets[first].key {
             EntityKey::Pod { .. } => (first, &order[start + 1..end]),
             EntityKey::PodContainer { ns, pod, .. } => {
@@ -68,19 +85,28 @@ pub fn aggregate_pods(sets: &mut Vec<MetricSet>, time: Time) {
             _ => (first, &order[start..start]),
         };
         // The pod's own values, as a mask: a copy of them per pod was an allocation per pod.
-        let own = sets[pod_index].values.iter().fold(0u64, |mask, (id, _)| mask | 1 << id as u64);
-        for &member in members {
+        let summed = summable & !sets[pod_index].values.mask();
+        for &(_, member) in members {
             // Members are containers, never the pod's set.
-            let Ok([container, pod_set]) = sets.get_disjoint_mut([member, pod_index]) else { continue };
-            for (id, value) in summed(&container.values, own) {
-                pod_set.values.add(id, value);
-            }
+            let Ok([container, pod_set]) = sets.get_disjoint_mut([member as usize, pod_index]) else {
+                continue;
+            };
+            pod_set.values.add_masked(&container.values, summed);
             for (name, value) in custom_gauges(container) {
                 add_custom(pod_set, name.clone(), value);
             }
         }
         start = end;
     }
+}
+
+/// The metrics a pod sums from its containers: gauges (Heapster skips the kubelet's counters)
+/// and restarts, as a mask by metric.
+fn summable_mask() -> u64 {
+    MetricId::ALL
+        .iter()
+        .filter(|id| id.desc().kind == Kind::Gauge || POD_SUMMED_COUNTERS.contains(id))
+        .fold(0, |mask, id| mask | 1 << *id as u64)
 }
 
 fn pod_hash(ns: &Name, pod: &Name) -> u64 {
@@ -98,15 +124,6 @@ fn pod_order(key: &EntityKey) -> (Option<(&Name, &Name)>, Option<&Name>) {
         EntityKey::PodContainer { container, .. } => (key.pod(), Some(container)),
         _ => (key.pod(), None),
     }
-}
-
-/// The values of a container that its pod sums: gauges (Heapster skips the kubelet's counters)
-/// and restarts, each only where the pod has no value of its own (`own`, a mask by metric).
-fn summed(values: &Values, own: u64) -> impl Iterator<Item = (MetricId, Value)> + '_ {
-    values.iter().filter(move |(id, _)| {
-        let summable = id.desc().kind == Kind::Gauge || POD_SUMMED_COUNTERS.contains(id);
-        summable && own & (1 << *id as u64) == 0
-    })
 }
 
 /// User-defined gauges, which Heapster summed like any other gauge.
@@ -173,53 +190,92 @@ fn restricted(values: &Values, ids: &[MetricId]) -> Box<Values> {
 /// two contributions per pod but only a few namespaces and nodes. Each pod's values are added
 /// to its targets' sums in place, pod after pod, as [`Part::absorb`] would add them.
 fn combined_parts(sets: &[MetricSet]) -> Vec<Part> {
-    let mut parts: FxHashMap<EntityKey, Part> = FxHashMap::default();
+    let mut parts = Vec::new();
+    let mut namespaces = Targets::default();
+    let mut nodes = Targets::default();
     for pod in sets {
         let EntityKey::Pod { ns, .. } = &pod.key else { continue };
-        let namespace = EntityKey::Namespace { ns: ns.clone() };
-        add_part(
-            &mut parts,
-            namespace,
-            &pod.values,
-            NAMESPACE_AGGREGATED,
-            pod.labels.get(LabelId::NamespaceId),
-        );
+        let namespace_id = pod.labels.get(LabelId::NamespaceId);
+        match namespaces.find(ns, parts.len()) {
+            Some(at) => add_part(&mut parts[at], &pod.values, NAMESPACE_AGGREGATED, namespace_id),
+            None => parts.push(Part {
+                target: EntityKey::Namespace { ns: ns.clone() },
+                values: restricted(&pod.values, NAMESPACE_AGGREGATED),
+                namespace_id: namespace_id.cloned(),
+            }),
+        }
         if let Some(node) = pod.labels.get(LabelId::Nodename) {
-            add_part(&mut parts, EntityKey::Node { node: node.clone() }, &pod.values, NODE_AGGREGATED, None);
+            match nodes.find(node, parts.len()) {
+                Some(at) => add_part(&mut parts[at], &pod.values, NODE_AGGREGATED, None),
+                None => parts.push(Part {
+                    target: EntityKey::Node { node: node.clone() },
+                    values: restricted(&pod.values, NODE_AGGREGATED),
+                    namespace_id: None,
+                }),
+            }
         }
     }
-    parts.into_values().collect()
+    parts
 }
 
-/// Adds the `ids` of one pod's `values` to the part of `target`.
-fn add_part(
-    parts: &mut FxHashMap<EntityKey, Part>,
-    target: EntityKey,
-    values: &Values,
-    ids: &[MetricId],
-    namespace_id: Option<&Name>,
-) {
-    match parts.get_mut(&target) {
-        Some(sum) => {
-            for id in ids {
-                if let Some(value) = values.get(*id) {
-                    sum.values.add(*id, value);
-                }
-            }
-            sum.namespace_id = match (sum.namespace_id.take(), namespace_id) {
-                (Some(a), Some(b)) => Some(a.min(b.clone())),
-                (a, b) => a.or_else(|| b.cloned()),
-            };
+/// The parts of one kind of target, by name: the last one found is checked first (a node's pods
+/// come together), then the few seen so far one by one, then a map once there are many.
+#[derive(Default)]
+struct Targets {
+    last: Option<usize>,
+    /// Each target's name and the position of its part.
+    seen: Vec<(Name, usize)>,
+    /// Positions in `seen` by name, once there are more than [`Targets::FEW`].
+    many: FxHashMap<Name, usize>,
+}
+
+impl Targets {
+    /// Few enough to compare names rather than hash them.
+    const FEW: usize = 16;
+
+    /// The position of `name`'s part; `None` for a new target, whose part goes to `next`.
+    fn find(&mut self, name: &Name, next: usize) -> Option<usize> {
+        if let Some(last) = self.last
+            && self.seen[last].0 == *name
+        {
+            return Some(self.seen[last].1);
         }
-        None => {
-            let part = Part {
-                target: target.clone(),
-                values: restricted(values, ids),
-                namespace_id: namespace_id.cloned(),
-            };
-            parts.insert(target, part);
+        let found = if self.seen.len() <= Self::FEW {
+            self.seen.iter().position(|(n, _)| n == name)
+        } else {
+            self.many.get(name).copied()
+        };
+        match found {
+            Some(at) => {
+                self.last = Some(at);
+                Some(self.seen[at].1)
+            }
+            None => {
+                let at = self.seen.len();
+                self.seen.push((name.clone(), next));
+                if at == Self::FEW {
+                    self.many.extend(self.seen.iter().enumerate().map(|(i, (n, _))| (n.clone(), i)));
+                } else if at > Self::FEW {
+                    self.many.insert(name.clone(), at);
+                }
+                self.last = Some(at);
+                None
+            }
         }
     }
+}
+
+/// Adds the `ids` of one pod's `values` to `part`.
+fn add_part(part: &mut Part, values: &Values, ids: &[MetricId], namespace_id: Option<&Name>) {
+    for id in ids {
+        if let Some(value) = values.get(*id) {
+            part.values.add(*id, value);
+        }
+    }
+    part.namespace_id = match (part.namespace_id.take(), namespace_id) {
+        (Some(a), Some(b)) => Some(a.min(b.clone())),
+        (a, b) => a.or_else(|| b.cloned()),
+    };
 }
 
 impl Part {
@@ -447,6 +503,47 @@ mod tests {
         s.labels.set(LabelId::NamespaceId, "ns-uid".into());
         s.values.set(MetricId::NetworkRx, Value::Int(42));
         s
+    }
+
+    #[test]
+    fn parts_sum_each_target_once_however_many_and_interleaved() {
+        // More namespaces and nodes than are compared by name, pods of each spread out.
+        let mut sets = Vec::new();
+        for i in 0..200i64 {
+            let mut s = MetricSet::new(EntityKey::Pod {
+                ns: format!("ns-{}", i % 23).into(),
+                pod: format!("p{i}").into(),
+            });
+            s.labels.set(LabelId::Nodename, format!("node-{}", i % 19).into());
+            s.labels.set(LabelId::NamespaceId, format!("uid-{}", i % 5).into());
+            s.values.set(MetricId::MemoryRequest, Value::Int(i));
+            s.values.set(MetricId::CpuRequest, Value::Int(1));
+            sets.push(s);
+        }
+        let mut parts = combined_parts(&sets);
+        assert_eq!(parts.len(), 23 + 19);
+        parts.sort_by(|a, b| a.target.cmp(&b.target));
+        for part in &parts {
+            let (of, modulo, at) = match &part.target {
+                EntityKey::Namespace { ns } => ("ns-", 23, ns),
+                EntityKey::Node { node } => ("node-", 19, node),
+                other => panic!("unexpected target {other}"),
+            };
+            let k: i64 = at.as_str().strip_prefix(of).and_then(|k| k.parse().ok()).unwrap();
+            let members: Vec<i64> = (0..200).filter(|i| i % modulo == k).collect();
+            assert_eq!(
+                part.values.get_i64(MetricId::MemoryRequest),
+                Some(members.iter().sum::<i64>()),
+                "{at}"
+            );
+            assert_eq!(part.values.get_i64(MetricId::CpuRequest), Some(members.len() as i64), "{at}");
+            if of == "ns-" {
+                let least = members.iter().map(|i| format!("uid-{}", i % 5)).min();
+                assert_eq!(part.namespace_id.as_ref().map(|n| n.to_string()), least, "{at}");
+            } else {
+                assert_eq!(part.namespace_id, None);
+            }
+        }
     }
 
     #[test]
