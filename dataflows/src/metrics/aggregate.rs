@@ -40,63 +40,69 @@ pub struct Part {
 /// cgroup: cpu, memory, and the rates derived from them) stands; only what the pod lacks is the
 /// sum of its containers (older kubelets, requests and limits, restarts).
 pub fn aggregate_pods(sets: &mut Vec<MetricSet>, time: Time) {
-    // Each pod's set (if any) then its containers by name: one sort, no maps. Pods are sorted by
-    // a hash, so the sort compares integers; a kubelet lists a pod's sets together, so the hash
-    // of one is that of the one before, nearly always. Names are compared only within a run of
-    // one hash: the few sets of one pod (or of pods whose hashes collide, which the names part).
-    let mut order: Vec<(u64, u32)> = Vec::with_capacity(sets.len());
-    let mut last: Option<((&Name, &Name), u64)> = None;
-    for (i, set) in sets.iter().enumerate() {
-        let Some(pod) = set.key.pod() else { continue };
-        let hash = match last {
-            Some((before, hash)) if before == pod => hash,
-            _ => pod_hash(pod.0, pod.1),
+    // Each pod's set (if any) then its containers by name: one sort, no maps. A kubelet lists a
+    // pod's sets together, so what is sorted is runs of one pod's sets, by a hash of the pod (an
+    // integer comparison); names are compared only within a hash, among the few sets of one pod
+    // (or of pods whose hashes collide, which the names part). Runs are read in the order they
+    // came, not a set at a time in hash order, so the sets are visited mostly where they lie.
+    let mut runs: Vec<(u64, u32, u32)> = Vec::new();
+    let mut at = 0;
+    while at < sets.len() {
+        let Some(pod) = sets[at].key.pod() else {
+            at += 1;
+            continue;
         };
-        last = Some((pod, hash));
-        order.push((hash, i as u32));
+        let end = at + 1 + sets[at + 1..].iter().take_while(|set| set.key.pod() == Some(pod)).count();
+        runs.push((pod_hash(pod.0, pod.1), at as u32, end as u32));
+        at = end;
     }
-    order.sort_unstable();
-    let mut start = 0;
-    while start < order.len() {
-        let hash = order[start].0;
-        let end = start + order[start..].iter().take_while(|(h, _)| *h == hash).count();
-        if end - start > 1 {
-            order[start..end].sort_unstable_by(|(_, a), (_, b)| {
+    runs.sort_unstable();
+    let summable = summable_mask();
+    let mut order: Vec<u32> = Vec::new();
+    let mut run = 0;
+    while run < runs.len() {
+        let hash = runs[run].0;
+        let last = run + runs[run..].iter().take_while(|(h, _, _)| *h == hash).count();
+        order.clear();
+        for &(_, from, to) in &runs[run..last] {
+            order.extend(from..to);
+        }
+        if order.len() > 1 {
+            order.sort_unstable_by(|a, b| {
                 pod_order(&sets[*a as usize].key).cmp(&pod_order(&sets[*b as usize].key))
             });
         }
-        start = end;
-    }
-    let summable = summable_mask();
-    let mut start = 0;
-    while start < order.len() {
-        let first = order[start].1 as usize;
-        let group = sets[first].key.pod();
-        let end =
-            start + order[start..].iter().take_while(|(_, i)| sets[*i as usize].key.pod() == group).count();
-        let (pod_index, members) = match &sets[first].key {
-            EntityKey::Pod { .. } => (first, &order[start + 1..end]),
-            EntityKey::PodContainer { ns, pod, .. } => {
-                let pod = pod_from_container(&sets[first], ns.clone(), pod.clone(), time);
-                sets.push(pod);
-                (sets.len() - 1, &order[start..end])
-            }
-            // Only pod keys are in `order`.
-            _ => (first, &order[start..start]),
-        };
-        // The pod's own values, as a mask: a copy of them per pod was an allocation per pod.
-        let summed = summable & !sets[pod_index].values.mask();
-        for &(_, member) in members {
-            // Members are containers, never the pod's set.
-            let Ok([container, pod_set]) = sets.get_disjoint_mut([member as usize, pod_index]) else {
-                continue;
+        let mut start = 0;
+        while start < order.len() {
+            let first = order[start] as usize;
+            let group = sets[first].key.pod();
+            let end =
+                start + order[start..].iter().take_while(|i| sets[**i as usize].key.pod() == group).count();
+            let (pod_index, members) = match &sets[first].key {
+                EntityKey::Pod { .. } => (first, &order[start + 1..end]),
+                EntityKey::PodContainer { ns, pod, .. } => {
+                    let pod = pod_from_container(&sets[first], ns.clone(), pod.clone(), time);
+                    sets.push(pod);
+                    (sets.len() - 1, &order[start..end])
+                }
+                // Only pod keys are in `order`.
+                _ => (first, &order[start..start]),
             };
-            pod_set.values.add_masked(&container.values, summed);
-            for (name, value) in custom_gauges(container) {
-                add_custom(pod_set, name.clone(), value);
+            // The pod's own values, as a mask: a copy of them per pod was an allocation per pod.
+            let summed = summable & !sets[pod_index].values.mask();
+            for &member in members {
+                // Members are containers, never the pod's set.
+                let Ok([container, pod_set]) = sets.get_disjoint_mut([member as usize, pod_index]) else {
+                    continue;
+                };
+                pod_set.values.add_masked(&container.values, summed);
+                for (name, value) in custom_gauges(container) {
+                    add_custom(pod_set, name.clone(), value);
+                }
             }
+            start = end;
         }
-        start = end;
+        run = last;
     }
 }
 
