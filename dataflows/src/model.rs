@@ -102,7 +102,7 @@ impl Value {
     }
 
     /// Converts to the catalog's representation.
-    fn coerce(self, ty: ValueType) -> Value {
+    pub(crate) fn coerce(self, ty: ValueType) -> Value {
         match (self, ty) {
             (Value::Float(f), ValueType::Int) => Value::Int(f as i64),
             (Value::Int(i), ValueType::Float) => Value::Float(i as f64),
@@ -598,6 +598,27 @@ mod tests {
         assert_eq!(v.len(), 2);
         v.remove(MetricId::MemoryRss);
         assert_eq!(v.len(), 1);
+    }
+
+    #[test]
+    fn masked_adds_are_the_adds_one_by_one() {
+        let mut other = Values::default();
+        other.set(MetricId::MemoryRss, Value::Int(7));
+        other.set(MetricId::CpuUsageRate, Value::Int(3));
+        other.set(MetricId::NetworkRxRate, Value::Float(0.5));
+        let mut base = Values::default();
+        base.set(MetricId::CpuUsageRate, Value::Int(10));
+        base.set(MetricId::NetworkRxRate, Value::Float(1.0));
+        let mask = other.mask() & !Values::bit(MetricId::MemoryRss);
+        let mut masked = base.clone();
+        masked.add_masked(&other, mask);
+        let mut one_by_one = base;
+        for (id, value) in other.iter().filter(|(id, _)| *id != MetricId::MemoryRss) {
+            one_by_one.add(id, value);
+        }
+        assert_eq!(masked, one_by_one);
+        assert_eq!(masked.get(MetricId::CpuUsageRate), Some(Value::Int(13)));
+        assert_eq!(masked.get(MetricId::MemoryRss), None, "left out by the mask");
     }
 
     #[test]

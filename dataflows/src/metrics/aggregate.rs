@@ -196,32 +196,73 @@ fn restricted(values: &Values, ids: &[MetricId]) -> Box<Values> {
 /// two contributions per pod but only a few namespaces and nodes. Each pod's values are added
 /// to its targets' sums in place, pod after pod, as [`Part::absorb`] would add them.
 fn combined_parts(sets: &[MetricSet]) -> Vec<Part> {
-    let mut parts = Vec::new();
+    let mut sums: Vec<Sums> = Vec::new();
     let mut namespaces = Targets::default();
     let mut nodes = Targets::default();
     for pod in sets {
         let EntityKey::Pod { ns, .. } = &pod.key else { continue };
-        let namespace_id = pod.labels.get(LabelId::NamespaceId);
-        match namespaces.find(ns, parts.len()) {
-            Some(at) => add_part(&mut parts[at], &pod.values, NAMESPACE_AGGREGATED, namespace_id),
-            None => parts.push(Part {
-                target: EntityKey::Namespace { ns: ns.clone() },
-                values: restricted(&pod.values, NAMESPACE_AGGREGATED),
-                namespace_id: namespace_id.cloned(),
-            }),
-        }
+        let at = namespaces.find(ns, sums.len()).unwrap_or_else(|| {
+            sums.push(Sums::new(EntityKey::Namespace { ns: ns.clone() }, NAMESPACE_AGGREGATED));
+            sums.len() - 1
+        });
+        sums[at].add(&pod.values, pod.labels.get(LabelId::NamespaceId));
         if let Some(node) = pod.labels.get(LabelId::Nodename) {
-            match nodes.find(node, parts.len()) {
-                Some(at) => add_part(&mut parts[at], &pod.values, NODE_AGGREGATED, None),
-                None => parts.push(Part {
-                    target: EntityKey::Node { node: node.clone() },
-                    values: restricted(&pod.values, NODE_AGGREGATED),
-                    namespace_id: None,
-                }),
-            }
+            let at = nodes.find(node, sums.len()).unwrap_or_else(|| {
+                sums.push(Sums::new(EntityKey::Node { node: node.clone() }, NODE_AGGREGATED));
+                sums.len() - 1
+            });
+            sums[at].add(&pod.values, None);
         }
     }
-    parts
+    sums.into_iter().map(Sums::into_part).collect()
+}
+
+/// The most metrics a part carries.
+const SUMMED: usize = 8;
+const _: () = assert!(NAMESPACE_AGGREGATED.len() <= SUMMED && NODE_AGGREGATED.len() <= SUMMED);
+
+/// One target's part while a window's pods are added to it: a slot per metric of its list, so a
+/// pod's values are added without looking each one up in a value array.
+struct Sums {
+    target: EntityKey,
+    ids: &'static [MetricId],
+    values: [Option<Value>; SUMMED],
+    namespace_id: Option<Name>,
+}
+
+impl Sums {
+    fn new(target: EntityKey, ids: &'static [MetricId]) -> Sums {
+        Sums { target, ids, values: [None; SUMMED], namespace_id: None }
+    }
+
+    /// Adds one pod's values (as [`Values::add`] would); of namespace ids the least is kept.
+    fn add(&mut self, values: &Values, namespace_id: Option<&Name>) {
+        for (slot, id) in self.values.iter_mut().zip(self.ids) {
+            if let Some(value) = values.get(*id) {
+                let ty = id.desc().ty;
+                let value = value.coerce(ty);
+                *slot = Some(match *slot {
+                    Some(sum) => sum.plus(value).coerce(ty),
+                    None => value,
+                });
+            }
+        }
+        if let Some(id) = namespace_id
+            && self.namespace_id.as_ref().is_none_or(|least| id < least)
+        {
+            self.namespace_id = Some(id.clone());
+        }
+    }
+
+    fn into_part(self) -> Part {
+        let mut values = Box::<Values>::default();
+        for (id, value) in self.ids.iter().zip(self.values) {
+            if let Some(value) = value {
+                values.set(*id, value);
+            }
+        }
+        Part { target: self.target, values, namespace_id: self.namespace_id }
+    }
 }
 
 /// The parts of one kind of target, by name: the last one found is checked first (a node's pods
@@ -269,19 +310,6 @@ impl Targets {
             }
         }
     }
-}
-
-/// Adds the `ids` of one pod's `values` to `part`.
-fn add_part(part: &mut Part, values: &Values, ids: &[MetricId], namespace_id: Option<&Name>) {
-    for id in ids {
-        if let Some(value) = values.get(*id) {
-            part.values.add(*id, value);
-        }
-    }
-    part.namespace_id = match (part.namespace_id.take(), namespace_id) {
-        (Some(a), Some(b)) => Some(a.min(b.clone())),
-        (a, b) => a.or_else(|| b.cloned()),
-    };
 }
 
 impl Part {

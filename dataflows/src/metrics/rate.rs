@@ -325,5 +325,43 @@ mod tests {
             w[0].labeled_value(LabeledMetricId::DiskIoReadBytesRate, &Resource::Id(Name::new("sda"))),
             Some(Value::Float(100.0))
         );
+        // A second device appears, then the first goes: what is remembered follows each window.
+        let mut two = disk(13000, 220);
+        two.labeled.push(LabeledValue {
+            metric: LabeledMetric::Catalog(LabeledMetricId::DiskIoReadBytes),
+            resource: Resource::Id(Name::new("sdb")),
+            value: Value::Int(500),
+        });
+        state.apply(840000, std::slice::from_mut(&mut two));
+        let rate = |set: &MetricSet, dev: &str| {
+            set.labeled_value(LabeledMetricId::DiskIoReadBytesRate, &Resource::Id(Name::new(dev)))
+        };
+        assert_eq!(rate(&two, "sda"), Some(Value::Float(100.0)));
+        assert_eq!(rate(&two, "sdb"), None, "no previous window for sdb");
+        let mut only_b = container(0, 280, 1);
+        only_b.labeled.push(LabeledValue {
+            metric: LabeledMetric::Catalog(LabeledMetricId::DiskIoReadBytes),
+            resource: Resource::Id(Name::new("sdb")),
+            value: Value::Int(6500),
+        });
+        state.apply(900000, std::slice::from_mut(&mut only_b));
+        assert_eq!(rate(&only_b, "sdb"), Some(Value::Float(100.0)));
+        assert_eq!(rate(&only_b, "sda"), None);
+        // As many devices as before, but another one: its counter replaces sdb's.
+        let one = |dev: &str, bytes: i64, at: i64| {
+            let mut set = container(0, at, 1);
+            set.labeled.push(LabeledValue {
+                metric: LabeledMetric::Catalog(LabeledMetricId::DiskIoReadBytes),
+                resource: Resource::Id(Name::new(dev)),
+                value: Value::Int(bytes),
+            });
+            set
+        };
+        let mut c = one("sdc", 100, 340);
+        state.apply(960000, std::slice::from_mut(&mut c));
+        assert_eq!((rate(&c, "sdc"), rate(&c, "sdb")), (None, None));
+        let mut c = one("sdc", 700, 400);
+        state.apply(1020000, std::slice::from_mut(&mut c));
+        assert_eq!(rate(&c, "sdc"), Some(Value::Float(10.0)));
     }
 }
