@@ -639,24 +639,9 @@ pub fn sorted_by_key(mut sets: Vec<MetricSet>) -> Vec<MetricSet> {
 
 /// An [`EntityKey`](heapster_dataflows::EntityKey) as its order sees it: the variant, then its
 /// names in order (absent ones empty).
-///
-/// The variant and the first bytes of the first two names are kept as integers beside the
-/// names (big-endian, zero-padded, so they order as the bytes do): most comparisons are decided
-/// by them, without reading the names from the heap.
 struct SortKey<'a> {
-    /// The variant in the top byte, then the first 7 bytes of `names[0]`.
-    head: u64,
-    /// The first 8 bytes of `names[1]`.
-    second: u64,
+    variant: u8,
     names: [&'a str; 3],
-}
-
-/// The first `N` bytes of `name` as a big-endian integer, zero-padded.
-fn prefix<const N: usize>(name: &str) -> u64 {
-    let mut bytes = [0u8; 8];
-    let n = name.len().min(N);
-    bytes[..n].copy_from_slice(&name.as_bytes()[..n]);
-    u64::from_be_bytes(bytes)
 }
 
 impl<'a> SortKey<'a> {
@@ -670,22 +655,22 @@ impl<'a> SortKey<'a> {
             Pod { ns, pod } => (4, [ns.as_str(), pod.as_str(), ""]),
             PodContainer { ns, pod, container } => (5, [ns.as_str(), pod.as_str(), container.as_str()]),
         };
-        let head = (variant as u64) << 56 | prefix::<7>(names[0]) >> 8;
-        SortKey { head, second: prefix::<8>(names[1]), names }
+        SortKey { variant, names }
     }
 
     fn cmp(&self, other: &SortKey<'_>) -> std::cmp::Ordering {
-        // Interned names are often the very same string: no need to read it.
-        let name = |i: usize| {
-            let (a, b) = (self.names[i], other.names[i]);
-            if std::ptr::eq(a, b) { std::cmp::Ordering::Equal } else { a.cmp(b) }
-        };
-        self.head
-            .cmp(&other.head)
-            .then_with(|| name(0))
-            .then_with(|| self.second.cmp(&other.second))
-            .then_with(|| name(1))
-            .then_with(|| name(2))
+        self.variant.cmp(&other.variant).then_with(|| {
+            for (a, b) in self.names.iter().zip(&other.names) {
+                // Interned names are often the very same string: no need to read it.
+                if !std::ptr::eq(*a, *b) {
+                    let order = a.cmp(b);
+                    if order.is_ne() {
+                        return order;
+                    }
+                }
+            }
+            std::cmp::Ordering::Equal
+        })
     }
 }
 
