@@ -102,7 +102,7 @@ impl Value {
     }
 
     /// Converts to the catalog's representation.
-    fn coerce(self, ty: ValueType) -> Value {
+    pub(crate) fn coerce(self, ty: ValueType) -> Value {
         match (self, ty) {
             (Value::Float(f), ValueType::Int) => Value::Int(f as i64),
             (Value::Int(i), ValueType::Float) => Value::Float(i as f64),
@@ -224,6 +224,25 @@ impl Values {
 
     pub fn is_empty(&self) -> bool {
         self.present == 0
+    }
+
+    /// The presence bits: bit `id as u64` says whether `id` has a value.
+    #[inline]
+    pub fn mask(&self) -> u64 {
+        self.present
+    }
+
+    /// Adds each of `other`'s values whose bit is in `mask`, in catalog order (as
+    /// [`Values::add`] one by one would), without walking the whole catalog.
+    pub fn add_masked(&mut self, other: &Values, mask: u64) {
+        let mut bits = other.present & mask;
+        while bits != 0 {
+            let bit = bits.trailing_zeros() as usize;
+            bits &= bits - 1;
+            let id = MetricId::ALL[bit];
+            let raw = other.raw[other.slot(id)];
+            self.add(id, Self::decode(id, raw));
+        }
     }
 
     /// Present values in catalog order.
@@ -585,6 +604,27 @@ mod tests {
         assert_eq!(v.len(), 2);
         v.remove(MetricId::MemoryRss);
         assert_eq!(v.len(), 1);
+    }
+
+    #[test]
+    fn masked_adds_are_the_adds_one_by_one() {
+        let mut other = Values::default();
+        other.set(MetricId::MemoryRss, Value::Int(7));
+        other.set(MetricId::CpuUsageRate, Value::Int(3));
+        other.set(MetricId::NetworkRxRate, Value::Float(0.5));
+        let mut base = Values::default();
+        base.set(MetricId::CpuUsageRate, Value::Int(10));
+        base.set(MetricId::NetworkRxRate, Value::Float(1.0));
+        let mask = other.mask() & !Values::bit(MetricId::MemoryRss);
+        let mut masked = base.clone();
+        masked.add_masked(&other, mask);
+        let mut one_by_one = base;
+        for (id, value) in other.iter().filter(|(id, _)| *id != MetricId::MemoryRss) {
+            one_by_one.add(id, value);
+        }
+        assert_eq!(masked, one_by_one);
+        assert_eq!(masked.get(MetricId::CpuUsageRate), Some(Value::Int(13)));
+        assert_eq!(masked.get(MetricId::MemoryRss), None, "left out by the mask");
     }
 
     #[test]

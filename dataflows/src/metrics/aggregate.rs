@@ -40,47 +40,79 @@ pub struct Part {
 /// cgroup: cpu, memory, and the rates derived from them) stands; only what the pod lacks is the
 /// sum of its containers (older kubelets, requests and limits, restarts).
 pub fn aggregate_pods(sets: &mut Vec<MetricSet>, time: Time) {
-    // Each pod's set (if any) then its containers by name: one sort, no maps. Pods are sorted by
-    // a hash first, so most comparisons are of two integers rather than of names; pods whose
-    // hashes collide fall back to their names, so each pod's sets still sit together in order.
-    let mut hashed: Vec<(u64, usize)> = sets
-        .iter()
-        .enumerate()
-        .filter_map(|(i, set)| set.key.pod().map(|(ns, pod)| (pod_hash(ns, pod), i)))
-        .collect();
-    hashed.sort_unstable_by(|(ha, a), (hb, b)| {
-        ha.cmp(hb).then_with(|| pod_order(&sets[*a].key).cmp(&pod_order(&sets[*b].key)))
-    });
-    let order: Vec<usize> = hashed.into_iter().map(|(_, i)| i).collect();
-    let mut start = 0;
-    while start < order.len() {
-        let group = sets[order[start]].key.pod();
-        let end = start + order[start..].iter().take_while(|i| sets[**i].key.pod() == group).count();
-        let first = order[start];
-        let (pod_index, members) = match &sets[first].key {
-            EntityKey::Pod { .. } => (first, &order[start + 1..end]),
-            EntityKey::PodContainer { ns, pod, .. } => {
-                let pod = pod_from_container(&sets[first], ns.clone(), pod.clone(), time);
-                sets.push(pod);
-                (sets.len() - 1, &order[start..end])
-            }
-            // Only pod keys are in `order`.
-            _ => (first, &order[start..start]),
+    // Each pod's set (if any) then its containers by name: one sort, no maps. A kubelet lists a
+    // pod's sets together, so what is sorted is runs of one pod's sets, by a hash of the pod (an
+    // integer comparison); names are compared only within a hash, among the few sets of one pod
+    // (or of pods whose hashes collide, which the names part). Runs are read in the order they
+    // came, not a set at a time in hash order, so the sets are visited mostly where they lie.
+    let mut runs: Vec<(u64, u32, u32)> = Vec::new();
+    let mut at = 0;
+    while at < sets.len() {
+        let Some(pod) = sets[at].key.pod() else {
+            at += 1;
+            continue;
         };
-        // The pod's own values, as a mask: a copy of them per pod was an allocation per pod.
-        let own = sets[pod_index].values.iter().fold(0u64, |mask, (id, _)| mask | 1 << id as u64);
-        for &member in members {
-            // Members are containers, never the pod's set.
-            let Ok([container, pod_set]) = sets.get_disjoint_mut([member, pod_index]) else { continue };
-            for (id, value) in summed(&container.values, own) {
-                pod_set.values.add(id, value);
-            }
-            for (name, value) in custom_gauges(container) {
-                add_custom(pod_set, name.clone(), value);
-            }
-        }
-        start = end;
+        let end = at + 1 + sets[at + 1..].iter().take_while(|set| set.key.pod() == Some(pod)).count();
+        runs.push((pod_hash(pod.0, pod.1), at as u32, end as u32));
+        at = end;
     }
+    runs.sort_unstable();
+    let summable = summable_mask();
+    let mut order: Vec<u32> = Vec::new();
+    let mut run = 0;
+    while run < runs.len() {
+        let hash = runs[run].0;
+        let last = run + runs[run..].iter().take_while(|(h, _, _)| *h == hash).count();
+        order.clear();
+        for &(_, from, to) in &runs[run..last] {
+            order.extend(from..to);
+        }
+        if order.len() > 1 {
+            order.sort_unstable_by(|a, b| {
+                pod_order(&sets[*a as usize].key).cmp(&pod_order(&sets[*b as usize].key))
+            });
+        }
+        let mut start = 0;
+        while start < order.len() {
+            let first = order[start] as usize;
+            let group = sets[first].key.pod();
+            let end =
+                start + order[start..].iter().take_while(|i| sets[**i as usize].key.pod() == group).count();
+            let (pod_index, members) = match &sets[first].key {
+                EntityKey::Pod { .. } => (first, &order[start + 1..end]),
+                EntityKey::PodContainer { ns, pod, .. } => {
+                    let pod = pod_from_container(&sets[first], ns.clone(), pod.clone(), time);
+                    sets.push(pod);
+                    (sets.len() - 1, &order[start..end])
+                }
+                // Only pod keys are in `order`.
+                _ => (first, &order[start..start]),
+            };
+            // The pod's own values, as a mask: a copy of them per pod was an allocation per pod.
+            let summed = summable & !sets[pod_index].values.mask();
+            for &member in members {
+                // Members are containers, never the pod's set.
+                let Ok([container, pod_set]) = sets.get_disjoint_mut([member as usize, pod_index]) else {
+                    continue;
+                };
+                pod_set.values.add_masked(&container.values, summed);
+                for (name, value) in custom_gauges(container) {
+                    add_custom(pod_set, name.clone(), value);
+                }
+            }
+            start = end;
+        }
+        run = last;
+    }
+}
+
+/// The metrics a pod sums from its containers: gauges (Heapster skips the kubelet's counters)
+/// and restarts, as a mask by metric.
+fn summable_mask() -> u64 {
+    MetricId::ALL
+        .iter()
+        .filter(|id| id.desc().kind == Kind::Gauge || POD_SUMMED_COUNTERS.contains(id))
+        .fold(0, |mask, id| mask | 1 << *id as u64)
 }
 
 fn pod_hash(ns: &Name, pod: &Name) -> u64 {
@@ -98,15 +130,6 @@ fn pod_order(key: &EntityKey) -> (Option<(&Name, &Name)>, Option<&Name>) {
         EntityKey::PodContainer { container, .. } => (key.pod(), Some(container)),
         _ => (key.pod(), None),
     }
-}
-
-/// The values of a container that its pod sums: gauges (Heapster skips the kubelet's counters)
-/// and restarts, each only where the pod has no value of its own (`own`, a mask by metric).
-fn summed(values: &Values, own: u64) -> impl Iterator<Item = (MetricId, Value)> + '_ {
-    values.iter().filter(move |(id, _)| {
-        let summable = id.desc().kind == Kind::Gauge || POD_SUMMED_COUNTERS.contains(id);
-        summable && own & (1 << *id as u64) == 0
-    })
 }
 
 /// User-defined gauges, which Heapster summed like any other gauge.
@@ -173,51 +196,118 @@ fn restricted(values: &Values, ids: &[MetricId]) -> Box<Values> {
 /// two contributions per pod but only a few namespaces and nodes. Each pod's values are added
 /// to its targets' sums in place, pod after pod, as [`Part::absorb`] would add them.
 fn combined_parts(sets: &[MetricSet]) -> Vec<Part> {
-    let mut parts: FxHashMap<EntityKey, Part> = FxHashMap::default();
+    let mut sums: Vec<Sums> = Vec::new();
+    let mut namespaces = Targets::default();
+    let mut nodes = Targets::default();
     for pod in sets {
         let EntityKey::Pod { ns, .. } = &pod.key else { continue };
-        let namespace = EntityKey::Namespace { ns: ns.clone() };
-        add_part(
-            &mut parts,
-            namespace,
-            &pod.values,
-            NAMESPACE_AGGREGATED,
-            pod.labels.get(LabelId::NamespaceId),
-        );
+        let at = namespaces.find(ns, sums.len()).unwrap_or_else(|| {
+            sums.push(Sums::new(EntityKey::Namespace { ns: ns.clone() }, NAMESPACE_AGGREGATED));
+            sums.len() - 1
+        });
+        sums[at].add(&pod.values, pod.labels.get(LabelId::NamespaceId));
         if let Some(node) = pod.labels.get(LabelId::Nodename) {
-            add_part(&mut parts, EntityKey::Node { node: node.clone() }, &pod.values, NODE_AGGREGATED, None);
+            let at = nodes.find(node, sums.len()).unwrap_or_else(|| {
+                sums.push(Sums::new(EntityKey::Node { node: node.clone() }, NODE_AGGREGATED));
+                sums.len() - 1
+            });
+            sums[at].add(&pod.values, None);
         }
     }
-    parts.into_values().collect()
+    sums.into_iter().map(Sums::into_part).collect()
 }
 
-/// Adds the `ids` of one pod's `values` to the part of `target`.
-fn add_part(
-    parts: &mut FxHashMap<EntityKey, Part>,
+/// The most metrics a part carries.
+const SUMMED: usize = 8;
+const _: () = assert!(NAMESPACE_AGGREGATED.len() <= SUMMED && NODE_AGGREGATED.len() <= SUMMED);
+
+/// One target's part while a window's pods are added to it: a slot per metric of its list, so a
+/// pod's values are added without looking each one up in a value array.
+struct Sums {
     target: EntityKey,
-    values: &Values,
-    ids: &[MetricId],
-    namespace_id: Option<&Name>,
-) {
-    match parts.get_mut(&target) {
-        Some(sum) => {
-            for id in ids {
-                if let Some(value) = values.get(*id) {
-                    sum.values.add(*id, value);
-                }
+    ids: &'static [MetricId],
+    values: [Option<Value>; SUMMED],
+    namespace_id: Option<Name>,
+}
+
+impl Sums {
+    fn new(target: EntityKey, ids: &'static [MetricId]) -> Sums {
+        Sums { target, ids, values: [None; SUMMED], namespace_id: None }
+    }
+
+    /// Adds one pod's values (as [`Values::add`] would); of namespace ids the least is kept.
+    fn add(&mut self, values: &Values, namespace_id: Option<&Name>) {
+        for (slot, id) in self.values.iter_mut().zip(self.ids) {
+            if let Some(value) = values.get(*id) {
+                let ty = id.desc().ty;
+                let value = value.coerce(ty);
+                *slot = Some(match *slot {
+                    Some(sum) => sum.plus(value).coerce(ty),
+                    None => value,
+                });
             }
-            sum.namespace_id = match (sum.namespace_id.take(), namespace_id) {
-                (Some(a), Some(b)) => Some(a.min(b.clone())),
-                (a, b) => a.or_else(|| b.cloned()),
-            };
         }
-        None => {
-            let part = Part {
-                target: target.clone(),
-                values: restricted(values, ids),
-                namespace_id: namespace_id.cloned(),
-            };
-            parts.insert(target, part);
+        if let Some(id) = namespace_id
+            && self.namespace_id.as_ref().is_none_or(|least| id < least)
+        {
+            self.namespace_id = Some(id.clone());
+        }
+    }
+
+    fn into_part(self) -> Part {
+        let mut values = Box::<Values>::default();
+        for (id, value) in self.ids.iter().zip(self.values) {
+            if let Some(value) = value {
+                values.set(*id, value);
+            }
+        }
+        Part { target: self.target, values, namespace_id: self.namespace_id }
+    }
+}
+
+/// The parts of one kind of target, by name: the last one found is checked first (a node's pods
+/// come together), then the few seen so far one by one, then a map once there are many.
+#[derive(Default)]
+struct Targets {
+    last: Option<usize>,
+    /// Each target's name and the position of its part.
+    seen: Vec<(Name, usize)>,
+    /// Positions in `seen` by name, once there are more than [`Targets::FEW`].
+    many: FxHashMap<Name, usize>,
+}
+
+impl Targets {
+    /// Few enough to compare names rather than hash them.
+    const FEW: usize = 16;
+
+    /// The position of `name`'s part; `None` for a new target, whose part goes to `next`.
+    fn find(&mut self, name: &Name, next: usize) -> Option<usize> {
+        if let Some(last) = self.last
+            && self.seen[last].0 == *name
+        {
+            return Some(self.seen[last].1);
+        }
+        let found = if self.seen.len() <= Self::FEW {
+            self.seen.iter().position(|(n, _)| n == name)
+        } else {
+            self.many.get(name).copied()
+        };
+        match found {
+            Some(at) => {
+                self.last = Some(at);
+                Some(self.seen[at].1)
+            }
+            None => {
+                let at = self.seen.len();
+                self.seen.push((name.clone(), next));
+                if at == Self::FEW {
+                    self.many.extend(self.seen.iter().enumerate().map(|(i, (n, _))| (n.clone(), i)));
+                } else if at > Self::FEW {
+                    self.many.insert(name.clone(), at);
+                }
+                self.last = Some(at);
+                None
+            }
         }
     }
 }
@@ -447,6 +537,47 @@ mod tests {
         s.labels.set(LabelId::NamespaceId, "ns-uid".into());
         s.values.set(MetricId::NetworkRx, Value::Int(42));
         s
+    }
+
+    #[test]
+    fn parts_sum_each_target_once_however_many_and_interleaved() {
+        // More namespaces and nodes than are compared by name, pods of each spread out.
+        let mut sets = Vec::new();
+        for i in 0..200i64 {
+            let mut s = MetricSet::new(EntityKey::Pod {
+                ns: format!("ns-{}", i % 23).into(),
+                pod: format!("p{i}").into(),
+            });
+            s.labels.set(LabelId::Nodename, format!("node-{}", i % 19).into());
+            s.labels.set(LabelId::NamespaceId, format!("uid-{}", i % 5).into());
+            s.values.set(MetricId::MemoryRequest, Value::Int(i));
+            s.values.set(MetricId::CpuRequest, Value::Int(1));
+            sets.push(s);
+        }
+        let mut parts = combined_parts(&sets);
+        assert_eq!(parts.len(), 23 + 19);
+        parts.sort_by(|a, b| a.target.cmp(&b.target));
+        for part in &parts {
+            let (of, modulo, at) = match &part.target {
+                EntityKey::Namespace { ns } => ("ns-", 23, ns),
+                EntityKey::Node { node } => ("node-", 19, node),
+                other => panic!("unexpected target {other}"),
+            };
+            let k: i64 = at.as_str().strip_prefix(of).and_then(|k| k.parse().ok()).unwrap();
+            let members: Vec<i64> = (0..200).filter(|i| i % modulo == k).collect();
+            assert_eq!(
+                part.values.get_i64(MetricId::MemoryRequest),
+                Some(members.iter().sum::<i64>()),
+                "{at}"
+            );
+            assert_eq!(part.values.get_i64(MetricId::CpuRequest), Some(members.len() as i64), "{at}");
+            if of == "ns-" {
+                let least = members.iter().map(|i| format!("uid-{}", i % 5)).min();
+                assert_eq!(part.namespace_id.as_ref().map(|n| n.to_string()), least, "{at}");
+            } else {
+                assert_eq!(part.namespace_id, None);
+            }
+        }
     }
 
     #[test]

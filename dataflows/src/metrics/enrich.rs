@@ -8,12 +8,11 @@
 //! A window is enriched against the index as of that window's time.
 
 use std::cell::Cell;
-use std::collections::hash_map::Entry;
 use std::sync::Arc;
 
 use indexmap::IndexMap;
 
-use rustc_hash::{FxBuildHasher, FxHashMap};
+use rustc_hash::FxBuildHasher;
 use timely::dataflow::StreamVec;
 use timely::dataflow::channels::pact::{Exchange, Pipeline};
 use timely::dataflow::operators::Capability;
@@ -124,22 +123,38 @@ fn least(values: &[(Meta, isize)]) -> Option<&Meta> {
 /// them, and its reported containers are gathered in one place, not hashed one by one.
 #[derive(Default)]
 pub struct WindowEnricher {
-    /// The containers reported of each pod, by namespace and pod name.
-    reported: FxHashMap<(Name, Name), Reported>,
-    /// The pod whose container sets came last, and those it reported so far; merged into
-    /// `reported` when another pod's begin.
-    current: Option<((Name, Name), Reported)>,
+    /// The containers reported of each pod, by namespace and pod name. An enriched pod's entry
+    /// is made with its template, which keeps its position: a kubelet lists a pod's containers
+    /// right after the pod, so they are merged there and read back without hashing the names.
+    reported: IndexMap<(Name, Name), Reported, FxBuildHasher>,
+    /// The pod whose container sets came last, those it reported so far, and its entry in
+    /// `reported` if known; merged into `reported` when another pod's begin.
+    current: Option<((Name, Name), Reported, Option<usize>)>,
     /// Enriched pods: a stub copies the pod's labels and times.
     pods: Vec<PodTemplate>,
     /// The namespace looked up last, its uid, and the index generation it was read at: sets
     /// come pod by pod, from few namespaces, and this saves a lookup per set.
     last_namespace: Option<(Name, Option<Name>, u64)>,
+    /// The index entry of the pod looked up last, kept from one batch of sets to the next: a
+    /// window's nodes come in the same order every window, so the next node's first pod is
+    /// found after the previous node's last (only ever a guess, checked).
+    last_entry: Option<usize>,
+}
+
+/// How big the last window was, and where its lookups ended.
+#[derive(Default)]
+struct WindowSize {
+    pods: usize,
+    templates: usize,
+    entry: Option<usize>,
 }
 
 /// What a stub takes from its pod's set (the set itself moves on down the graph).
 struct PodTemplate {
     ns: Name,
     pod: Name,
+    /// The pod's entry in [`WindowEnricher::reported`].
+    slot: usize,
     containers: Arc<[ContainerMeta]>,
     labels: Labels,
     create_time: i64,
@@ -204,12 +219,28 @@ fn positions(bits: u64) -> impl Iterator<Item = usize> {
 }
 
 impl WindowEnricher {
+    /// An enricher for a window like the last one: room for as many pods, so the map of
+    /// reported containers is not grown step by step, and the index entry it ended at.
+    fn like(last: &WindowSize) -> WindowEnricher {
+        WindowEnricher {
+            reported: IndexMap::with_capacity_and_hasher(last.pods, FxBuildHasher),
+            pods: Vec::with_capacity(last.templates),
+            last_entry: last.entry,
+            ..WindowEnricher::default()
+        }
+    }
+
+    /// What [`WindowEnricher::like`] takes from this window for the next.
+    fn size(&self) -> WindowSize {
+        WindowSize { pods: self.reported.len() + 1, templates: self.pods.len(), entry: self.last_entry }
+    }
+
     /// Enriches `sets` with their node's or pod's metadata as of their window.
     pub fn enrich(&mut self, index: &MetaIndex, sets: &mut [MetricSet]) {
         // The pod looked up last, and its metadata.
         let mut last_pod: Option<(Name, Name, Option<&PodInfo>)> = None;
         // The index entry of the pod looked up last.
-        let mut last_entry = None;
+        let mut last_entry = self.last_entry;
         for set in sets.iter_mut() {
             let (ns, pod) = match &set.key {
                 EntityKey::Node { node } => {
@@ -241,9 +272,13 @@ impl WindowEnricher {
                     let ns_id = self.namespace_id(index, &ns);
                     enrich_pod(set, info, ns_id.as_ref());
                     if !info.containers.is_empty() {
+                        let entry = self.reported.entry((ns.clone(), pod.clone()));
+                        let slot = entry.index();
+                        entry.or_default();
                         self.pods.push(PodTemplate {
                             ns,
                             pod,
+                            slot,
                             containers: Arc::clone(&info.containers),
                             labels: set.labels.clone(),
                             create_time: set.create_time,
@@ -264,26 +299,28 @@ impl WindowEnricher {
                 _ => {}
             }
         }
+        self.last_entry = last_entry;
     }
 
     /// Where the reported containers of pod `ns/pod` go.
     fn reported_of(&mut self, ns: &Name, pod: &Name) -> &mut Reported {
-        let same = matches!(&self.current, Some(((n, p), _)) if p == pod && n == ns);
+        let same = matches!(&self.current, Some(((n, p), _, _)) if p == pod && n == ns);
         if !same {
             self.flush_current();
+            // The pod enriched last is nearly always the one these containers belong to.
+            let slot = self.pods.last().filter(|t| t.pod == *pod && t.ns == *ns).map(|t| t.slot);
+            self.current = Some(((ns.clone(), pod.clone()), Reported::default(), slot));
         }
-        let (_, reported) =
-            self.current.get_or_insert_with(|| ((ns.clone(), pod.clone()), Reported::default()));
+        let (_, reported, _) =
+            self.current.get_or_insert_with(|| ((ns.clone(), pod.clone()), Reported::default(), None));
         reported
     }
 
     fn flush_current(&mut self) {
-        if let Some((key, reported)) = self.current.take() {
-            match self.reported.entry(key) {
-                Entry::Occupied(mut entry) => entry.get_mut().merge(reported),
-                Entry::Vacant(entry) => {
-                    entry.insert(reported);
-                }
+        if let Some((key, reported, slot)) = self.current.take() {
+            match slot {
+                Some(slot) => self.reported[slot].merge(reported),
+                None => self.reported.entry(key).or_default().merge(reported),
             }
         }
     }
@@ -306,11 +343,10 @@ impl WindowEnricher {
         self.flush_current();
         let mut stubs = Vec::new();
         for pod_set in self.pods {
-            let key = (pod_set.ns, pod_set.pod);
-            let reported = self.reported.get(&key);
-            let (ns, pod) = key;
+            let reported = &self.reported[pod_set.slot];
+            let (ns, pod) = (pod_set.ns, pod_set.pod);
             for (i, spec) in pod_set.containers.iter().enumerate() {
-                if reported.is_some_and(|r| r.contains(&pod_set.containers, i)) {
+                if reported.contains(&pod_set.containers, i) {
                     continue;
                 }
                 let mut stub = MetricSet::new(EntityKey::PodContainer {
@@ -420,6 +456,7 @@ pub fn enrich<'s>(
         let mut index = MetaIndex::default();
         // Windows being enriched, with what their stubs need.
         let mut open: Held<(Capability<Time>, WindowEnricher)> = Held::default();
+        let mut last = WindowSize::default();
         move |(sets_in, sets_frontier), (index_in, index_frontier), output| {
             index_in.for_each(|_cap, data| {
                 for ((key, meta), time, diff) in data.drain(..) {
@@ -435,12 +472,14 @@ pub fn enrich<'s>(
             while let Some((cap, mut sets)) = waiting.next_complete(&[index_frontier]) {
                 let time = *cap.time();
                 index.apply(updates.drain_through(time));
-                let (_, enricher) = open.entry(time, || (cap.clone(), WindowEnricher::default()));
+                let (_, enricher) = open.entry(time, || (cap.clone(), WindowEnricher::like(&last)));
                 enricher.enrich(&index, &mut sets);
                 output.session(&cap).give_container(&mut sets);
             }
             let complete = |time: Time| !sets_frontier.less_equal(&time) && !waiting.has_before(time + 1);
-            while let Some((_, (cap, enricher))) = open.next_if(complete) {
+            while let Some((_, (cap, mut enricher))) = open.next_if(complete) {
+                enricher.flush_current();
+                last = enricher.size();
                 let mut stubs = enricher.stubs();
                 output.session(&cap).give_container(&mut stubs);
             }

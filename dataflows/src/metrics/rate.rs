@@ -55,7 +55,7 @@ impl RateState {
                     // A second set for one entity in one window keeps the first as the base.
                     if prev.window < time {
                         add_rates(prev, set);
-                        *prev = remember(time, set);
+                        remember_into(prev, time, set);
                     }
                 }
                 None => {
@@ -99,13 +99,7 @@ impl RateState {
 
 fn remember(window: Time, set: &MetricSet) -> Prev {
     let mut counters = [0; RATES.len()];
-    let mut counted = 0;
-    for (i, (slot, (counter, _))) in counters.iter_mut().zip(RATES).enumerate() {
-        if let Some(value) = set.values.get_i64(*counter) {
-            *slot = value;
-            counted |= 1 << i;
-        }
-    }
+    let counted = remember_counters(set, &mut counters);
     let labeled = set
         .labeled
         .iter()
@@ -117,6 +111,46 @@ fn remember(window: Time, set: &MetricSet) -> Prev {
         })
         .collect();
     Prev { window, scrape_time: set.scrape_time, create_time: set.create_time, counters, counted, labeled }
+}
+
+/// [`remember`] into an entity's existing state, reusing its labeled counters' room when the
+/// set has as many as last time (it nearly always has).
+fn remember_into(prev: &mut Prev, window: Time, set: &MetricSet) {
+    let mut labeled = set.labeled.iter().filter_map(|l| match l.metric {
+        LabeledMetric::Catalog(id) if LABELED_RATES.iter().any(|(c, _)| *c == id) => {
+            Some((id, &l.resource, l.value.as_i64()))
+        }
+        _ => None,
+    });
+    if labeled.clone().count() != prev.labeled.len() {
+        *prev = remember(window, set);
+        return;
+    }
+    for (slot, (id, resource, value)) in prev.labeled.iter_mut().zip(&mut labeled) {
+        slot.0 = id;
+        if slot.1 != *resource {
+            slot.1 = resource.clone();
+        }
+        slot.2 = value;
+    }
+    let counted = remember_counters(set, &mut prev.counters);
+    prev.counted = counted;
+    prev.window = window;
+    prev.scrape_time = set.scrape_time;
+    prev.create_time = set.create_time;
+}
+
+/// Stores the set's `RATES` counters in `counters`; returns the presence mask.
+fn remember_counters(set: &MetricSet, counters: &mut [i64; RATES.len()]) -> u8 {
+    let mut counted = 0;
+    for (i, (slot, (counter, _))) in counters.iter_mut().zip(RATES).enumerate() {
+        *slot = 0;
+        if let Some(value) = set.values.get_i64(*counter) {
+            *slot = value;
+            counted |= 1 << i;
+        }
+    }
+    counted
 }
 
 fn add_rates(prev: &Prev, set: &mut MetricSet) {
@@ -291,5 +325,43 @@ mod tests {
             w[0].labeled_value(LabeledMetricId::DiskIoReadBytesRate, &Resource::Id(Name::new("sda"))),
             Some(Value::Float(100.0))
         );
+        // A second device appears, then the first goes: what is remembered follows each window.
+        let mut two = disk(13000, 220);
+        two.labeled.push(LabeledValue {
+            metric: LabeledMetric::Catalog(LabeledMetricId::DiskIoReadBytes),
+            resource: Resource::Id(Name::new("sdb")),
+            value: Value::Int(500),
+        });
+        state.apply(840000, std::slice::from_mut(&mut two));
+        let rate = |set: &MetricSet, dev: &str| {
+            set.labeled_value(LabeledMetricId::DiskIoReadBytesRate, &Resource::Id(Name::new(dev)))
+        };
+        assert_eq!(rate(&two, "sda"), Some(Value::Float(100.0)));
+        assert_eq!(rate(&two, "sdb"), None, "no previous window for sdb");
+        let mut only_b = container(0, 280, 1);
+        only_b.labeled.push(LabeledValue {
+            metric: LabeledMetric::Catalog(LabeledMetricId::DiskIoReadBytes),
+            resource: Resource::Id(Name::new("sdb")),
+            value: Value::Int(6500),
+        });
+        state.apply(900000, std::slice::from_mut(&mut only_b));
+        assert_eq!(rate(&only_b, "sdb"), Some(Value::Float(100.0)));
+        assert_eq!(rate(&only_b, "sda"), None);
+        // As many devices as before, but another one: its counter replaces sdb's.
+        let one = |dev: &str, bytes: i64, at: i64| {
+            let mut set = container(0, at, 1);
+            set.labeled.push(LabeledValue {
+                metric: LabeledMetric::Catalog(LabeledMetricId::DiskIoReadBytes),
+                resource: Resource::Id(Name::new(dev)),
+                value: Value::Int(bytes),
+            });
+            set
+        };
+        let mut c = one("sdc", 100, 340);
+        state.apply(960000, std::slice::from_mut(&mut c));
+        assert_eq!((rate(&c, "sdc"), rate(&c, "sdb")), (None, None));
+        let mut c = one("sdc", 700, 400);
+        state.apply(1020000, std::slice::from_mut(&mut c));
+        assert_eq!(rate(&c, "sdc"), Some(Value::Float(10.0)));
     }
 }
