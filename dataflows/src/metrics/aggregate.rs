@@ -40,69 +40,104 @@ pub struct Part {
 /// cgroup: cpu, memory, and the rates derived from them) stands; only what the pod lacks is the
 /// sum of its containers (older kubelets, requests and limits, restarts).
 pub fn aggregate_pods(sets: &mut Vec<MetricSet>, time: Time) {
-    // Each pod's set (if any) then its containers by name: one sort, no maps. A kubelet lists a
-    // pod's sets together, so what is sorted is runs of one pod's sets, by a hash of the pod (an
-    // integer comparison); names are compared only within a hash, among the few sets of one pod
-    // (or of pods whose hashes collide, which the names part). Runs are read in the order they
-    // came, not a set at a time in hash order, so the sets are visited mostly where they lie.
-    let mut runs: Vec<(u64, u32, u32)> = Vec::new();
-    let mut at = 0;
-    while at < sets.len() {
-        let Some(pod) = sets[at].key.pod() else {
-            at += 1;
-            continue;
-        };
-        let end = at + 1 + sets[at + 1..].iter().take_while(|set| set.key.pod() == Some(pod)).count();
-        runs.push((pod_hash(pod.0, pod.1), at as u32, end as u32));
-        at = end;
+    // Each pod's set (if any) then its containers by name: no maps. A kubelet lists a pod's
+    // sets together, so what is grouped is runs of one pod's sets, by a hash of the pod (an
+    // integer); names are compared only within a hash, among the few sets of one pod (or of
+    // pods whose hashes collide, which the names part). A pod whose sets came in one run, nearly
+    // every pod, is summed in the order the runs came, where its sets lie next to the last
+    // pod's (and are asked for ahead); only pods in several runs (stubs, added at the end of a
+    // window) are gathered by hash.
+    let mut runs: Vec<(u32, u32)> = Vec::new();
+    let mut hashes: Vec<(u64, u32)> = Vec::new();
+    let mut current: Option<(&Name, &Name)> = None;
+    for (at, set) in sets.iter().enumerate() {
+        if let Some(ahead) = sets.get(at + AHEAD) {
+            ahead.prefetch();
+        }
+        let pod = set.key.pod();
+        match (pod, runs.last_mut()) {
+            (Some(_), Some(run)) if pod == current && run.1 == at as u32 => run.1 += 1,
+            (Some((ns, name)), _) => {
+                hashes.push((pod_hash(ns, name), runs.len() as u32));
+                runs.push((at as u32, at as u32 + 1));
+            }
+            (None, _) => {}
+        }
+        current = pod;
     }
-    runs.sort_unstable();
+    hashes.sort_unstable();
     let summable = summable_mask();
     let mut order: Vec<u32> = Vec::new();
-    let mut run = 0;
-    while run < runs.len() {
-        let hash = runs[run].0;
-        let last = run + runs[run..].iter().take_while(|(h, _, _)| *h == hash).count();
-        order.clear();
-        for &(_, from, to) in &runs[run..last] {
-            order.extend(from..to);
-        }
-        if order.len() > 1 {
-            order.sort_unstable_by(|a, b| {
-                pod_order(&sets[*a as usize].key).cmp(&pod_order(&sets[*b as usize].key))
-            });
-        }
-        let mut start = 0;
-        while start < order.len() {
-            let first = order[start] as usize;
-            let group = sets[first].key.pod();
-            let end =
-                start + order[start..].iter().take_while(|i| sets[**i as usize].key.pod() == group).count();
-            let (pod_index, members) = match &sets[first].key {
-                EntityKey::Pod { .. } => (first, &order[start + 1..end]),
-                EntityKey::PodContainer { ns, pod, .. } => {
-                    let pod = pod_from_container(&sets[first], ns.clone(), pod.clone(), time);
-                    sets.push(pod);
-                    (sets.len() - 1, &order[start..end])
-                }
-                // Only pod keys are in `order`.
-                _ => (first, &order[start..start]),
-            };
-            // The pod's own values, as a mask: a copy of them per pod was an allocation per pod.
-            let summed = summable & !sets[pod_index].values.mask();
-            for &member in members {
-                // Members are containers, never the pod's set.
-                let Ok([container, pod_set]) = sets.get_disjoint_mut([member as usize, pod_index]) else {
-                    continue;
-                };
-                pod_set.values.add_masked(&container.values, summed);
-                for (name, value) in custom_gauges(container) {
-                    add_custom(pod_set, name.clone(), value);
-                }
+    // Whether each run is its pod's only one (its hash is unique).
+    let mut alone = vec![false; runs.len()];
+    let mut first = 0;
+    while first < hashes.len() {
+        let hash = hashes[first].0;
+        let last = first + hashes[first..].iter().take_while(|(h, _)| *h == hash).count();
+        if last - first == 1 {
+            alone[hashes[first].1 as usize] = true;
+        } else {
+            order.clear();
+            for &(_, run) in &hashes[first..last] {
+                let (from, to) = runs[run as usize];
+                order.extend(from..to);
             }
-            start = end;
+            sum_group(sets, &mut order, summable, time);
         }
-        run = last;
+        first = last;
+    }
+    let alone: Vec<(u32, u32)> =
+        runs.iter().zip(&alone).filter(|(_, alone)| **alone).map(|(r, _)| *r).collect();
+    for (i, &(from, to)) in alone.iter().enumerate() {
+        if let Some(&(from, to)) = alone.get(i + 2) {
+            for set in &sets[from as usize..to as usize] {
+                set.prefetch();
+            }
+        }
+        order.clear();
+        order.extend(from..to);
+        sum_group(sets, &mut order, summable, time);
+    }
+}
+
+/// How many sets ahead a pass over a window asks for.
+const AHEAD: usize = 8;
+
+/// Sums the pods of `order` (positions of pod and container sets, each pod's all there).
+fn sum_group(sets: &mut Vec<MetricSet>, order: &mut [u32], summable: u64, time: Time) {
+    if order.len() > 1 {
+        order.sort_unstable_by(|a, b| {
+            pod_order(&sets[*a as usize].key).cmp(&pod_order(&sets[*b as usize].key))
+        });
+    }
+    let mut start = 0;
+    while start < order.len() {
+        let first = order[start] as usize;
+        let group = sets[first].key.pod();
+        let end = start + order[start..].iter().take_while(|i| sets[**i as usize].key.pod() == group).count();
+        let (pod_index, members) = match &sets[first].key {
+            EntityKey::Pod { .. } => (first, &order[start + 1..end]),
+            EntityKey::PodContainer { ns, pod, .. } => {
+                let pod = pod_from_container(&sets[first], ns.clone(), pod.clone(), time);
+                sets.push(pod);
+                (sets.len() - 1, &order[start..end])
+            }
+            // Only pod keys are in `order`.
+            _ => (first, &order[start..start]),
+        };
+        // The pod's own values, as a mask: a copy of them per pod was an allocation per pod.
+        let summed = summable & !sets[pod_index].values.mask();
+        for &member in members {
+            // Members are containers, never the pod's set.
+            let Ok([container, pod_set]) = sets.get_disjoint_mut([member as usize, pod_index]) else {
+                continue;
+            };
+            pod_set.values.add_masked(&container.values, summed);
+            for (name, value) in custom_gauges(container) {
+                add_custom(pod_set, name.clone(), value);
+            }
+        }
+        start = end;
     }
 }
 
@@ -199,7 +234,10 @@ fn combined_parts(sets: &[MetricSet]) -> Vec<Part> {
     let mut sums: Vec<Sums> = Vec::new();
     let mut namespaces = Targets::default();
     let mut nodes = Targets::default();
-    for pod in sets {
+    for (at, pod) in sets.iter().enumerate() {
+        if let Some(ahead) = sets.get(at + AHEAD) {
+            ahead.prefetch();
+        }
         let EntityKey::Pod { ns, .. } = &pod.key else { continue };
         let at = namespaces.find(ns, sums.len()).unwrap_or_else(|| {
             sums.push(Sums::new(EntityKey::Namespace { ns: ns.clone() }, NAMESPACE_AGGREGATED));

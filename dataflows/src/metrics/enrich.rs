@@ -23,7 +23,7 @@ use super::window::{Held, Updates, Windows};
 use crate::catalog::{LabeledMetricId, MetricId};
 use crate::meta::{ContainerMeta, Meta, MetaKey, NodeInfo, PodInfo};
 use crate::model::{
-    EntityKey, LabelId, LabeledMetric, LabeledValue, Labels, MetricSet, Name, Resource, Time, Value,
+    EntityKey, LabelId, LabeledMetric, LabeledValue, Labels, MetricSet, Name, Resource, Time, Value, prefetch,
 };
 
 /// A change to the index, as differential emits it.
@@ -138,7 +138,33 @@ impl MetaIndex {
         if let (Some(link), false) = (link, hit.is_some()) {
             link.set(at.map_or(NONE, |at| at as u32));
         }
+        if let Some(at) = at {
+            self.prefetch_after(at);
+        }
         (at, at.and_then(|at| self.entries[at].least()))
+    }
+
+    /// Asks the CPU ahead of time for what the next pods' lookups will read, if they come as
+    /// last time: the entry of the pod after next, and what the next one's metadata points to
+    /// (its entry was asked for the last time).
+    #[inline]
+    fn prefetch_after(&self, at: usize) {
+        let link = |at: usize| self.after.get(at).map(Cell::get).filter(|n| *n != NONE).map(|n| n as usize);
+        let Some(next) = link(at) else { return };
+        if let Some((key, value)) = link(next).and_then(|after| self.entries.get_index(after)) {
+            prefetch((key as *const MetaKey).cast());
+            let value = (value as *const Counted).cast::<u8>();
+            let mut line = 0;
+            while line < size_of::<Counted>() {
+                prefetch(value.wrapping_add(line));
+                line += 64;
+            }
+        }
+        if let Some((_, Counted { first: (Meta::Pod(info), _), .. })) = self.entries.get_index(next) {
+            prefetch(info.uid.as_ptr());
+            prefetch(info.labels.as_ptr());
+            prefetch(info.containers.as_ptr().cast());
+        }
     }
 
     pub fn len(&self) -> usize {
