@@ -211,12 +211,15 @@ pub fn run_workers_on(
         let mut parsed = Vec::new();
         let mut open: Option<Time> = None;
         let mut last_window: Option<Time> = None;
+        // Bodies sent into the graph since the worker last stepped.
+        let mut unstepped = 0;
         loop {
             let message = match feed.try_recv() {
                 Ok(message) => message,
                 Err(TryRecvError::Empty) => {
                     // Runs what is scheduled; with nothing to do, sleeps until woken.
                     worker.step_or_park(park);
+                    unstepped = 0;
                     continue;
                 }
                 Err(TryRecvError::Disconnected) => {
@@ -293,8 +296,13 @@ pub fn run_workers_on(
                     parse_body(body, time, &mut interner, &mut parsed, &stats);
                     sets_in.send_batch(&mut parsed);
                     parsed.clear();
-                    // Let the sets flow on (rate and enrich stream) rather than pile up.
-                    worker.step();
+                    // Let the sets flow on (rate and enrich stream) rather than pile up: a few
+                    // nodes' at a time, still in the caches, so a step's own cost is shared.
+                    unstepped += 1;
+                    if unstepped >= STEP_BODIES {
+                        worker.step();
+                        unstepped = 0;
+                    }
                 }
                 None => {
                     sets_in.advance_to(time + 1);
@@ -315,6 +323,9 @@ pub fn run_workers_on(
     }
     Ok(())
 }
+
+/// Bodies a worker parses between two steps of its graph.
+const STEP_BODIES: usize = 8;
 
 /// Relays `feed` to the calling worker through a channel of one, unparking the worker's thread
 /// after each message and when the feed closes. A parked timely worker is woken by timely's own
