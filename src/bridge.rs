@@ -820,6 +820,21 @@ mod tests {
     }
 
     #[test]
+    fn each_window_is_sorted_whatever_the_last_one_was() {
+        let mut sorter = KeySorter::default();
+        let names = |sets: &[MetricSet]| sets.iter().map(|s| s.key.to_string()).collect::<Vec<_>>();
+        let window = |keys: &[&str]| keys.iter().map(|k| set(k)).collect::<Vec<_>>();
+        assert_eq!(names(&sorter.sort(window(&["c", "a", "b"]))), ["node:a", "node:b", "node:c"]);
+        // The same arrival order again: the last order sorts it.
+        assert_eq!(names(&sorter.sort(window(&["c", "a", "b"]))), ["node:a", "node:b", "node:c"]);
+        // As many sets, other keys: the last order does not sort them, a sort does.
+        assert_eq!(names(&sorter.sort(window(&["b", "d", "a"]))), ["node:a", "node:b", "node:d"]);
+        assert_eq!(names(&sorter.sort(window(&["a", "c", "b"]))), ["node:a", "node:b", "node:c"]);
+        assert_eq!(names(&sorter.sort(window(&["e", "a"]))), ["node:a", "node:e"]);
+        assert!(sorter.sort(Vec::new()).is_empty());
+    }
+
+    #[test]
     fn sorts_as_keys_order() {
         let keys = vec![
             EntityKey::PodContainer { ns: "a".into(), pod: "p".into(), container: "c".into() },

@@ -593,6 +593,32 @@ mod tests {
     }
 
     #[test]
+    fn a_key_listed_twice_gives_the_least_value_until_each_goes() {
+        let mut index = MetaIndex::default();
+        let k = MetaKey::Pod("web".into(), "p".into());
+        let with_uid = |uid: &str| match pod_info(vec![]) {
+            Meta::Pod(info) => Meta::Pod(PodInfo { uid: uid.into(), ..info }),
+            other => other,
+        };
+        let (a, b) = (with_uid("uid-a"), with_uid("uid-b"));
+        index.apply([(k.clone(), b.clone(), 1), (k.clone(), a.clone(), 1)]);
+        assert_eq!(index.get(&k), Some(&a), "the least of two");
+        index.apply([(k.clone(), b.clone(), -1)]);
+        assert_eq!(index.get(&k), Some(&a));
+        index.apply([(k.clone(), a.clone(), -1), (k.clone(), b.clone(), 1)]);
+        assert_eq!(index.get(&k), Some(&b), "the one value left");
+        // A retraction before its addition counts below zero and gives nothing.
+        index.apply([(k.clone(), a.clone(), -1)]);
+        assert_eq!(index.get(&k), Some(&b));
+        index.apply([(k.clone(), b.clone(), -1)]);
+        assert_eq!(index.get(&k), None, "a count below zero is no value");
+        assert_eq!(index.len(), 1);
+        index.apply([(k.clone(), a.clone(), 1)]);
+        assert_eq!(index.get(&k), None, "every count back to zero");
+        assert!(index.is_empty());
+    }
+
+    #[test]
     fn pods_looked_up_in_order_are_found_and_links_only_guess() {
         let mut index = MetaIndex::default();
         let pods = ["a", "b", "c", "d"];
