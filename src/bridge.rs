@@ -654,10 +654,10 @@ impl KeySorter {
             let mut keys: Vec<(SortKey<'a>, u32)> = Vec::with_capacity(order.len());
             let mut sorted = true;
             for (j, &i) in order.iter().enumerate() {
-                if let Some(&ahead) = order.get(j + 8) {
+                if let Some(&ahead) = order.get(j + 16) {
                     sets[ahead as usize].prefetch();
                 }
-                if let Some(&ahead) = order.get(j + 4) {
+                if let Some(&ahead) = order.get(j + 8) {
                     SortKey::of(&sets[ahead as usize].key).prefetch();
                 }
                 let key = SortKey::of(&sets[i as usize].key);
