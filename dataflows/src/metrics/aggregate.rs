@@ -40,69 +40,123 @@ pub struct Part {
 /// cgroup: cpu, memory, and the rates derived from them) stands; only what the pod lacks is the
 /// sum of its containers (older kubelets, requests and limits, restarts).
 pub fn aggregate_pods(sets: &mut Vec<MetricSet>, time: Time) {
-    // Each pod's set (if any) then its containers by name: one sort, no maps. A kubelet lists a
-    // pod's sets together, so what is sorted is runs of one pod's sets, by a hash of the pod (an
-    // integer comparison); names are compared only within a hash, among the few sets of one pod
-    // (or of pods whose hashes collide, which the names part). Runs are read in the order they
-    // came, not a set at a time in hash order, so the sets are visited mostly where they lie.
-    let mut runs: Vec<(u64, u32, u32)> = Vec::new();
-    let mut at = 0;
-    while at < sets.len() {
-        let Some(pod) = sets[at].key.pod() else {
-            at += 1;
-            continue;
-        };
-        let end = at + 1 + sets[at + 1..].iter().take_while(|set| set.key.pod() == Some(pod)).count();
-        runs.push((pod_hash(pod.0, pod.1), at as u32, end as u32));
-        at = end;
-    }
-    runs.sort_unstable();
-    let summable = summable_mask();
-    let mut order: Vec<u32> = Vec::new();
-    let mut run = 0;
-    while run < runs.len() {
-        let hash = runs[run].0;
-        let last = run + runs[run..].iter().take_while(|(h, _, _)| *h == hash).count();
-        order.clear();
-        for &(_, from, to) in &runs[run..last] {
-            order.extend(from..to);
+    sum_window(sets, time);
+}
+
+/// [`aggregate_pods`], which also gives the window's parts (see [`combined_parts`]), each pod
+/// added while its set is at hand, and the positions of the node sets.
+fn sum_window(sets: &mut Vec<MetricSet>, time: Time) -> (Vec<Part>, Vec<u32>) {
+    // Each pod's set (if any) then its containers by name: no maps. A kubelet lists a pod's
+    // sets together, so what is grouped is runs of one pod's sets, by a hash of the pod (an
+    // integer); names are compared only within a hash, among the few sets of one pod (or of
+    // pods whose hashes collide, which the names part). A pod whose sets came in one run, nearly
+    // every pod, is summed in the order the runs came, where its sets lie next to the last
+    // pod's (and are asked for ahead); only pods in several runs (stubs, added at the end of a
+    // window) are gathered by hash.
+    let mut runs: Vec<(u32, u32)> = Vec::new();
+    let mut hashes: Vec<(u64, u32)> = Vec::new();
+    let mut current: Option<(&Name, &Name)> = None;
+    let mut nodes: Vec<u32> = Vec::new();
+    for (at, set) in sets.iter().enumerate() {
+        if let Some(ahead) = sets.get(at + AHEAD) {
+            ahead.prefetch();
         }
-        if order.len() > 1 {
-            order.sort_unstable_by(|a, b| {
-                pod_order(&sets[*a as usize].key).cmp(&pod_order(&sets[*b as usize].key))
-            });
+        if let EntityKey::Node { .. } = set.key {
+            nodes.push(at as u32);
         }
-        let mut start = 0;
-        while start < order.len() {
-            let first = order[start] as usize;
-            let group = sets[first].key.pod();
-            let end =
-                start + order[start..].iter().take_while(|i| sets[**i as usize].key.pod() == group).count();
-            let (pod_index, members) = match &sets[first].key {
-                EntityKey::Pod { .. } => (first, &order[start + 1..end]),
-                EntityKey::PodContainer { ns, pod, .. } => {
-                    let pod = pod_from_container(&sets[first], ns.clone(), pod.clone(), time);
-                    sets.push(pod);
-                    (sets.len() - 1, &order[start..end])
-                }
-                // Only pod keys are in `order`.
-                _ => (first, &order[start..start]),
-            };
-            // The pod's own values, as a mask: a copy of them per pod was an allocation per pod.
-            let summed = summable & !sets[pod_index].values.mask();
-            for &member in members {
-                // Members are containers, never the pod's set.
-                let Ok([container, pod_set]) = sets.get_disjoint_mut([member as usize, pod_index]) else {
-                    continue;
-                };
-                pod_set.values.add_masked(&container.values, summed);
-                for (name, value) in custom_gauges(container) {
-                    add_custom(pod_set, name.clone(), value);
-                }
+        let pod = set.key.pod();
+        match (pod, runs.last_mut()) {
+            (Some(_), Some(run)) if pod == current && run.1 == at as u32 => run.1 += 1,
+            (Some((ns, name)), _) => {
+                hashes.push((pod_hash(ns, name), runs.len() as u32));
+                runs.push((at as u32, at as u32 + 1));
             }
-            start = end;
+            (None, _) => {}
         }
-        run = last;
+        current = pod;
+    }
+    hashes.sort_unstable();
+    let summable = summable_mask();
+    let mut parts = PartSums::default();
+    let mut order: Vec<u32> = Vec::new();
+    // Whether each run is its pod's only one (its hash is unique).
+    let mut alone = vec![false; runs.len()];
+    let mut first = 0;
+    while first < hashes.len() {
+        let hash = hashes[first].0;
+        let last = first + hashes[first..].iter().take_while(|(h, _)| *h == hash).count();
+        if last - first == 1 {
+            alone[hashes[first].1 as usize] = true;
+        } else {
+            order.clear();
+            for &(_, run) in &hashes[first..last] {
+                let (from, to) = runs[run as usize];
+                order.extend(from..to);
+            }
+            sum_group(sets, &mut order, summable, time, &mut parts);
+        }
+        first = last;
+    }
+    let alone: Vec<(u32, u32)> =
+        runs.iter().zip(&alone).filter(|(_, alone)| **alone).map(|(r, _)| *r).collect();
+    for (i, &(from, to)) in alone.iter().enumerate() {
+        if let Some(&(from, to)) = alone.get(i + 4) {
+            for set in &sets[from as usize..to as usize] {
+                set.prefetch();
+            }
+        }
+        if let Some(&(from, to)) = alone.get(i + 2) {
+            for set in &sets[from as usize..to as usize] {
+                set.prefetch_values();
+            }
+        }
+        order.clear();
+        order.extend(from..to);
+        sum_group(sets, &mut order, summable, time, &mut parts);
+    }
+    (parts.into_parts(), nodes)
+}
+
+/// How many sets ahead a pass over a window asks for.
+const AHEAD: usize = 16;
+
+/// Sums the pods of `order` (positions of pod and container sets, each pod's all there), and
+/// adds each to `parts`.
+fn sum_group(sets: &mut Vec<MetricSet>, order: &mut [u32], summable: u64, time: Time, parts: &mut PartSums) {
+    if order.len() > 1 {
+        order.sort_unstable_by(|a, b| {
+            pod_order(&sets[*a as usize].key).cmp(&pod_order(&sets[*b as usize].key))
+        });
+    }
+    let mut start = 0;
+    while start < order.len() {
+        let first = order[start] as usize;
+        let group = sets[first].key.pod();
+        let end = start + order[start..].iter().take_while(|i| sets[**i as usize].key.pod() == group).count();
+        let (pod_index, members) = match &sets[first].key {
+            EntityKey::Pod { .. } => (first, &order[start + 1..end]),
+            EntityKey::PodContainer { ns, pod, .. } => {
+                let pod = pod_from_container(&sets[first], ns.clone(), pod.clone(), time);
+                sets.push(pod);
+                (sets.len() - 1, &order[start..end])
+            }
+            // Only pod keys are in `order`.
+            _ => (first, &order[start..start]),
+        };
+        // The pod's own values, as a mask: a copy of them per pod was an allocation per pod.
+        let summed = summable & !sets[pod_index].values.mask();
+        for &member in members {
+            // Members are containers, never the pod's set.
+            let Ok([container, pod_set]) = sets.get_disjoint_mut([member as usize, pod_index]) else {
+                continue;
+            };
+            pod_set.values.add_masked(&container.values, summed);
+            for (name, value) in custom_gauges(container) {
+                add_custom(pod_set, name.clone(), value);
+            }
+        }
+        parts.add(&sets[pod_index]);
+        start = end;
     }
 }
 
@@ -194,27 +248,47 @@ fn restricted(values: &Values, ids: &[MetricId]) -> Box<Values> {
 
 /// The namespace and node contributions of a worker's pods, one part per target: a window has
 /// two contributions per pod but only a few namespaces and nodes. Each pod's values are added
-/// to its targets' sums in place, pod after pod, as [`Part::absorb`] would add them.
+/// to its targets' sums in place, pod after pod, as [`Part::absorb`] would add them (integers
+/// only, so in any order).
+#[cfg(test)]
 fn combined_parts(sets: &[MetricSet]) -> Vec<Part> {
-    let mut sums: Vec<Sums> = Vec::new();
-    let mut namespaces = Targets::default();
-    let mut nodes = Targets::default();
-    for pod in sets {
-        let EntityKey::Pod { ns, .. } = &pod.key else { continue };
-        let at = namespaces.find(ns, sums.len()).unwrap_or_else(|| {
+    let mut parts = PartSums::default();
+    for set in sets {
+        parts.add(set);
+    }
+    parts.into_parts()
+}
+
+/// The sums of [`combined_parts`] while pods are added.
+#[derive(Default)]
+struct PartSums {
+    sums: Vec<Sums>,
+    namespaces: Targets,
+    nodes: Targets,
+}
+
+impl PartSums {
+    /// Adds a pod's values to its namespace's and node's sums (any other set adds nothing).
+    fn add(&mut self, pod: &MetricSet) {
+        let EntityKey::Pod { ns, .. } = &pod.key else { return };
+        let sums = &mut self.sums;
+        let at = self.namespaces.find(ns, sums.len()).unwrap_or_else(|| {
             sums.push(Sums::new(EntityKey::Namespace { ns: ns.clone() }, NAMESPACE_AGGREGATED));
             sums.len() - 1
         });
         sums[at].add(&pod.values, pod.labels.get(LabelId::NamespaceId));
         if let Some(node) = pod.labels.get(LabelId::Nodename) {
-            let at = nodes.find(node, sums.len()).unwrap_or_else(|| {
+            let at = self.nodes.find(node, sums.len()).unwrap_or_else(|| {
                 sums.push(Sums::new(EntityKey::Node { node: node.clone() }, NODE_AGGREGATED));
                 sums.len() - 1
             });
             sums[at].add(&pod.values, None);
         }
     }
-    sums.into_iter().map(Sums::into_part).collect()
+
+    fn into_parts(self) -> Vec<Part> {
+        self.sums.into_iter().map(Sums::into_part).collect()
+    }
 }
 
 /// The most metrics a part carries.
@@ -421,22 +495,28 @@ fn aggregate_set(key: EntityKey, time: Time) -> MetricSet {
 /// An operator's two outputs in one stream, split by `ok_err` right after it.
 type SetOrPart = Result<MetricSet, Part>;
 
+/// `sum_pods`' three outputs in one stream: final sets, node sets (which wait for their pods'
+/// parts) and parts. Split by their tags alone: reading each set's key to split them was one
+/// more pass over a window's sets, far more than the caches hold.
+type Summed = Result<Result<MetricSet, MetricSet>, Part>;
+
 /// The `aggregate` operators: pods where they are, then namespaces and nodes, then the cluster.
 pub fn aggregate(sets: StreamVec<'_, Time, MetricSet>) -> StreamVec<'_, Time, MetricSet> {
     let (sets, parts) = sum_pods(sets);
     // Node sets wait for their pods' parts; every other set is final here.
-    let (done, nodes): (StreamVec<_, _>, StreamVec<_, _>) =
-        sets.ok_err(|set| if matches!(set.key, EntityKey::Node { .. }) { Err(set) } else { Ok(set) });
+    let (done, nodes): (StreamVec<_, _>, StreamVec<_, _>) = sets.ok_err(|set| set);
     let (rolled, to_cluster) = roll_up_namespaces_and_nodes(nodes, parts);
     let cluster = roll_up_cluster(to_cluster);
     done.concat(rolled).concat(cluster)
 }
 
-/// Each complete window of a worker: its pods summed, and the parts its pods add upward.
+/// Each complete window of a worker: its pods summed (final sets `Ok`, node sets `Err`), and
+/// the parts its pods add upward.
+#[allow(clippy::type_complexity)]
 fn sum_pods(
     sets: StreamVec<'_, Time, MetricSet>,
-) -> (StreamVec<'_, Time, MetricSet>, StreamVec<'_, Time, Part>) {
-    let summed: StreamVec<'_, Time, SetOrPart> = sets.unary_frontier(Pipeline, "sum_pods", |_cap, _info| {
+) -> (StreamVec<'_, Time, Result<MetricSet, MetricSet>>, StreamVec<'_, Time, Part>) {
+    let summed: StreamVec<'_, Time, Summed> = sets.unary_frontier(Pipeline, "sum_pods", |_cap, _info| {
         let mut windows = Windows::default();
         move |(input, frontier), output| {
             input.for_each(|cap, data| {
@@ -445,10 +525,13 @@ fn sum_pods(
                 }
             });
             while let Some((cap, mut sets)) = windows.next_complete(&[frontier]) {
-                aggregate_pods(&mut sets, *cap.time());
+                let (parts, nodes) = sum_window(&mut sets, *cap.time());
                 let mut session = output.session(&cap);
-                session.give_iterator(combined_parts(&sets).into_iter().map(Err));
-                session.give_iterator(sets.into_iter().map(Ok));
+                session.give_iterator(parts.into_iter().map(Err));
+                let mut nodes = nodes.into_iter().peekable();
+                session.give_iterator(sets.into_iter().enumerate().map(|(at, set)| {
+                    Ok(if nodes.next_if_eq(&(at as u32)).is_some() { Err(set) } else { Ok(set) })
+                }));
             }
         }
     });
