@@ -211,15 +211,12 @@ pub fn run_workers_on(
         let mut parsed = Vec::new();
         let mut open: Option<Time> = None;
         let mut last_window: Option<Time> = None;
-        // Bodies sent into the graph since the worker last stepped.
-        let mut unstepped = 0;
         loop {
             let message = match feed.try_recv() {
                 Ok(message) => message,
                 Err(TryRecvError::Empty) => {
                     // Runs what is scheduled; with nothing to do, sleeps until woken.
                     worker.step_or_park(park);
-                    unstepped = 0;
                     continue;
                 }
                 Err(TryRecvError::Disconnected) => {
@@ -296,13 +293,8 @@ pub fn run_workers_on(
                     parse_body(body, time, &mut interner, &mut parsed, &stats);
                     sets_in.send_batch(&mut parsed);
                     parsed.clear();
-                    // Let the sets flow on (rate and enrich stream) rather than pile up: a few
-                    // nodes' at a time, still in the caches, so a step's own cost is shared.
-                    unstepped += 1;
-                    if unstepped >= STEP_BODIES {
-                        worker.step();
-                        unstepped = 0;
-                    }
+                    // Let the sets flow on (rate and enrich stream) rather than pile up.
+                    worker.step();
                 }
                 None => {
                     sets_in.advance_to(time + 1);
@@ -323,9 +315,6 @@ pub fn run_workers_on(
     }
     Ok(())
 }
-
-/// Bodies a worker parses between two steps of its graph.
-const STEP_BODIES: usize = 8;
 
 /// Relays `feed` to the calling worker through a channel of one, unparking the worker's thread
 /// after each message and when the feed closes. A parked timely worker is woken by timely's own
@@ -654,10 +643,10 @@ impl KeySorter {
             let mut keys: Vec<(SortKey<'a>, u32)> = Vec::with_capacity(order.len());
             let mut sorted = true;
             for (j, &i) in order.iter().enumerate() {
-                if let Some(&ahead) = order.get(j + 16) {
+                if let Some(&ahead) = order.get(j + 8) {
                     sets[ahead as usize].prefetch();
                 }
-                if let Some(&ahead) = order.get(j + 8) {
+                if let Some(&ahead) = order.get(j + 4) {
                     SortKey::of(&sets[ahead as usize].key).prefetch();
                 }
                 let key = SortKey::of(&sets[i as usize].key);

@@ -487,9 +487,6 @@ impl MetricSet {
     /// Asks the CPU for the set's body and values ahead of time, for a pass over a window's
     /// sets: they were built one node at a time and a window's are far more than the caches
     /// hold, so without it such a pass waits on memory at every set.
-    ///
-    /// Its values are found through its body: ask for them ([`MetricSet::prefetch_values`])
-    /// a few sets after the body, or the pass waits for the body to learn where they are.
     #[inline]
     pub fn prefetch(&self) {
         let start = (&*self.0 as *const SetBody).cast::<u8>();
@@ -498,11 +495,6 @@ impl MetricSet {
             prefetch(start.wrapping_add(line));
             line += 64;
         }
-    }
-
-    /// Asks the CPU for the set's values ahead of time (see [`MetricSet::prefetch`]).
-    #[inline]
-    pub fn prefetch_values(&self) {
         prefetch(self.values.as_ptr().cast());
     }
 

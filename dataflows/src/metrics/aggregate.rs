@@ -100,14 +100,9 @@ fn sum_window(sets: &mut Vec<MetricSet>, time: Time) -> (Vec<Part>, Vec<u32>) {
     let alone: Vec<(u32, u32)> =
         runs.iter().zip(&alone).filter(|(_, alone)| **alone).map(|(r, _)| *r).collect();
     for (i, &(from, to)) in alone.iter().enumerate() {
-        if let Some(&(from, to)) = alone.get(i + 4) {
-            for set in &sets[from as usize..to as usize] {
-                set.prefetch();
-            }
-        }
         if let Some(&(from, to)) = alone.get(i + 2) {
             for set in &sets[from as usize..to as usize] {
-                set.prefetch_values();
+                set.prefetch();
             }
         }
         order.clear();
@@ -118,7 +113,7 @@ fn sum_window(sets: &mut Vec<MetricSet>, time: Time) -> (Vec<Part>, Vec<u32>) {
 }
 
 /// How many sets ahead a pass over a window asks for.
-const AHEAD: usize = 16;
+const AHEAD: usize = 8;
 
 /// Sums the pods of `order` (positions of pod and container sets, each pod's all there), and
 /// adds each to `parts`.
