@@ -482,8 +482,6 @@ struct Decoder<'t> {
     scratch: String,
     times: TimeCache,
     node_labels: Labels,
-    root_fs: Resource,
-    logs_fs: Resource,
 }
 
 impl<'p> Fields<Path<'p>> for Decoder<'_> {
@@ -501,9 +499,7 @@ impl<'t> Decoder<'t> {
         body_len: usize,
     ) -> Self {
         let node_labels = target.labels();
-        let mut names = interner.recall(&target.name);
-        let root_fs = Resource::Id(names.intern("/"));
-        let logs_fs = Resource::Id(names.intern("logs"));
+        let names = interner.recall(&target.name);
         Decoder {
             target,
             fallback,
@@ -517,8 +513,6 @@ impl<'t> Decoder<'t> {
             scratch: String::new(),
             times: TimeCache::default(),
             node_labels,
-            root_fs,
-            logs_fs,
         }
     }
 
@@ -668,8 +662,7 @@ impl<'t> Decoder<'t> {
         let fs_at = at.field("fs");
         if let Some(fs) = self.obj(&node.fs, fs_at) {
             set.labeled.reserve_exact(FS_VALUES);
-            let root = self.root_fs.clone();
-            let used = self.fs(&mut set, fs, &root, fs_at);
+            let used = self.fs(&mut set, fs, &Resource::ROOT_FS, fs_at);
             set_value(&mut set, MetricId::EphemeralStorageUsage, used);
         }
         self.emit(set, at, Duplicates::KeepLast);
@@ -801,13 +794,11 @@ impl<'t> Decoder<'t> {
         let (rootfs_at, logs_at) = (at.field("rootfs"), at.field("logs"));
         let mut rootfs_used = None;
         if let Some(fs) = self.obj(&container.rootfs, rootfs_at) {
-            let root = self.root_fs.clone();
-            rootfs_used = self.fs(&mut set, fs, &root, rootfs_at);
+            rootfs_used = self.fs(&mut set, fs, &Resource::ROOT_FS, rootfs_at);
         }
         let mut logs_used = None;
         if let Some(fs) = self.obj(&container.logs, logs_at) {
-            let logs = self.logs_fs.clone();
-            logs_used = self.fs(&mut set, fs, &logs, logs_at);
+            logs_used = self.fs(&mut set, fs, &Resource::LOGS_FS, logs_at);
         }
         // Heapster's container ephemeral storage: writable layer plus logs, only when both are known.
         if let (Some(rootfs), Some(logs)) = (rootfs_used, logs_used) {

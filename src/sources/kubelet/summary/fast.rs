@@ -82,25 +82,36 @@ fn once(read: &mut bool) -> Read<()> {
     if std::mem::replace(read, true) { Err(Fallback) } else { Ok(()) }
 }
 
-/// A struct of `wire`: each known key read once with its reader, unknown keys skipped.
+/// A struct of `wire`: its keys in the order kubelets send them, each with the reader that
+/// fills its field, or `skip` for a key Heapster does not read (kept in the list only so that
+/// the key after it is found in place). Other keys are skipped; a field read twice gives up
+/// (serde's derive rejects it, so the serde path reports it).
 macro_rules! fields {
-    ($r:ident, $ty:ty { $($key:literal => $field:ident: $read:expr),* $(,)? }) => {{
+    (@entry $r:ident, $value:ident, $seen:ident, $bit:ident, skip) => {
+        $r.skip(0)
+    };
+    (@entry $r:ident, $value:ident, $seen:ident, $bit:ident, $field:ident: $read:expr) => {{
+        if $seen & $bit != 0 {
+            return Err(Fallback);
+        }
+        $seen |= $bit;
+        $value.$field = ($read)($r)?;
+        Ok(())
+    }};
+    ($r:ident, $ty:ty { $($key:literal => $field:ident $(: $read:expr)?),* $(,)? }) => {{
+        const KEYS: &[&[u8]] = &[$(concat!("\"", $key, "\"").as_bytes()),*];
         let mut value = <$ty>::default();
-        let mut seen = 0u32;
-        $r.entries(|r, key| {
-            let mut bit = 1u32;
+        let mut seen = 0u64;
+        $r.known_entries(KEYS, |r, k| {
+            let (mut i, mut bit) = (0usize, 1u64);
             $(
-                if key == $key.as_bytes() {
-                    if seen & bit != 0 {
-                        return Err(Fallback);
-                    }
-                    seen |= bit;
-                    value.$field = ($read)(r)?;
-                    return Ok(());
+                if k == Some(i) {
+                    return fields!(@entry r, value, seen, bit, $field $(: $read)?);
                 }
+                i += 1;
                 bit <<= 1;
             )*
-            let _ = bit;
+            let _ = (i, bit);
             r.skip(0)
         })?;
         Ok(value)
@@ -116,6 +127,8 @@ fn node<'a>(r: &mut Reader<'a>) -> Read<wire::NodeStats<'a>> {
         "memory" => memory: obj(memory),
         "network" => network: obj(network),
         "fs" => fs: obj(fs),
+        "runtime" => skip,
+        "rlimit" => skip,
     })
 }
 
@@ -156,6 +169,7 @@ fn container<'a>(r: &mut Reader<'a>) -> Read<wire::ContainerStats<'a>> {
 fn cpu<'a>(r: &mut Reader<'a>) -> Read<wire::CpuStats<'a>> {
     fields!(r, wire::CpuStats<'a> {
         "time" => time: text,
+        "usageNanoCores" => skip,
         "usageCoreNanoSeconds" => usage_core_nano_seconds: num,
     })
 }
@@ -163,6 +177,7 @@ fn cpu<'a>(r: &mut Reader<'a>) -> Read<wire::CpuStats<'a>> {
 fn memory<'a>(r: &mut Reader<'a>) -> Read<wire::MemoryStats<'a>> {
     fields!(r, wire::MemoryStats<'a> {
         "time" => time: text,
+        "availableBytes" => skip,
         "usageBytes" => usage_bytes: num,
         "workingSetBytes" => working_set_bytes: num,
         "rssBytes" => rss_bytes: num,
@@ -174,6 +189,7 @@ fn memory<'a>(r: &mut Reader<'a>) -> Read<wire::MemoryStats<'a>> {
 fn network<'a>(r: &mut Reader<'a>) -> Read<wire::NetworkStats<'a>> {
     fields!(r, wire::NetworkStats<'a> {
         "time" => time: text,
+        "name" => skip,
         "rxBytes" => rx_bytes: num,
         "rxErrors" => rx_errors: num,
         "txBytes" => tx_bytes: num,
@@ -184,6 +200,7 @@ fn network<'a>(r: &mut Reader<'a>) -> Read<wire::NetworkStats<'a>> {
 
 fn interface(r: &mut Reader<'_>) -> Read<wire::InterfaceStats> {
     fields!(r, wire::InterfaceStats {
+        "name" => skip,
         "rxBytes" => rx_bytes: num,
         "rxErrors" => rx_errors: num,
         "txBytes" => tx_bytes: num,
@@ -191,13 +208,16 @@ fn interface(r: &mut Reader<'_>) -> Read<wire::InterfaceStats> {
     })
 }
 
+/// Also a volume's stats, whose `name` comes last.
 fn fs<'a>(r: &mut Reader<'a>) -> Read<wire::FsStats<'a>> {
     fields!(r, wire::FsStats<'a> {
+        "time" => skip,
         "availableBytes" => available_bytes: num,
         "capacityBytes" => capacity_bytes: num,
         "usedBytes" => used_bytes: num,
         "inodesFree" => inodes_free: num,
         "inodes" => inodes: num,
+        "inodesUsed" => skip,
         "name" => name: text,
     })
 }
@@ -427,6 +447,54 @@ impl<'a> Reader<'a> {
             self.expect(b':')?;
             self.ws();
             entry(self, key.as_bytes())?;
+            self.ws();
+            match self.peek() {
+                Some(b',') => self.at += 1,
+                Some(b'}') => {
+                    self.at += 1;
+                    return Ok(());
+                }
+                _ => return Err(Fallback),
+            }
+        }
+    }
+
+    /// [`Reader::entries`] for an object of known keys (`keys`, each with its quotes, in the
+    /// order they usually come): `entry` gets the index of each key in `keys`, `None` for
+    /// another. The key after the last one found is looked for first, by one comparison of the
+    /// bytes; only a key out of that order is read as a string and looked up.
+    #[inline]
+    fn known_entries(
+        &mut self,
+        keys: &[&[u8]],
+        mut entry: impl FnMut(&mut Self, Option<usize>) -> Read<()>,
+    ) -> Read<()> {
+        self.ws();
+        if self.peek() == Some(b'}') {
+            self.at += 1;
+            return Ok(());
+        }
+        let mut next = 0;
+        loop {
+            self.ws();
+            let k = match keys.get(next) {
+                // A quoted key of plain characters is exactly what `string` would read.
+                Some(quoted) if self.bytes.get(self.at..).is_some_and(|rest| rest.starts_with(quoted)) => {
+                    self.at += quoted.len();
+                    Some(next)
+                }
+                _ => {
+                    let key = self.string()?.as_bytes();
+                    keys.iter().position(|quoted| quoted.get(1..quoted.len() - 1) == Some(key))
+                }
+            };
+            if let Some(k) = k {
+                next = k + 1;
+            }
+            self.ws();
+            self.expect(b':')?;
+            self.ws();
+            entry(self, k)?;
             self.ws();
             match self.peek() {
                 Some(b',') => self.at += 1,

@@ -3,6 +3,8 @@
 
 use super::super::{SummaryError, SummaryReport, parse_summary, parse_summary_serde};
 use super::*;
+use heapster_dataflows::catalog::{LabeledMetricId, MetricId};
+use heapster_dataflows::model::{Resource, Value};
 
 const FALLBACK_NS: i64 = 1_700_000_000_000_000_000;
 
@@ -291,4 +293,32 @@ fn word_tricks_agree_with_bytes() {
         at: 0,
     };
     assert_eq!(r.string(), Ok("abcdefghij\u{e9}klmnopq"));
+}
+
+#[test]
+fn keys_out_of_their_usual_order_stay_on_the_byte_reader() {
+    // Keys reversed, a skipped key twice, and keys that begin like the ones expected next.
+    let body = br#"{"pods": [{"containers": [{"memory": {"majorPageFaults": 2, "usageBytes": 7,
+        "availableBytes": 1, "availableBytes": 2, "time": "2026-11-01T09:59:59Z"},
+        "rootfs": {"inodesUsed": 3, "inodes": 10, "inodesFree": 4, "usedBytes": 5}, "name": "c",
+        "cpu": {"usageCoreNanoSeconds": 9, "usageNanoCores": 1, "usageNanoCores": 1}}],
+        "podRef": {"uid": "u", "namespace": "ns", "name": "p"}}],
+        "node": {"fs": {"inodes": 1, "inodesFree": 2}, "nodeName": "n1"}}"#;
+    let node = NodeTarget::named("n1");
+    let (_, sets) = same(body, &node, "out of order").unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(sets.len(), 3);
+    assert_eq!(fast_only(body, &node).as_ref(), Ok(&sets));
+    let container = sets.iter().find(|s| s.key.to_string() == "namespace:ns/pod:p/container:c").unwrap();
+    assert_eq!(container.values.get_i64(MetricId::MemoryUsage), Some(7));
+    assert_eq!(container.values.get_i64(MetricId::CpuUsage), Some(9));
+    assert_eq!(container.labeled_value(LabeledMetricId::FsInodes, &Resource::ROOT_FS), Some(Value::Int(10)));
+    assert_eq!(
+        container.labeled_value(LabeledMetricId::FsInodesFree, &Resource::ROOT_FS),
+        Some(Value::Int(4))
+    );
+    // A field read twice, after a skipped key, still leaves the body to the serde path.
+    let twice =
+        br#"{"node": {"memory": {"time": null, "availableBytes": 1, "usageBytes": 1, "usageBytes": 2}}}"#;
+    assert_eq!(fast_only(twice, &node), Err(Fallback));
+    assert!(same(twice, &node, "twice").is_err());
 }
