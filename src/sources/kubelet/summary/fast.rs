@@ -12,7 +12,7 @@
 
 use std::borrow::Cow;
 
-use super::{Decoder, SummaryReport, wire};
+use super::{Decoder, SummaryReport, same, wire};
 use crate::sources::NodeTarget;
 use crate::sources::lenient::{Float, Lenient, List, Num, Obj, Object, Text};
 use heapster_dataflows::model::{Interner, MetricSet};
@@ -310,13 +310,17 @@ fn string_stops(word: u64) -> u64 {
     zero(word ^ (ONES * u64::from(b'"'))) | zero(word ^ (ONES * u64::from(b'\\'))) | below_space
 }
 
-/// Whether all eight bytes of `word` are ASCII digits.
+/// How many ASCII digits `word` begins with (its lowest bytes), 0 to 8.
 #[inline]
-fn eight_digits(word: u64) -> bool {
+fn leading_digits(word: u64) -> usize {
     const HIGH_NIBBLES: u64 = 0xF0F0_F0F0_F0F0_F0F0;
-    (word & HIGH_NIBBLES) | ((word.wrapping_add(0x0606_0606_0606_0606) & HIGH_NIBBLES) >> 4)
-        == 0x3333_3333_3333_3333
+    // A digit byte gives 0x33; a carry of the addition only reaches bytes above a non-digit.
+    let digits = (word & HIGH_NIBBLES) | ((word.wrapping_add(0x0606_0606_0606_0606) & HIGH_NIBBLES) >> 4);
+    ((digits ^ 0x3333_3333_3333_3333).trailing_zeros() / 8) as usize
 }
+
+/// 10^k for the k digits [`Reader::uint`] reads at once.
+const POWERS_OF_TEN: [u64; 8] = [1, 10, 100, 1_000, 10_000, 100_000, 1_000_000, 10_000_000];
 
 /// The value of eight ASCII digits, the first (most significant) in the lowest byte.
 #[inline]
@@ -404,21 +408,43 @@ impl<'a> Reader<'a> {
     }
 
     /// `0` or a non-negative integer without leading zeros, fraction or exponent; eight
-    /// digits at a time while there are as many.
+    /// digits at a time, and the last few of them at once (not a byte at a time, whose loop
+    /// exit a branch predictor cannot guess for numbers of every length).
     #[inline]
     fn uint(&mut self) -> Read<i64> {
         let (bytes, start) = (self.bytes, self.at);
         let mut i = start;
         let mut n = 0u64;
-        while let Some(word) = word_at(bytes, i).filter(|w| eight_digits(*w)) {
-            n = n.wrapping_mul(100_000_000).wrapping_add(parse_eight_digits(word));
-            i += 8;
+        while let Some(word) = word_at(bytes, i) {
+            let k = leading_digits(word);
+            if k == 8 {
+                n = n.wrapping_mul(100_000_000).wrapping_add(parse_eight_digits(word));
+                i += 8;
+                continue;
+            }
+            if k > 0 {
+                // The k digits moved to the top of the word, `0`s below them.
+                let shift = 8 * (8 - k) as u32;
+                let padded = (word << shift) | ((ONES * u64::from(b'0')) >> (64 - shift));
+                n = n.wrapping_mul(POWERS_OF_TEN[k]).wrapping_add(parse_eight_digits(padded));
+                i += k;
+            }
+            // Every digit is read: fewer than eight and not at the end.
+            self.at = i;
+            return self.uint_end(start, n);
         }
         while let Some(d @ b'0'..=b'9') = bytes.get(i).copied() {
             n = n.wrapping_mul(10).wrapping_add(u64::from(d - b'0'));
             i += 1;
         }
         self.at = i;
+        self.uint_end(start, n)
+    }
+
+    /// Judges the digits from `start` to the reader's place, whose value is `n`.
+    #[inline]
+    fn uint_end(&mut self, start: usize, n: u64) -> Read<i64> {
+        let (bytes, i) = (self.bytes, self.at);
         let digits = i - start;
         let leading_zero = digits > 1 && bytes.get(start) == Some(&b'0');
         if digits == 0
@@ -479,13 +505,16 @@ impl<'a> Reader<'a> {
             self.ws();
             let k = match keys.get(next) {
                 // A quoted key of plain characters is exactly what `string` would read.
-                Some(quoted) if self.bytes.get(self.at..).is_some_and(|rest| rest.starts_with(quoted)) => {
+                Some(quoted)
+                    if self.bytes.get(self.at..self.at + quoted.len()).is_some_and(|at| same(at, quoted)) =>
+                {
                     self.at += quoted.len();
                     Some(next)
                 }
                 _ => {
                     let key = self.string()?.as_bytes();
-                    keys.iter().position(|quoted| quoted.get(1..quoted.len() - 1) == Some(key))
+                    keys.iter()
+                        .position(|quoted| quoted.get(1..quoted.len() - 1).is_some_and(|k| same(k, key)))
                 }
             };
             if let Some(k) = k {

@@ -270,12 +270,12 @@ fn word_tricks_agree_with_bytes() {
     assert_eq!(parse_eight_digits(word(b"12345678")), 12_345_678);
     assert_eq!(parse_eight_digits(word(b"00000009")), 9);
     assert_eq!(parse_eight_digits(word(b"99999999")), 99_999_999);
-    assert!(eight_digits(word(b"01234567")) && eight_digits(word(b"98765432")));
+    assert_eq!((leading_digits(word(b"01234567")), leading_digits(word(b"98765432"))), (8, 8));
     for b in (0..=255u8).filter(|b| !b.is_ascii_digit()) {
         for at in 0..8 {
             let mut chunk = *b"11111111";
             chunk[at] = b;
-            assert!(!eight_digits(word(&chunk)), "{b} at {at}");
+            assert_eq!(leading_digits(word(&chunk)), at, "{b} at {at}");
             // The first stop of a string is found exactly, whatever follows it.
             let mut text = *b"abcdefgh";
             text[at] = b;
@@ -285,6 +285,44 @@ fn word_tricks_agree_with_bytes() {
         }
     }
     assert!(word_at(b"1234567", 0).is_none() && word_at(b"12345678", 1).is_none());
+    // Every length of number before each kind of end, near and far from the end of the body.
+    for digits in 0..=20 {
+        let number: String = (0..digits).map(|k| char::from(b'1' + (k * 7 % 9) as u8)).collect();
+        for end in ["", ",", "}", " ", ".5", "e3", "x", "\u{e9}"] {
+            for pad in [0, 3, 9] {
+                let text = format!("{number}{end}{}", " ".repeat(pad));
+                let mut r = Reader { text: &text, bytes: text.as_bytes(), at: 0 };
+                let expected = match number.parse::<i64>() {
+                    Ok(n) if digits <= MAX_DIGITS && !matches!(end, ".5" | "e3") => Ok(n),
+                    _ => Err(Fallback),
+                };
+                assert_eq!(r.uint(), expected, "{text:?}");
+                if expected.is_ok() {
+                    assert_eq!(r.at, digits, "{text:?}");
+                }
+            }
+        }
+    }
+    assert_eq!(Reader { text: "0123", bytes: b"0123", at: 0 }.uint(), Err(Fallback), "leading zero");
+    for b in 0..=255u8 {
+        let mut chunk = *b"12345678";
+        chunk[5] = b;
+        let k = if b.is_ascii_digit() { 8 } else { 5 };
+        assert_eq!(leading_digits(word(&chunk)), k, "{b}");
+    }
+    // The summary's inline comparison of short strings (the tests' own `same` is another).
+    let same = super::super::same;
+    let text = b"abcdefghijklmnopqrstuvwxyz0123456789";
+    for n in 0..text.len() {
+        let a = &text[..n];
+        assert!(same(a, a), "{n}");
+        assert!(!same(a, &text[..n + 1]) && !same(&text[1..n + 1], &text[..n]) || n == 0, "{n}");
+        for at in 0..n {
+            let mut b = a.to_vec();
+            b[at] ^= 0x20;
+            assert!(!same(a, &b), "{n}: byte {at}");
+        }
+    }
     let mut r = Reader { text: "1234567890123456 ", bytes: b"1234567890123456 ", at: 0 };
     assert_eq!(r.uint(), Ok(1_234_567_890_123_456));
     let mut r = Reader {
