@@ -609,8 +609,16 @@ impl<'a> Reader<'a> {
         Ok(())
     }
 
+    /// Passes over a run of digits (of a number skipped), eight bytes at a time.
     fn digits(&mut self) -> usize {
         let start = self.at;
+        while let Some(word) = word_at(self.bytes, self.at) {
+            let k = leading_digits(word);
+            self.at += k;
+            if k < 8 {
+                return self.at - start;
+            }
+        }
         while let Some(b'0'..=b'9') = self.peek() {
             self.at += 1;
         }

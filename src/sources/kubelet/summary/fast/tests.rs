@@ -304,6 +304,19 @@ fn word_tricks_agree_with_bytes() {
         }
     }
     assert_eq!(Reader { text: "0123", bytes: b"0123", at: 0 }.uint(), Err(Fallback), "leading zero");
+    // Skipped numbers end where JSON's grammar says, however long their runs of digits.
+    for number in ["0", "-7", "12345678901234567890123", "-1.25e-300", "3.14159265358979323846E+10", "1e5"] {
+        for end in ["", ",", "}", "         "] {
+            let text = format!("{number}{end}");
+            let mut r = Reader { text: &text, bytes: text.as_bytes(), at: 0 };
+            assert_eq!(r.skip(0), Ok(()), "{text:?}");
+            assert_eq!(r.at, number.len(), "{text:?}");
+        }
+    }
+    for bad in ["1.", "1.e5", "-", "1e", "1e+"] {
+        let text = format!("{bad}         ");
+        assert_eq!(Reader { text: &text, bytes: text.as_bytes(), at: 0 }.skip(0), Err(Fallback), "{bad:?}");
+    }
     for b in 0..=255u8 {
         let mut chunk = *b"12345678";
         chunk[5] = b;
