@@ -389,6 +389,11 @@ pub struct Accelerator {
 }
 
 impl Resource {
+    /// `resource_id=/`, the root filesystem of a node or container: a literal, not counted.
+    pub const ROOT_FS: Resource = Resource::Id(Name::from_literal(arcstr::literal!("/")));
+    /// `resource_id=logs`, a container's log filesystem: a literal, not counted.
+    pub const LOGS_FS: Resource = Resource::Id(Name::from_literal(arcstr::literal!("logs")));
+
     pub fn accelerator(make: Name, model: Name, id: Name) -> Resource {
         Resource::Accelerator(Box::new(Accelerator { make, model, id }))
     }
@@ -663,6 +668,14 @@ mod tests {
         let back: Values = serde_json::from_str(&json).unwrap();
         assert_eq!(back, v);
         assert!(serde_json::from_str::<Values>("[3,[1]]").is_err());
+    }
+
+    #[test]
+    fn literal_resources_equal_interned_ones() {
+        let mut interner = Interner::default();
+        assert_eq!(Resource::ROOT_FS, Resource::Id(interner.intern("/")));
+        assert_eq!(Resource::LOGS_FS, Resource::Id(interner.intern("logs")));
+        assert_eq!(Resource::ROOT_FS.clone(), Resource::Id(Name::new("/")));
     }
 
     #[test]

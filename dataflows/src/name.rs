@@ -65,6 +65,13 @@ impl Name {
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
+
+    /// A name for a string literal (`arcstr::literal!`): it is not counted, so the values that
+    /// repeat it (a filesystem's `/` in every container's set) clone and drop it without an
+    /// atomic operation. Equal to any other handle of the same string.
+    pub const fn from_literal(literal: ArcStr) -> Name {
+        Name(literal)
+    }
 }
 
 impl std::ops::Deref for Name {

@@ -15,8 +15,8 @@
 //! shape, and the serde path (lenient types over serde_json) for everything it does not read
 //! exactly, which so keeps the last word on odd bodies. Thread CPU per body, release build, the
 //! 2-core development machine under load (`cargo bench --bench summary_parse`): the GKE capture
-//! (37.6 kB; 31 sets) 49 µs against 68 µs on the serde path, a synthesized 30-pod node (73 kB)
-//! 114 µs against 173 µs. The byte reader itself costs about half what serde_json's typed decode
+//! (37.6 kB; 31 sets) 45 µs against 68 µs on the serde path, a synthesized 30-pod node (73 kB)
+//! 106 µs against 172 µs. The byte reader itself costs about half what serde_json's typed decode
 //! did; what remains is turning the structs into metric sets, which both paths share. A SIMD
 //! parser under the lenient types measured no better than serde_json (simd-json with AVX2: 2-3%
 //! less CPU; sonic-rs: slower without AVX2 in the build's target).
@@ -380,7 +380,7 @@ impl TimeCache {
         if s.is_empty() {
             return None;
         }
-        self.entries.iter().find(|(text, _)| text == s).map(|(_, ns)| *ns)
+        self.entries.iter().find(|(text, _)| same(text.as_bytes(), s.as_bytes())).map(|(_, ns)| *ns)
     }
 
     fn put(&mut self, s: &str, ns: i64) {
@@ -390,6 +390,32 @@ impl TimeCache {
         *value = ns;
         self.next = (self.next + 1) % self.entries.len();
     }
+}
+
+/// Whether two short byte strings (keys, times) are equal, compared inline a word at a time:
+/// libc's `memcmp`, which `==` calls, costs a call and a dispatch per comparison, and the
+/// reader compares a few thousand short strings per body.
+#[inline]
+fn same(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let word = |s: &[u8], i: usize| {
+        s.get(i..i + 8).and_then(|w| <[u8; 8]>::try_from(w).ok()).map(u64::from_le_bytes)
+    };
+    let n = a.len();
+    if n < 8 {
+        return a.iter().zip(b).all(|(x, y)| x == y);
+    }
+    let mut i = 0;
+    while i + 8 < n {
+        if word(a, i) != word(b, i) {
+            return false;
+        }
+        i += 8;
+    }
+    // The last eight bytes, overlapping the words before when `n` is not a multiple of eight.
+    word(a, n - 8) == word(b, n - 8)
 }
 
 fn set_uptime(set: &mut MetricSet, start: Option<i64>) {
@@ -482,8 +508,6 @@ struct Decoder<'t> {
     scratch: String,
     times: TimeCache,
     node_labels: Labels,
-    root_fs: Resource,
-    logs_fs: Resource,
 }
 
 impl<'p> Fields<Path<'p>> for Decoder<'_> {
@@ -501,9 +525,7 @@ impl<'t> Decoder<'t> {
         body_len: usize,
     ) -> Self {
         let node_labels = target.labels();
-        let mut names = interner.recall(&target.name);
-        let root_fs = Resource::Id(names.intern("/"));
-        let logs_fs = Resource::Id(names.intern("logs"));
+        let names = interner.recall(&target.name);
         Decoder {
             target,
             fallback,
@@ -517,8 +539,6 @@ impl<'t> Decoder<'t> {
             scratch: String::new(),
             times: TimeCache::default(),
             node_labels,
-            root_fs,
-            logs_fs,
         }
     }
 
@@ -668,8 +688,7 @@ impl<'t> Decoder<'t> {
         let fs_at = at.field("fs");
         if let Some(fs) = self.obj(&node.fs, fs_at) {
             set.labeled.reserve_exact(FS_VALUES);
-            let root = self.root_fs.clone();
-            let used = self.fs(&mut set, fs, &root, fs_at);
+            let used = self.fs(&mut set, fs, &Resource::ROOT_FS, fs_at);
             set_value(&mut set, MetricId::EphemeralStorageUsage, used);
         }
         self.emit(set, at, Duplicates::KeepLast);
@@ -801,13 +820,11 @@ impl<'t> Decoder<'t> {
         let (rootfs_at, logs_at) = (at.field("rootfs"), at.field("logs"));
         let mut rootfs_used = None;
         if let Some(fs) = self.obj(&container.rootfs, rootfs_at) {
-            let root = self.root_fs.clone();
-            rootfs_used = self.fs(&mut set, fs, &root, rootfs_at);
+            rootfs_used = self.fs(&mut set, fs, &Resource::ROOT_FS, rootfs_at);
         }
         let mut logs_used = None;
         if let Some(fs) = self.obj(&container.logs, logs_at) {
-            let logs = self.logs_fs.clone();
-            logs_used = self.fs(&mut set, fs, &logs, logs_at);
+            logs_used = self.fs(&mut set, fs, &Resource::LOGS_FS, logs_at);
         }
         // Heapster's container ephemeral storage: writable layer plus logs, only when both are known.
         if let (Some(rootfs), Some(logs)) = (rootfs_used, logs_used) {

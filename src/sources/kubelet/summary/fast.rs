@@ -12,7 +12,7 @@
 
 use std::borrow::Cow;
 
-use super::{Decoder, SummaryReport, wire};
+use super::{Decoder, SummaryReport, same, wire};
 use crate::sources::NodeTarget;
 use crate::sources::lenient::{Float, Lenient, List, Num, Obj, Object, Text};
 use heapster_dataflows::model::{Interner, MetricSet};
@@ -82,25 +82,36 @@ fn once(read: &mut bool) -> Read<()> {
     if std::mem::replace(read, true) { Err(Fallback) } else { Ok(()) }
 }
 
-/// A struct of `wire`: each known key read once with its reader, unknown keys skipped.
+/// A struct of `wire`: its keys in the order kubelets send them, each with the reader that
+/// fills its field, or `skip` for a key Heapster does not read (kept in the list only so that
+/// the key after it is found in place). Other keys are skipped; a field read twice gives up
+/// (serde's derive rejects it, so the serde path reports it).
 macro_rules! fields {
-    ($r:ident, $ty:ty { $($key:literal => $field:ident: $read:expr),* $(,)? }) => {{
+    (@entry $r:ident, $value:ident, $seen:ident, $bit:ident, skip) => {
+        $r.skip(0)
+    };
+    (@entry $r:ident, $value:ident, $seen:ident, $bit:ident, $field:ident: $read:expr) => {{
+        if $seen & $bit != 0 {
+            return Err(Fallback);
+        }
+        $seen |= $bit;
+        $value.$field = ($read)($r)?;
+        Ok(())
+    }};
+    ($r:ident, $ty:ty { $($key:literal => $field:ident $(: $read:expr)?),* $(,)? }) => {{
+        const KEYS: &[&[u8]] = &[$(concat!("\"", $key, "\"").as_bytes()),*];
         let mut value = <$ty>::default();
-        let mut seen = 0u32;
-        $r.entries(|r, key| {
-            let mut bit = 1u32;
+        let mut seen = 0u64;
+        $r.known_entries(KEYS, |r, k| {
+            let (mut i, mut bit) = (0usize, 1u64);
             $(
-                if key == $key.as_bytes() {
-                    if seen & bit != 0 {
-                        return Err(Fallback);
-                    }
-                    seen |= bit;
-                    value.$field = ($read)(r)?;
-                    return Ok(());
+                if k == Some(i) {
+                    return fields!(@entry r, value, seen, bit, $field $(: $read)?);
                 }
+                i += 1;
                 bit <<= 1;
             )*
-            let _ = bit;
+            let _ = (i, bit);
             r.skip(0)
         })?;
         Ok(value)
@@ -116,6 +127,8 @@ fn node<'a>(r: &mut Reader<'a>) -> Read<wire::NodeStats<'a>> {
         "memory" => memory: obj(memory),
         "network" => network: obj(network),
         "fs" => fs: obj(fs),
+        "runtime" => skip,
+        "rlimit" => skip,
     })
 }
 
@@ -156,6 +169,7 @@ fn container<'a>(r: &mut Reader<'a>) -> Read<wire::ContainerStats<'a>> {
 fn cpu<'a>(r: &mut Reader<'a>) -> Read<wire::CpuStats<'a>> {
     fields!(r, wire::CpuStats<'a> {
         "time" => time: text,
+        "usageNanoCores" => skip,
         "usageCoreNanoSeconds" => usage_core_nano_seconds: num,
     })
 }
@@ -163,6 +177,7 @@ fn cpu<'a>(r: &mut Reader<'a>) -> Read<wire::CpuStats<'a>> {
 fn memory<'a>(r: &mut Reader<'a>) -> Read<wire::MemoryStats<'a>> {
     fields!(r, wire::MemoryStats<'a> {
         "time" => time: text,
+        "availableBytes" => skip,
         "usageBytes" => usage_bytes: num,
         "workingSetBytes" => working_set_bytes: num,
         "rssBytes" => rss_bytes: num,
@@ -174,6 +189,7 @@ fn memory<'a>(r: &mut Reader<'a>) -> Read<wire::MemoryStats<'a>> {
 fn network<'a>(r: &mut Reader<'a>) -> Read<wire::NetworkStats<'a>> {
     fields!(r, wire::NetworkStats<'a> {
         "time" => time: text,
+        "name" => skip,
         "rxBytes" => rx_bytes: num,
         "rxErrors" => rx_errors: num,
         "txBytes" => tx_bytes: num,
@@ -184,6 +200,7 @@ fn network<'a>(r: &mut Reader<'a>) -> Read<wire::NetworkStats<'a>> {
 
 fn interface(r: &mut Reader<'_>) -> Read<wire::InterfaceStats> {
     fields!(r, wire::InterfaceStats {
+        "name" => skip,
         "rxBytes" => rx_bytes: num,
         "rxErrors" => rx_errors: num,
         "txBytes" => tx_bytes: num,
@@ -191,13 +208,16 @@ fn interface(r: &mut Reader<'_>) -> Read<wire::InterfaceStats> {
     })
 }
 
+/// Also a volume's stats, whose `name` comes last.
 fn fs<'a>(r: &mut Reader<'a>) -> Read<wire::FsStats<'a>> {
     fields!(r, wire::FsStats<'a> {
+        "time" => skip,
         "availableBytes" => available_bytes: num,
         "capacityBytes" => capacity_bytes: num,
         "usedBytes" => used_bytes: num,
         "inodesFree" => inodes_free: num,
         "inodes" => inodes: num,
+        "inodesUsed" => skip,
         "name" => name: text,
     })
 }
@@ -290,13 +310,17 @@ fn string_stops(word: u64) -> u64 {
     zero(word ^ (ONES * u64::from(b'"'))) | zero(word ^ (ONES * u64::from(b'\\'))) | below_space
 }
 
-/// Whether all eight bytes of `word` are ASCII digits.
+/// How many ASCII digits `word` begins with (its lowest bytes), 0 to 8.
 #[inline]
-fn eight_digits(word: u64) -> bool {
+fn leading_digits(word: u64) -> usize {
     const HIGH_NIBBLES: u64 = 0xF0F0_F0F0_F0F0_F0F0;
-    (word & HIGH_NIBBLES) | ((word.wrapping_add(0x0606_0606_0606_0606) & HIGH_NIBBLES) >> 4)
-        == 0x3333_3333_3333_3333
+    // A digit byte gives 0x33; a carry of the addition only reaches bytes above a non-digit.
+    let digits = (word & HIGH_NIBBLES) | ((word.wrapping_add(0x0606_0606_0606_0606) & HIGH_NIBBLES) >> 4);
+    ((digits ^ 0x3333_3333_3333_3333).trailing_zeros() / 8) as usize
 }
+
+/// 10^k for the k digits [`Reader::uint`] reads at once.
+const POWERS_OF_TEN: [u64; 8] = [1, 10, 100, 1_000, 10_000, 100_000, 1_000_000, 10_000_000];
 
 /// The value of eight ASCII digits, the first (most significant) in the lowest byte.
 #[inline]
@@ -384,21 +408,43 @@ impl<'a> Reader<'a> {
     }
 
     /// `0` or a non-negative integer without leading zeros, fraction or exponent; eight
-    /// digits at a time while there are as many.
+    /// digits at a time, and the last few of them at once (not a byte at a time, whose loop
+    /// exit a branch predictor cannot guess for numbers of every length).
     #[inline]
     fn uint(&mut self) -> Read<i64> {
         let (bytes, start) = (self.bytes, self.at);
         let mut i = start;
         let mut n = 0u64;
-        while let Some(word) = word_at(bytes, i).filter(|w| eight_digits(*w)) {
-            n = n.wrapping_mul(100_000_000).wrapping_add(parse_eight_digits(word));
-            i += 8;
+        while let Some(word) = word_at(bytes, i) {
+            let k = leading_digits(word);
+            if k == 8 {
+                n = n.wrapping_mul(100_000_000).wrapping_add(parse_eight_digits(word));
+                i += 8;
+                continue;
+            }
+            if k > 0 {
+                // The k digits moved to the top of the word, `0`s below them.
+                let shift = 8 * (8 - k) as u32;
+                let padded = (word << shift) | ((ONES * u64::from(b'0')) >> (64 - shift));
+                n = n.wrapping_mul(POWERS_OF_TEN[k]).wrapping_add(parse_eight_digits(padded));
+                i += k;
+            }
+            // Every digit is read: fewer than eight and not at the end.
+            self.at = i;
+            return self.uint_end(start, n);
         }
         while let Some(d @ b'0'..=b'9') = bytes.get(i).copied() {
             n = n.wrapping_mul(10).wrapping_add(u64::from(d - b'0'));
             i += 1;
         }
         self.at = i;
+        self.uint_end(start, n)
+    }
+
+    /// Judges the digits from `start` to the reader's place, whose value is `n`.
+    #[inline]
+    fn uint_end(&mut self, start: usize, n: u64) -> Read<i64> {
+        let (bytes, i) = (self.bytes, self.at);
         let digits = i - start;
         let leading_zero = digits > 1 && bytes.get(start) == Some(&b'0');
         if digits == 0
@@ -427,6 +473,57 @@ impl<'a> Reader<'a> {
             self.expect(b':')?;
             self.ws();
             entry(self, key.as_bytes())?;
+            self.ws();
+            match self.peek() {
+                Some(b',') => self.at += 1,
+                Some(b'}') => {
+                    self.at += 1;
+                    return Ok(());
+                }
+                _ => return Err(Fallback),
+            }
+        }
+    }
+
+    /// [`Reader::entries`] for an object of known keys (`keys`, each with its quotes, in the
+    /// order they usually come): `entry` gets the index of each key in `keys`, `None` for
+    /// another. The key after the last one found is looked for first, by one comparison of the
+    /// bytes; only a key out of that order is read as a string and looked up.
+    #[inline]
+    fn known_entries(
+        &mut self,
+        keys: &[&[u8]],
+        mut entry: impl FnMut(&mut Self, Option<usize>) -> Read<()>,
+    ) -> Read<()> {
+        self.ws();
+        if self.peek() == Some(b'}') {
+            self.at += 1;
+            return Ok(());
+        }
+        let mut next = 0;
+        loop {
+            self.ws();
+            let k = match keys.get(next) {
+                // A quoted key of plain characters is exactly what `string` would read.
+                Some(quoted)
+                    if self.bytes.get(self.at..self.at + quoted.len()).is_some_and(|at| same(at, quoted)) =>
+                {
+                    self.at += quoted.len();
+                    Some(next)
+                }
+                _ => {
+                    let key = self.string()?.as_bytes();
+                    keys.iter()
+                        .position(|quoted| quoted.get(1..quoted.len() - 1).is_some_and(|k| same(k, key)))
+                }
+            };
+            if let Some(k) = k {
+                next = k + 1;
+            }
+            self.ws();
+            self.expect(b':')?;
+            self.ws();
+            entry(self, k)?;
             self.ws();
             match self.peek() {
                 Some(b',') => self.at += 1,
@@ -512,8 +609,16 @@ impl<'a> Reader<'a> {
         Ok(())
     }
 
+    /// Passes over a run of digits (of a number skipped), eight bytes at a time.
     fn digits(&mut self) -> usize {
         let start = self.at;
+        while let Some(word) = word_at(self.bytes, self.at) {
+            let k = leading_digits(word);
+            self.at += k;
+            if k < 8 {
+                return self.at - start;
+            }
+        }
         while let Some(b'0'..=b'9') = self.peek() {
             self.at += 1;
         }

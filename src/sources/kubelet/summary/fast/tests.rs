@@ -3,6 +3,8 @@
 
 use super::super::{SummaryError, SummaryReport, parse_summary, parse_summary_serde};
 use super::*;
+use heapster_dataflows::catalog::{LabeledMetricId, MetricId};
+use heapster_dataflows::model::{Resource, Value};
 
 const FALLBACK_NS: i64 = 1_700_000_000_000_000_000;
 
@@ -268,12 +270,12 @@ fn word_tricks_agree_with_bytes() {
     assert_eq!(parse_eight_digits(word(b"12345678")), 12_345_678);
     assert_eq!(parse_eight_digits(word(b"00000009")), 9);
     assert_eq!(parse_eight_digits(word(b"99999999")), 99_999_999);
-    assert!(eight_digits(word(b"01234567")) && eight_digits(word(b"98765432")));
+    assert_eq!((leading_digits(word(b"01234567")), leading_digits(word(b"98765432"))), (8, 8));
     for b in (0..=255u8).filter(|b| !b.is_ascii_digit()) {
         for at in 0..8 {
             let mut chunk = *b"11111111";
             chunk[at] = b;
-            assert!(!eight_digits(word(&chunk)), "{b} at {at}");
+            assert_eq!(leading_digits(word(&chunk)), at, "{b} at {at}");
             // The first stop of a string is found exactly, whatever follows it.
             let mut text = *b"abcdefgh";
             text[at] = b;
@@ -283,6 +285,57 @@ fn word_tricks_agree_with_bytes() {
         }
     }
     assert!(word_at(b"1234567", 0).is_none() && word_at(b"12345678", 1).is_none());
+    // Every length of number before each kind of end, near and far from the end of the body.
+    for digits in 0..=20 {
+        let number: String = (0..digits).map(|k| char::from(b'1' + (k * 7 % 9) as u8)).collect();
+        for end in ["", ",", "}", " ", ".5", "e3", "x", "\u{e9}"] {
+            for pad in [0, 3, 9] {
+                let text = format!("{number}{end}{}", " ".repeat(pad));
+                let mut r = Reader { text: &text, bytes: text.as_bytes(), at: 0 };
+                let expected = match number.parse::<i64>() {
+                    Ok(n) if digits <= MAX_DIGITS && !matches!(end, ".5" | "e3") => Ok(n),
+                    _ => Err(Fallback),
+                };
+                assert_eq!(r.uint(), expected, "{text:?}");
+                if expected.is_ok() {
+                    assert_eq!(r.at, digits, "{text:?}");
+                }
+            }
+        }
+    }
+    assert_eq!(Reader { text: "0123", bytes: b"0123", at: 0 }.uint(), Err(Fallback), "leading zero");
+    // Skipped numbers end where JSON's grammar says, however long their runs of digits.
+    for number in ["0", "-7", "12345678901234567890123", "-1.25e-300", "3.14159265358979323846E+10", "1e5"] {
+        for end in ["", ",", "}", "         "] {
+            let text = format!("{number}{end}");
+            let mut r = Reader { text: &text, bytes: text.as_bytes(), at: 0 };
+            assert_eq!(r.skip(0), Ok(()), "{text:?}");
+            assert_eq!(r.at, number.len(), "{text:?}");
+        }
+    }
+    for bad in ["1.", "1.e5", "-", "1e", "1e+"] {
+        let text = format!("{bad}         ");
+        assert_eq!(Reader { text: &text, bytes: text.as_bytes(), at: 0 }.skip(0), Err(Fallback), "{bad:?}");
+    }
+    for b in 0..=255u8 {
+        let mut chunk = *b"12345678";
+        chunk[5] = b;
+        let k = if b.is_ascii_digit() { 8 } else { 5 };
+        assert_eq!(leading_digits(word(&chunk)), k, "{b}");
+    }
+    // The summary's inline comparison of short strings (the tests' own `same` is another).
+    let same = super::super::same;
+    let text = b"abcdefghijklmnopqrstuvwxyz0123456789";
+    for n in 0..text.len() {
+        let a = &text[..n];
+        assert!(same(a, a), "{n}");
+        assert!(!same(a, &text[..n + 1]) && !same(&text[1..n + 1], &text[..n]) || n == 0, "{n}");
+        for at in 0..n {
+            let mut b = a.to_vec();
+            b[at] ^= 0x20;
+            assert!(!same(a, &b), "{n}: byte {at}");
+        }
+    }
     let mut r = Reader { text: "1234567890123456 ", bytes: b"1234567890123456 ", at: 0 };
     assert_eq!(r.uint(), Ok(1_234_567_890_123_456));
     let mut r = Reader {
@@ -291,4 +344,32 @@ fn word_tricks_agree_with_bytes() {
         at: 0,
     };
     assert_eq!(r.string(), Ok("abcdefghij\u{e9}klmnopq"));
+}
+
+#[test]
+fn keys_out_of_their_usual_order_stay_on_the_byte_reader() {
+    // Keys reversed, a skipped key twice, and keys that begin like the ones expected next.
+    let body = br#"{"pods": [{"containers": [{"memory": {"majorPageFaults": 2, "usageBytes": 7,
+        "availableBytes": 1, "availableBytes": 2, "time": "2026-11-01T09:59:59Z"},
+        "rootfs": {"inodesUsed": 3, "inodes": 10, "inodesFree": 4, "usedBytes": 5}, "name": "c",
+        "cpu": {"usageCoreNanoSeconds": 9, "usageNanoCores": 1, "usageNanoCores": 1}}],
+        "podRef": {"uid": "u", "namespace": "ns", "name": "p"}}],
+        "node": {"fs": {"inodes": 1, "inodesFree": 2}, "nodeName": "n1"}}"#;
+    let node = NodeTarget::named("n1");
+    let (_, sets) = same(body, &node, "out of order").unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(sets.len(), 3);
+    assert_eq!(fast_only(body, &node).as_ref(), Ok(&sets));
+    let container = sets.iter().find(|s| s.key.to_string() == "namespace:ns/pod:p/container:c").unwrap();
+    assert_eq!(container.values.get_i64(MetricId::MemoryUsage), Some(7));
+    assert_eq!(container.values.get_i64(MetricId::CpuUsage), Some(9));
+    assert_eq!(container.labeled_value(LabeledMetricId::FsInodes, &Resource::ROOT_FS), Some(Value::Int(10)));
+    assert_eq!(
+        container.labeled_value(LabeledMetricId::FsInodesFree, &Resource::ROOT_FS),
+        Some(Value::Int(4))
+    );
+    // A field read twice, after a skipped key, still leaves the body to the serde path.
+    let twice =
+        br#"{"node": {"memory": {"time": null, "availableBytes": 1, "usageBytes": 1, "usageBytes": 2}}}"#;
+    assert_eq!(fast_only(twice, &node), Err(Fallback));
+    assert!(same(twice, &node, "twice").is_err());
 }
