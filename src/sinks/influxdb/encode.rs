@@ -77,8 +77,13 @@ pub struct InfluxEncode {
 impl Encode for InfluxEncode {
     fn metrics(&mut self, window: Window<'_>, emit: &mut dyn FnMut(Chunk)) -> Encoded {
         let before = self.encoder.shortened();
+        let merged = self.encoder.options().with_fields;
         let mut chunks = MetricChunks { encoder: &mut self.encoder, window, cursor: Cursor::default() };
-        let skipped = emit_all(&mut chunks, emit);
+        let skipped = if merged {
+            emit_all(&mut super::fields::MergedChunks::new(chunks), emit)
+        } else {
+            emit_all(&mut chunks, emit)
+        };
         Encoded { skipped, shortened: self.encoder.shortened() - before }
     }
 

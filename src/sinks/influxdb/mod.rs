@@ -37,6 +37,7 @@ pub mod client;
 pub mod config;
 pub mod encode;
 pub mod events;
+pub mod fields;
 pub mod line_protocol;
 
 use std::sync::Arc;

@@ -230,6 +230,13 @@ impl Influxd {
         Ok(json)
     }
 
+    /// Writes line protocol into `db` as it is, as the admin user, if any: (status, body).
+    pub fn write(&self, db: &str, lines: &[u8]) -> io::Result<(u16, String)> {
+        let auth = self.admin.as_ref().map(|(user, password)| basic_auth(user, password));
+        let db = url::form_urlencoded::Serializer::new(String::new()).append_pair("db", db).finish();
+        self.http("POST", &format!("/write?{db}"), auth.as_deref(), lines)
+    }
+
     /// The server's log so far (for failing tests).
     pub fn log(&self) -> String {
         fs::read_to_string(self.dir.path().join("influxd.log")).unwrap_or_default()
