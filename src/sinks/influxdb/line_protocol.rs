@@ -5,12 +5,16 @@
 //! `with_fields` the name is split at its first `/` into measurement and field, as Heapster's
 //! `withfields=true` did.
 //!
-//! This runs for every point of every window, so each set's tag block is escaped once and copied
-//! for each of its points, and numbers are formatted without allocating.
+//! This runs for every point of every window, so each set's tag block is escaped once (and kept
+//! for the next windows while its labels stay the same: [`tag_cache`]) and copied for each of its
+//! points, and numbers are formatted without allocating.
 
 use heapster_dataflows::catalog::{LABELED_RATES, RATES};
 use heapster_dataflows::model::{LabelId, LabeledMetric, Labels, Resource, Values};
+
+mod tag_cache;
 use heapster_dataflows::{LabeledMetricId, MetricId, MetricSet, Value};
+use tag_cache::TagCache;
 
 use crate::batch::{MetricBatch, Window};
 
@@ -120,8 +124,8 @@ pub struct LineEncoder {
     /// Bit per `MetricId` / `LabeledMetricId` left out by `disable_counter_metrics`.
     skip_metrics: u64,
     skip_labeled: u64,
-    /// The current set's tags.
-    set_tags: TagBlock,
+    /// Each set's tags, escaped, from one window to the next.
+    cache: TagCache,
     /// A labeled value's tags: the set's merged with its resource's.
     point_tags: Vec<u8>,
     /// The current set's tags before escaping, empty between chunks: kept for its allocation,
@@ -169,6 +173,8 @@ struct Tag<'a> {
     head: &'a [u8],
     value: &'a str,
     rank: u8,
+    /// Where the key comes from, for merging resource tags in later.
+    from: KeyRef,
 }
 
 impl LineEncoder {
@@ -191,7 +197,7 @@ impl LineEncoder {
             opts,
             skip_metrics,
             skip_labeled,
-            set_tags: TagBlock::default(),
+            cache: TagCache::default(),
             point_tags: Vec::with_capacity(512),
             tags: Vec::with_capacity(24),
             out: Vec::new(),
@@ -273,7 +279,7 @@ impl LineEncoder {
             opts,
             skip_metrics,
             skip_labeled,
-            set_tags,
+            cache,
             point_tags,
             tags: _,
             out: _,
@@ -286,7 +292,10 @@ impl LineEncoder {
         while let Some(set) = batch.sets.get(cursor.set) {
             prefetch_sets(&batch.sets, cursor.set);
             let fresh = cursor.value == 0 && cursor.labeled == 0;
-            match set_tag_block(set, &opts.cluster_name, tags, set_tags) {
+            let cached = cache
+                .get_or_make(batch.time, set, |block| set_tag_block(set, &opts.cluster_name, tags, block));
+            let set_tags = &cached.block;
+            match cached.fit {
                 Fit::Fits => {}
                 Fit::Shortened => {
                     if fresh {
@@ -353,14 +362,14 @@ impl LineEncoder {
                     Resource::None => &set_tags.bytes,
                     resource if merged == Some(resource) => point_tags,
                     Resource::Id(id) => {
-                        merge_resource_tags(tags, set_tags, &[("resource_id", id)], point_tags);
+                        merge_resource_tags(set_tags, &set.labels, &[("resource_id", id)], point_tags);
                         merged = Some(&labeled.resource);
                         point_tags
                     }
                     Resource::Accelerator(a) => {
                         let resource =
                             [("accelerator_id", a.id.as_str()), ("make", &a.make), ("model", &a.model)];
-                        merge_resource_tags(tags, set_tags, &resource, point_tags);
+                        merge_resource_tags(set_tags, &set.labels, &resource, point_tags);
                         merged = Some(&labeled.resource);
                         point_tags
                     }
@@ -418,17 +427,39 @@ fn reuse<'b>(mut tags: Vec<Tag<'_>>) -> Vec<Tag<'b>> {
     tags.into_iter().filter_map(|_| None).collect()
 }
 
-/// A set's escaped tags, `,k=v` each, and where each one starts.
-#[derive(Default)]
+/// A set's escaped tags, `,k=v` each, and where each one starts and the key it has.
+#[derive(Clone, Default)]
 struct TagBlock {
     bytes: Vec<u8>,
-    starts: Vec<usize>,
+    segments: Vec<Segment>,
+}
+
+#[derive(Clone, Copy)]
+struct Segment {
+    start: u32,
+    key: KeyRef,
+}
+
+/// A tag's key, as an index: into [`OWN_TAGS`], or into the set's extra labels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum KeyRef {
+    Own(u16),
+    Extra(u16),
+}
+
+impl KeyRef {
+    fn key(self, labels: &Labels) -> &str {
+        match self {
+            KeyRef::Own(i) => OWN_TAGS.get(usize::from(i)).map_or("", |own| own.0),
+            KeyRef::Extra(i) => labels.extra.get(usize::from(i)).map_or("", |(key, _)| key.as_str()),
+        }
+    }
 }
 
 impl TagBlock {
     fn segment(&self, i: usize) -> &[u8] {
-        let end = self.starts.get(i + 1).copied().unwrap_or(self.bytes.len());
-        &self.bytes[self.starts[i]..end]
+        let end = self.segments.get(i + 1).map_or(self.bytes.len(), |s| s.start as usize);
+        &self.bytes[self.segments[i].start as usize..end]
     }
 }
 
@@ -524,7 +555,8 @@ fn collect_tags<'a>(
         .labels
         .extra
         .iter()
-        .map(|(key, value)| Tag { key, head: &[], value, rank: 1 })
+        .enumerate()
+        .map(|(i, (key, value))| Tag { key, head: &[], value, rank: 1, from: KeyRef::Extra(i as u16) })
         .filter(|t| !t.key.is_empty() && !t.value.is_empty() && !EXCLUDED_TAGS.contains(&t.key))
         .peekable();
     // Extras are sorted by key; the first of several for one key is kept.
@@ -533,7 +565,7 @@ fn collect_tags<'a>(
             tags.push(tag);
         }
     };
-    for (key, own, head) in OWN_TAGS.iter() {
+    for (i, (key, own, head)) in OWN_TAGS.iter().enumerate() {
         let (key, own) = (*key, *own);
         while let Some(tag) = extra.next_if(|t| t.key < key) {
             push(tags, tag);
@@ -543,7 +575,8 @@ fn collect_tags<'a>(
             Own::Type => (set.key.type_label(), 0),
             Own::Cluster => (cluster_name, 2),
         };
-        let mut best = (!value.is_empty()).then_some(Tag { key, head, value, rank });
+        let from = KeyRef::Own(i as u16);
+        let mut best = (!value.is_empty()).then_some(Tag { key, head, value, rank, from });
         while let Some(tag) = extra.next_if(|t| t.key == key) {
             if best.is_none_or(|b| tag.rank > b.rank) {
                 best = Some(tag);
@@ -561,9 +594,10 @@ fn collect_tags<'a>(
 
 fn escape_tags(tags: &[Tag<'_>], block: &mut TagBlock) {
     block.bytes.clear();
-    block.starts.clear();
+    block.segments.clear();
     for tag in tags.iter() {
-        block.starts.push(block.bytes.len());
+        // Within u32: a block over the key limit is shortened or its set skipped.
+        block.segments.push(Segment { start: block.bytes.len() as u32, key: tag.from });
         if tag.head.is_empty() {
             push_tag(&mut block.bytes, tag.key, tag.value);
         } else {
@@ -573,20 +607,21 @@ fn escape_tags(tags: &[Tag<'_>], block: &mut TagBlock) {
     }
 }
 
-/// Writes into `out` the set's tag block with `resource` tags (sorted by key) merged in at their
-/// places; a resource tag replaces a set tag of the same key.
-fn merge_resource_tags(tags: &[Tag<'_>], block: &TagBlock, resource: &[(&str, &str)], out: &mut Vec<u8>) {
+/// Writes into `out` the set's tag block (made from `labels`) with `resource` tags (sorted by
+/// key) merged in at their places; a resource tag replaces a set tag of the same key.
+fn merge_resource_tags(block: &TagBlock, labels: &Labels, resource: &[(&str, &str)], out: &mut Vec<u8>) {
     out.clear();
+    let tags = &block.segments;
     let mut i = 0;
     for &(key, value) in resource {
         if value.is_empty() {
             continue;
         }
-        while i < tags.len() && tags[i].key < key {
+        while i < tags.len() && tags[i].key.key(labels) < key {
             out.extend_from_slice(block.segment(i));
             i += 1;
         }
-        if i < tags.len() && tags[i].key == key {
+        if i < tags.len() && tags[i].key.key(labels) == key {
             i += 1;
         }
         push_tag(out, key, value);
