@@ -16,7 +16,7 @@ mod tag_cache;
 use heapster_dataflows::{LabeledMetricId, MetricId, MetricSet, Value};
 use tag_cache::TagCache;
 
-use crate::batch::{MetricBatch, Window};
+use crate::batch::{MetricBatch, Window, prefetch};
 
 /// Labels Heapster's InfluxDB sink left out of tags: each is unique per pod or host, so as
 /// tags they only multiplied series without helping any query (`pod_name`, `nodename` and
@@ -660,18 +660,6 @@ fn prefetch_sets(sets: &[MetricSet], at: usize) {
             }
         }
     }
-}
-
-#[inline]
-fn prefetch(p: *const u8) {
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: a prefetch is a hint: it reads nothing the program sees and never faults, whatever
-    // the address; SSE is part of every x86-64 CPU.
-    unsafe {
-        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(p.cast())
-    };
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = p;
 }
 
 /// One line; `end` is ` <timestamp>\n`.
