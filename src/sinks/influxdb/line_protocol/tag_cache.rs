@@ -90,6 +90,12 @@ impl TagCache {
     fn next_pass(&mut self) {
         self.entries.drain(..self.old);
         self.old = self.entries.len();
+        // The first window grows the queue by doubling; later ones take from its front what they
+        // add at its back. Room for an eighth more entities is kept, not up to twice as many.
+        let room = self.old + self.old / 8;
+        if self.entries.capacity() > room + room / 8 {
+            self.entries.shrink_to(room);
+        }
     }
 
     fn last(&self) -> &CachedTags {
