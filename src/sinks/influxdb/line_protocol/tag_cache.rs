@@ -5,7 +5,8 @@
 //! window. Windows come sorted by key, so the cache is the last window's blocks in that order,
 //! walked alongside the new window: a block is taken from the front and put back at the end,
 //! and an entity that is gone is passed over and dropped. It never holds more than the blocks
-//! of the last window and of the one being encoded.
+//! of the last window and of the one being encoded, and never more than [`MAX_KEPT`]: past
+//! that, the last sets of a window are escaped every window.
 
 use std::collections::VecDeque;
 
@@ -13,6 +14,10 @@ use heapster_dataflows::model::{EntityKey, Labels};
 use heapster_dataflows::{MetricSet, Time};
 
 use super::{Fit, TagBlock, prefetch};
+
+/// Sets whose blocks are kept at most: about 45 MB, a whole window of 1,000 nodes x 30 pods
+/// (94,000 sets), so that memory stays bounded on larger clusters.
+pub(super) const MAX_KEPT: usize = 100_000;
 
 /// One set's tags as the last window had them.
 pub(super) struct CachedTags {
@@ -23,18 +28,39 @@ pub(super) struct CachedTags {
     pub(super) block: TagBlock,
 }
 
-#[derive(Default)]
 pub(super) struct TagCache {
     /// The last pass's blocks not reached yet (the first `old`), then this pass's, in order.
     entries: VecDeque<CachedTags>,
     old: usize,
     /// The window being encoded.
     time: Option<Time>,
-    /// Where a missing block is made.
-    scratch: TagBlock,
+    /// Where a missing block is made; it holds a block that is not kept.
+    scratch: CachedTags,
+    max_kept: usize,
+}
+
+impl Default for TagCache {
+    fn default() -> Self {
+        TagCache::with_max(MAX_KEPT)
+    }
 }
 
 impl TagCache {
+    pub(super) fn with_max(max_kept: usize) -> Self {
+        TagCache {
+            entries: VecDeque::new(),
+            old: 0,
+            time: None,
+            scratch: CachedTags {
+                key: EntityKey::Cluster,
+                labels: Labels::default(),
+                fit: Fit::Fits,
+                block: TagBlock::default(),
+            },
+            max_kept,
+        }
+    }
+
     /// The set's tag block: the cached one while its labels are unchanged, otherwise made by
     /// `make` (into an empty block) and kept.
     pub(super) fn get_or_make(
@@ -79,8 +105,12 @@ impl TagCache {
                 }
             }
         }
-        let fit = make(&mut self.scratch);
-        let block = self.scratch.clone();
+        let fit = make(&mut self.scratch.block);
+        self.scratch.fit = fit;
+        if self.entries.len() >= self.max_kept {
+            return &self.scratch;
+        }
+        let block = self.scratch.block.clone();
         self.entries.push_back(CachedTags { key: set.key.clone(), labels: set.labels.clone(), fit, block });
         self.prefetch_next();
         self.last()

@@ -434,3 +434,25 @@ fn kept_tag_blocks_stay_within_two_windows() {
         assert_eq!(enc.cache.len(), 10, "only this window's blocks are kept");
     }
 }
+
+#[test]
+fn kept_tag_blocks_stop_at_their_bound_and_the_rest_are_still_right() {
+    let mut enc = LineEncoder::new(LineOptions::default());
+    enc.cache = tag_cache::TagCache::with_max(3);
+    let mut batch = MetricBatch { time: T, sets: Vec::new() };
+    for i in 0..10 {
+        let mut set = MetricSet::new(EntityKey::Node { node: format!("n{i}").as_str().into() });
+        set.labels.set(LabelId::Nodename, format!("n{i}").as_str().into());
+        set.values.set(MetricId::MemoryUsage, Value::Int(i));
+        set.values.set(MetricId::MemoryWorkingSet, Value::Int(i));
+        set.values.set(MetricId::CpuUsage, Value::Int(i));
+        batch.sets.push(set);
+    }
+    let fresh = encode_with(&mut LineEncoder::new(LineOptions::default()), &batch);
+    for w in 0..3 {
+        batch.time = T + w;
+        let text = encode_with(&mut enc, &batch);
+        assert_eq!(text.replace(&(T + w).to_string(), ""), fresh.replace(&T.to_string(), ""));
+        assert_eq!(enc.cache.len(), 3);
+    }
+}
