@@ -5,16 +5,12 @@
 //! `with_fields` the name is split at its first `/` into measurement and field, as Heapster's
 //! `withfields=true` did.
 //!
-//! This runs for every point of every window, so each set's tag block is escaped once (and kept
-//! for the next windows while its labels stay the same: [`tag_cache`]) and copied for each of its
-//! points, and numbers are formatted without allocating.
+//! This runs for every point of every window, so each set's tag block is escaped once and copied
+//! for each of its points, and numbers are formatted without allocating.
 
 use heapster_dataflows::catalog::{LABELED_RATES, RATES};
 use heapster_dataflows::model::{EntityKey, LabelId, LabeledMetric, Labels, Resource, Values};
-
-mod tag_cache;
 use heapster_dataflows::{LabeledMetricId, MetricId, MetricSet, Value};
-use tag_cache::TagCache;
 
 use crate::batch::{MetricBatch, Window, prefetch};
 
@@ -126,8 +122,8 @@ pub struct LineEncoder {
     /// Bit per `MetricId` / `LabeledMetricId` left out by `disable_counter_metrics`.
     skip_metrics: u64,
     skip_labeled: u64,
-    /// Each set's tags, escaped, from one window to the next.
-    cache: TagCache,
+    /// The current set's tags.
+    set_tags: TagBlock,
     /// A labeled value's tags: the set's merged with its resource's.
     point_tags: Vec<u8>,
     /// The current set's tags before escaping, empty between chunks: kept for its allocation,
@@ -175,8 +171,6 @@ struct Tag<'a> {
     head: &'a [u8],
     value: &'a str,
     rank: u8,
-    /// Where the key comes from, for merging resource tags in later.
-    from: KeyRef,
 }
 
 impl LineEncoder {
@@ -199,7 +193,7 @@ impl LineEncoder {
             opts,
             skip_metrics,
             skip_labeled,
-            cache: TagCache::default(),
+            set_tags: TagBlock::default(),
             point_tags: Vec::with_capacity(512),
             tags: Vec::with_capacity(24),
             out: Vec::new(),
@@ -281,7 +275,7 @@ impl LineEncoder {
             opts,
             skip_metrics,
             skip_labeled,
-            cache,
+            set_tags,
             point_tags,
             tags: _,
             out: _,
@@ -294,10 +288,7 @@ impl LineEncoder {
         while let Some(set) = batch.sets.get(cursor.set) {
             prefetch_sets(&batch.sets, cursor.set);
             let fresh = cursor.value == 0 && cursor.labeled == 0;
-            let cached = cache
-                .get_or_make(batch.time, set, |block| set_tag_block(set, &opts.cluster_name, tags, block));
-            let set_tags = &cached.block;
-            match cached.fit {
+            match set_tag_block(set, &opts.cluster_name, tags, set_tags) {
                 Fit::Fits => {}
                 Fit::Shortened => {
                     if fresh {
@@ -365,14 +356,14 @@ impl LineEncoder {
                     Resource::None => &set_tags.bytes,
                     resource if merged == Some(resource) => point_tags,
                     Resource::Id(id) => {
-                        merge_resource_tags(set_tags, &set.labels, &[("resource_id", id)], point_tags);
+                        merge_resource_tags(tags, set_tags, &[("resource_id", id)], point_tags);
                         merged = Some(&labeled.resource);
                         point_tags
                     }
                     Resource::Accelerator(a) => {
                         let resource =
                             [("accelerator_id", a.id.as_str()), ("make", &a.make), ("model", &a.model)];
-                        merge_resource_tags(set_tags, &set.labels, &resource, point_tags);
+                        merge_resource_tags(tags, set_tags, &resource, point_tags);
                         merged = Some(&labeled.resource);
                         point_tags
                     }
@@ -430,39 +421,17 @@ fn reuse<'b>(mut tags: Vec<Tag<'_>>) -> Vec<Tag<'b>> {
     tags.into_iter().filter_map(|_| None).collect()
 }
 
-/// A set's escaped tags, `,k=v` each, and where each one starts and the key it has.
-#[derive(Clone, Default)]
+/// A set's escaped tags, `,k=v` each, and where each one starts.
+#[derive(Default)]
 struct TagBlock {
     bytes: Vec<u8>,
-    segments: Vec<Segment>,
-}
-
-#[derive(Clone, Copy)]
-struct Segment {
-    start: u32,
-    key: KeyRef,
-}
-
-/// A tag's key, as an index: into [`OWN_TAGS`], or into the set's extra labels.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum KeyRef {
-    Own(u16),
-    Extra(u16),
-}
-
-impl KeyRef {
-    fn key(self, labels: &Labels) -> &str {
-        match self {
-            KeyRef::Own(i) => OWN_TAGS.get(usize::from(i)).map_or("", |own| own.0),
-            KeyRef::Extra(i) => labels.extra.get(usize::from(i)).map_or("", |(key, _)| key.as_str()),
-        }
-    }
+    starts: Vec<usize>,
 }
 
 impl TagBlock {
     fn segment(&self, i: usize) -> &[u8] {
-        let end = self.segments.get(i + 1).map_or(self.bytes.len(), |s| s.start as usize);
-        &self.bytes[self.segments[i].start as usize..end]
+        let end = self.starts.get(i + 1).copied().unwrap_or(self.bytes.len());
+        &self.bytes[self.starts[i]..end]
     }
 }
 
@@ -558,8 +527,7 @@ fn collect_tags<'a>(
         .labels
         .extra
         .iter()
-        .enumerate()
-        .map(|(i, (key, value))| Tag { key, head: &[], value, rank: 1, from: KeyRef::Extra(i as u16) })
+        .map(|(key, value)| Tag { key, head: &[], value, rank: 1 })
         .filter(|t| !t.key.is_empty() && !t.value.is_empty() && !EXCLUDED_TAGS.contains(&t.key))
         .peekable();
     // Extras are sorted by key; the first of several for one key is kept.
@@ -568,7 +536,7 @@ fn collect_tags<'a>(
             tags.push(tag);
         }
     };
-    for (i, (key, own, head)) in OWN_TAGS.iter().enumerate() {
+    for (key, own, head) in OWN_TAGS.iter() {
         let (key, own) = (*key, *own);
         while let Some(tag) = extra.next_if(|t| t.key < key) {
             push(tags, tag);
@@ -578,8 +546,7 @@ fn collect_tags<'a>(
             Own::Type => (set.key.type_label(), 0),
             Own::Cluster => (cluster_name, 2),
         };
-        let from = KeyRef::Own(i as u16);
-        let mut best = (!value.is_empty()).then_some(Tag { key, head, value, rank, from });
+        let mut best = (!value.is_empty()).then_some(Tag { key, head, value, rank });
         while let Some(tag) = extra.next_if(|t| t.key == key) {
             if best.is_none_or(|b| tag.rank > b.rank) {
                 best = Some(tag);
@@ -597,10 +564,9 @@ fn collect_tags<'a>(
 
 fn escape_tags(tags: &[Tag<'_>], block: &mut TagBlock) {
     block.bytes.clear();
-    block.segments.clear();
+    block.starts.clear();
     for tag in tags.iter() {
-        // Within u32: a block over the key limit is shortened or its set skipped.
-        block.segments.push(Segment { start: block.bytes.len() as u32, key: tag.from });
+        block.starts.push(block.bytes.len());
         if tag.head.is_empty() {
             push_tag(&mut block.bytes, tag.key, tag.value);
         } else {
@@ -610,21 +576,20 @@ fn escape_tags(tags: &[Tag<'_>], block: &mut TagBlock) {
     }
 }
 
-/// Writes into `out` the set's tag block (made from `labels`) with `resource` tags (sorted by
-/// key) merged in at their places; a resource tag replaces a set tag of the same key.
-fn merge_resource_tags(block: &TagBlock, labels: &Labels, resource: &[(&str, &str)], out: &mut Vec<u8>) {
+/// Writes into `out` the set's tag block with `resource` tags (sorted by key) merged in at their
+/// places; a resource tag replaces a set tag of the same key.
+fn merge_resource_tags(tags: &[Tag<'_>], block: &TagBlock, resource: &[(&str, &str)], out: &mut Vec<u8>) {
     out.clear();
-    let tags = &block.segments;
     let mut i = 0;
     for &(key, value) in resource {
         if value.is_empty() {
             continue;
         }
-        while i < tags.len() && tags[i].key.key(labels) < key {
+        while i < tags.len() && tags[i].key < key {
             out.extend_from_slice(block.segment(i));
             i += 1;
         }
-        if i < tags.len() && tags[i].key.key(labels) == key {
+        if i < tags.len() && tags[i].key == key {
             i += 1;
         }
         push_tag(out, key, value);
@@ -641,8 +606,7 @@ fn merge_resource_tags(block: &TagBlock, labels: &Labels, resource: &[(&str, &st
 #[inline]
 fn prefetch_sets(sets: &[MetricSet], at: usize) {
     // The body four sets ahead (its cache lines); what the set two ahead points to, its body
-    // asked for two sets ago: its values and labeled values, every line of them. Its label
-    // strings are left alone: a set whose tag block is kept never reads them.
+    // asked for two sets ago: its values and labeled values, every line of them.
     if let Some(set) = sets.get(at + 4) {
         let body: &heapster_dataflows::model::SetBody = set;
         prefetch_lines((body as *const heapster_dataflows::model::SetBody).cast(), size_of_val(body));

@@ -360,99 +360,10 @@ fn word_scan_escapes_every_special_byte_at_every_offset() {
 fn tag_buffer_keeps_its_allocation_between_chunks() {
     let mut tags: Vec<Tag<'_>> = Vec::with_capacity(24);
     let key = String::from("k");
-    tags.push(Tag { key: &key, head: &[], value: &key, rank: 0, from: KeyRef::Own(0) });
+    tags.push(Tag { key: &key, head: &[], value: &key, rank: 0 });
     let before = tags.as_ptr() as usize;
     let reused: Vec<Tag<'static>> = reuse(tags);
     assert!(reused.is_empty());
     assert!(reused.capacity() >= 24);
     assert_eq!(reused.as_ptr() as usize, before, "the same allocation");
-}
-
-/// Encodes `batch` with `enc` in chunks of 2 points, as one string.
-fn encode_with(enc: &mut LineEncoder, batch: &MetricBatch) -> String {
-    let mut text = String::new();
-    enc.encode(batch, 2, |bytes, _| {
-        text.push_str(std::str::from_utf8(bytes).unwrap());
-        Ok::<(), ()>(())
-    })
-    .unwrap();
-    text
-}
-
-#[test]
-fn kept_tag_blocks_follow_label_changes_and_entities_that_come_and_go() {
-    let fresh = |batch: &MetricBatch| encode_with(&mut LineEncoder::new(LineOptions::default()), batch);
-    let mut enc = LineEncoder::new(LineOptions::default());
-    let mut window = small_batch();
-    for time in [T, T + 1, T + 1] {
-        window.time = time;
-        assert_eq!(encode_with(&mut enc, &window), fresh(&window));
-        assert_eq!(enc.cache.len(), 2);
-    }
-
-    // A label changes: the new value, never the kept block.
-    window.time = T + 2;
-    window.sets[1].labels.set(LabelId::PodName, "dns-2".into());
-    let text = encode_with(&mut enc, &window);
-    assert!(text.contains("pod_name=dns-2,") && !text.contains("pod_name=dns-1,"), "{text}");
-    assert_eq!(text, fresh(&window));
-
-    // An entity goes, another comes: the gone one's block is dropped.
-    window.time = T + 3;
-    let mut other = window.sets[0].clone();
-    other.key = EntityKey::Node { node: "n0".into() };
-    other.labels.set(LabelId::Nodename, "n0".into());
-    window.sets[0] = other;
-    let text = encode_with(&mut enc, &window);
-    assert!(text.contains("nodename=n0,") && !text.contains("nodename=n1,"), "{text}");
-    assert_eq!(text, fresh(&window));
-    assert_eq!(enc.cache.len(), 2);
-
-    // Unsorted sets are encoded right too.
-    window.time = T + 4;
-    window.sets.reverse();
-    assert_eq!(encode_with(&mut enc, &window), fresh(&window));
-    window.sets.reverse();
-    assert_eq!(encode_with(&mut enc, &window), fresh(&window));
-}
-
-#[test]
-fn kept_tag_blocks_stay_within_two_windows() {
-    let mut enc = LineEncoder::new(LineOptions::default());
-    for w in 0..6u64 {
-        // Every window new entities, each after the last window's in key order.
-        let mut batch = MetricBatch { time: T + w, sets: Vec::new() };
-        for i in 0..10 {
-            let mut set = MetricSet::new(EntityKey::Node { node: format!("n{w}-{i}").as_str().into() });
-            set.labels.set(LabelId::Nodename, format!("n{w}-{i}").as_str().into());
-            set.values.set(MetricId::MemoryUsage, Value::Int(i));
-            batch.sets.push(set);
-        }
-        let text = encode_with(&mut enc, &batch);
-        assert_eq!(text.lines().count(), 10);
-        assert!(text.contains(&format!("nodename=n{w}-9,")), "{text}");
-        assert_eq!(enc.cache.len(), 10, "only this window's blocks are kept");
-    }
-}
-
-#[test]
-fn kept_tag_blocks_stop_at_their_bound_and_the_rest_are_still_right() {
-    let mut enc = LineEncoder::new(LineOptions::default());
-    enc.cache = tag_cache::TagCache::with_max(3);
-    let mut batch = MetricBatch { time: T, sets: Vec::new() };
-    for i in 0..10 {
-        let mut set = MetricSet::new(EntityKey::Node { node: format!("n{i}").as_str().into() });
-        set.labels.set(LabelId::Nodename, format!("n{i}").as_str().into());
-        set.values.set(MetricId::MemoryUsage, Value::Int(i));
-        set.values.set(MetricId::MemoryWorkingSet, Value::Int(i));
-        set.values.set(MetricId::CpuUsage, Value::Int(i));
-        batch.sets.push(set);
-    }
-    let fresh = encode_with(&mut LineEncoder::new(LineOptions::default()), &batch);
-    for w in 0..3 {
-        batch.time = T + w;
-        let text = encode_with(&mut enc, &batch);
-        assert_eq!(text.replace(&(T + w).to_string(), ""), fresh.replace(&T.to_string(), ""));
-        assert_eq!(enc.cache.len(), 3);
-    }
 }
