@@ -606,7 +606,8 @@ fn merge_resource_tags(tags: &[Tag<'_>], block: &TagBlock, resource: &[(&str, &s
 #[inline]
 fn prefetch_sets(sets: &[MetricSet], at: usize) {
     // The body four sets ahead (its cache lines); what the set two ahead points to, its body
-    // asked for two sets ago: its values and labeled values, every line of them.
+    // asked for two sets ago: its values and labeled values, every line of them, and its label
+    // strings (a string's length lies just before its bytes, most often in the same line).
     if let Some(set) = sets.get(at + 4) {
         let body: &heapster_dataflows::model::SetBody = set;
         prefetch_lines((body as *const heapster_dataflows::model::SetBody).cast(), size_of_val(body));
@@ -614,6 +615,13 @@ fn prefetch_sets(sets: &[MetricSet], at: usize) {
     if let Some(set) = sets.get(at + 2) {
         prefetch_lines(set.values.as_ptr().cast(), set.values.len() * size_of::<u64>());
         prefetch_lines(set.labeled.as_ptr().cast(), size_of_val(set.labeled.as_slice()));
+        for (_, own, _) in OWN_TAGS.iter() {
+            if let Own::Label(id) = own
+                && let Some(name) = set.labels.get(*id)
+            {
+                prefetch(name.as_str().as_ptr());
+            }
+        }
     }
 }
 
