@@ -60,6 +60,10 @@ impl LocalWrite for FileSink {
     fn metrics(&mut self, window: Window<'_>) -> io::Result<()> {
         self.write(window)
     }
+
+    fn metrics_counted(&mut self, window: Window<'_>) -> (u64, io::Result<()>) {
+        self.write_counted(window)
+    }
 }
 
 pub struct FileSink {
@@ -82,9 +86,23 @@ impl FileSink {
 
     /// Appends the window and flushes, so a reader never sees half a window.
     pub fn write<'a>(&mut self, window: impl Into<Window<'a>>) -> io::Result<()> {
+        self.write_counted(window).1
+    }
+
+    /// [`FileSink::write`], and the points the window held (written, or skipped as InfluxDB
+    /// could not store them). After a failed write the rest is still encoded, to be counted
+    /// and freed, but not written.
+    pub fn write_counted<'a>(&mut self, window: impl Into<Window<'a>>) -> (u64, io::Result<()>) {
         let out = &mut self.out;
-        self.encoder.encode(window, CHUNK_POINTS, |bytes, _points| out.write_all(bytes))?;
-        self.out.flush()
+        let mut result = Ok(());
+        let Ok(stats) = self.encoder.encode(window, CHUNK_POINTS, |bytes, _points| {
+            if result.is_ok() {
+                result = out.write_all(bytes);
+            }
+            Ok::<(), std::convert::Infallible>(())
+        });
+        let points = (stats.written + stats.skipped) as u64;
+        (points, result.and_then(|()| self.out.flush()))
     }
 }
 
@@ -100,5 +118,40 @@ mod tests {
         assert_eq!(c.cluster_name, "prod");
         assert!(FileConfig::from_uri("file:").is_err());
         assert!(FileConfig::from_uri("file:/x?db=1").unwrap_err().reason.contains("\"db\""));
+    }
+
+    fn window(sets: usize) -> crate::batch::MetricBatch {
+        use heapster_dataflows::{EntityKey, MetricId, MetricSet, Value};
+        let sets = (0..sets)
+            .map(|i| {
+                let mut set = MetricSet::new(EntityKey::Node { node: format!("n{i:04}").as_str().into() });
+                set.values.set(MetricId::MemoryUsage, Value::Int(i as i64));
+                set.values
+                    .set(MetricId::MemoryNodeUtilization, Value::Float(if i == 7 { f64::NAN } else { 0.5 }));
+                set
+            })
+            .collect();
+        crate::batch::MetricBatch { time: 1_700_000_000_000, sets }
+    }
+
+    #[test]
+    fn counts_the_points_it_writes_and_those_a_failed_write_loses() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.lp");
+        let config =
+            |path: &std::path::Path| FileConfig::from_uri(&format!("file:{}", path.display())).unwrap();
+        let batch = window(2_500);
+        let mut sink = FileSink::create(&config(&path)).unwrap();
+        let (points, result) = sink.metrics_counted(Window::Owned(batch.clone()));
+        result.unwrap();
+        assert_eq!(points, batch.point_count() as u64);
+        let written = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(written.lines().count(), batch.point_count() - 1, "the NaN is not written");
+
+        // A device that takes nothing: the write fails, every point is still counted.
+        let mut full = FileSink::create(&config(std::path::Path::new("/dev/full"))).unwrap();
+        let (points, result) = full.metrics_counted(Window::Borrowed(&batch));
+        assert!(result.is_err());
+        assert_eq!(points, batch.point_count() as u64);
     }
 }

@@ -188,11 +188,10 @@ fn drain(rx: Receiver<SinkInput>, pending: &AtomicUsize, stats: &SinkStats, mut 
         match input {
             SinkInput::Metrics(batch) => {
                 pending.fetch_sub(1, Ordering::Relaxed);
-                let points = batch.point_count() as u64;
                 let time = batch.time;
-                let written = match Arc::try_unwrap(batch) {
-                    Ok(owned) => writer.metrics(Window::Owned(owned)),
-                    Err(shared) => writer.metrics(Window::Borrowed(&shared)),
+                let (points, written) = match Arc::try_unwrap(batch) {
+                    Ok(owned) => writer.metrics_counted(Window::Owned(owned)),
+                    Err(shared) => writer.metrics_counted(Window::Borrowed(&shared)),
                 };
                 match written {
                     Ok(()) => {

@@ -42,6 +42,14 @@ pub enum Opened {
 pub trait LocalWrite: Send {
     fn metrics(&mut self, window: Window<'_>) -> io::Result<()>;
 
+    /// [`LocalWrite::metrics`], and the points the window held, written or not (the sink's
+    /// counters). Counting first is a pass over every set of the window, each elsewhere on the
+    /// heap: a writer that counts as it encodes says so instead.
+    fn metrics_counted(&mut self, window: Window<'_>) -> (u64, io::Result<()>) {
+        let points = window.batch().point_count() as u64;
+        (points, self.metrics(window))
+    }
+
     /// A metrics-only sink leaves events alone.
     fn events(&mut self, _events: &[Event]) -> io::Result<()> {
         Ok(())
