@@ -461,28 +461,11 @@ impl<'a> Reader<'a> {
     /// reader at its value, which `entry` must consume.
     #[inline]
     fn entries(&mut self, mut entry: impl FnMut(&mut Self, &'a [u8]) -> Read<()>) -> Read<()> {
-        self.ws();
-        if self.peek() == Some(b'}') {
-            self.at += 1;
-            return Ok(());
-        }
-        loop {
-            self.ws();
-            let key = self.string()?;
-            self.ws();
-            self.expect(b':')?;
-            self.ws();
-            entry(self, key.as_bytes())?;
-            self.ws();
-            match self.peek() {
-                Some(b',') => self.at += 1,
-                Some(b'}') => {
-                    self.at += 1;
-                    return Ok(());
-                }
-                _ => return Err(Fallback),
-            }
-        }
+        self.members(|r| {
+            let key = r.string()?;
+            r.colon()?;
+            entry(r, key.as_bytes())
+        })
     }
 
     /// [`Reader::entries`] for an object of known keys (`keys`, each with its quotes, in the
@@ -495,24 +478,16 @@ impl<'a> Reader<'a> {
         keys: &[&[u8]],
         mut entry: impl FnMut(&mut Self, Option<usize>) -> Read<()>,
     ) -> Read<()> {
-        self.ws();
-        if self.peek() == Some(b'}') {
-            self.at += 1;
-            return Ok(());
-        }
         let mut next = 0;
-        loop {
-            self.ws();
+        self.members(|r| {
             let k = match keys.get(next) {
                 // A quoted key of plain characters is exactly what `string` would read.
-                Some(quoted)
-                    if self.bytes.get(self.at..self.at + quoted.len()).is_some_and(|at| same(at, quoted)) =>
-                {
-                    self.at += quoted.len();
+                Some(quoted) if r.bytes.get(r.at..r.at + quoted.len()).is_some_and(|at| same(at, quoted)) => {
+                    r.at += quoted.len();
                     Some(next)
                 }
                 _ => {
-                    let key = self.string()?.as_bytes();
+                    let key = r.string()?.as_bytes();
                     keys.iter()
                         .position(|quoted| quoted.get(1..quoted.len() - 1).is_some_and(|k| same(k, key)))
                 }
@@ -520,10 +495,23 @@ impl<'a> Reader<'a> {
             if let Some(k) = k {
                 next = k + 1;
             }
+            r.colon()?;
+            entry(r, k)
+        })
+    }
+
+    /// The members of an object whose `{` was taken, each read by `member` (its key, the colon
+    /// and its value) from the reader at the member's first byte.
+    #[inline]
+    fn members(&mut self, mut member: impl FnMut(&mut Self) -> Read<()>) -> Read<()> {
+        self.ws();
+        if self.peek() == Some(b'}') {
+            self.at += 1;
+            return Ok(());
+        }
+        loop {
             self.ws();
-            self.expect(b':')?;
-            self.ws();
-            entry(self, k)?;
+            member(self)?;
             self.ws();
             match self.peek() {
                 Some(b',') => self.at += 1,
@@ -534,6 +522,15 @@ impl<'a> Reader<'a> {
                 _ => return Err(Fallback),
             }
         }
+    }
+
+    /// The `:` between a key and its value, with the spaces around it.
+    #[inline]
+    fn colon(&mut self) -> Read<()> {
+        self.ws();
+        self.expect(b':')?;
+        self.ws();
+        Ok(())
     }
 
     /// The items of an array whose `[` was taken, each consumed by `item`.
