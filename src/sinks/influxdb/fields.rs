@@ -45,6 +45,8 @@ impl ChunkSource for MergedChunks<'_> {
 /// shape are copied as they are.
 pub fn merge_lines(lines: &[u8], out: &mut Vec<u8>) {
     let mut open: Option<Open<'_>> = None;
+    // The field keys on the open line: one list for the whole chunk, not one per line.
+    let mut field_keys: Vec<&[u8]> = Vec::new();
     for line in lines.split_inclusive(|b| *b == b'\n') {
         let body = line.strip_suffix(b"\n").unwrap_or(line);
         let key_len = match &open {
@@ -60,30 +62,31 @@ pub fn merge_lines(lines: &[u8], out: &mut Vec<u8>) {
             out.push(b'\n');
             continue;
         };
-        if let Some(o) = &mut open
+        if let Some(o) = &open
             && o.key == parts.key
             && o.time == parts.time
-            && !o.field_keys.contains(&field_key(parts.field))
+            && !field_keys.contains(&field_key(parts.field))
         {
             out.push(b',');
             out.extend_from_slice(parts.field);
-            o.field_keys.push(field_key(parts.field));
+            field_keys.push(field_key(parts.field));
             continue;
         }
         close(&mut open, out);
         out.extend_from_slice(parts.key);
         out.push(b' ');
         out.extend_from_slice(parts.field);
-        open = Some(Open { key: parts.key, time: parts.time, field_keys: vec![field_key(parts.field)] });
+        field_keys.clear();
+        field_keys.push(field_key(parts.field));
+        open = Some(Open { key: parts.key, time: parts.time });
     }
     close(&mut open, out);
 }
 
-/// The line being written: its key, time and the field keys on it so far.
+/// The line being written: its key and time.
 struct Open<'a> {
     key: &'a [u8],
     time: &'a [u8],
-    field_keys: Vec<&'a [u8]>,
 }
 
 /// Ends the open line, if any, with its timestamp.
