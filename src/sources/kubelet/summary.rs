@@ -79,6 +79,10 @@ pub fn parse_summary(
     // One pass over the body checks all of it; both readers then skip their per-string check.
     let text = std::str::from_utf8(body).map_err(|e| invalid_utf8(node, body, &e))?;
     let first = out.len();
+    match direct::decode(text, node, fallback_time_ns, interner, out) {
+        Ok(report) => return Ok(report),
+        Err(fast::Fallback) => out.truncate(first),
+    }
     match fast::decode(text, node, fallback_time_ns, interner, out) {
         Ok(report) => return Ok(report),
         Err(fast::Fallback) => out.truncate(first),
@@ -226,6 +230,9 @@ mod wire;
 
 /// The same types read straight from the bytes when the body is of the usual shape.
 mod fast;
+
+/// The pods of a usual body read straight into metric sets, by the same byte reader.
+mod direct;
 
 /// A JSON path, built on the stack and only rendered for a warning.
 #[derive(Clone, Copy)]
@@ -508,6 +515,8 @@ struct Decoder<'t> {
     scratch: String,
     times: TimeCache,
     node_labels: Labels,
+    /// What the direct reader keeps while it reads a pod.
+    direct: direct::Scratch,
 }
 
 impl<'p> Fields<Path<'p>> for Decoder<'_> {
@@ -539,6 +548,7 @@ impl<'t> Decoder<'t> {
             scratch: String::new(),
             times: TimeCache::default(),
             node_labels,
+            direct: direct::Scratch::default(),
         }
     }
 
@@ -586,6 +596,11 @@ impl<'t> Decoder<'t> {
     /// An RFC 3339 time in ns since the epoch; unusable times are warned about and absent.
     fn time(&mut self, v: &Text<'_>, at: Path<'_>) -> Option<i64> {
         let s = self.text(v, at)?;
+        self.time_of(s, at)
+    }
+
+    /// [`Decoder::time`] of a string.
+    fn time_of(&mut self, s: &str, at: Path<'_>) -> Option<i64> {
         if let Some(ns) = self.times.get(s) {
             return Some(ns);
         }
