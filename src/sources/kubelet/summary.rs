@@ -340,18 +340,34 @@ fn parse_time(s: &str) -> Result<Option<i64>, TimeError> {
 /// general RFC 3339 parse costs several times more). `None` for any other form or a value it
 /// does not plainly hold (a leap second, a year outside i64 nanoseconds), which `jiff` then judges.
 fn utc_seconds_ns(s: &str) -> Option<i64> {
+    let (date, time) = utc_parts(s)?;
+    Some((date_seconds(date)? + time_seconds(time)?) * 1_000_000_000)
+}
+
+/// The date (`YYYY-MM-DD`) and time of day (`HH:MM:SS`) of a time of the usual form.
+#[inline]
+fn utc_parts(s: &str) -> Option<(&[u8; 10], &[u8; 8])> {
     let b: &[u8; 20] = s.as_bytes().try_into().ok()?;
-    if [b[4], b[7], b[10], b[13], b[16], b[19]] != *b"--T::Z" {
+    if [b[10], b[13], b[16], b[19]] != *b"T::Z" {
         return None;
     }
-    let digits = |range: std::ops::Range<usize>| {
-        b[range].iter().try_fold(0i64, |n, d| d.is_ascii_digit().then(|| n * 10 + i64::from(d - b'0')))
-    };
-    let (year, month, day) = (digits(0..4)?, digits(5..7)?, digits(8..10)?);
-    let (hour, minute, second) = (digits(11..13)?, digits(14..16)?, digits(17..19)?);
-    // i64 nanoseconds span 1677-09-21 to 2262-04-11; whole years inside that are read here.
-    if !(1678..=2261).contains(&year) || !(1..=12).contains(&month) || hour > 23 || minute > 59 || second > 59
-    {
+    Some((b[..10].try_into().ok()?, b[11..19].try_into().ok()?))
+}
+
+/// The value of the ASCII digits `b[range]`, if all are digits.
+#[inline]
+fn digits(b: &[u8], range: std::ops::Range<usize>) -> Option<i64> {
+    b.get(range)?.iter().try_fold(0i64, |n, d| d.is_ascii_digit().then(|| n * 10 + i64::from(d - b'0')))
+}
+
+/// Seconds from the epoch to the start of a `YYYY-MM-DD` day, for years whose every second
+/// fits i64 nanoseconds (1677-09-21 to 2262-04-11: whole years inside that are read here).
+fn date_seconds(b: &[u8; 10]) -> Option<i64> {
+    if [b[4], b[7]] != *b"--" {
+        return None;
+    }
+    let (year, month, day) = (digits(b, 0..4)?, digits(b, 5..7)?, digits(b, 8..10)?);
+    if !(1678..=2261).contains(&year) || !(1..=12).contains(&month) {
         return None;
     }
     let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
@@ -370,12 +386,49 @@ fn utc_seconds_ns(s: &str) -> Option<i64> {
     let (era, year_of_era) = (y.div_euclid(400), y.rem_euclid(400));
     let day_of_year = (153 * ((month + 9) % 12) + 2) / 5 + day - 1;
     let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
-    let days = era * 146_097 + day_of_era - 719_468;
-    Some((days * 86_400 + hour * 3_600 + minute * 60 + second) * 1_000_000_000)
+    Some((era * 146_097 + day_of_era - 719_468) * 86_400)
 }
 
-/// The last few times parsed. A kubelet stamps most samples of a body with the same few
-/// seconds, and start times and sample times alternate, so one entry would rarely hit.
+/// Seconds into the day of `HH:MM:SS`; `None` past 23:59:59 (a leap second is jiff's to judge).
+#[inline]
+fn time_seconds(b: &[u8; 8]) -> Option<i64> {
+    if [b[2], b[5]] != *b"::" {
+        return None;
+    }
+    let (hour, minute, second) = (digits(b, 0..2)?, digits(b, 3..5)?, digits(b, 6..8)?);
+    if hour > 23 || minute > 59 || second > 59 {
+        return None;
+    }
+    Some(hour * 3_600 + minute * 60 + second)
+}
+
+/// The last day read by [`utc_seconds_ns`]: a body's times are nearly all of one day (or two,
+/// around midnight), while their seconds differ too much for a cache of whole times to hit.
+#[derive(Default)]
+struct DayCache {
+    /// A valid date and its [`date_seconds`].
+    last: Option<([u8; 10], i64)>,
+}
+
+impl DayCache {
+    /// [`utc_seconds_ns`], the date read only when it is not the last one's.
+    #[inline]
+    fn utc_seconds_ns(&mut self, s: &str) -> Option<i64> {
+        let (date, time) = utc_parts(s)?;
+        let seconds = match self.last {
+            Some((last, seconds)) if last == *date => seconds,
+            _ => {
+                let seconds = date_seconds(date)?;
+                self.last = Some((*date, seconds));
+                seconds
+            }
+        };
+        Some((seconds + time_seconds(time)?) * 1_000_000_000)
+    }
+}
+
+/// The last few times of other forms (a fraction, an offset) parsed by `jiff`; start times and
+/// sample times alternate, so one entry would rarely hit.
 #[derive(Default)]
 struct TimeCache {
     entries: [(String, i64); 4],
@@ -514,6 +567,7 @@ struct Decoder<'t> {
     /// For building `custom/<name>` and `Volume:<name>` before interning them.
     scratch: String,
     times: TimeCache,
+    day: DayCache,
     node_labels: Labels,
     /// What the direct reader keeps while it reads a pod.
     direct: direct::Scratch,
@@ -547,6 +601,7 @@ impl<'t> Decoder<'t> {
             warnings: Warnings { node: target.name.clone(), list: Vec::new(), suppressed: 0 },
             scratch: String::new(),
             times: TimeCache::default(),
+            day: DayCache::default(),
             node_labels,
             direct: direct::Scratch::default(),
         }
@@ -601,6 +656,9 @@ impl<'t> Decoder<'t> {
 
     /// [`Decoder::time`] of a string.
     fn time_of(&mut self, s: &str, at: Path<'_>) -> Option<i64> {
+        if let Some(ns) = self.day.utc_seconds_ns(s) {
+            return Some(ns);
+        }
         if let Some(ns) = self.times.get(s) {
             return Some(ns);
         }
