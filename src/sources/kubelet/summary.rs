@@ -402,24 +402,29 @@ fn time_seconds(b: &[u8; 8]) -> Option<i64> {
     Some(hour * 3_600 + minute * 60 + second)
 }
 
-/// The last day read by [`utc_seconds_ns`]: a body's times are nearly all of one day (or two,
-/// around midnight), while their seconds differ too much for a cache of whole times to hit.
+/// The last two days read by [`utc_seconds_ns`]: a body's sample times are nearly all of one
+/// day, its start times of a few earlier ones, while their seconds differ too much for a cache
+/// of whole times to hit.
 #[derive(Default)]
 struct DayCache {
-    /// A valid date and its [`date_seconds`].
-    last: Option<([u8; 10], i64)>,
+    /// Valid dates and their [`date_seconds`], the last used first.
+    last: [Option<([u8; 10], i64)>; 2],
 }
 
 impl DayCache {
-    /// [`utc_seconds_ns`], the date read only when it is not the last one's.
+    /// [`utc_seconds_ns`], the date read only when it is not one of the last two.
     #[inline]
     fn utc_seconds_ns(&mut self, s: &str) -> Option<i64> {
         let (date, time) = utc_parts(s)?;
         let seconds = match self.last {
-            Some((last, seconds)) if last == *date => seconds,
+            [Some((last, seconds)), _] if last == *date => seconds,
+            [_, Some((last, seconds))] if last == *date => {
+                self.last.swap(0, 1);
+                seconds
+            }
             _ => {
                 let seconds = date_seconds(date)?;
-                self.last = Some((*date, seconds));
+                self.last = [Some((*date, seconds)), self.last[0]];
                 seconds
             }
         };
