@@ -90,6 +90,9 @@ const POD: &str = r#"{
     "ephemeral-storage": {"time": "2024-05-01T12:00:00Z", "usedBytes": 110}
 }"#;
 
+/// A change to one pod's text.
+type Edit = Box<dyn Fn(String) -> String>;
+
 /// A body of `pods` pods made from [`POD`] by `edit`, with a node.
 fn body_of(pods: usize, edit: impl Fn(String) -> String) -> Vec<u8> {
     let pods: Vec<String> = (0..pods)
@@ -131,7 +134,7 @@ fn member_last(text: &str, key: &str) -> String {
 #[test]
 fn pods_of_every_usual_and_unusual_key_order_are_read_directly() {
     let node = NodeTarget::named("n1");
-    let edits: Vec<(&str, Box<dyn Fn(String) -> String>)> = vec![
+    let edits: Vec<(&str, Edit)> = vec![
         ("as sent", Box::new(|p| p)),
         ("podRef last", Box::new(|p| member_last(&p, "podRef"))),
         ("name last", Box::new(|p| member_last(&p, "name"))),
@@ -184,7 +187,7 @@ fn pods_of_every_usual_and_unusual_key_order_are_read_directly() {
 #[test]
 fn bodies_that_warn_or_hold_rare_parts_are_left_to_the_byte_reader() {
     let node = NodeTarget::named("n1");
-    let edits: Vec<(&str, Box<dyn Fn(String) -> String>)> = vec![
+    let edits: Vec<(&str, Edit)> = vec![
         ("no podRef", Box::new(|p| p.replacen("\"podRef\"", "\"ref\"", 1))),
         (
             "podRef null",
