@@ -13,13 +13,14 @@
 //!
 //! Two readers fill the same structs: a byte reader (`summary/fast.rs`) for bodies of the usual
 //! shape, and the serde path (lenient types over serde_json) for everything it does not read
-//! exactly, which so keeps the last word on odd bodies. Thread CPU per body, release build, the
-//! 2-core development machine under load (`cargo bench --bench summary_parse`): the GKE capture
-//! (37.6 kB; 31 sets) 45 µs against 68 µs on the serde path, a synthesized 30-pod node (73 kB)
-//! 106 µs against 172 µs. The byte reader itself costs about half what serde_json's typed decode
-//! did; what remains is turning the structs into metric sets, which both paths share. A SIMD
-//! parser under the lenient types measured no better than serde_json (simd-json with AVX2: 2-3%
-//! less CPU; sonic-rs: slower without AVX2 in the build's target).
+//! exactly, which so keeps the last word on odd bodies. Before both, the same byte reader fills
+//! the pods' sets directly, without the structs (`summary/direct.rs`), for bodies that give no
+//! warning. Thread CPU per body, release build, the 2-core development machine under load
+//! (`cargo bench --bench summary_parse`): the GKE capture (37.6 kB; 31 sets) 37 µs against 63 µs
+//! on the serde path, a synthesized 30-pod node (73 kB) 78-81 µs against 155 µs (the byte reader
+//! through the structs: 45 µs and 105 µs). A SIMD parser under the lenient types measured no
+//! better than serde_json (simd-json with AVX2: 2-3% less CPU; sonic-rs: slower without AVX2 in
+//! the build's target).
 
 use std::collections::hash_map::Entry;
 use std::fmt;
