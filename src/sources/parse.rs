@@ -62,8 +62,18 @@ pub fn set_value(set: &mut MetricSet, id: MetricId, value: Option<i64>) {
 
 /// Adds labeled metric `id` for `resource` with `value`, if there is one.
 pub fn push_labeled(set: &mut MetricSet, id: LabeledMetricId, resource: &Resource, value: Option<i64>) {
+    push_labeled_to(&mut set.labeled, id, resource, value);
+}
+
+/// [`push_labeled`] onto a set's labeled values, or values gathered for one.
+pub fn push_labeled_to(
+    labeled: &mut Vec<LabeledValue>,
+    id: LabeledMetricId,
+    resource: &Resource,
+    value: Option<i64>,
+) {
     if let Some(v) = value {
-        set.labeled.push(LabeledValue {
+        labeled.push(LabeledValue {
             metric: LabeledMetric::Catalog(id),
             resource: resource.clone(),
             value: Value::Int(v),

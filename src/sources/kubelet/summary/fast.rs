@@ -21,7 +21,7 @@ use heapster_dataflows::model::{Interner, MetricSet};
 #[derive(Debug, PartialEq, Eq)]
 pub(super) struct Fallback;
 
-type Read<T> = Result<T, Fallback>;
+pub(super) type Read<T> = Result<T, Fallback>;
 
 /// Nesting of skipped values read here (serde_json allows 128 levels in all).
 const MAX_SKIP_DEPTH: usize = 32;
@@ -39,12 +39,21 @@ pub(super) fn decode(
     out: &mut Vec<MetricSet>,
 ) -> Read<SummaryReport> {
     let mut decoder = Decoder::new(node, fallback_time_ns, interner, out, text.len());
-    summary(&mut Reader { text, bytes: text.as_bytes(), at: 0 }, &mut decoder)?;
+    summary(&mut Reader::new(text), &mut decoder, |r, decoder, i| {
+        let pod = obj(pod)(r)?;
+        decoder.pod_item(&pod, i);
+        Ok(())
+    })?;
     Ok(decoder.finish())
 }
 
-/// The whole body: one object with `node` and `pods`, then nothing but whitespace.
-fn summary(r: &mut Reader<'_>, decoder: &mut Decoder<'_>) -> Read<()> {
+/// The whole body: one object with `node` and `pods`, then nothing but whitespace; each pod
+/// read by `pod` (the reader at its first byte, and its index).
+pub(super) fn summary<'a>(
+    r: &mut Reader<'a>,
+    decoder: &mut Decoder<'_>,
+    mut pod: impl FnMut(&mut Reader<'a>, &mut Decoder<'_>, usize) -> Read<()>,
+) -> Read<()> {
     r.ws();
     r.expect(b'{')?;
     let (mut node_read, mut pods_read) = (false, false);
@@ -62,8 +71,7 @@ fn summary(r: &mut Reader<'_>, decoder: &mut Decoder<'_>) -> Read<()> {
                     r.at += 1;
                     let mut next = 0;
                     r.items(|r| {
-                        let pod = obj(pod)(r)?;
-                        decoder.pod_item(&pod, next);
+                        pod(r, decoder, next)?;
                         next += 1;
                         Ok(())
                     })
@@ -331,15 +339,19 @@ fn parse_eight_digits(word: u64) -> u64 {
 }
 
 /// The body and where reading is in it. `text` and `bytes` are the same body.
-struct Reader<'a> {
+pub(super) struct Reader<'a> {
     text: &'a str,
     bytes: &'a [u8],
     at: usize,
 }
 
 impl<'a> Reader<'a> {
+    pub(super) fn new(text: &'a str) -> Self {
+        Reader { text, bytes: text.as_bytes(), at: 0 }
+    }
+
     #[inline]
-    fn peek(&self) -> Option<u8> {
+    pub(super) fn peek(&self) -> Option<u8> {
         self.bytes.get(self.at).copied()
     }
 
@@ -354,7 +366,7 @@ impl<'a> Reader<'a> {
     }
 
     #[inline]
-    fn expect(&mut self, byte: u8) -> Read<()> {
+    pub(super) fn expect(&mut self, byte: u8) -> Read<()> {
         if self.peek() == Some(byte) {
             self.at += 1;
             Ok(())
@@ -374,14 +386,14 @@ impl<'a> Reader<'a> {
     }
 
     /// `null`, as an absent lenient value; anything else is not this reader's to judge.
-    fn null<T>(&mut self) -> Read<Lenient<T>> {
+    pub(super) fn null<T>(&mut self) -> Read<Lenient<T>> {
         self.literal(b"null").map(|()| Lenient::Absent)
     }
 
     /// A string without escapes or control characters, borrowed from the body; eight bytes
     /// at a time while no byte can end it.
     #[inline]
-    fn string(&mut self) -> Read<&'a str> {
+    pub(super) fn string(&mut self) -> Read<&'a str> {
         self.expect(b'"')?;
         let (bytes, start) = (self.bytes, self.at);
         let mut i = start;
@@ -411,7 +423,7 @@ impl<'a> Reader<'a> {
     /// digits at a time, and the last few of them at once (not a byte at a time, whose loop
     /// exit a branch predictor cannot guess for numbers of every length).
     #[inline]
-    fn uint(&mut self) -> Read<i64> {
+    pub(super) fn uint(&mut self) -> Read<i64> {
         let (bytes, start) = (self.bytes, self.at);
         let mut i = start;
         let mut n = 0u64;
@@ -473,7 +485,7 @@ impl<'a> Reader<'a> {
     /// another. The key after the last one found is looked for first, by one comparison of the
     /// bytes; only a key out of that order is read as a string and looked up.
     #[inline]
-    fn known_entries(
+    pub(super) fn known_entries(
         &mut self,
         keys: &[&[u8]],
         mut entry: impl FnMut(&mut Self, Option<usize>) -> Read<()>,
@@ -535,7 +547,7 @@ impl<'a> Reader<'a> {
 
     /// The items of an array whose `[` was taken, each consumed by `item`.
     #[inline]
-    fn items(&mut self, mut item: impl FnMut(&mut Self) -> Read<()>) -> Read<()> {
+    pub(super) fn items(&mut self, mut item: impl FnMut(&mut Self) -> Read<()>) -> Read<()> {
         self.ws();
         if self.peek() == Some(b']') {
             self.at += 1;
@@ -557,7 +569,7 @@ impl<'a> Reader<'a> {
     }
 
     /// Passes over one value of any kind, checked as serde_json checks what it ignores.
-    fn skip(&mut self, depth: usize) -> Read<()> {
+    pub(super) fn skip(&mut self, depth: usize) -> Read<()> {
         match self.peek() {
             Some(b'"') => self.string().map(drop),
             Some(b'-' | b'0'..=b'9') => self.skip_number(),

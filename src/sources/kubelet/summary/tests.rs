@@ -873,3 +873,39 @@ fn parse_speed() {
     );
     assert!(sets > 0);
 }
+
+/// The day cache reads every time as [`super::utc_seconds_ns`] does, whatever came before it:
+/// the same day, another, an invalid one, or another form.
+#[test]
+fn day_cache_reads_as_the_direct_reading() {
+    let times = [
+        "2024-05-01T10:00:00Z",
+        "2024-05-01T23:59:59Z",
+        "2024-05-02T00:00:00Z",
+        "2024-05-01T00:00:01Z",
+        "2024-04-01T00:00:01Z",
+        "2024-05-01T00:00:02Z",
+        "2024-04-01T00:00:03Z",
+        "2024-02-30T00:00:00Z",
+        "2024-02-29T12:00:00Z",
+        "2023-02-29T12:00:00Z",
+        "2024-02-29T24:00:00Z",
+        "2024-02-29T12:00:00.5Z",
+        "\0\0\0\0\0\0\0\0\0\0T00:00:00Z",
+        GO_ZERO_TIME,
+        "2024-02-29T12:60:00Z",
+        "2024-02-29T12:00:01Z",
+        "2261-12-31T23:59:59Z",
+        "2262-01-01T00:00:00Z",
+        "1678-01-01T00:00:00Z",
+    ];
+    let mut cache = super::DayCache::default();
+    let mut read = 0;
+    for round in 0..2 {
+        for s in times {
+            assert_eq!(cache.utc_seconds_ns(s), super::utc_seconds_ns(s), "round {round}: {s:?}");
+            read += usize::from(cache.utc_seconds_ns(s).is_some());
+        }
+    }
+    assert_eq!(read, 2 * 11);
+}
