@@ -91,7 +91,7 @@ impl Feed {
     pub fn channel(bound: usize) -> (FeedSender, FeedReceiver) {
         let (sender, receiver) = crossbeam_channel::bounded(bound);
         let lane = Arc::new(Lane::default());
-        (FeedSender { sender, wake: Wake(Arc::clone(&lane)) }, FeedReceiver { receiver, lane })
+        (FeedSender { sender, wake: Wake(Arc::clone(&lane)) }, FeedReceiver { receiver, lane: Gone(lane) })
     }
 }
 
@@ -145,20 +145,19 @@ pub struct FeedSender {
 
 impl FeedSender {
     /// Sends `message`, blocking while the feed is full: a slow worker slows its source, not
-    /// memory. From the I/O runtime the wait is announced (`block_in_place`), so other tasks
-    /// run meanwhile; a feed with room takes the message at once, as announcing a wait hands
-    /// the runtime's core to another thread, a thread switch per body for nothing.
+    /// memory. The thread parks until the worker takes a message (no spinning, no yielding in
+    /// a loop); from the I/O runtime the wait is announced (`block_in_place`), so other tasks
+    /// run meanwhile. A feed with room takes the message at once: announcing a wait hands the
+    /// runtime's core to another thread, a thread switch per body for nothing.
     pub fn send(&self, message: Feed) -> Result<(), WorkersGone> {
         let Some(message) = self.try_send(message)? else { return Ok(()) };
-        let send = || self.sender.send(message).map_err(|_| WorkersGone);
+        let wait = || futures::executor::block_on(self.send_async(message));
         match tokio::runtime::Handle::try_current() {
             Ok(handle) if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
-                tokio::task::block_in_place(send)
+                tokio::task::block_in_place(wait)
             }
-            _ => send(),
-        }?;
-        self.wake.0.wake();
-        Ok(())
+            _ => wait(),
+        }
     }
 
     /// As [`FeedSender::send`], for a task of the I/O runtime: while the feed is full the task
@@ -198,7 +197,26 @@ impl FeedSender {
 #[derive(Clone, Debug)]
 pub struct FeedReceiver {
     receiver: Receiver<Feed>,
-    lane: Arc<Lane>,
+    /// Must stay after `receiver`: senders waiting for room wake to a feed gone.
+    lane: Gone,
+}
+
+/// Wakes every sender waiting for room when dropped, once the receiver beside it is gone: the
+/// last one's drop closes the feed, and a waiting sender then finds the workers gone.
+#[derive(Clone, Debug)]
+struct Gone(Arc<Lane>);
+
+impl Drop for Gone {
+    fn drop(&mut self) {
+        self.0.room.notify_waiters();
+    }
+}
+
+impl std::ops::Deref for Gone {
+    type Target = Lane;
+    fn deref(&self) -> &Lane {
+        &self.0
+    }
 }
 
 impl FeedReceiver {
@@ -603,6 +621,49 @@ mod tests {
             assert_eq!(gone, Err(WorkersGone));
             assert_eq!(feed.close_async(2).await, Err(WorkersGone));
         });
+    }
+
+    #[test]
+    fn a_blocked_sender_goes_on_once_the_worker_takes_and_fails_once_it_is_gone() {
+        let patience = Duration::from_secs(30);
+        let (sender, receiver) = Feed::channel(1);
+        sender.send(Feed::Close { time: 1 }).unwrap();
+        // The feed is full: a thread's send waits until the worker takes the first message.
+        let (done, finished) = crossbeam_channel::unbounded();
+        let blocked = std::thread::spawn({
+            let sender = sender.clone();
+            move || done.send(sender.send(Feed::Close { time: 2 })).unwrap()
+        });
+        assert!(finished.recv_timeout(Duration::from_millis(50)).is_err(), "a full feed holds the sender");
+        assert!(matches!(receiver.recv(), Ok(Feed::Close { time: 1 })));
+        assert_eq!(finished.recv_timeout(patience), Ok(Ok(())));
+        blocked.join().unwrap();
+        assert!(matches!(receiver.try_recv(), Ok(Feed::Close { time: 2 })));
+
+        // Full again, and waiting senders (a thread's and a task's) learn when the worker goes.
+        sender.send(Feed::Close { time: 3 }).unwrap();
+        let (done, finished) = crossbeam_channel::unbounded();
+        let threads: Vec<_> = (0..2)
+            .map(|i| {
+                let (sender, done) = (sender.clone(), done.clone());
+                std::thread::spawn(move || {
+                    let message = Feed::Close { time: 4 };
+                    let sent = if i == 0 {
+                        sender.send(message)
+                    } else {
+                        let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+                        runtime.block_on(sender.send_async(message))
+                    };
+                    done.send(sent).unwrap();
+                })
+            })
+            .collect();
+        assert!(finished.recv_timeout(Duration::from_millis(50)).is_err(), "a full feed holds the senders");
+        drop(receiver);
+        for _ in 0..2 {
+            assert_eq!(finished.recv_timeout(patience), Ok(Err(WorkersGone)));
+        }
+        threads.into_iter().for_each(|t| t.join().unwrap());
     }
 
     #[test]
