@@ -6,17 +6,15 @@
 //! merges the workers' shares into one sorted [`MetricBatch`] for the sinks. In cluster mode
 //! (see [`crate::cluster`]) each process runs this for its own workers and writes its own share.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
-
-use crossbeam_channel::{Receiver, Sender, TryRecvError};
+use crossbeam_channel::{Sender, TryRecvError};
 use differential_dataflow::input::Input as _;
 use heapster_dataflows::events::{DedupConfig, DedupCounters, Seen, dedup};
 use heapster_dataflows::meta::{LabelPolicy, MetaRecord};
 use heapster_dataflows::metrics::window::{Held, Windows};
 use heapster_dataflows::model::{Interner, node_owner};
 use heapster_dataflows::{Event, MetricSet, Time};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use timely::dataflow::channels::pact::{Exchange, Pipeline};
 use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::operators::{Input as _, Probe as _};
@@ -29,7 +27,9 @@ use crate::cluster::connect::Network;
 
 mod feed;
 
-pub use feed::{Feed, Feeds, Fetched, InSinks, Owned, Parsed, WorkerFeed, WorkersGone};
+pub use feed::{
+    Feed, FeedReceiver, FeedSender, Feeds, Fetched, InSinks, Owned, Parsed, WorkerFeed, WorkersGone,
+};
 
 /// Counters shared by workers and sinks, read by the log sink and benchmarks.
 #[derive(Debug, Default)]
@@ -118,7 +118,7 @@ pub enum WorkersError {
 /// Runs the workers until every feed is closed and the last window has left the graph.
 pub fn run_workers(
     config: WorkerConfig,
-    feeds: Vec<Receiver<Feed>>,
+    feeds: Vec<FeedReceiver>,
     collected: Sender<Collected>,
     stats: Arc<Stats>,
 ) -> Result<(), WorkersError> {
@@ -129,7 +129,7 @@ pub fn run_workers(
 pub fn run_workers_on(
     config: WorkerConfig,
     network: Option<Network>,
-    feeds: Vec<Receiver<Feed>>,
+    feeds: Vec<FeedReceiver>,
     collected: Sender<Collected>,
     stats: Arc<Stats>,
 ) -> Result<(), WorkersError> {
@@ -155,16 +155,10 @@ pub fn run_workers_on(
         let index = worker.index();
         // This process's workers are numbered from its first global index.
         let local = index - share.first_worker();
-        // The feed wakes this thread, so an idle worker parks in timely until a message or
-        // timely work (another worker's data, an activation) arrives.
-        let (feed, park) = match wake_on_feed(feeds[local].clone(), index) {
-            Ok(feed) => (feed, None),
-            Err(e) => {
-                // Without the relay nothing wakes the worker: it looks at its feed every ms.
-                tracing::warn!("worker {index}: no feed relay ({e}); polling the feed instead");
-                (feeds[local].clone(), Some(Duration::from_millis(1)))
-            }
-        };
+        // Every message into the feed unparks this thread, so an idle worker parks in timely
+        // until a message or timely work (another worker's data, an activation) arrives.
+        let feed = feeds[local].clone();
+        feed.listen();
         let collected = collected.clone();
         let labels = labels.clone();
         let stats = Arc::clone(&stats);
@@ -216,7 +210,7 @@ pub fn run_workers_on(
                 Ok(message) => message,
                 Err(TryRecvError::Empty) => {
                     // Runs what is scheduled; with nothing to do, sleeps until woken.
-                    worker.step_or_park(park);
+                    worker.step_or_park(None);
                     continue;
                 }
                 Err(TryRecvError::Disconnected) => {
@@ -314,25 +308,6 @@ pub fn run_workers_on(
         result.map_err(WorkersError::Timely)?;
     }
     Ok(())
-}
-
-/// Relays `feed` to the calling worker through a channel of one, unparking the worker's thread
-/// after each message and when the feed closes. A parked timely worker is woken by timely's own
-/// channels only; this makes the source's messages wake it too, so it never polls.
-fn wake_on_feed(feed: Receiver<Feed>, index: usize) -> std::io::Result<Receiver<Feed>> {
-    let worker = std::thread::current();
-    let (relay, relayed) = crossbeam_channel::bounded(1);
-    std::thread::Builder::new().name(format!("feed-{index}")).spawn(move || {
-        for message in feed.iter() {
-            if relay.send(message).is_err() {
-                break;
-            }
-            worker.unpark();
-        }
-        drop(relay);
-        worker.unpark();
-    })?;
-    Ok(relayed)
 }
 
 /// Parses one body on the worker that owns its node, counting and logging what it gave.

@@ -274,7 +274,7 @@ pub fn run(config: RunConfig, stop: Arc<AtomicBool>) -> Result<RunReport, RunErr
     let mut receivers = Vec::with_capacity(workers);
     for _ in 0..workers {
         // A few bodies in flight per worker: enough to keep it busy, little memory.
-        let (tx, rx) = crossbeam_channel::bounded(8);
+        let (tx, rx) = bridge::Feed::channel(8);
         senders.push(tx);
         receivers.push(rx);
     }

@@ -35,7 +35,7 @@ fn switches(tid: &str) -> u64 {
 
 #[test]
 fn an_idle_worker_sleeps_until_its_feed_wakes_it() {
-    let (feed, fed) = crossbeam_channel::bounded(8);
+    let (feed, fed) = heapster::bridge::Feed::channel(8);
     let (collected, collector) = crossbeam_channel::unbounded();
     let config = WorkerConfig {
         workers: 1,

@@ -8,11 +8,12 @@
 //! checks it on receipt.
 
 use std::fmt;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering, fence};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::thread::Thread;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::Sender;
+use crossbeam_channel::{Receiver, Sender, TryRecvError, TrySendError};
 use heapster_dataflows::meta::MetaRecord;
 use heapster_dataflows::model::Interner;
 use heapster_dataflows::{Event, MetricSet, Name, Time};
@@ -84,6 +85,163 @@ pub enum Feed {
     EventsTick { time: Time, resource_version: Option<String> },
 }
 
+impl Feed {
+    /// A worker's feed, holding at most `bound` messages: a slow worker slows its source rather
+    /// than grow memory.
+    pub fn channel(bound: usize) -> (FeedSender, FeedReceiver) {
+        let (sender, receiver) = crossbeam_channel::bounded(bound);
+        let lane = Arc::new(Lane::default());
+        (FeedSender { sender, wake: Wake(Arc::clone(&lane)) }, FeedReceiver { receiver, lane: Gone(lane) })
+    }
+}
+
+/// What the two ends of one worker's feed share: the worker's thread, to unpark, and the
+/// room its takes make, for senders waiting on a full feed.
+///
+/// No wake-up is lost. The worker publishes its thread ([`FeedReceiver::listen`]) before it
+/// first looks at the feed; a sender looks for the thread after its message is in the channel.
+/// A SeqCst fence on each side, between its write and its read, forbids both missing the other:
+/// either the worker's look sees the message, or the sender finds the thread and unparks it.
+/// From then on every message is followed by an unpark, and std's park keeps that token: an
+/// unpark that lands between the worker's empty look and its park makes the park return at
+/// once (timely parks in `step_or_park` with `std::thread::park`/`park_timeout`, so the token
+/// is the worker's own). A dropped sender unparks too, after its channel end is gone, so a
+/// worker whose feed closes wakes and finishes.
+#[derive(Debug, Default)]
+struct Lane {
+    worker: OnceLock<Thread>,
+    /// A permit per message taken: senders waiting for room wait on it, not on a thread.
+    room: tokio::sync::Notify,
+}
+
+impl Lane {
+    /// Unparks the worker (if it has listened yet) after a message or a disconnection.
+    fn wake(&self) {
+        fence(Ordering::SeqCst);
+        if let Some(worker) = self.worker.get() {
+            worker.unpark();
+        }
+    }
+}
+
+/// Unparks the worker when dropped: declared after the channel's end in [`FeedSender`], so
+/// it runs once that end is gone.
+#[derive(Clone, Debug)]
+struct Wake(Arc<Lane>);
+
+impl Drop for Wake {
+    fn drop(&mut self) {
+        self.0.wake();
+    }
+}
+
+/// The source's end of one worker's feed: every message it puts in unparks the worker.
+#[derive(Clone, Debug)]
+pub struct FeedSender {
+    sender: Sender<Feed>,
+    /// Must stay after `sender` (fields drop in order): the worker wakes to a closed feed.
+    wake: Wake,
+}
+
+impl FeedSender {
+    /// Sends `message`, blocking while the feed is full: a slow worker slows its source, not
+    /// memory. The thread parks until the worker takes a message (no spinning, no yielding in
+    /// a loop); from the I/O runtime the wait is announced (`block_in_place`), so other tasks
+    /// run meanwhile. A feed with room takes the message at once: announcing a wait hands the
+    /// runtime's core to another thread, a thread switch per body for nothing.
+    pub fn send(&self, message: Feed) -> Result<(), WorkersGone> {
+        let Some(message) = self.try_send(message)? else { return Ok(()) };
+        let wait = || futures::executor::block_on(self.send_async(message));
+        match tokio::runtime::Handle::try_current() {
+            Ok(handle) if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+                tokio::task::block_in_place(wait)
+            }
+            _ => wait(),
+        }
+    }
+
+    /// As [`FeedSender::send`], for a task of the I/O runtime: while the feed is full the task
+    /// waits for the worker to take a message, and its thread runs other tasks. No thread
+    /// blocks or spins on the feed.
+    pub async fn send_async(&self, message: Feed) -> Result<(), WorkersGone> {
+        let Some(mut message) = self.try_send(message)? else { return Ok(()) };
+        let room = self.wake.0.room.notified();
+        tokio::pin!(room);
+        loop {
+            // Registered before the retry: a take between the retry and the wait is not missed.
+            room.as_mut().enable();
+            match self.try_send(message)? {
+                None => return Ok(()),
+                Some(back) => message = back,
+            }
+            room.as_mut().await;
+            room.set(self.wake.0.room.notified());
+        }
+    }
+
+    /// Sends `message` if the feed has room, waking the worker; gives it back when the feed is
+    /// full.
+    fn try_send(&self, message: Feed) -> Result<Option<Feed>, WorkersGone> {
+        match self.sender.try_send(message) {
+            Ok(()) => {
+                self.wake.0.wake();
+                Ok(None)
+            }
+            Err(TrySendError::Disconnected(_)) => Err(WorkersGone),
+            Err(TrySendError::Full(message)) => Ok(Some(message)),
+        }
+    }
+}
+
+/// A worker's end of its feed.
+#[derive(Clone, Debug)]
+pub struct FeedReceiver {
+    receiver: Receiver<Feed>,
+    /// Must stay after `receiver`: senders waiting for room wake to a feed gone.
+    lane: Gone,
+}
+
+/// Wakes every sender waiting for room when dropped, once the receiver beside it is gone: the
+/// last one's drop closes the feed, and a waiting sender then finds the workers gone.
+#[derive(Clone, Debug)]
+struct Gone(Arc<Lane>);
+
+impl Drop for Gone {
+    fn drop(&mut self) {
+        self.0.room.notify_waiters();
+    }
+}
+
+impl std::ops::Deref for Gone {
+    type Target = Lane;
+    fn deref(&self) -> &Lane {
+        &self.0
+    }
+}
+
+impl FeedReceiver {
+    /// Makes every message sent from now on unpark the calling thread (the worker's): call it
+    /// before first looking at the feed. Later calls (another thread) change nothing.
+    pub fn listen(&self) {
+        let _ = self.lane.worker.set(std::thread::current());
+        fence(Ordering::SeqCst);
+    }
+
+    /// The next message, if one is waiting; a sender waiting for room may then send.
+    pub fn try_recv(&self) -> Result<Feed, TryRecvError> {
+        let message = self.receiver.try_recv()?;
+        self.lane.room.notify_one();
+        Ok(message)
+    }
+
+    /// The next message, waiting for one; an error once every sender is gone and the feed empty.
+    pub fn recv(&self) -> Result<Feed, crossbeam_channel::RecvError> {
+        let message = self.receiver.recv()?;
+        self.lane.room.notify_one();
+        Ok(message)
+    }
+}
+
 /// The workers have stopped: nothing more can be fed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("the workers stopped")]
@@ -93,7 +251,7 @@ pub struct WorkersGone;
 #[derive(Clone, Debug)]
 pub struct Feeds {
     /// One per local worker, in worker order.
-    senders: Vec<Sender<Feed>>,
+    senders: Vec<FeedSender>,
     share: Share,
     /// Where the windows past the graph stand, for a source that waits for them.
     in_sinks: Option<Arc<InSinks>>,
@@ -158,7 +316,7 @@ impl InSinks {
 
 impl Feeds {
     /// `senders[i]` feeds this process's worker `i`; `share` places them in the cluster.
-    pub fn new(senders: Vec<Sender<Feed>>, share: Share) -> Feeds {
+    pub fn new(senders: Vec<FeedSender>, share: Share) -> Feeds {
         debug_assert_eq!(senders.len(), share.workers, "one feed per local worker");
         Feeds { senders, share, in_sinks: None }
     }
@@ -185,7 +343,7 @@ impl Feeds {
     }
 
     /// This process's workers alone (no cluster).
-    pub fn single(senders: Vec<Sender<Feed>>) -> Feeds {
+    pub fn single(senders: Vec<FeedSender>) -> Feeds {
         let share = Share::single(senders.len());
         Feeds::new(senders, share)
     }
@@ -206,14 +364,14 @@ impl Feeds {
         if changes.is_empty() {
             return Ok(());
         }
-        send(&self.senders[0], Feed::Meta { time, changes })
+        self.senders[0].send(Feed::Meta { time, changes })
     }
 
     /// A node's body for the window ending at `time`, to the worker that owns the node. A node
     /// of another process is not sent (and logged: its source should not have fetched it).
     pub fn scrape(&self, time: Time, body: Box<dyn Fetched>) -> Result<(), WorkersGone> {
         match self.addressed(time, body) {
-            Some((local, message)) => send(&self.senders[local], message),
+            Some((local, message)) => self.senders[local].send(message),
             None => Ok(()),
         }
     }
@@ -231,7 +389,7 @@ impl Feeds {
 
     /// Closes the window ending at `time` at every worker.
     pub fn close(&self, time: Time) -> Result<(), WorkersGone> {
-        self.senders.iter().try_for_each(|sender| send(sender, Feed::Close { time }))
+        self.senders.iter().try_for_each(|sender| sender.send(Feed::Close { time }))
     }
 
     /// Events read at tick `time`, to worker 0 (the dedup's exchange spreads them).
@@ -239,13 +397,13 @@ impl Feeds {
         if events.is_empty() {
             return Ok(());
         }
-        send(&self.senders[0], Feed::Events { time, events })
+        self.senders[0].send(Feed::Events { time, events })
     }
 
     /// Closes events tick `time` at every worker, with where the watch stood.
     pub fn events_tick(&self, time: Time, resource_version: Option<String>) -> Result<(), WorkersGone> {
         self.senders.iter().try_for_each(|sender| {
-            send(sender, Feed::EventsTick { time, resource_version: resource_version.clone() })
+            sender.send(Feed::EventsTick { time, resource_version: resource_version.clone() })
         })
     }
 
@@ -282,59 +440,24 @@ impl WorkerFeed {
     }
 
     /// As [`WorkerFeed::scrape`], for a task of the I/O runtime: while the worker's feed is full,
-    /// a blocking thread waits for room and the task yields. The runtime's own thread never
-    /// blocks, so it is not handed over to another thread mid-window.
+    /// the task waits for the worker to take a message. The runtime's own thread never blocks,
+    /// so it is not handed over to another thread mid-window.
     pub async fn scrape_async(&self, time: Time, body: Box<dyn Fetched>) -> Result<(), WorkersGone> {
         if self.feeds.share.local_owner(body.node()) != Some(self.local) {
             tracing::error!(node = %body.node(), worker = self.local, "a body fetched for another worker; rerouted");
         }
         let Some((local, message)) = self.feeds.addressed(time, body) else { return Ok(()) };
-        send_async(&self.feeds.senders[local], message).await
+        self.feeds.senders[local].send_async(message).await
     }
 
     /// Closes the window ending at `time` at this worker.
     pub fn close(&self, time: Time) -> Result<(), WorkersGone> {
-        send(&self.feeds.senders[self.local], Feed::Close { time })
+        self.feeds.senders[self.local].send(Feed::Close { time })
     }
 
     /// As [`WorkerFeed::close`], for a task of the I/O runtime (see [`WorkerFeed::scrape_async`]).
     pub async fn close_async(&self, time: Time) -> Result<(), WorkersGone> {
-        send_async(&self.feeds.senders[self.local], Feed::Close { time }).await
-    }
-}
-
-/// Sends one message from a task, which yields while the worker's feed is full: a blocking
-/// thread waits for room, so the runtime's thread neither blocks nor is handed over.
-async fn send_async(sender: &Sender<Feed>, message: Feed) -> Result<(), WorkersGone> {
-    let Some(message) = try_feed(sender, message)? else { return Ok(()) };
-    let sender = sender.clone();
-    match tokio::task::spawn_blocking(move || sender.send(message)).await {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(_)) | Err(_) => Err(WorkersGone),
-    }
-}
-
-/// Sends one message, blocking while the worker's feed is full: a slow worker slows its source,
-/// not memory. From the I/O runtime the wait is announced, so other tasks run meanwhile. A feed
-/// with room takes the message at once: announcing a wait hands the runtime's core to another
-/// thread, a thread switch per body for nothing.
-/// Sends `message` if the feed has room; gives it back when the feed is full.
-fn try_feed(sender: &Sender<Feed>, message: Feed) -> Result<Option<Feed>, WorkersGone> {
-    match sender.try_send(message) {
-        Ok(()) => Ok(None),
-        Err(crossbeam_channel::TrySendError::Disconnected(_)) => Err(WorkersGone),
-        Err(crossbeam_channel::TrySendError::Full(message)) => Ok(Some(message)),
-    }
-}
-
-fn send(sender: &Sender<Feed>, message: Feed) -> Result<(), WorkersGone> {
-    let Some(message) = try_feed(sender, message)? else { return Ok(()) };
-    let send = || sender.send(message).map_err(|_| WorkersGone);
-    match tokio::runtime::Handle::try_current() {
-        Ok(handle) if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
-            tokio::task::block_in_place(send)
-        }
-        _ => send(),
+        self.feeds.senders[self.local].send_async(Feed::Close { time }).await
     }
 }
 
@@ -357,8 +480,70 @@ mod tests {
         }
     }
 
-    fn channels(n: usize) -> (Vec<Sender<Feed>>, Vec<crossbeam_channel::Receiver<Feed>>) {
-        (0..n).map(|_| crossbeam_channel::unbounded()).unzip()
+    fn channels(n: usize) -> (Vec<FeedSender>, Vec<FeedReceiver>) {
+        (0..n).map(|_| Feed::channel(1024)).unzip()
+    }
+
+    /// Every message waiting in `receiver`.
+    fn waiting(receiver: &FeedReceiver) -> Vec<Feed> {
+        std::iter::from_fn(|| receiver.try_recv().ok()).collect()
+    }
+
+    /// The state letter of this process's thread named `name` (`S`: asleep), if there is one.
+    fn thread_state(name: &str) -> Option<char> {
+        std::fs::read_dir("/proc/self/task").ok()?.filter_map(|e| e.ok()).find_map(|task| {
+            let comm = std::fs::read_to_string(task.path().join("comm")).ok()?;
+            if comm.trim() != name {
+                return None;
+            }
+            let stat = std::fs::read_to_string(task.path().join("stat")).ok()?;
+            // `pid (comm) S ...`: the state follows the last parenthesis.
+            stat.rsplit_once(") ").and_then(|(_, rest)| rest.chars().next())
+        })
+    }
+
+    /// Waits until the thread named `name` sleeps.
+    fn until_asleep(name: &str) {
+        let started = Instant::now();
+        while thread_state(name) != Some('S') {
+            assert!(started.elapsed() < Duration::from_secs(30), "{name} never slept");
+            std::thread::yield_now();
+        }
+    }
+
+    #[test]
+    fn a_parked_worker_wakes_on_each_message_and_on_a_closed_feed() {
+        let (sender, receiver) = Feed::channel(8);
+        let (told, seen) = crossbeam_channel::unbounded();
+        // A worker as the bridge runs one: listen, look, and park (no timeout) while empty.
+        let worker = std::thread::Builder::new()
+            .name("parked-worker".into())
+            .spawn(move || {
+                receiver.listen();
+                loop {
+                    match receiver.try_recv() {
+                        Ok(Feed::Close { time }) => told.send(Some(time)).unwrap(),
+                        Ok(_) => panic!("a close"),
+                        Err(TryRecvError::Empty) => std::thread::park(),
+                        Err(TryRecvError::Disconnected) => return told.send(None).unwrap(),
+                    }
+                }
+            })
+            .unwrap();
+        let patience = Duration::from_secs(30);
+        for time in 1..=3 {
+            until_asleep("parked-worker");
+            sender.send(Feed::Close { time }).unwrap();
+            assert_eq!(seen.recv_timeout(patience), Ok(Some(time)), "woken by message {time}");
+        }
+        let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        until_asleep("parked-worker");
+        runtime.block_on(sender.send_async(Feed::Close { time: 4 })).unwrap();
+        assert_eq!(seen.recv_timeout(patience), Ok(Some(4)), "woken by an async send");
+        until_asleep("parked-worker");
+        drop(sender);
+        assert_eq!(seen.recv_timeout(patience), Ok(None), "woken by the closed feed");
+        worker.join().unwrap();
     }
 
     #[test]
@@ -375,7 +560,7 @@ mod tests {
         }
         let mut received = 0;
         for (local, receiver) in receivers.iter().enumerate() {
-            for message in receiver.try_iter() {
+            for message in waiting(receiver) {
                 let Feed::Scrape { time: 7, body } = message else { panic!("a scrape") };
                 assert_eq!(body.owner(), 3 + local);
                 assert_eq!(node_owner(body.node(), 6), 3 + local, "{}", body.node());
@@ -414,7 +599,7 @@ mod tests {
     #[test]
     fn a_full_feed_delivers_once_the_worker_takes_a_body_and_a_gone_worker_is_an_error() {
         let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).build().unwrap();
-        let (sender, receiver) = crossbeam_channel::bounded(1);
+        let (sender, receiver) = Feed::channel(1);
         let feeds = Feeds::single(vec![sender]);
         let (feed, _) = feeds.split(vec!["n"], |n: &&str| *n).into_iter().next().unwrap();
         runtime.block_on(async {
@@ -436,6 +621,49 @@ mod tests {
             assert_eq!(gone, Err(WorkersGone));
             assert_eq!(feed.close_async(2).await, Err(WorkersGone));
         });
+    }
+
+    #[test]
+    fn a_blocked_sender_goes_on_once_the_worker_takes_and_fails_once_it_is_gone() {
+        let patience = Duration::from_secs(30);
+        let (sender, receiver) = Feed::channel(1);
+        sender.send(Feed::Close { time: 1 }).unwrap();
+        // The feed is full: a thread's send waits until the worker takes the first message.
+        let (done, finished) = crossbeam_channel::unbounded();
+        let blocked = std::thread::spawn({
+            let sender = sender.clone();
+            move || done.send(sender.send(Feed::Close { time: 2 })).unwrap()
+        });
+        assert!(finished.recv_timeout(Duration::from_millis(50)).is_err(), "a full feed holds the sender");
+        assert!(matches!(receiver.recv(), Ok(Feed::Close { time: 1 })));
+        assert_eq!(finished.recv_timeout(patience), Ok(Ok(())));
+        blocked.join().unwrap();
+        assert!(matches!(receiver.try_recv(), Ok(Feed::Close { time: 2 })));
+
+        // Full again, and waiting senders (a thread's and a task's) learn when the worker goes.
+        sender.send(Feed::Close { time: 3 }).unwrap();
+        let (done, finished) = crossbeam_channel::unbounded();
+        let threads: Vec<_> = (0..2)
+            .map(|i| {
+                let (sender, done) = (sender.clone(), done.clone());
+                std::thread::spawn(move || {
+                    let message = Feed::Close { time: 4 };
+                    let sent = if i == 0 {
+                        sender.send(message)
+                    } else {
+                        let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+                        runtime.block_on(sender.send_async(message))
+                    };
+                    done.send(sent).unwrap();
+                })
+            })
+            .collect();
+        assert!(finished.recv_timeout(Duration::from_millis(50)).is_err(), "a full feed holds the senders");
+        drop(receiver);
+        for _ in 0..2 {
+            assert_eq!(finished.recv_timeout(patience), Ok(Err(WorkersGone)));
+        }
+        threads.into_iter().for_each(|t| t.join().unwrap());
     }
 
     #[test]
@@ -486,7 +714,7 @@ mod tests {
             feed.close(1).unwrap();
         }
         for (local, receiver) in receivers.iter().enumerate() {
-            let messages: Vec<Feed> = receiver.try_iter().collect();
+            let messages: Vec<Feed> = waiting(receiver);
             assert_eq!(messages.len(), split[local].1.len() + 1);
             assert!(matches!(messages.last(), Some(Feed::Close { time: 1 })));
         }
