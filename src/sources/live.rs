@@ -2,10 +2,10 @@
 //! has ([`Live::window`]) and how to fetch one ([`Fetch::fetch`]); [`run`] does the rest.
 //!
 //! Windows end on multiples of the resolution (Heapster's batch timestamps); a window's
-//! fetches start at its beginning, spread over its first tenth so a thousand nodes are not hit
-//! at once. Each worker's nodes are fetched by a task of their own, at most [`CONCURRENCY`] at
-//! a time, and go to the workers through [`Feeds`] as they complete; a worker's window closes
-//! once its own nodes are in. A node that fails or hangs costs only itself, and its state
+//! fetches start at its beginning, spread over its first tenth in 32 steps so a thousand nodes
+//! are not hit at once. Each worker's nodes are fetched by a task of their own, at most
+//! [`CONCURRENCY`] at a time, and go to the workers through [`Feeds`] as they complete; a
+//! worker's window closes once its own nodes are in. A node that fails or hangs costs only itself, and its state
 //! changes are logged once by [`Health`].
 
 use std::future::Future;
