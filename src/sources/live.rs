@@ -2,10 +2,10 @@
 //! has ([`Live::window`]) and how to fetch one ([`Fetch::fetch`]); [`run`] does the rest.
 //!
 //! Windows end on multiples of the resolution (Heapster's batch timestamps); a window's
-//! fetches start at its beginning, spread over its first tenth so a thousand nodes are not hit
-//! at once. Each worker's nodes are fetched by a task of their own, at most [`CONCURRENCY`] at
-//! a time, and go to the workers through [`Feeds`] as they complete; a worker's window closes
-//! once its own nodes are in. A node that fails or hangs costs only itself, and its state
+//! fetches start at its beginning, spread over its first tenth in 32 steps so a thousand nodes
+//! are not hit at once. Each worker's nodes are fetched by a task of their own, at most
+//! [`CONCURRENCY`] at a time, and go to the workers through [`Feeds`] as they complete; a
+//! worker's window closes once its own nodes are in. A node that fails or hangs costs only itself, and its state
 //! changes are logged once by [`Health`].
 
 use std::future::Future;
@@ -163,7 +163,11 @@ async fn fetch_worker<F: Fetch>(
     nodes.sort_by_key(|(start, _)| *start);
     let bodies = futures::stream::iter(nodes)
         .then(|(start, node)| async move {
-            tokio::time::sleep_until(begun + start).await;
+            // The rest of a slot's nodes start at once, without a timer each.
+            let at = begun + start;
+            if at > tokio::time::Instant::now() {
+                tokio::time::sleep_until(at).await;
+            }
             node
         })
         .map(|node| {
@@ -182,11 +186,18 @@ async fn fetch_worker<F: Fetch>(
     feed.close_async(time).await
 }
 
+/// Fetch starts fall on this many instants of the spread. Each instant is one timer wake-up of
+/// the I/O thread that starts all its fetches at once; a start per node (a thousand a window)
+/// woke the thread once per node, and each wake-up costs more than the fetch it starts.
+const JITTER_SLOTS: u64 = 32;
+
 /// Where in the window a node's fetch starts: a stable spread over the first tenth of the
-/// window, at most 5 s.
+/// window, at most 5 s, in [`JITTER_SLOTS`] steps.
 pub fn jitter(node: &str, resolution: Duration) -> Duration {
-    let spread = jitter_max(resolution).as_millis() as u64;
-    Duration::from_millis(stable_hash(&["jitter", node]) % spread.max(1))
+    let spread = (jitter_max(resolution).as_millis() as u64).max(1);
+    let step = spread.div_ceil(JITTER_SLOTS);
+    let at = stable_hash(&["jitter", node]) % spread;
+    Duration::from_millis(at - at % step)
 }
 
 /// The latest a fetch starts into its window.
@@ -206,5 +217,16 @@ mod tests {
         }
         assert!(jitter("a", Duration::from_secs(5)) < Duration::from_millis(500));
         assert_eq!(jitter("a", resolution), jitter("a", resolution));
+    }
+
+    #[test]
+    fn starts_fall_on_few_instants_spread_over_the_tenth() {
+        let resolution = Duration::from_secs(15);
+        let starts: std::collections::BTreeSet<Duration> =
+            (0..1000).map(|i| jitter(&format!("node-{i}"), resolution)).collect();
+        assert!(starts.len() as u64 <= JITTER_SLOTS, "{} instants", starts.len());
+        assert!(starts.len() > 1, "still spread");
+        let last = starts.iter().next_back().copied().unwrap_or_default();
+        assert!(last >= jitter_max(resolution) / 2 && last < jitter_max(resolution), "{last:?}");
     }
 }

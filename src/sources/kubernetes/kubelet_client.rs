@@ -303,14 +303,17 @@ async fn exchange(mut stream: Stream, request: &[u8]) -> Result<(Stream, Head), 
             }
             Err(e) => return Err(Failure::Answer(format!("reading the answer: {e}"))),
         }
-        if let Some(head) = parse_head(&buffer).map_err(Failure::Answer)? {
-            return Ok((stream, head));
+        if let Some((head, end)) = parse_head(&buffer).map_err(Failure::Answer)? {
+            // What follows the headers is the body's first bytes: kept in place, not copied.
+            buffer.drain(..end);
+            return Ok((stream, Head { rest: buffer, ..head }));
         }
     }
 }
 
-/// The head of an answer from its first bytes, `None` while incomplete.
-fn parse_head(bytes: &[u8]) -> Result<Option<Head>, String> {
+/// The head of an answer from its first bytes and where it ends (its `rest` left empty),
+/// `None` while incomplete.
+fn parse_head(bytes: &[u8]) -> Result<Option<(Head, usize)>, String> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut response = httparse::Response::new(&mut headers);
     let end = match response.parse(bytes) {
@@ -361,7 +364,7 @@ fn parse_head(bytes: &[u8]) -> Result<Option<Head>, String> {
     if status.is_informational() {
         return Err(format!("an unexpected {status} answer"));
     }
-    Ok(Some(Head { status, content_length, framing, keep_alive: !close, rest: bytes[end..].to_vec() }))
+    Ok(Some((Head { status, content_length, framing, keep_alive: !close, rest: Vec::new() }, end)))
 }
 
 /// A kubelet's answer, its body still to read.
