@@ -494,13 +494,20 @@ impl MetricSet {
     /// hold, so without it such a pass waits on memory at every set.
     #[inline]
     pub fn prefetch(&self) {
+        self.prefetch_body();
+        prefetch(self.values.as_ptr().cast());
+    }
+
+    /// Asks for the set's body only: a pass further ahead, whose values' address is in the body
+    /// and so not known yet.
+    #[inline]
+    pub fn prefetch_body(&self) {
         let start = (&*self.0 as *const SetBody).cast::<u8>();
         let mut line = 0;
         while line < size_of::<SetBody>() {
             prefetch(start.wrapping_add(line));
             line += 64;
         }
-        prefetch(self.values.as_ptr().cast());
     }
 
     pub fn labeled_value(&self, metric: LabeledMetricId, resource: &Resource) -> Option<Value> {

@@ -7,7 +7,6 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
-use heapster_dataflows::model::SetBody;
 use heapster_dataflows::{EntityKey, LabelId, MetricId, MetricSet, Name};
 
 use crate::batch::MetricBatch;
@@ -128,18 +127,6 @@ fn labels_of(set: &MetricSet, separator: &Arc<str>) -> Labels {
 const BODY_AHEAD: usize = 16;
 const VALUES_AHEAD: usize = 8;
 
-/// Asks for a set's body (not its values: their address is in the body, which is not in yet).
-#[inline]
-fn prefetch_body(set: &MetricSet) {
-    let body: &SetBody = set;
-    let start = (body as *const SetBody).cast::<u8>();
-    let mut line = 0;
-    while line < size_of::<SetBody>() {
-        heapster_dataflows::model::prefetch(start.wrapping_add(line));
-        line += 64;
-    }
-}
-
 /// Asks for a set's values and the names its key compares by (its body is in by now).
 #[inline]
 fn prefetch_rest(set: &MetricSet) {
@@ -192,7 +179,7 @@ fn in_window_order(sets: &[MetricSet], separator: &Arc<str>) -> Option<(Vec<Node
     };
     for (i, set) in sets.iter().enumerate() {
         if let Some(ahead) = sets.get(i + BODY_AHEAD) {
-            prefetch_body(ahead);
+            ahead.prefetch_body();
         }
         if let Some(ahead) = sets.get(i + VALUES_AHEAD) {
             prefetch_rest(ahead);
